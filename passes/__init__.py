@@ -1,0 +1,38 @@
+"""The registry of tasdc's Python passes.
+
+:func:`get_all_passes` maps each pass name to a function that imports its
+class, so listing passes stays cheap and every pass lives in its own file.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Callable
+
+from tasdc.passes.base import ModulePass
+
+# name -> module (in this package) that defines a ModulePass with that name.
+_PASS_MODULES: dict[str, str] = {
+    "tasd-decompose-weights": "decompose_weights",
+    "tasd-sparsity-analysis": "sparsity_analysis",
+    "tasd-expand-to-linalg": "expand_to_linalg",
+}
+
+
+def _loader(module_name: str, pass_name: str) -> Callable[[], type[ModulePass]]:
+    def load() -> type[ModulePass]:
+        module = import_module(f"tasdc.passes.{module_name}")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, ModulePass) and value.name == pass_name:
+                return value
+        raise LookupError(f"module tasdc.passes.{module_name} defines no pass '{pass_name}'")
+
+    return load
+
+
+def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    """Pass name -> lazy loader of the pass class."""
+    return {name: _loader(module, name) for name, module in sorted(_PASS_MODULES.items())}
+
+
+__all__ = ["ModulePass", "get_all_passes"]

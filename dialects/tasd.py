@@ -1,0 +1,363 @@
+"""The TASD dialect: structured-sparse weights and the series that sum them.
+
+TASD rewrites a contraction with a sparse weight ``A`` as
+``A·B = A1·B + A2·B + … + Ak·B`` where each ``Ai`` is N:M structured sparse.
+The dialect spells that identity out in four kinds of op:
+
+``tasd.sparse_weight``
+    One N:M term in compressed form: ``values`` and ``indices`` (the in-block
+    position of every kept value) along one reduction ``axis``. Its result has
+    the *dense* tensor type of the term, so the op also reads as "the dense
+    tensor this compressed form denotes".
+``tasd.matmul``, ``tasd.batch_matmul``, ``tasd.conv2d``
+    A contraction of one term with a dense operand.
+``tasd.series``
+    The sum of the terms' contractions, with its configuration string
+    (``"2:4+1:8"``). All terms share the same dense operand.
+
+Convolution has its own op rather than an im2col form: ``tasd.conv2d`` takes
+an NCHW input and a filter term whose dense shape is ``[F, C*KH*KW]``,
+compressed along axis 1 in (c, kh, kw) order — exactly the reduction of the
+im2col GEMM — with ``kernel_size = [KH, KW]`` to restore the 4-D filter.
+``tasd.batch_matmul`` carries a rank-3 term (one weight per batch).
+
+All ops print in MLIR's generic form (a limit of Python-defined dialects).
+The verifiers run before IRDL's attribute checks, so they first check that
+each attribute is present and of the right kind, and name op and attribute
+in every message.
+
+Compressed format (shared with :mod:`tasdc.decompose` and the runtimes): for
+a dense term of reduction size ``K`` along ``axis`` and ``padding`` explicit
+zeros, ``values`` has the dense shape with ``shape[axis] = (K+padding)/m*n``;
+slot ``j`` belongs to block ``j // n``; ``indices`` has the same shape, type
+``i8``, and holds positions in ``[0, m)``, distinct and ascending per block.
+"""
+
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects.ext import Dialect, Operand, Result
+
+from tasdc.elements import constant_elements
+
+
+class TASD(Dialect, name="tasd"):
+    """Tensor Approximation via Structured Decomposition."""
+
+
+class DenseI64ArrayAttr(ir.DenseI64ArrayAttr):
+    """``array<i64: …>`` usable as an IRDL field type."""
+
+    attr_name = "builtin.dense_array"
+
+
+CONTRACTION_OPS = ("tasd.matmul", "tasd.batch_matmul", "tasd.conv2d")
+
+
+class VerifyError(Exception):
+    """Raised inside a verifier; turned into one MLIR diagnostic on the op."""
+
+
+def _fail(op: ir.OpView, message: str) -> bool:
+    op.location.emit_error(f"'{op.name}' op {message}")
+    return False
+
+
+def _int_attr(op: ir.OpView, name: str) -> int:
+    if name not in op.attributes:
+        raise VerifyError(f"requires attribute '{name}'")
+    attr = op.attributes[name]
+    if not isinstance(attr, ir.IntegerAttr):
+        raise VerifyError(f"attribute '{name}' must be an integer attribute, got {attr}")
+    return int(attr.value)
+
+
+def _i64_array_attr(op: ir.OpView, name: str, length: int) -> list[int]:
+    if name not in op.attributes:
+        raise VerifyError(f"requires attribute '{name}'")
+    attr = op.attributes[name]
+    if not isinstance(attr, ir.DenseI64ArrayAttr):
+        raise VerifyError(f"attribute '{name}' must be array<i64: ...>, got {attr}")
+    values = list(attr)
+    if len(values) != length or any(v <= 0 for v in values):
+        raise VerifyError(f"attribute '{name}' must hold {length} positive integers, got {values}")
+    return values
+
+
+def _str_attr(op: ir.OpView, name: str) -> str:
+    if name not in op.attributes:
+        raise VerifyError(f"requires attribute '{name}'")
+    attr = op.attributes[name]
+    if not isinstance(attr, ir.StringAttr):
+        raise VerifyError(f"attribute '{name}' must be a string, got {attr}")
+    return attr.value
+
+
+def _ranked(value: ir.Value, what: str) -> ir.RankedTensorType:
+    if not isinstance(value.type, ir.RankedTensorType):
+        raise VerifyError(f"{what} must be a ranked tensor, got {value.type}")
+    return ir.RankedTensorType(value.type)
+
+
+def _defining_op(value: ir.Value) -> ir.OpView | None:
+    owner = value.owner
+    return owner if isinstance(owner, ir.OpView) else None
+
+
+def _run(op: ir.OpView, check: Any) -> bool:
+    try:
+        check(op)
+    except VerifyError as error:
+        return _fail(op, str(error))
+    return True
+
+
+class SparseWeightOp(TASD.Operation, name="sparse_weight"):
+    """One N:M structured-sparse term in compressed form.
+
+    ``values`` and ``indices`` hold, for every aligned block of ``m`` elements
+    along ``axis``, the ``n`` kept entries and their in-block positions. The
+    result is the dense tensor the term denotes (zeros elsewhere), with
+    ``padding`` trailing zeros on ``axis`` dropped.
+    """
+
+    values: Operand[ir.RankedTensorType]
+    indices: Operand[ir.RankedTensorType]
+    n: ir.IntegerAttr
+    m: ir.IntegerAttr
+    axis: ir.IntegerAttr
+    padding: ir.IntegerAttr
+    result: Result[ir.RankedTensorType]
+
+    @staticmethod
+    def verify_invariants(op: ir.OpView) -> bool:
+        return _run(op, _verify_sparse_weight)
+
+
+def _verify_sparse_weight(op: ir.OpView) -> None:
+    n, m = _int_attr(op, "n"), _int_attr(op, "m")
+    axis, padding = _int_attr(op, "axis"), _int_attr(op, "padding")
+    if m <= 0:
+        raise VerifyError(f"attribute 'm' must be positive, got {m}")
+    if not 0 < n <= m:
+        raise VerifyError(f"attribute 'n' must satisfy 0 < n <= m, got {n}:{m}")
+    result = _ranked(op.results[0], "result")
+    values = _ranked(op.operands[0], "values")
+    indices = _ranked(op.operands[1], "indices")
+    rank = result.rank
+    if not 0 <= axis < rank:
+        raise VerifyError(f"attribute 'axis' = {axis} is out of range for rank-{rank} result {result}")
+    if not 0 <= padding < m:
+        raise VerifyError(f"attribute 'padding' must be in [0, m), got {padding}")
+    reduction = result.shape[axis]
+    if (reduction + padding) % m:
+        raise VerifyError(
+            f"reduction size {reduction} of axis {axis} is not divisible by m={m} "
+            f"(padding={padding}); set 'padding' to {(-reduction) % m} to pad explicitly"
+        )
+    if values.element_type != result.element_type:
+        raise VerifyError(
+            f"element type mismatch: values are {values.element_type} but result is {result.element_type}"
+        )
+    if not (isinstance(indices.element_type, ir.IntegerType) and indices.element_type.width == 8):
+        raise VerifyError(f"indices must have element type i8, got {indices.element_type}")
+    expected = list(result.shape)
+    expected[axis] = (reduction + padding) // m * n
+    if list(values.shape) != expected:
+        raise VerifyError(
+            f"values shape {list(values.shape)} does not match {n}:{m} of dense shape "
+            f"{list(result.shape)} along axis {axis}; expected {expected}"
+        )
+    if list(indices.shape) != expected:
+        raise VerifyError(f"indices shape {list(indices.shape)} does not match values shape {expected}")
+    index_values = constant_elements(op.operands[1])
+    if index_values is not None and index_values.size:
+        bad = (index_values < 0) | (index_values >= m)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise VerifyError(
+                f"index {int(index_values[where])} at {list(where)} is out of range for m={m}"
+            )
+
+
+def sparse_operand_of(op: ir.OpView) -> tuple[int, ir.OpView]:
+    """The operand number and defining ``tasd.sparse_weight`` of a contraction."""
+    which = _int_attr(op, "sparse_operand")
+    if which not in (0, 1):
+        raise VerifyError(f"attribute 'sparse_operand' must be 0 or 1, got {which}")
+    producer = _defining_op(op.operands[which])
+    if producer is None or producer.name != "tasd.sparse_weight":
+        raise VerifyError(f"operand #{which} must be produced by 'tasd.sparse_weight'")
+    return which, producer
+
+
+def _check_element_types(op: ir.OpView, types: Sequence[ir.RankedTensorType]) -> None:
+    element_types = {str(t.element_type) for t in types}
+    if len(element_types) != 1:
+        raise VerifyError(f"element type mismatch between operands and result: {sorted(element_types)}")
+
+
+def _verify_matmul_like(op: ir.OpView, batch: bool) -> None:
+    rank = 3 if batch else 2
+    lhs = _ranked(op.operands[0], "lhs")
+    rhs = _ranked(op.operands[1], "rhs")
+    result = _ranked(op.results[0], "result")
+    if lhs.rank != rank or rhs.rank != rank or result.rank != rank:
+        raise VerifyError(f"expects rank-{rank} operands and result, got {lhs}, {rhs} -> {result}")
+    _check_element_types(op, [lhs, rhs, result])
+    b = 1 if batch else 0
+    ls, rs, os_ = list(lhs.shape), list(rhs.shape), list(result.shape)
+    if ls[b + 1] != rs[b] or os_[b:] != [ls[b], rs[b + 1]] or (batch and not ls[0] == rs[0] == os_[0]):
+        raise VerifyError(f"incompatible shapes {ls} x {rs} -> {os_}")
+    which, weight = sparse_operand_of(op)
+    reduction_axis = b + 1 if which == 0 else b
+    weight_axis = _int_attr(weight, "axis")
+    if weight_axis != reduction_axis:
+        raise VerifyError(
+            f"sparse operand #{which} is compressed along axis {weight_axis} "
+            f"but the reduction axis is {reduction_axis}"
+        )
+
+
+class MatmulOp(TASD.Operation, name="matmul"):
+    """``C = A·B`` (2-D) where operand ``sparse_operand`` is one N:M term.
+
+    The sparse operand must be produced by ``tasd.sparse_weight`` and
+    compressed along the reduction axis (1 for ``A``, 0 for ``B``).
+    """
+
+    lhs: Operand[ir.RankedTensorType]
+    rhs: Operand[ir.RankedTensorType]
+    sparse_operand: ir.IntegerAttr
+    result: Result[ir.RankedTensorType]
+
+    @staticmethod
+    def verify_invariants(op: ir.OpView) -> bool:
+        return _run(op, lambda o: _verify_matmul_like(o, batch=False))
+
+
+class BatchMatmulOp(TASD.Operation, name="batch_matmul"):
+    """``C[b] = A[b]·B[b]`` where operand ``sparse_operand`` is a rank-3 N:M term.
+
+    The term is compressed along the reduction axis (2 for ``A``, 1 for ``B``).
+    """
+
+    lhs: Operand[ir.RankedTensorType]
+    rhs: Operand[ir.RankedTensorType]
+    sparse_operand: ir.IntegerAttr
+    result: Result[ir.RankedTensorType]
+
+    @staticmethod
+    def verify_invariants(op: ir.OpView) -> bool:
+        return _run(op, lambda o: _verify_matmul_like(o, batch=True))
+
+
+def conv_output_size(size: int, kernel: int, stride: int, dilation: int) -> int:
+    """Output extent of an unpadded convolution (padding is explicit in the input)."""
+    return (size - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _verify_conv2d(op: ir.OpView) -> None:
+    image = _ranked(op.operands[0], "input")
+    filt = _ranked(op.operands[1], "filter")
+    result = _ranked(op.results[0], "result")
+    kh, kw = _i64_array_attr(op, "kernel_size", 2)
+    sh, sw = _i64_array_attr(op, "strides", 2)
+    dh, dw = _i64_array_attr(op, "dilations", 2)
+    if image.rank != 4 or filt.rank != 2 or result.rank != 4:
+        raise VerifyError(f"expects an NCHW input, a [F, C*KH*KW] filter and an NFHW result, got {image}, {filt} -> {result}")
+    _check_element_types(op, [image, filt, result])
+    n, c, h, w = image.shape
+    f, ckk = filt.shape
+    if ckk != c * kh * kw:
+        raise VerifyError(f"filter reduction size {ckk} != C*KH*KW = {c}*{kh}*{kw}")
+    expected = [n, f, conv_output_size(h, kh, sh, dh), conv_output_size(w, kw, sw, dw)]
+    if list(result.shape) != expected:
+        raise VerifyError(f"result shape {list(result.shape)} does not match expected {expected}")
+    if _int_attr(op, "sparse_operand") != 1:
+        raise VerifyError("attribute 'sparse_operand' must be 1 (the filter)")
+    which, weight = sparse_operand_of(op)
+    if _int_attr(weight, "axis") != 1:
+        raise VerifyError("the filter term must be compressed along axis 1 (C*KH*KW)")
+
+
+class Conv2dOp(TASD.Operation, name="conv2d"):
+    """An NCHW convolution whose filter is one N:M term (no padding; pad the input).
+
+    The filter operand has dense shape ``[F, C*KH*KW]``, compressed along axis
+    1 in (c, kh, kw) order; ``kernel_size = [KH, KW]``.
+    """
+
+    input: Operand[ir.RankedTensorType]
+    filter: Operand[ir.RankedTensorType]
+    sparse_operand: ir.IntegerAttr
+    kernel_size: DenseI64ArrayAttr
+    strides: DenseI64ArrayAttr
+    dilations: DenseI64ArrayAttr
+    result: Result[ir.RankedTensorType]
+
+    @staticmethod
+    def verify_invariants(op: ir.OpView) -> bool:
+        return _run(op, _verify_conv2d)
+
+
+def dense_operand_of(op: ir.OpView) -> ir.Value:
+    """The operand of a contraction that is not the sparse term."""
+    which, _ = sparse_operand_of(op)
+    return op.operands[1 - which]
+
+
+def _verify_series(op: ir.OpView) -> None:
+    from tasdc.decompose import ConfigError, parse_config
+
+    text = _str_attr(op, "config")
+    try:
+        config = parse_config(text)
+    except ConfigError as error:
+        raise VerifyError(f"attribute 'config': {error}") from None
+    terms = list(op.operands)
+    if config.is_dense or len(terms) != len(config.terms):
+        raise VerifyError(f"config '{text}' has {len(config.terms)} terms but the op has {len(terms)} operands")
+    result = _ranked(op.results[0], "result")
+    dense_operand: ir.Value | None = None
+    for i, (term, pattern) in enumerate(zip(terms, config.terms)):
+        producer = _defining_op(term)
+        if producer is None or producer.name not in CONTRACTION_OPS:
+            raise VerifyError(f"term #{i} must be produced by one of {', '.join(CONTRACTION_OPS)}")
+        if term.type != result.type:
+            raise VerifyError(f"term #{i} has type {term.type} but the result is {result}")
+        _, weight = sparse_operand_of(producer)
+        got = (_int_attr(weight, "n"), _int_attr(weight, "m"))
+        if got != (pattern.n, pattern.m):
+            raise VerifyError(f"term #{i} is {got[0]}:{got[1]} but config '{text}' says {pattern}")
+        other = dense_operand_of(producer)
+        if dense_operand is None:
+            dense_operand = other
+        elif other != dense_operand:
+            raise VerifyError(f"term #{i} contracts a different dense operand than term #0")
+
+
+class SeriesOp(TASD.Operation, name="series"):
+    """The sum of N:M term contractions that share one dense operand.
+
+    ``config`` names the terms in order, e.g. ``"2:4+1:4"``; operand ``i``
+    must be a contraction whose sparse term is the ``i``-th pattern.
+    """
+
+    terms: Sequence[Operand[ir.RankedTensorType]]
+    config: ir.StringAttr
+    result: Result[ir.RankedTensorType]
+
+    @staticmethod
+    def verify_invariants(op: ir.OpView) -> bool:
+        return _run(op, _verify_series)
+
+
+def load_into(context: ir.Context) -> None:
+    """Load the TASD dialect into ``context`` unless it is already there."""
+    with context:
+        if not context.is_dialect_loaded(TASD.DIALECT_NAMESPACE):
+            TASD.load()

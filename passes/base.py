@@ -1,0 +1,89 @@
+"""The base of every tasdc pass and the parser of its options.
+
+A pass is a frozen dataclass: ``name`` is its kebab-case pipeline name, its
+fields are its options (typed; the option ``min-size`` is the field
+``min_size``) and :meth:`ModulePass.run` rewrites a module in place. Options
+parse from the pipeline text ``name{key=value key2=v1,v2}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, ClassVar
+
+from torch_mlir import ir
+
+from tasdc.errors import PipelineError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModulePass:
+    """A Python pass over a whole ``builtin.module``."""
+
+    name: ClassVar[str] = ""
+
+    def run(self, module: ir.Module) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @classmethod
+    def options(cls) -> dict[str, dataclasses.Field[Any]]:
+        """Option name (kebab-case) -> dataclass field."""
+        return {f.name.replace("_", "-"): f for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_options(cls, raw: dict[str, str]) -> "ModulePass":
+        """Build the pass from textual options, with one-line errors."""
+        known = cls.options()
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for key, text in raw.items():
+            if key not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                raise PipelineError(f"pass '{cls.name}' has no option '{key}' (options: {listed})")
+            field = known[key]
+            values[field.name] = _convert(cls.name, key, text, hints[field.name])
+        try:
+            return cls(**values)
+        except (ValueError, TypeError) as error:
+            raise PipelineError(f"pass '{cls.name}': {error}") from None
+
+    def describe(self) -> str:
+        """The pass as pipeline text, e.g. ``tasd-x{config=2:4 min-size=0}``."""
+        opts = " ".join(
+            f"{f.name.replace('_', '-')}={_render(getattr(self, f.name))}" for f in dataclasses.fields(self)
+        )
+        return f"{self.name}{{{opts}}}" if opts else self.name
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_render(v) for v in value)
+    return str(value)
+
+
+def _convert(pass_name: str, key: str, text: str, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if text.lower() in ("true", "1", ""):
+                return True
+            if text.lower() in ("false", "0"):
+                return False
+            raise ValueError
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if hint is str:
+            return text
+        if origin in (tuple, list):
+            (inner, *_) = typing.get_args(hint)
+            items = [_convert(pass_name, key, part, inner) for part in text.split(",") if part]
+            return tuple(items) if origin is tuple else items
+    except ValueError:
+        kind = getattr(hint, "__name__", str(hint))
+        raise PipelineError(f"option '{key}' of pass '{pass_name}' expects {kind}, got '{text}'") from None
+    raise PipelineError(f"option '{key}' of pass '{pass_name}' has unsupported type {hint}")

@@ -1,0 +1,35 @@
+"""User-facing errors.
+
+Every error a user can cause (bad input file, bad option, unsupported model,
+invalid IR) is a :class:`TasdcError`. The command-line drivers print its
+message as one line and exit with status 2; anything else is a bug in tasdc
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_USER_ERROR = 2
+
+
+class TasdcError(Exception):
+    """An error caused by the user's input; its message is one line."""
+
+    def __init__(self, message: str) -> None:
+        # Keep the message on one line whatever the cause carried.
+        super().__init__(" ".join(str(message).split()))
+
+
+class InputError(TasdcError):
+    """A model or IR file that cannot be read, parsed or imported."""
+
+
+class UnsafeModelError(InputError):
+    """A model file that would run code (pickled objects) when loaded."""
+
+
+class PipelineError(TasdcError):
+    """An unknown pass, a bad pass option or a malformed pipeline string."""
+
+
+class IRVerificationError(TasdcError):
+    """IR that fails verification after a pass or after parsing."""
