@@ -108,10 +108,14 @@ def _defining_op(value: ir.Value) -> ir.OpView | None:
 
 
 def _run(op: ir.OpView, check: Any) -> bool:
+    # An exception escaping a verifier hook would abort the process from C++,
+    # so every failure becomes a diagnostic on the op.
     try:
         check(op)
     except VerifyError as error:
         return _fail(op, str(error))
+    except Exception as error:  # noqa: BLE001 - must not escape into C++
+        return _fail(op, f"verifier failed: {type(error).__name__}: {error}")
     return True
 
 
@@ -327,7 +331,7 @@ def _verify_series(op: ir.OpView) -> None:
         producer = _defining_op(term)
         if producer is None or producer.name not in CONTRACTION_OPS:
             raise VerifyError(f"term #{i} must be produced by one of {', '.join(CONTRACTION_OPS)}")
-        if term.type != result.type:
+        if term.type != result:
             raise VerifyError(f"term #{i} has type {term.type} but the result is {result}")
         _, weight = sparse_operand_of(producer)
         got = (_int_attr(weight, "n"), _int_attr(weight, "m"))

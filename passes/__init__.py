@@ -15,7 +15,6 @@ from tasdc.passes.base import ModulePass
 _PASS_MODULES: dict[str, str] = {
     "tasd-decompose-weights": "decompose_weights",
     "tasd-sparsity-analysis": "sparsity_analysis",
-    "tasd-expand-to-linalg": "expand_to_linalg",
 }
 
 

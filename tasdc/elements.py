@@ -74,8 +74,24 @@ def _attr_pointer(attr: ir.Attribute) -> int:
     return int(get_pointer(attr._CAPIPtr, _CAPSULE_NAME))
 
 
+def as_elements_attr(attr: ir.Attribute) -> ir.Attribute | None:
+    """``attr`` as a DenseResourceElementsAttr or DenseElementsAttr, else None.
+
+    The bindings do not downcast resource attributes by themselves.
+    """
+    for cls in (ir.DenseResourceElementsAttr, ir.DenseElementsAttr):
+        if isinstance(attr, cls):
+            return attr
+        try:
+            return cls(attr)
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
 def read_elements(attr: ir.Attribute) -> np.ndarray:
     """The contents of a dense or dense-resource elements attribute as numpy."""
+    attr = as_elements_attr(attr) or attr
     shaped = ir.ShapedType(attr.type)
     dtype = element_dtype(shaped.element_type)
     shape = tuple(shaped.shape)
@@ -99,8 +115,8 @@ def constant_elements(value: ir.Value) -> np.ndarray | None:
     owner = value.owner
     if not isinstance(owner, ir.OpView) or owner.name != "arith.constant":
         return None
-    attr = owner.attributes["value"]
-    if not isinstance(attr, (ir.DenseElementsAttr, ir.DenseResourceElementsAttr)):
+    attr = as_elements_attr(owner.attributes["value"])
+    if attr is None:
         return None
     return read_elements(attr)
 

@@ -61,9 +61,8 @@ def verify(module: ir.Module, after: str = "") -> None:
             ok = module.operation.verify()
         except ir.MLIRError as error:
             record_mlir_error(error)
-            raise IRVerificationError(
-                f"verification failed{' after ' + after if after else ''}: {_first_error(error, '<module>')}"
-            ) from None
+            first = log.errors[0].format() if log.errors else _first_error(error, "<module>")
+            raise IRVerificationError(f"verification failed{' after ' + after if after else ''}: {first}") from None
     if not ok or log.errors:
         first = log.errors[0].format() if log.errors else "unknown error"
         raise IRVerificationError(f"verification failed{' after ' + after if after else ''}: {first}")

@@ -1,0 +1,182 @@
+"""``tasd-decompose-weights``: contractions with constant weights become TASD series."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects import arith
+
+from tasdc.contractions import Candidate, scan
+from tasdc.decompose import Decomposition, SeriesConfig, decompose, l1_dropped, parse_config, relative_error
+from tasdc.diagnostics import remark
+from tasdc.dialects.tasd import BatchMatmulOp, Conv2dOp, MatmulOp, SeriesOp, SparseWeightOp
+from tasdc.elements import make_elements
+from tasdc.passes.base import ModulePass
+from tasdc.report import annotate, read_stats
+from tasdc.progress import progress
+
+#: Per-layer override written by a selection pass (e.g. ``tasd-select``).
+CONFIG_ATTR = "tasd.config"
+
+
+def _i64(value: int) -> ir.IntegerAttr:
+    return ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)
+
+
+def _dense_i64_array(attr: ir.Attribute | None, default: list[int]) -> list[int]:
+    if attr is None:
+        return default
+    if isinstance(attr, ir.DenseI64ArrayAttr):
+        return list(attr)
+    return [int(v) for v in np.array(ir.DenseIntElementsAttr(attr))]
+
+
+def _is_zero_fill(value: ir.Value) -> bool:
+    owner = value.owner
+    if not isinstance(owner, ir.OpView) or owner.name != "linalg.fill":
+        return False
+    scalar = owner.operands[0].owner
+    if not isinstance(scalar, ir.OpView) or scalar.name != "arith.constant":
+        return False
+    attr = scalar.attributes["value"]
+    return isinstance(attr, ir.FloatAttr) and attr.value == 0.0
+
+
+def _erase_if_dead(op: ir.OpView | None) -> None:
+    """Erase ``op`` and, recursively, producers it was the last user of."""
+    if op is None or any(len(list(r.uses)) for r in op.results):
+        return
+    producers: list[ir.OpView] = []
+    for v in op.operands:
+        owner = v.owner
+        if isinstance(owner, ir.OpView) and not any(owner == p for p in producers):
+            producers.append(owner)
+    op.operation.erase()
+    for producer in producers:
+        if producer.name in ("arith.constant", "linalg.transpose", "linalg.fill", "tensor.empty"):
+            _erase_if_dead(producer)
+
+
+def build_series(candidate: Candidate, decomposition: Decomposition) -> ir.Value:
+    """Emit the TASD ops for ``candidate`` before it; returns the series' result."""
+    op = candidate.op
+    loc = op.location
+    result_type = op.results[0].type
+    dense_operand = op.operands[1 - candidate.sparse_operand]
+    weight_type = ir.RankedTensorType.get(list(candidate.weight.shape), ir.F32Type.get())
+    terms: list[ir.Value] = []
+    with ir.InsertionPoint(op), loc:
+        for i, term in enumerate(decomposition.terms):
+            stem = f"{candidate.layer}_t{i}_{term.pattern.n}of{term.pattern.m}"
+            values = arith.ConstantOp(
+                ir.RankedTensorType.get(list(term.values.shape), ir.F32Type.get()),
+                make_elements(term.values, f"{stem}_values"),
+            ).result
+            indices = arith.ConstantOp(
+                ir.RankedTensorType.get(list(term.indices.shape), ir.IntegerType.get_signless(8)),
+                make_elements(term.indices, f"{stem}_indices"),
+            ).result
+            weight = SparseWeightOp(
+                values,
+                indices,
+                _i64(term.pattern.n),
+                _i64(term.pattern.m),
+                _i64(term.axis),
+                _i64(term.padding),
+                weight_type,
+            ).result
+            operands = (dense_operand, weight) if candidate.sparse_operand == 1 else (weight, dense_operand)
+            if candidate.kind == "matmul":
+                contraction = MatmulOp(*operands, _i64(candidate.sparse_operand), result_type)
+            elif candidate.kind == "batch_matmul":
+                contraction = BatchMatmulOp(*operands, _i64(candidate.sparse_operand), result_type)
+            else:
+                _, _, kh, kw = ir.RankedTensorType(op.operands[1].type).shape
+                contraction = Conv2dOp(
+                    *operands,
+                    _i64(1),
+                    ir.DenseI64ArrayAttr.get([kh, kw]),
+                    ir.DenseI64ArrayAttr.get(_dense_i64_array(op.attributes["strides"] if "strides" in op.attributes else None, [1, 1])),
+                    ir.DenseI64ArrayAttr.get(_dense_i64_array(op.attributes["dilations"] if "dilations" in op.attributes else None, [1, 1])),
+                    result_type,
+                )
+            terms.append(contraction.result)
+        series = SeriesOp(terms, ir.StringAttr.get(str(decomposition.config)), result_type)
+        value = series.result
+        init = op.operands[len(op.operands) - 1]
+        if not _is_zero_fill(init):
+            value = arith.AddFOp(value, init).result
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class DecomposeWeights(ModulePass):
+    """Rewrite contractions with constant weights as TASD series of N:M terms.
+
+    Matches ``linalg.matmul`` (also torch-mlir's ``nn.Linear`` form, a
+    ``linalg.transpose`` of a constant), ``linalg.batch_matmul`` with a
+    constant operand and ``linalg.conv_2d_nchw_fchw`` with a constant filter.
+    The weight is decomposed greedily along its reduction axis with
+    ``config`` (a layer's own ``tasd.config`` attribute, set by a selection
+    pass, takes precedence) and the op becomes ``tasd.series`` of
+    ``tasd.matmul``/``batch_matmul``/``conv2d`` terms over compressed
+    constants; a non-zero ``outs`` init is added back with ``arith.addf``.
+    Weights with fewer than ``min-size`` elements, run-time x run-time
+    contractions and unsupported forms are left alone with a remark. The
+    series op records the layer's error statistics in ``tasd.stats``.
+    """
+
+    name: ClassVar[str] = "tasd-decompose-weights"
+    config: str = "2:4"
+    min_size: int = 0
+
+    def __post_init__(self) -> None:
+        parse_config(self.config)
+        if self.min_size < 0:
+            raise ValueError(f"min-size must be >= 0, got {self.min_size}")
+
+    def _config_for(self, candidate: Candidate) -> SeriesConfig:
+        if CONFIG_ATTR in candidate.op.attributes:
+            return parse_config(ir.StringAttr(candidate.op.attributes[CONFIG_ATTR]).value)
+        return parse_config(self.config)
+
+    def run(self, module: ir.Module) -> None:
+        found = scan(module)
+        for skipped in found.skipped:
+            remark(skipped.op.location, f"{skipped.layer} ({skipped.op.name}) left dense: {skipped.reason}")
+        for candidate in progress(found.candidates, desc=self.name, unit="layer"):
+            config = self._config_for(candidate)
+            if config.is_dense:
+                continue
+            if candidate.size < self.min_size:
+                remark(
+                    candidate.op.location,
+                    f"{candidate.layer} left dense: weight has {candidate.size} elements < min-size {self.min_size}",
+                )
+                continue
+            self._rewrite(candidate, config)
+
+    def _rewrite(self, candidate: Candidate, config: SeriesConfig) -> None:
+        weight = candidate.weight
+        decomposition = decompose(weight, config, candidate.axis)
+        value = build_series(candidate, decomposition)
+        series = value.owner if value.owner.name == "tasd.series" else value.owner.operands[0].owner
+        stats = read_stats(candidate.op)
+        stats.update(
+            kind=candidate.kind,
+            gemm=list(candidate.gemm),
+            density=float(np.count_nonzero(weight)) / weight.size,
+            config=str(config),
+            kept_density=float(config.density),
+            rel_error=relative_error(weight, decomposition.approximation),
+            l1_dropped=l1_dropped(weight, decomposition.approximation),
+            lossless=bool(decomposition.is_exact),
+        )
+        annotate(series, candidate.layer, stats)
+        candidate.op.results[0].replace_all_uses_with(value)
+        # Erases the transpose, the weight constant and the init fill with it
+        # once nothing else uses them.
+        _erase_if_dead(candidate.op)
