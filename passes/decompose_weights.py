@@ -105,6 +105,9 @@ def build_series(candidate: Candidate, decomposition: Decomposition) -> ir.Value
                 )
             terms.append(contraction.result)
         series = SeriesOp(terms, ir.StringAttr.get(str(decomposition.config)), result_type)
+        # The builder adds a segment attribute that a single variadic operand
+        # list does not need; drop it so built and parsed IR look alike.
+        del series.attributes["operandSegmentSizes"]
         value = series.result
         init = op.operands[len(op.operands) - 1]
         if not _is_zero_fill(init):

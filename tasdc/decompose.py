@@ -374,10 +374,10 @@ class _Work:
         return np.ascontiguousarray(np.moveaxis(out, -1, axis))
 
 
-def _from_blocks(arr: np.ndarray, lead: tuple[int, ...], axis: int) -> np.ndarray:
-    """``(rows*blocks, n)`` kernel output → canonical layout (axis restored)."""
-    rows = math.prod(lead)
-    out = arr.reshape(lead + (arr.size // rows if rows else 0,))
+def _from_blocks(arr: np.ndarray, lead: tuple[int, ...], width: int, axis: int) -> np.ndarray:
+    """``(rows*blocks, n)`` kernel output → canonical layout (axis restored,
+    ``width = blocks * n`` on it)."""
+    out = arr.reshape(lead + (width,))
     return np.ascontiguousarray(np.moveaxis(out, -1, axis))
 
 
@@ -605,13 +605,15 @@ class CompressedTerm:
 
 
 def _make_term(pattern: Pattern, values: np.ndarray, indices: np.ndarray, work: _Work, axis: int, shape: tuple[int, ...]) -> CompressedTerm:
+    kp = _padded_k(work.k, pattern.m)
+    width = kp // pattern.m * pattern.n
     return CompressedTerm(
         pattern=pattern,
-        values=_from_blocks(values, work.lead, axis),
-        indices=_from_blocks(indices, work.lead, axis),
+        values=_from_blocks(values, work.lead, width, axis),
+        indices=_from_blocks(indices, work.lead, width, axis),
         axis=axis,
         dense_shape=tuple(shape),
-        padding=_padded_k(work.k, pattern.m) - work.k,
+        padding=kp - work.k,
     )
 
 
