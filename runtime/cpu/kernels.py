@@ -1,0 +1,1192 @@
+"""Numba CPU kernels for TASD series matmuls: ``Y = X @ (A1 + A2 + ... + Ak)ᵀ``.
+
+Every ``Ai`` is an N:M structured-sparse weight in the canonical compressed
+format of :mod:`tasdc.decompose` (``values`` + int8 in-block ``indices``
+along a reduction ``axis``). This module
+
+* packs one term (:func:`pack_term`) or a whole series (:func:`pack_series`)
+  into the layout the kernel runs on (validating the compressed data once, at
+  compile time),
+* runs ``Y[T, O] = X[T, K] @ W_totalᵀ`` (:func:`series_matmul`) with all terms
+  of a series merged into one pass,
+* exposes a C-callable entry for JIT'ed MLIR code
+  (:func:`make_cfunc_entry`), and
+* lowers a conv2d onto the same kernel (:func:`im2col`,
+  :func:`conv2d_series`).
+
+Packed layout (``PackedSeries``)
+--------------------------------
+The weight is seen in ``[O, K]`` orientation (a ``[K, O]`` weight compressed
+along axis 0 is transposed at pack time). K is cut into tiles of ``kb``
+columns (``kb`` a multiple of every M of the series, ≤ 256). For one tile
+every output row holds the same number of non-zero slots,
+``tile_count[kt] = Σ_terms (kb / M_i) * N_i`` (fewer in the last tile), so the
+slots of all terms are merged per (tile, row), sorted by K, and stored
+tile-major::
+
+    offset(kt, o, s) = tile_ptr[kt] + o * tile_count[kt] + s
+    w_loc[offset]  uint8    column of the slot inside its tile (0 .. kb-1)
+    w_val[offset]  float32  the weight value
+
+Zero fillers of the compressed format are kept (every row of a tile has the
+same count: structured work, balanced threads). 5 bytes per stored slot.
+
+Kernel
+------
+Two parallel phases (``prange`` over the Numba threads):
+
+1. X is packed into K-tiles of ``kb x TT`` floats, T-minor (``TT`` = 64 rows
+   of X for the wide kernel, 16 for the narrow one used when T ≤ 32), zero
+   padded past T and past K. Any input strides are handled here (a K-major
+   ``cols.T`` from :func:`im2col` is read contiguously).
+2. Work items are (T-tile, O-chunk) pairs. For each K-tile the L1-resident X
+   tile is combined with the row's slots: the wide micro-kernel keeps 64
+   outputs of one weight row in eight 8-lane AVX registers and, per slot, does
+   one broadcast + eight FMAs with memory operands (``x_tile[k_loc*64 : +64]``);
+   the narrow one does 4 weight rows x 16 outputs. Explicit ``<8 x float>``
+   vectors come from small Numba intrinsics below (``vload8`` / ``vfma8`` ...):
+   Numba's auto-vectoriser otherwise vectorises the slot loop as a gather.
+   Partial sums live in a per-item ``[O_chunk, TT]`` buffer across K-tiles and
+   are written (or added, ``accumulate=True``) to Y with Y's own strides.
+
+The C entry (:func:`make_cfunc_entry`) runs the same kernel on memref
+descriptors and reports errors through an int32 status plus a status record
+(``CFuncEntry.check_status()`` turns it into a :class:`KernelError`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import carray, cfunc, njit, prange, types
+from numba.core.datamodel.models import PrimitiveModel
+from numba.extending import intrinsic, register_model
+
+__all__ = [
+    "KernelError",
+    "PackedTerm",
+    "PackedSeries",
+    "pack_term",
+    "pack_series",
+    "series_matmul",
+    "CFuncEntry",
+    "make_cfunc_entry",
+    "im2col",
+    "conv2d_series",
+    "MEMREF2D_FIELDS",
+]
+
+#: Supported block sizes.
+SUPPORTED_M = (2, 4, 8, 16)
+#: Rows of X per T-tile: wide kernel / narrow kernel.
+TT_WIDE = 64
+TT_NARROW = 16
+#: Largest T handled by the narrow kernel.
+NARROW_MAX_T = 32
+#: Default K-tile (columns of X per tile); the X tile is kb*TT*4 bytes.
+DEFAULT_KB = 64
+
+
+class KernelError(ValueError):
+    """Invalid packed data or operands for a TASD CPU kernel (one-line message)."""
+
+
+# --------------------------------------------------------------------------
+# explicit 8-lane f32 vectors for Numba (AVX2)
+# --------------------------------------------------------------------------
+
+
+class _Vec8fType(types.Type):
+    def __init__(self) -> None:
+        super().__init__(name="Vec8f")
+
+
+_vec8f = _Vec8fType()
+_V8 = ir.VectorType(ir.FloatType(), 8)
+
+
+@register_model(_Vec8fType)
+class _Vec8fModel(PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _V8)
+
+
+def _vec_ptr(context, builder, arrty, arr, idx):
+    a = context.make_array(arrty)(context, builder, arr)
+    return builder.bitcast(builder.gep(a.data, [idx]), _V8.as_pointer())
+
+
+@intrinsic
+def vload8(typingctx, arr, idx):
+    """Unaligned load of ``arr[idx : idx + 8]`` (no bounds or wraparound check)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        return builder.load(_vec_ptr(context, builder, sig.args[0], args[0], idx), align=4)
+
+    return _vec8f(arr, idx), codegen
+
+
+@intrinsic
+def vstore8(typingctx, arr, idx, v):
+    """Unaligned store of ``v`` to ``arr[idx : idx + 8]``."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(v, _Vec8fType)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        builder.store(args[2], _vec_ptr(context, builder, sig.args[0], args[0], idx), align=4)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v), codegen
+
+
+@intrinsic
+def vbcast8(typingctx, x):
+    """Broadcast a scalar to all 8 lanes."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        val = context.cast(builder, args[0], sig.args[0], types.float32)
+        v = builder.insert_element(ir.Constant(_V8, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(_V8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+
+    return _vec8f(x), codegen
+
+
+@intrinsic
+def vfma8(typingctx, a, b, c):
+    """``a * b + c`` lane-wise (llvm.fma.v8f32)."""
+    if not all(isinstance(t, _Vec8fType) for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        mod = builder.module
+        fn = mod.globals.get("llvm.fma.v8f32")
+        if fn is None:
+            fn = ir.Function(mod, ir.FunctionType(_V8, [_V8, _V8, _V8]), "llvm.fma.v8f32")
+        return builder.call(fn, list(args))
+
+    return _vec8f(a, b, c), codegen
+
+
+def _shuf(builder, a, b, mask):
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
+
+
+@intrinsic
+def vtranspose8x8(typingctx, src, soff, sstride, dst, doff, dstride):
+    """dst[doff + j*dstride + i] = src[soff + i*sstride + j] for i, j in 0..7
+    (8 row loads, 24 shuffles, 8 row stores; no bounds checks)."""
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == types.float32 and dst.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        sarr, so, ss, darr, do, ds = args
+        so, ss = (context.cast(builder, v, t, types.intp) for v, t in ((so, sig.args[1]), (ss, sig.args[2])))
+        do, ds = (context.cast(builder, v, t, types.intp) for v, t in ((do, sig.args[4]), (ds, sig.args[5])))
+        rows = []
+        for i in range(8):
+            idx = builder.add(so, builder.mul(ss, ir.Constant(ss.type, i)))
+            rows.append(builder.load(_vec_ptr(context, builder, sig.args[0], sarr, idx), align=4))
+        lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+        t = []
+        for i in range(0, 8, 2):
+            t += [_shuf(builder, rows[i], rows[i + 1], lo), _shuf(builder, rows[i], rows[i + 1], hi)]
+        # t = [lo01, hi01, lo23, hi23, lo45, hi45, lo67, hi67]
+        m44, mee = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+        u = [
+            _shuf(builder, t[0], t[2], m44), _shuf(builder, t[0], t[2], mee),
+            _shuf(builder, t[1], t[3], m44), _shuf(builder, t[1], t[3], mee),
+            _shuf(builder, t[4], t[6], m44), _shuf(builder, t[4], t[6], mee),
+            _shuf(builder, t[5], t[7], m44), _shuf(builder, t[5], t[7], mee),
+        ]
+        plo, phi = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+        cols = [None] * 8
+        for j in range(4):
+            cols[j] = _shuf(builder, u[j], u[j + 4], plo)
+            cols[j + 4] = _shuf(builder, u[j], u[j + 4], phi)
+        for j in range(8):
+            idx = builder.add(do, builder.mul(ds, ir.Constant(ds.type, j)))
+            builder.store(cols[j], _vec_ptr(context, builder, sig.args[3], darr, idx), align=4)
+        return context.get_dummy_value()
+
+    return types.none(src, soff, sstride, dst, doff, dstride), codegen
+
+
+def _ptr_intrinsic(elem):
+    @intrinsic
+    def _to_ptr(typingctx, addr):
+        if not isinstance(addr, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(elem)))
+
+        return types.CPointer(elem)(addr), codegen
+
+    return _to_ptr
+
+
+_ptr_f32 = _ptr_intrinsic(types.float32)
+_ptr_u8 = _ptr_intrinsic(types.uint8)
+_ptr_i64 = _ptr_intrinsic(types.int64)
+
+
+# --------------------------------------------------------------------------
+# packing
+# --------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class PackedTerm:
+    """One validated N:M term in ``[O, K]`` orientation.
+
+    ``kabs[o, j]`` is the absolute K position (int32, padded K, so it may be
+    ≥ K only for zero fillers in the padding) of slot ``j`` of row ``o`` and
+    ``vals[o, j]`` its value; ``j`` runs over ``(Kp // m) * n`` slots, block
+    ``j // n``.
+    """
+
+    n: int
+    m: int
+    out_features: int  # O
+    in_features: int  # K
+    padding: int
+    kabs: np.ndarray
+    vals: np.ndarray
+    source_axis: int = 1
+
+    @property
+    def pattern(self) -> str:
+        return f"{self.n}:{self.m}"
+
+    @property
+    def num_blocks(self) -> int:
+        return (self.in_features + self.padding) // self.m
+
+    def to_dense(self) -> np.ndarray:
+        """Dense ``[O, K]`` float32 weight (padding dropped)."""
+        kp = self.in_features + self.padding
+        d = np.zeros((self.out_features, kp), np.float32)
+        rows = np.broadcast_to(np.arange(self.out_features)[:, None], self.kabs.shape)
+        np.add.at(d, (rows, self.kabs), self.vals)
+        return d[:, : self.in_features]
+
+
+@dataclass(eq=False)
+class PackedSeries:
+    """A whole series merged into the kernel layout (see module docstring)."""
+
+    out_features: int  # O
+    in_features: int  # K
+    kb: int
+    patterns: tuple[str, ...]
+    tile_count: np.ndarray  # int64 [ntiles]
+    tile_ptr: np.ndarray  # int64 [ntiles + 1]
+    w_loc: np.ndarray  # uint8 [total]
+    w_val: np.ndarray  # float32 [total]
+    terms: tuple[PackedTerm, ...] = field(default=(), repr=False)
+
+    @property
+    def ntiles(self) -> int:
+        return int(self.tile_count.size)
+
+    @property
+    def slots_per_row(self) -> int:
+        return int(self.tile_count.sum())
+
+    @property
+    def density(self) -> float:
+        """Stored slots per dense weight element (e.g. 0.75 for 2:4+1:4)."""
+        return self.slots_per_row / max(1, self.in_features)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.w_loc.nbytes + self.w_val.nbytes + self.tile_ptr.nbytes + self.tile_count.nbytes)
+
+    @property
+    def series(self) -> str:
+        return "+".join(self.patterns)
+
+    def to_dense(self) -> np.ndarray:
+        """Dense ``[O, K]`` float32 sum of all terms, rebuilt from the packed layout."""
+        o, k = self.out_features, self.in_features
+        d = np.zeros((o, self.ntiles * self.kb), np.float32)
+        for kt in range(self.ntiles):
+            c = int(self.tile_count[kt])
+            p = int(self.tile_ptr[kt])
+            loc = self.w_loc[p : p + o * c].reshape(o, c).astype(np.int64) + kt * self.kb
+            val = self.w_val[p : p + o * c].reshape(o, c)
+            rows = np.broadcast_to(np.arange(o)[:, None], loc.shape)
+            np.add.at(d, (rows, loc), val)
+        return d[:, :k]
+
+
+def _term_label(term_index: int | None, n: int, m: int) -> str:
+    return f"term {term_index} ({n}:{m})" if term_index is not None else f"term ({n}:{m})"
+
+
+def pack_term(
+    values: np.ndarray,
+    indices: np.ndarray,
+    n: int,
+    m: int,
+    axis: int,
+    dense_shape: Sequence[int],
+    padding: int,
+    *,
+    term_index: int | None = None,
+) -> PackedTerm:
+    """Validate one canonical compressed N:M term and convert it to
+    absolute K positions in ``[O, K]`` orientation.
+
+    ``dense_shape`` is ``(O, K)`` with ``axis=1`` (a ``[O, K]`` weight such as
+    ``nn.Linear``) or ``(K, O)`` with ``axis=0`` (the ``linalg.matmul``
+    B operand). Raises :class:`KernelError` naming the term and the position
+    of the first problem.
+    """
+    label = _term_label(term_index, n, m)
+    n, m = int(n), int(m)
+    if m not in SUPPORTED_M:
+        raise KernelError(f"{label}: M={m} not supported (M must be one of {SUPPORTED_M})")
+    if not 1 <= n <= m:
+        raise KernelError(f"{label}: N={n} must satisfy 1 <= N <= M={m}")
+    dense_shape = tuple(int(s) for s in dense_shape)
+    if len(dense_shape) != 2:
+        raise KernelError(f"{label}: only 2-D weights are supported, dense shape is {list(dense_shape)}")
+    if axis < 0:
+        axis += 2
+    if axis not in (0, 1):
+        raise KernelError(f"{label}: axis {axis} out of range for a 2-D weight")
+    values = np.asarray(values)
+    indices = np.asarray(indices)
+    k = dense_shape[axis]
+    o = dense_shape[1 - axis]
+    kp = -(-k // m) * m
+    if padding != kp - k:
+        raise KernelError(f"{label}: padding {padding} != {kp - k} for K={k}, M={m}")
+    expected = [o, kp // m * n] if axis == 1 else [kp // m * n, o]
+    if list(values.shape) != expected:
+        raise KernelError(f"{label}: values shape {list(values.shape)} != expected {expected} for dense shape {list(dense_shape)}, axis {axis}")
+    if indices.shape != values.shape:
+        raise KernelError(f"{label}: indices shape {list(indices.shape)} != values shape {list(values.shape)}")
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise KernelError(f"{label}: indices dtype must be integer (int8), got {indices.dtype}")
+    if not np.issubdtype(values.dtype, np.floating):
+        raise KernelError(f"{label}: values dtype must be floating, got {values.dtype}")
+    if axis == 0:
+        values = values.T
+        indices = indices.T
+    idx = np.ascontiguousarray(indices).astype(np.int32, copy=False)
+    nb = kp // m
+    if idx.size:
+        bad = (idx < 0) | (idx >= m)
+        if bad.any():
+            r, j = (int(v) for v in np.argwhere(bad)[0])
+            pos = (r, j) if axis == 1 else (j, r)
+            raise KernelError(
+                f"{label}: index {int(idx[r, j])} out of range for M={m} at row {pos[0]}, column {pos[1]} of the indices array (block {j // n}, slot {j % n})"
+            )
+        if n > 1:
+            blk = idx.reshape(o, nb, n)
+            bad = np.diff(blk, axis=2) <= 0
+            if bad.any():
+                r, b, s = (int(v) for v in np.argwhere(bad)[0])
+                raise KernelError(
+                    f"{label}: indices {blk[r, b].tolist()} not distinct and ascending in block {b} of output row {r}"
+                )
+    kabs = (idx.reshape(o, nb, n) + (np.arange(nb, dtype=np.int32) * m)[None, :, None]).reshape(o, nb * n)
+    vals = np.ascontiguousarray(values, dtype=np.float32)
+    if not np.isfinite(vals).all():
+        r, j = (int(v) for v in np.argwhere(~np.isfinite(vals))[0])
+        raise KernelError(f"{label}: non-finite value {vals[r, j]} at output row {r}, slot {j}")
+    return PackedTerm(n=n, m=m, out_features=o, in_features=k, padding=padding, kabs=kabs, vals=vals, source_axis=axis)
+
+
+def _term_from_obj(t: Any, i: int) -> PackedTerm:
+    if isinstance(t, PackedTerm):
+        return t
+    pat = t.pattern
+    if isinstance(pat, str):
+        n, m = (int(v) for v in pat.split(":"))
+    else:
+        n, m = int(pat.n), int(pat.m)
+    return pack_term(t.values, t.indices, n, m, int(t.axis), tuple(t.dense_shape), int(t.padding), term_index=i)
+
+
+def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
+    """Merge the terms of a series into the kernel layout.
+
+    ``terms`` is a sequence of :class:`PackedTerm` or canonical compressed
+    terms (anything with ``pattern, values, indices, axis, dense_shape,
+    padding``, e.g. ``tasdc.decompose.CompressedTerm``), or an object with a
+    ``.terms`` list (``tasdc.decompose.Decomposition``). All terms must have
+    the same dense ``[O, K]`` shape (each may come in either orientation).
+    """
+    if hasattr(terms, "terms"):
+        terms = terms.terms
+    if isinstance(terms, PackedTerm) or hasattr(terms, "indices"):
+        terms = [terms]
+    pterms = [_term_from_obj(t, i) for i, t in enumerate(terms)]
+    if not pterms:
+        raise KernelError("cannot pack an empty series (a dense layer has no TASD terms)")
+    o, k = pterms[0].out_features, pterms[0].in_features
+    for i, t in enumerate(pterms):
+        if (t.out_features, t.in_features) != (o, k):
+            raise KernelError(
+                f"term {i} ({t.pattern}): dense [O, K] shape {[t.out_features, t.in_features]} != term 0's {[o, k]}"
+            )
+    lcm = 1
+    for t in pterms:
+        lcm = lcm * t.m // math.gcd(lcm, t.m)
+    if kb is None:
+        kb = DEFAULT_KB
+    kb = int(kb)
+    if kb <= 0 or kb % lcm or kb > 256:
+        raise KernelError(f"kb={kb} must be a positive multiple of every M ({lcm}) and at most 256")
+    kp_max = max(t.in_features + t.padding for t in pterms)
+    ntiles = -(-kp_max // kb) if k > 0 else 0
+    counts = np.zeros(ntiles, np.int64)
+    locs: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for kt in range(ntiles):
+        ks, vs = [], []
+        for t in pterms:
+            b0 = kt * kb // t.m
+            b1 = min(t.num_blocks, (kt + 1) * kb // t.m)
+            if b1 > b0:
+                ks.append(t.kabs[:, b0 * t.n : b1 * t.n])
+                vs.append(t.vals[:, b0 * t.n : b1 * t.n])
+        if not ks:
+            continue
+        kk = np.concatenate(ks, axis=1)
+        vv = np.concatenate(vs, axis=1)
+        order = np.argsort(kk, axis=1, kind="stable")
+        kk = np.take_along_axis(kk, order, axis=1) - kt * kb
+        vv = np.take_along_axis(vv, order, axis=1)
+        counts[kt] = kk.shape[1]
+        locs.append(kk.astype(np.uint8).ravel())
+        vals.append(vv.ravel())
+    tile_ptr = np.zeros(ntiles + 1, np.int64)
+    tile_ptr[1:] = np.cumsum(counts * o)
+    w_loc = np.concatenate(locs) if locs else np.zeros(0, np.uint8)
+    w_val = np.concatenate(vals).astype(np.float32, copy=False) if vals else np.zeros(0, np.float32)
+    # keep at least one element so that pointers into them are always valid
+    if w_loc.size == 0:
+        w_loc = np.zeros(1, np.uint8)
+        w_val = np.zeros(1, np.float32)
+    return PackedSeries(
+        out_features=o,
+        in_features=k,
+        kb=kb,
+        patterns=tuple(t.pattern for t in pterms),
+        tile_count=counts,
+        tile_ptr=tile_ptr,
+        w_loc=np.ascontiguousarray(w_loc),
+        w_val=np.ascontiguousarray(w_val),
+        terms=tuple(pterms),
+    )
+
+
+# --------------------------------------------------------------------------
+# the kernel
+# --------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _aligned_empty(n):
+    """float32 buffer of n elements starting on a 64-byte boundary (8-lane
+    loads never split a cache line)."""
+    buf = np.empty(n + 16, np.float32)
+    off = ((-buf.ctypes.data) % 64) // 4
+    return buf[off : off + n]
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, k0, kb, tt, dst):
+    """dst[kk*tt + t] = x[t0+t, k0+kk], zero outside [0,T) x [0,K)."""
+    tv = min(tt, T - t0)
+    kv = min(kb, K - k0)
+    if kv < 0:
+        kv = 0
+    if xs1 == 1 and xs0 != 1:
+        # row-major X: transpose 8x8 blocks with shuffles, scalar edges
+        tv8 = tv - tv % 8
+        kv8 = kv - kv % 8
+        for tb in range(0, tv8, 8):
+            base = xoff + (t0 + tb) * xs0 + k0
+            for kk in range(0, kv8, 8):
+                vtranspose8x8(xbuf, base + kk, xs0, dst, kk * tt + tb, tt)
+            for kk in range(kv8, kv):
+                for t in range(tb, tb + 8):
+                    dst[kk * tt + t] = xbuf[base + (t - tb) * xs0 + kk]
+        for t in range(tv8, tv):
+            base = xoff + (t0 + t) * xs0 + k0
+            for kk in range(kv):
+                dst[kk * tt + t] = xbuf[base + kk]
+    else:
+        for kk in range(kv):
+            base = xoff + (k0 + kk) * xs1 + t0 * xs0
+            row = dst[kk * tt : kk * tt + tt]
+            if xs0 == 1:
+                src = xbuf[base : base + tv]
+                for t in range(tv):
+                    row[t] = src[t]
+            else:
+                for t in range(tv):
+                    row[t] = xbuf[base + t * xs0]
+    if tv < tt:
+        for kk in range(kv):
+            for t in range(tv, tt):
+                dst[kk * tt + t] = 0.0
+    for i in range(kv * tt, kb * tt):
+        dst[i] = 0.0
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
+    """acc[o-o0, 0:64] += Σ_s w_val * xp[w_loc*64 : +64] for o in [o0, o0+no)."""
+    for oi in range(no):
+        ab = oi * 64
+        p = wb + (o0 + oi) * cnt
+        # slices: the slot loop then indexes with s >= 0 (no wraparound code)
+        wl = w_loc[p : p + cnt]
+        wv = w_val[p : p + cnt]
+        a0 = vload8(acc, ab)
+        a1 = vload8(acc, ab + 8)
+        a2 = vload8(acc, ab + 16)
+        a3 = vload8(acc, ab + 24)
+        a4 = vload8(acc, ab + 32)
+        a5 = vload8(acc, ab + 40)
+        a6 = vload8(acc, ab + 48)
+        a7 = vload8(acc, ab + 56)
+        for s in range(cnt):
+            k = np.intp(wl[s]) * 64
+            v = vbcast8(wv[s])
+            a0 = vfma8(v, vload8(xp, k), a0)
+            a1 = vfma8(v, vload8(xp, k + 8), a1)
+            a2 = vfma8(v, vload8(xp, k + 16), a2)
+            a3 = vfma8(v, vload8(xp, k + 24), a3)
+            a4 = vfma8(v, vload8(xp, k + 32), a4)
+            a5 = vfma8(v, vload8(xp, k + 40), a5)
+            a6 = vfma8(v, vload8(xp, k + 48), a6)
+            a7 = vfma8(v, vload8(xp, k + 56), a7)
+        vstore8(acc, ab, a0)
+        vstore8(acc, ab + 8, a1)
+        vstore8(acc, ab + 16, a2)
+        vstore8(acc, ab + 24, a3)
+        vstore8(acc, ab + 32, a4)
+        vstore8(acc, ab + 40, a5)
+        vstore8(acc, ab + 48, a6)
+        vstore8(acc, ab + 56, a7)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
+    """Like _wide_item with 16 X rows per tile, four weight rows at a time."""
+    o4 = no - no % 4
+    for oi in range(0, o4, 4):
+        ab = oi * 16
+        p0 = wb + (o0 + oi) * cnt
+        la = w_loc[p0 : p0 + cnt]
+        lb = w_loc[p0 + cnt : p0 + 2 * cnt]
+        lc = w_loc[p0 + 2 * cnt : p0 + 3 * cnt]
+        ld = w_loc[p0 + 3 * cnt : p0 + 4 * cnt]
+        wa = w_val[p0 : p0 + cnt]
+        wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
+        wc = w_val[p0 + 2 * cnt : p0 + 3 * cnt]
+        wd = w_val[p0 + 3 * cnt : p0 + 4 * cnt]
+        a0 = vload8(acc, ab)
+        a1 = vload8(acc, ab + 8)
+        b0 = vload8(acc, ab + 16)
+        b1 = vload8(acc, ab + 24)
+        c0 = vload8(acc, ab + 32)
+        c1 = vload8(acc, ab + 40)
+        d0 = vload8(acc, ab + 48)
+        d1 = vload8(acc, ab + 56)
+        for s in range(cnt):
+            ka = np.intp(la[s]) * 16
+            kb_ = np.intp(lb[s]) * 16
+            kc = np.intp(lc[s]) * 16
+            kd = np.intp(ld[s]) * 16
+            va = vbcast8(wa[s])
+            vb = vbcast8(wb_[s])
+            vc = vbcast8(wc[s])
+            vd = vbcast8(wd[s])
+            a0 = vfma8(va, vload8(xp, ka), a0)
+            a1 = vfma8(va, vload8(xp, ka + 8), a1)
+            b0 = vfma8(vb, vload8(xp, kb_), b0)
+            b1 = vfma8(vb, vload8(xp, kb_ + 8), b1)
+            c0 = vfma8(vc, vload8(xp, kc), c0)
+            c1 = vfma8(vc, vload8(xp, kc + 8), c1)
+            d0 = vfma8(vd, vload8(xp, kd), d0)
+            d1 = vfma8(vd, vload8(xp, kd + 8), d1)
+        vstore8(acc, ab, a0)
+        vstore8(acc, ab + 8, a1)
+        vstore8(acc, ab + 16, b0)
+        vstore8(acc, ab + 24, b1)
+        vstore8(acc, ab + 32, c0)
+        vstore8(acc, ab + 40, c1)
+        vstore8(acc, ab + 48, d0)
+        vstore8(acc, ab + 56, d1)
+    for oi in range(o4, no):
+        ab = oi * 16
+        p = wb + (o0 + oi) * cnt
+        wl = w_loc[p : p + cnt]
+        wv = w_val[p : p + cnt]
+        a0 = vload8(acc, ab)
+        a1 = vload8(acc, ab + 8)
+        for s in range(cnt):
+            k = np.intp(wl[s]) * 16
+            v = vbcast8(wv[s])
+            a0 = vfma8(v, vload8(xp, k), a0)
+            a1 = vfma8(v, vload8(xp, k + 8), a1)
+        vstore8(acc, ab, a0)
+        vstore8(acc, ab + 8, a1)
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth):
+    """Y[t, o] (+)= Σ_k X[t, k] W[o, k] on flat buffers with element strides."""
+    if T <= 0 or O <= 0:
+        return
+    ntiles = tile_count.size
+    tt = 64
+    if T <= 32:
+        tt = 16
+    ntt = (T + tt - 1) // tt
+    # nth: the caller's numba.get_num_threads() (calling it here would make
+    # the function uncacheable: it embeds the threading layer's address)
+    nth = max(1, nth)
+    # Items are (T-tile, O-chunk) pairs; every item packs its own X tiles, so
+    # O is split only when there are too few T-tiles to balance the threads.
+    noc = 1
+    if ntt % nth != 0 and ntt < 8 * nth:
+        noc = nth
+    if ntt < 4 * nth:
+        # few T-tiles: also split O to balance the threads
+        noc = max(noc, (2 * nth + ntt - 1) // ntt)
+    ochunk = (O + noc - 1) // noc
+    ochunk = ((ochunk + 3) // 4) * 4
+    noc = (O + ochunk - 1) // ochunk
+    tsz = kb * tt
+    for item in prange(ntt * noc):
+        it = item // noc
+        ic = item % noc
+        t0 = it * tt
+        tv = min(tt, T - t0)
+        o0 = ic * ochunk
+        o1 = min(O, o0 + ochunk)
+        no = o1 - o0
+        acc = _aligned_empty(no * tt)
+        acc[:] = 0.0
+        xp = _aligned_empty(tsz)
+        for kt in range(ntiles):
+            # pack the X tile right before use so that it is hot in L1
+            _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, kt * kb, kb, tt, xp)
+            if tt == 64:
+                _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val)
+            else:
+                _narrow_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val)
+        if ys1 == 1:
+            for t in range(tv):
+                yb = yoff + (t0 + t) * ys0 + o0
+                if accumulate:
+                    for oi in range(no):
+                        ybuf[yb + oi] += acc[oi * tt + t]
+                else:
+                    for oi in range(no):
+                        ybuf[yb + oi] = acc[oi * tt + t]
+        else:
+            for oi in range(no):
+                yb = yoff + (o0 + oi) * ys1 + t0 * ys0
+                if accumulate:
+                    for t in range(tv):
+                        ybuf[yb + t * ys0] += acc[oi * tt + t]
+                else:
+                    for t in range(tv):
+                        ybuf[yb + t * ys0] = acc[oi * tt + t]
+
+
+# --------------------------------------------------------------------------
+# Python entry
+# --------------------------------------------------------------------------
+
+
+def _flat(a: np.ndarray, what: str, writable: bool) -> tuple[np.ndarray, int, int, int]:
+    """(flat 1-D float32 view starting at a's first element, 0, s0, s1) in elements."""
+    s0, s1 = a.strides
+    if s0 % 4 or s1 % 4:
+        raise KernelError(f"{what}: strides {a.strides} are not multiples of the float32 size")
+    if a.size == 0:
+        return np.zeros(1, np.float32), 0, 0, 0
+    if s0 < 0 or s1 < 0:
+        raise KernelError(f"{what}: negative strides {a.strides} are not supported")
+    span = 1 + (a.shape[0] - 1) * (s0 // 4) + (a.shape[1] - 1) * (s1 // 4)
+    flat = np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(4,), writeable=writable)
+    return flat, 0, s0 // 4, s1 // 4
+
+
+def series_matmul(
+    x: np.ndarray,
+    packed: PackedSeries,
+    out: np.ndarray | None = None,
+    accumulate: bool = False,
+) -> np.ndarray:
+    """``out[..., O] (+)= x[..., K] @ W_totalᵀ`` with W_total the sum of the
+    packed series.
+
+    ``x`` is float32 with any leading dims and any (non-negative) strides; a
+    strided 2-D view is read in place (no copy), e.g. ``cols.T`` of a K-major
+    im2col matrix. More than 2 dims are flattened with ``reshape`` (a copy only
+    if numpy cannot make it a view). ``out`` (float32, shape ``x.shape[:-1] +
+    (O,)``, any non-negative strides, no overlap between its elements) is
+    written, or added to when ``accumulate`` is true; it is allocated when
+    None (then ``accumulate`` adds to zeros).
+
+    Raises :class:`KernelError` for a dtype, rank or shape mismatch before any
+    work is done.
+    """
+    if not isinstance(packed, PackedSeries):
+        raise KernelError(f"packed must be a PackedSeries (from pack_series), got {type(packed).__name__}")
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise KernelError(f"x must be float32, got {x.dtype}")
+    if x.ndim < 1:
+        raise KernelError("x must have at least one dimension (the K axis)")
+    k, o = packed.in_features, packed.out_features
+    if x.shape[-1] != k:
+        raise KernelError(f"x has {x.shape[-1]} columns (last dim of shape {list(x.shape)}), the weight expects K={k}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k) if x.ndim != 2 else x
+    t = x2.shape[0]
+    if out is None:
+        out = np.empty(lead + (o,), np.float32) if not accumulate else np.zeros(lead + (o,), np.float32)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+            raise KernelError(f"out must be a float32 ndarray, got {getattr(out, 'dtype', type(out).__name__)}")
+        if out.shape != lead + (o,):
+            raise KernelError(f"out has shape {list(out.shape)}, expected {list(lead + (o,))}")
+        if not out.flags.writeable:
+            raise KernelError("out is read-only")
+    y2 = out.reshape(-1, o) if out.ndim != 2 else out
+    if out.ndim != 2 and not np.shares_memory(y2, out):
+        raise KernelError(f"out with shape {list(out.shape)} and strides {out.strides} cannot be viewed as [T, O]")
+    if t and o and (y2.strides[0] == 0 and t > 1 or y2.strides[1] == 0 and o > 1):
+        raise KernelError("out has a zero stride (broadcast view); its elements would overlap")
+    if not x2.flags.writeable:
+        x2 = x2.copy()
+    if x2.strides[0] < 0 or x2.strides[1] < 0 or x2.strides[0] % 4 or x2.strides[1] % 4:
+        x2 = np.ascontiguousarray(x2)
+    xb, xo, xs0, xs1 = _flat(x2, "x", True)
+    yb, yo, ys0, ys1 = _flat(y2, "out", True)
+    if k == 0:
+        if not accumulate:
+            y2[...] = 0
+        return out
+    _series_kernel(xb, xo, xs0, xs1, t, k, yb, yo, ys0, ys1, o, bool(accumulate), packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads())
+    return out
+
+
+# --------------------------------------------------------------------------
+# C-callable entry for JIT'ed MLIR code
+# --------------------------------------------------------------------------
+
+#: Fields of a rank-2 memref descriptor, as MLIR passes it (``llvm.emit_c_interface``).
+MEMREF2D_FIELDS = ("allocated", "aligned", "offset", "size0", "size1", "stride0", "stride1")
+
+
+class MemRef2D(ctypes.Structure):
+    """``struct {float *allocated, *aligned; int64 offset, sizes[2], strides[2];}``"""
+
+    _fields_ = [
+        ("allocated", ctypes.c_void_p),
+        ("aligned", ctypes.c_void_p),
+        ("offset", ctypes.c_int64),
+        ("sizes", ctypes.c_int64 * 2),
+        ("strides", ctypes.c_int64 * 2),
+    ]
+
+
+def memref_descriptor(a: np.ndarray) -> MemRef2D:
+    """A descriptor viewing the 2-D float32 array ``a`` (strides in elements).
+    The caller keeps ``a`` alive while the descriptor is used."""
+    if a.ndim != 2 or a.dtype != np.float32:
+        raise KernelError(f"memref_descriptor needs a 2-D float32 array, got {a.ndim}-D {a.dtype}")
+    d = MemRef2D()
+    d.allocated = a.ctypes.data
+    d.aligned = a.ctypes.data
+    d.offset = 0
+    d.sizes[0], d.sizes[1] = a.shape
+    d.strides[0], d.strides[1] = (s // a.itemsize for s in a.strides)
+    return d
+
+
+# params record shared between Python and the C entry (int64 slots)
+_P_MAGIC, _P_O, _P_K, _P_NTILES, _P_KB, _P_WLOC, _P_WVAL, _P_TCNT, _P_TPTR = range(9)
+_P_NSLOTS, _P_NTH, _P_ACC, _P_STATUS, _P_A, _P_B, _P_CALLS = range(9, 16)
+_P_LEN = 16
+_MAGIC = 0x54415344  # "TASD"
+
+#: status codes returned by the C entry (and stored in its status record)
+STATUS_OK = 0
+STATUS_NULL_DESCRIPTOR = 1
+STATUS_BAD_PARAMS = 2
+STATUS_X_COLS = 3
+STATUS_Y_ROWS = 4
+STATUS_Y_COLS = 5
+STATUS_BAD_STRIDES = 6
+STATUS_INCOMPLETE = 7
+
+_STATUS_TEXT = {
+    STATUS_NULL_DESCRIPTOR: "null memref descriptor or data pointer (X or Y)",
+    STATUS_BAD_PARAMS: "corrupted entry parameters (bad magic number)",
+    STATUS_X_COLS: "X has {a} columns, the weight expects K={b}",
+    STATUS_Y_ROWS: "Y has {a} rows, X has {b} rows",
+    STATUS_Y_COLS: "Y has {a} columns, the weight has O={b} outputs",
+    STATUS_BAD_STRIDES: "negative strides, or a zero stride in Y (X strides {a}, Y strides {b})",
+    STATUS_INCOMPLETE: "the kernel did not complete (internal error)",
+}
+
+
+_CFUNC_SIG = types.int32(types.intp, types.intp, types.intp)
+
+
+def _cfunc_generic_py(xd_a, yd_a, prm_a):
+    """int32 status = entry(X memref*, Y memref*, params*); never raises.
+    (Pointers arrive as integers so that they can be tested against NULL.)"""
+    prm = carray(_ptr_i64(prm_a), _P_LEN)
+    if prm[_P_MAGIC] != _MAGIC:
+        return STATUS_BAD_PARAMS
+    prm[_P_CALLS] += 1
+    if xd_a == 0 or yd_a == 0:
+        prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
+        return STATUS_NULL_DESCRIPTOR
+    xd = carray(_ptr_i64(xd_a), 7)
+    yd = carray(_ptr_i64(yd_a), 7)
+    O = prm[_P_O]
+    K = prm[_P_K]
+    T = xd[3]
+    if xd[4] != K:
+        prm[_P_STATUS] = STATUS_X_COLS
+        prm[_P_A] = xd[4]
+        prm[_P_B] = K
+        return STATUS_X_COLS
+    if yd[3] != T:
+        prm[_P_STATUS] = STATUS_Y_ROWS
+        prm[_P_A] = yd[3]
+        prm[_P_B] = T
+        return STATUS_Y_ROWS
+    if yd[4] != O:
+        prm[_P_STATUS] = STATUS_Y_COLS
+        prm[_P_A] = yd[4]
+        prm[_P_B] = O
+        return STATUS_Y_COLS
+    if T > 0 and O > 0 and (xd[1] == 0 or yd[1] == 0):
+        prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
+        return STATUS_NULL_DESCRIPTOR
+    if xd[5] < 0 or xd[6] < 0 or yd[5] < 0 or yd[6] < 0 or (T > 1 and yd[5] == 0) or (O > 1 and yd[6] == 0):
+        prm[_P_STATUS] = STATUS_BAD_STRIDES
+        prm[_P_A] = xd[5] * 1000003 + xd[6]
+        prm[_P_B] = yd[5] * 1000003 + yd[6]
+        return STATUS_BAD_STRIDES
+    if T == 0 or O == 0:
+        prm[_P_STATUS] = STATUS_OK
+        return STATUS_OK
+    prm[_P_STATUS] = STATUS_INCOMPLETE
+    xspan = 1 + (T - 1) * xd[5] + (K - 1) * xd[6] if K > 0 else 1
+    yspan = 1 + (T - 1) * yd[5] + (O - 1) * yd[6]
+    xbuf = carray(_ptr_f32(xd[1] + 4 * xd[2]), xspan)
+    ybuf = carray(_ptr_f32(yd[1] + 4 * yd[2]), yspan)
+    acc = prm[_P_ACC] != 0
+    if K == 0:
+        if not acc:
+            for t in range(T):
+                for o in range(O):
+                    ybuf[t * yd[5] + o * yd[6]] = 0.0
+        prm[_P_STATUS] = STATUS_OK
+        return STATUS_OK
+    ntiles = prm[_P_NTILES]
+    nslots = prm[_P_NSLOTS]
+    w_loc = carray(_ptr_u8(prm[_P_WLOC]), nslots)
+    w_val = carray(_ptr_f32(prm[_P_WVAL]), nslots)
+    tcnt = carray(_ptr_i64(prm[_P_TCNT]), ntiles)
+    tptr = carray(_ptr_i64(prm[_P_TPTR]), ntiles + 1)
+    _series_kernel(xbuf, 0, xd[5], xd[6], T, K, ybuf, 0, yd[5], yd[6], O, acc, w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH])
+    prm[_P_STATUS] = STATUS_OK
+    return STATUS_OK
+
+
+_cfunc_lock = threading.Lock()
+_cfunc_obj: Any = None
+
+
+def _generic_cfunc() -> Any:
+    """The shared Numba @cfunc, compiled (or loaded from Numba's cache) on first use."""
+    global _cfunc_obj
+    with _cfunc_lock:
+        if _cfunc_obj is None:
+            _cfunc_obj = cfunc(_CFUNC_SIG, cache=True, nogil=True)(_cfunc_generic_py)
+        return _cfunc_obj
+
+
+_tramp_lock = threading.Lock()
+_tramp_engine: Any = None
+_tramp_count = 0
+
+
+def _trampoline(target: int, params_addr: int, name: str) -> int:
+    """Address of ``i32 name(ptr x, ptr y) { return target(x, y, params); }``,
+    JIT-compiled with llvmlite (about a millisecond; no Numba compile per entry)."""
+    global _tramp_engine, _tramp_count
+    import llvmlite.binding as llvm
+
+    with _tramp_lock:
+        _tramp_count += 1
+        sym = f"{name}__tasd_tramp{_tramp_count}"
+        mod = ir.Module(name=sym)
+        i8p = ir.IntType(8).as_pointer()
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        fnty = ir.FunctionType(i32, [i8p, i8p])
+        fn = ir.Function(mod, fnty, sym)
+        b = ir.IRBuilder(fn.append_basic_block())
+        tty = ir.FunctionType(i32, [i8p, i8p, i8p])
+        callee = b.inttoptr(ir.Constant(i64, target), tty.as_pointer())
+        prm = b.inttoptr(ir.Constant(i64, params_addr), i8p)
+        b.ret(b.call(callee, [fn.args[0], fn.args[1], prm]))
+        llmod = llvm.parse_assembly(str(mod))
+        llmod.verify()
+        if _tramp_engine is None:
+            target_machine = llvm.Target.from_default_triple().create_target_machine()
+            _tramp_engine = llvm.create_mcjit_compiler(llmod, target_machine)
+        else:
+            _tramp_engine.add_module(llmod)
+        _tramp_engine.finalize_object()
+        return int(_tramp_engine.get_function_address(sym))
+
+
+_CFUNC_PROTO = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
+_entry_ids = iter(range(1 << 62))
+
+
+@dataclass(eq=False)
+class CFuncEntry:
+    """A C-callable ``int32 name(memref2d *x, memref2d *y)`` running
+    ``Y (+)= X @ W_totalᵀ`` for one packed series.
+
+    ``address`` is the native entry; ``ctypes`` wraps it as a CFUNCTYPE (what
+    ``ExecutionEngine.register_runtime(name, entry.ctypes)`` wants). It never
+    raises: it returns a status (0 = ok) and records it; call
+    :meth:`check_status` after the JIT'ed code ran. Keep this object alive as
+    long as any code may call the entry (it owns the weights and parameters).
+    Concurrent calls of one entry share its status record.
+    """
+
+    name: str
+    packed: PackedSeries
+    accumulate: bool
+    address: int
+    ctypes: Any
+    params: np.ndarray = field(repr=False)
+
+    @property
+    def status(self) -> int:
+        return int(self.params[_P_STATUS])
+
+    @property
+    def calls(self) -> int:
+        """How many times the entry has been called."""
+        return int(self.params[_P_CALLS])
+
+    def status_message(self) -> str | None:
+        code = self.status
+        if code == STATUS_OK:
+            return None
+        a, b = int(self.params[_P_A]), int(self.params[_P_B])
+        if code == STATUS_BAD_STRIDES:
+            a, b = divmod(a, 1000003), divmod(b, 1000003)
+        text = _STATUS_TEXT.get(code, "unknown status {code}").format(a=a, b=b, code=code)
+        return f"{self.name} ({self.packed.series}, O={self.packed.out_features}, K={self.packed.in_features}): {text}"
+
+    def check_status(self, reset: bool = True) -> None:
+        """Raise :class:`KernelError` if the last call failed (then reset the record)."""
+        msg = self.status_message()
+        if reset:
+            self.reset_status()
+        if msg is not None:
+            raise KernelError(msg)
+
+    def reset_status(self) -> None:
+        self.params[_P_STATUS] = STATUS_OK
+        self.params[_P_A] = 0
+        self.params[_P_B] = 0
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> int:
+        """Call the native entry through ctypes on 2-D float32 arrays (testing aid)."""
+        xd, yd = memref_descriptor(x), memref_descriptor(y)
+        return int(self.ctypes(ctypes.addressof(xd), ctypes.addressof(yd)))
+
+
+def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulate: bool = False) -> CFuncEntry:
+    """Build the C entry ``int32 <name>(memref2d *x, memref2d *y)`` for
+    ``packed``: X is ``[T, K]``, Y is ``[T, O]``, both f32 with any
+    non-negative strides and offsets (``memref<?x?xf32, strided<[?, ?],
+    offset: ?>>``). With ``accumulate`` Y is added to, else overwritten.
+
+    The weights are reached through a parameter block (addresses of the packed
+    arrays) baked into a tiny llvmlite trampoline that calls one shared, cached
+    Numba ``@cfunc``: no Numba compile per entry. MLIR side: declare
+    ``func.func private @<name>(memref<?x?xf32>, memref<?x?xf32>) [-> i32]
+    attributes {llvm.emit_c_interface}`` and register ``entry.ctypes`` under
+    ``<name>`` (``register_runtime`` adds the ``_mlir_ciface_`` prefix). A void
+    declaration is fine too (the status is still recorded).
+    """
+    if not isinstance(packed, PackedSeries):
+        raise KernelError(f"packed must be a PackedSeries, got {type(packed).__name__}")
+    if name is None:
+        name = f"tasd_series_matmul_{next(_entry_ids)}"
+    from numba.np.ufunc import parallel as _parallel
+
+    _parallel._launch_threads()  # the JIT'ed caller may be the first to run a parallel region
+    prm = np.zeros(_P_LEN, np.int64)
+    prm[_P_MAGIC] = _MAGIC
+    prm[_P_O] = packed.out_features
+    prm[_P_K] = packed.in_features
+    prm[_P_NTILES] = packed.ntiles
+    prm[_P_KB] = packed.kb
+    prm[_P_WLOC] = packed.w_loc.ctypes.data
+    prm[_P_WVAL] = packed.w_val.ctypes.data
+    prm[_P_TCNT] = packed.tile_count.ctypes.data if packed.tile_count.size else packed.tile_ptr.ctypes.data
+    prm[_P_TPTR] = packed.tile_ptr.ctypes.data
+    prm[_P_NSLOTS] = packed.w_loc.size
+    prm[_P_NTH] = numba.get_num_threads()
+    prm[_P_ACC] = int(bool(accumulate))
+    addr = _trampoline(_generic_cfunc().address, prm.ctypes.data, name)
+    return CFuncEntry(name=name, packed=packed, accumulate=bool(accumulate), address=addr, ctypes=_CFUNC_PROTO(addr), params=prm)
+
+
+# --------------------------------------------------------------------------
+# convolution via im2col
+# --------------------------------------------------------------------------
+
+
+def _pair(v: Any, what: str) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    t = tuple(int(a) for a in v)
+    if len(t) != 2:
+        raise KernelError(f"{what} must be an int or a pair, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _im2col_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, buf):
+    n_, c_, h_, w_ = x.shape
+    p = oh * ow
+    for r in prange(c_ * kh * kw):
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        for n in range(n_):
+            base = n * p
+            for a in range(oh):
+                hh = a * sh - ph + i * dh
+                row = buf[r, base + a * ow : base + a * ow + ow]
+                if hh < 0 or hh >= h_:
+                    row[:] = 0.0
+                    continue
+                for b in range(ow):
+                    ww = b * sw - pw + j * dw
+                    if ww >= 0 and ww < w_:
+                        row[b] = x[n, c, hh, ww]
+                    else:
+                        row[b] = 0.0
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def im2col(
+    x_nchw: np.ndarray,
+    kh: int,
+    kw: int,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+) -> tuple[np.ndarray, int, int]:
+    """Unfold an NCHW float32 input for a conv2d.
+
+    Returns ``(cols, out_h, out_w)`` with ``cols`` of shape
+    ``[N*out_h*out_w, C*kh*kw]`` (rows ordered (n, oh, ow), columns (c, kh, kw),
+    matching a ``[F, C, KH, KW]`` filter reshaped to ``[F, C*KH*KW]``). It is
+    the transposed view of a C-contiguous K-major ``[C*kh*kw, N*out_h*out_w]``
+    buffer (``cols.T`` is contiguous), the layout the series kernel reads
+    fastest; ``series_matmul(cols, packed)`` takes it as is, without a copy.
+    """
+    x = np.asarray(x_nchw)
+    if x.ndim != 4:
+        raise KernelError(f"im2col expects an NCHW 4-D input, got shape {list(x.shape)}")
+    if x.dtype != np.float32:
+        raise KernelError(f"im2col expects float32, got {x.dtype}")
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    dh, dw = _pair(dilation, "dilation")
+    if min(sh, sw, dh, dw, kh, kw) < 1 or min(ph, pw) < 0:
+        raise KernelError(f"invalid conv geometry: kernel {kh}x{kw}, stride {(sh, sw)}, padding {(ph, pw)}, dilation {(dh, dw)}")
+    n, c, h, w = x.shape
+    oh, ow = _conv_out(h, kh, sh, ph, dh), _conv_out(w, kw, sw, pw, dw)
+    if oh <= 0 or ow <= 0:
+        raise KernelError(f"conv output would be empty: input {h}x{w}, kernel {kh}x{kw}, stride {(sh, sw)}, padding {(ph, pw)}, dilation {(dh, dw)}")
+    buf = np.empty((c * kh * kw, n * oh * ow), np.float32)
+    _im2col_kernel(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, buf)
+    return buf.T, oh, ow
+
+
+def conv2d_series(
+    x: np.ndarray,
+    packed: PackedSeries,
+    kh: int,
+    kw: int,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    bias: np.ndarray | None = None,
+) -> np.ndarray:
+    """conv2d (NCHW, groups=1) with a TASD filter: ``packed`` is the series of
+    the ``[F, C*kh*kw]`` filter compressed along axis 1 in (c, kh, kw) order.
+
+    im2col gives the K-major column matrix; the series kernel writes each
+    image's ``[F, OH*OW]`` output plane directly through a transposed view of
+    ``out[n]`` (no extra pass). Bias, if any, is broadcast into ``out`` first
+    and the kernel accumulates on top.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise KernelError(f"conv2d_series expects an NCHW 4-D input, got shape {list(x.shape)}")
+    n, c = x.shape[:2]
+    if c * kh * kw != packed.in_features:
+        raise KernelError(f"input has C={c} channels: C*kh*kw = {c * kh * kw} != filter K={packed.in_features}")
+    cols, oh, ow = im2col(x, kh, kw, stride, padding, dilation)
+    f = packed.out_features
+    p = oh * ow
+    out = np.empty((n, f, oh, ow), np.float32)
+    if bias is not None:
+        bias = np.asarray(bias, np.float32)
+        if bias.shape != (f,):
+            raise KernelError(f"bias has shape {list(bias.shape)}, expected [{f}]")
+        out[...] = bias[None, :, None, None]
+    for i in range(n):
+        series_matmul(cols[i * p : (i + 1) * p], packed, out=out[i].reshape(f, p).T, accumulate=bias is not None)
+    return out
