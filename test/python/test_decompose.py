@@ -275,7 +275,7 @@ def test_large_tensor_matches_sort_reference():
     tensor bigger than one chunk, with many ties."""
     rng = np.random.default_rng(4)
     w = (rng.integers(-4, 5, size=(96, 3000)) * 0.25).astype(np.float32)
-    for pattern in ["1:4", "2:4", "3:8", "2:16"]:
+    for pattern in ["1:4", "2:4", "3:8", "2:16", "3:20", "9:32"]:  # M > 16: argsort path
         p = Pattern.parse(pattern)
         t = extract_term(w, p, axis=1)
         b = blocks_of(w, p.m, 1)
@@ -302,7 +302,7 @@ def test_terms_respect_pattern(data, config):
 
 
 @SETTINGS
-@given(tensors(max_k=13), configs(ms=[1, 2, 3, 4, 5, 8, 20]))
+@given(tensors(max_k=13), configs(ms=[1, 2, 3, 4, 5, 8]))  # C(m, n) combinations stay small
 def test_greedy_equals_brute_force(data, config):
     w, axis = data
     d = decompose(w, config, axis)

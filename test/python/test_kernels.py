@@ -1,0 +1,358 @@
+"""Tests of the Numba CPU kernels (tasdc.runtime.cpu.kernels).
+
+Tolerance: Y is accumulated in float32 over K products (FMA, any order) and
+compared with a float64 reference. With x, w ~ N(0, 1) the rounding error is
+a random walk of about sqrt(K) * eps32 * |x||w| (eps32 = 6e-8), so
+``atol = 1e-4 * sqrt(K)`` (plus ``rtol = 1e-4``) leaves a ~1000x margin over
+rounding while any wrong index, dropped slot or double-counted term moves an
+output by O(1) and fails.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tasdc.decompose import decompose
+from tasdc.runtime.cpu import kernels as K
+from tasdc.runtime.cpu.kernels import (
+    KernelError,
+    MemRef2D,
+    conv2d_series,
+    im2col,
+    make_cfunc_entry,
+    memref_descriptor,
+    pack_series,
+    pack_term,
+    series_matmul,
+)
+
+SHAPES = [(1, 37, 13), (7, 100, 1), (129, 61, 13), (33, 64, 5)]  # (T, K, O)
+
+
+def _weight(rng, o, k, density=0.6):
+    w = rng.standard_normal((o, k)).astype(np.float32)
+    w[rng.random((o, k)) > density] = 0.0
+    return w
+
+
+def _check(y, x, dense):
+    k = x.shape[-1]
+    ref = x.astype(np.float64) @ dense.astype(np.float64).T
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * math.sqrt(max(k, 1)))
+
+
+def _dense_of(d):
+    return sum(t.to_dense().astype(np.float64) for t in d.terms)
+
+
+PATTERNS = [(1, 2), (2, 2), (1, 4), (2, 4), (3, 4), (4, 4), (1, 8), (2, 8), (4, 8), (7, 8), (1, 16), (4, 16), (16, 16)]
+
+
+@pytest.mark.parametrize("n,m", PATTERNS, ids=[f"{n}:{m}" for n, m in PATTERNS])
+def test_single_term_every_pattern(n, m):
+    rng = np.random.default_rng(n * 100 + m)
+    for t, k, o in SHAPES:
+        w = _weight(rng, o, k)
+        d = decompose(w, f"{n}:{m}", axis=1)
+        p = pack_series(d)
+        x = rng.standard_normal((t, k)).astype(np.float32)
+        _check(series_matmul(x, p), x, _dense_of(d))
+        np.testing.assert_array_equal(p.to_dense(), d.approximation)
+
+
+@pytest.mark.parametrize("cfg", ["2:4+1:4", "2:8+1:8", "4:16+1:16", "2:4+1:8", "1:2+2:8+1:16"])
+def test_series(cfg):
+    rng = np.random.default_rng(len(cfg))
+    for t, k, o in SHAPES + [(65, 130, 17)]:
+        w = _weight(rng, o, k, density=0.9)
+        d = decompose(w, cfg, axis=1)
+        p = pack_series(d)
+        assert p.patterns == tuple(cfg.split("+"))
+        x = rng.standard_normal((t, k)).astype(np.float32)
+        y = series_matmul(x, p)
+        _check(y, x, _dense_of(d))
+        # one merged pass equals the sum of the terms run one by one
+        ysum = sum(series_matmul(x, pack_series([term])).astype(np.float64) for term in d.terms)
+        np.testing.assert_allclose(y, ysum, rtol=1e-4, atol=1e-4 * math.sqrt(k))
+
+
+def test_both_orientations():
+    rng = np.random.default_rng(3)
+    for t, k, o in [(5, 50, 9), (70, 33, 13)]:
+        w = _weight(rng, o, k)  # [O, K]
+        d1 = decompose(w, "2:4", axis=1)
+        d0 = decompose(np.ascontiguousarray(w.T), "2:4", axis=0)  # [K, O] matmul B operand
+        p1, p0 = pack_series(d1), pack_series(d0)
+        np.testing.assert_array_equal(p1.to_dense(), p0.to_dense())
+        x = rng.standard_normal((t, k)).astype(np.float32)
+        _check(series_matmul(x, p0), x, _dense_of(d1))
+        # a series may mix orientations
+        mixed = pack_series([decompose(w, "2:8", axis=1).terms[0], decompose(np.ascontiguousarray(w.T), "1:4", axis=0).terms[0]])
+        dense = decompose(w, "2:8", axis=1).approximation.astype(np.float64) + decompose(w, "1:4", axis=1).approximation
+        _check(series_matmul(x, mixed), x, dense)
+
+
+def test_strided_inputs_outputs_and_batch():
+    rng = np.random.default_rng(4)
+    t, k, o = 77, 90, 21
+    d = decompose(_weight(rng, o, k), "2:4+1:4", axis=1)
+    p = pack_series(d)
+    dense = _dense_of(d)
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    # K-major input (transposed im2col layout): read in place
+    xt = np.ascontiguousarray(x.T).T
+    assert not xt.flags.c_contiguous
+    _check(series_matmul(xt, p), x, dense)
+    # step slicing in both dims
+    big = rng.standard_normal((2 * t, 3 * k)).astype(np.float32)
+    xs = big[::2, ::3]
+    _check(series_matmul(xs, p), np.ascontiguousarray(xs), dense)
+    # batch dims are flattened
+    xb = rng.standard_normal((3, 5, k)).astype(np.float32)
+    yb = series_matmul(xb, p)
+    assert yb.shape == (3, 5, o)
+    _check(yb.reshape(15, o), xb.reshape(15, k), dense)
+    # strided out, overwrite and accumulate
+    outbuf = np.full((t, 2 * o + 3), 7.0, np.float32)
+    out = outbuf[:, 1 : 2 * o + 1 : 2]
+    series_matmul(x, p, out=out)
+    _check(out, x, dense)
+    assert np.all(outbuf[:, 0] == 7.0) and np.all(outbuf[:, 2 : 2 * o + 1 : 2] == 7.0)
+    series_matmul(x, p, out=out, accumulate=True)
+    _check(out / 2, x, dense)
+    # transposed out ([O, T] buffer), as conv2d uses it
+    yt = np.empty((o, t), np.float32)
+    series_matmul(x, p, out=yt.T)
+    _check(yt.T, x, dense)
+
+
+@pytest.mark.parametrize("t", [1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 128, 130])
+def test_t_tile_edges(t):
+    rng = np.random.default_rng(t)
+    k, o = 45, 11
+    d = decompose(_weight(rng, o, k), "1:4+1:4", axis=1)
+    p = pack_series(d)
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    _check(series_matmul(x, p), x, _dense_of(d))
+
+
+@pytest.mark.parametrize("kb", [16, 32, 128, 256])
+def test_k_tile_sizes(kb):
+    rng = np.random.default_rng(kb)
+    t, k, o = 40, 301, 9
+    d = decompose(_weight(rng, o, k), "2:16+1:8", axis=1)
+    p = pack_series(d, kb=kb)
+    assert p.kb == kb and p.ntiles == -(-304 // kb)
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    _check(series_matmul(x, p), x, _dense_of(d))
+
+
+def test_degenerate_shapes():
+    rng = np.random.default_rng(5)
+    d = decompose(_weight(rng, 4, 8), "2:4", axis=1)
+    p = pack_series(d)
+    assert series_matmul(np.zeros((0, 8), np.float32), p).shape == (0, 4)
+    x = rng.standard_normal(8).astype(np.float32)  # 1-D x: a single row
+    _check(series_matmul(x, p)[None], x[None], _dense_of(d))
+
+
+# --------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------
+
+
+def test_operand_errors():
+    rng = np.random.default_rng(6)
+    p = pack_series(decompose(_weight(rng, 6, 20), "2:4", axis=1))
+    x = rng.standard_normal((3, 20)).astype(np.float32)
+    with pytest.raises(KernelError, match="float32"):
+        series_matmul(x.astype(np.float64), p)
+    with pytest.raises(KernelError, match="K=20"):
+        series_matmul(x[:, :19], p)
+    with pytest.raises(KernelError, match=r"expected \[3, 6\]"):
+        series_matmul(x, p, out=np.empty((3, 5), np.float32))
+    with pytest.raises(KernelError, match="float32"):
+        series_matmul(x, p, out=np.empty((3, 6), np.float64))
+    with pytest.raises(KernelError, match="PackedSeries"):
+        series_matmul(x, "2:4")
+    with pytest.raises(KernelError, match="zero stride"):
+        series_matmul(x, p, out=np.lib.stride_tricks.as_strided(np.zeros(6, np.float32), (3, 6), (0, 4)))
+    assert isinstance(KernelError("x"), ValueError)
+
+
+def test_corrupted_indices_detected_at_pack_time():
+    rng = np.random.default_rng(7)
+    terms = decompose(_weight(rng, 5, 24, density=1.0), "2:4+1:4", axis=1).terms
+    bad = terms[1]
+    idx = bad.indices.copy()
+    idx[3, 2] = 7
+    with pytest.raises(KernelError, match=r"term 1 \(1:4\): index 7 out of range for M=4 at row 3"):
+        pack_series([terms[0], type(bad)(bad.pattern, bad.values, idx, bad.axis, bad.dense_shape, bad.padding)])
+    idx = terms[0].indices.copy()
+    idx[2, 0], idx[2, 1] = idx[2, 1], idx[2, 0]
+    with pytest.raises(KernelError, match="not distinct and ascending in block 0 of output row 2"):
+        pack_term(terms[0].values, idx, 2, 4, 1, (5, 24), 0)
+    idx = terms[0].indices.copy()
+    idx[0, 5] = -1
+    with pytest.raises(KernelError, match="index -1 out of range"):
+        pack_term(terms[0].values, idx, 2, 4, 1, (5, 24), 0)
+    with pytest.raises(KernelError, match="padding"):
+        pack_term(terms[0].values, terms[0].indices, 2, 4, 1, (5, 24), 3)
+    with pytest.raises(KernelError, match="values shape"):
+        pack_term(terms[0].values[:, :-2], terms[0].indices[:, :-2], 2, 4, 1, (5, 24), 0)
+    with pytest.raises(KernelError, match="M=32 not supported"):
+        pack_term(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int8), 1, 32, 1, (1, 32), 0)
+    with pytest.raises(KernelError, match="dense"):
+        pack_series([terms[0], decompose(_weight(rng, 5, 28), "1:4", axis=1).terms[0]])
+    with pytest.raises(KernelError, match="empty series"):
+        pack_series([])
+
+
+# --------------------------------------------------------------------------
+# C entry
+# --------------------------------------------------------------------------
+
+
+def _desc_view(buf: np.ndarray, offset: int, shape, strides) -> MemRef2D:
+    """Hand-built descriptor: base pointer of buf, element offset and strides."""
+    d = MemRef2D()
+    d.allocated = buf.ctypes.data
+    d.aligned = buf.ctypes.data
+    d.offset = offset
+    d.sizes[0], d.sizes[1] = shape
+    d.strides[0], d.strides[1] = strides
+    return d
+
+
+def test_cfunc_entry_via_ctypes():
+    rng = np.random.default_rng(8)
+    t, k, o = 37, 70, 13
+    d = decompose(_weight(rng, o, k), "2:4+1:4", axis=1)
+    p = pack_series(d)
+    dense = _dense_of(d)
+    entry = make_cfunc_entry(p, name="tasd_series_matmul_test")
+    assert entry.name == "tasd_series_matmul_test" and entry.address
+    # X: K-major buffer with an element offset, Y: strided view into a bigger buffer
+    xbuf = rng.standard_normal(5 + k * t).astype(np.float32)
+    x = xbuf[5:].reshape(k, t).T
+    ybuf = np.full((t, 2 * o), -1.0, np.float32)
+    xd = _desc_view(xbuf, 5, (t, k), (1, t))
+    yd = _desc_view(ybuf, 1, (t, o), (2 * o, 2))
+    fn = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)(entry.address)
+    assert fn(ctypes.addressof(xd), ctypes.addressof(yd)) == 0
+    entry.check_status()
+    _check(ybuf[:, 1::2], x, dense)
+    assert np.all(ybuf[:, 0::2] == -1.0)
+    # the convenience __call__ builds descriptors from arrays
+    y = np.zeros((t, o), np.float32)
+    assert entry(np.ascontiguousarray(x), y) == 0
+    _check(y, x, dense)
+    assert entry.calls == 2
+    # accumulate entry
+    acc = make_cfunc_entry(p, accumulate=True)
+    assert acc(np.ascontiguousarray(x), y) == 0
+    _check(y / 2, x, dense)
+
+
+def test_cfunc_entry_errors_become_exceptions():
+    rng = np.random.default_rng(9)
+    p = pack_series(decompose(_weight(rng, 6, 20), "2:4", axis=1))
+    entry = make_cfunc_entry(p)
+    x = rng.standard_normal((4, 20)).astype(np.float32)
+    # shape mismatch: returns a status instead of raising in the callback
+    assert entry(x, np.zeros((4, 7), np.float32)) == K.STATUS_Y_COLS
+    with pytest.raises(KernelError, match="Y has 7 columns, the weight has O=6 outputs"):
+        entry.check_status()
+    entry.check_status()  # reset after raising
+    assert entry(x[:, :18].copy(), np.zeros((4, 6), np.float32)) == K.STATUS_X_COLS
+    with pytest.raises(KernelError, match="X has 18 columns, the weight expects K=20"):
+        entry.check_status()
+    assert entry(x, np.zeros((3, 6), np.float32)) == K.STATUS_Y_ROWS
+    with pytest.raises(KernelError, match="Y has 3 rows, X has 4 rows"):
+        entry.check_status()
+    assert entry.ctypes(None, None) == K.STATUS_NULL_DESCRIPTOR
+    with pytest.raises(KernelError, match="null"):
+        entry.check_status()
+    # a good call afterwards works and leaves a clean status
+    y = np.zeros((4, 6), np.float32)
+    assert entry(x, y) == 0
+    entry.check_status()
+    _check(y, x, p.to_dense())
+
+
+# --------------------------------------------------------------------------
+# convolution
+# --------------------------------------------------------------------------
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize(
+    "n,c,h,w,f,kh,kw,stride,padding,dilation,cfg",
+    [
+        (1, 3, 9, 11, 5, 3, 3, 1, 0, 1, "2:4"),
+        (2, 3, 12, 10, 7, 3, 3, 2, 1, 1, "2:4+1:4"),
+        (2, 4, 9, 9, 6, 3, 2, (2, 1), (1, 0), (1, 2), "2:8+1:8"),
+        (1, 8, 7, 7, 16, 1, 1, 1, 0, 1, "1:4"),
+        (3, 2, 20, 20, 3, 5, 5, 3, 2, 2, "4:16+1:16"),
+    ],
+)
+def test_conv2d_matches_torch(n, c, h, w, f, kh, kw, stride, padding, dilation, cfg):
+    rng = np.random.default_rng(c * h + f)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    filt = rng.standard_normal((f, c, kh, kw)).astype(np.float32)
+    bias = rng.standard_normal(f).astype(np.float32)
+    d = decompose(filt.reshape(f, -1), cfg, axis=1)
+    p = pack_series(d)
+    out = conv2d_series(x, p, kh, kw, stride=stride, padding=padding, dilation=dilation, bias=bias)
+    approx = torch.from_numpy(np.ascontiguousarray(d.approximation.reshape(f, c, kh, kw)))
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x).double(), approx.double(), torch.from_numpy(bias).double(), stride=stride, padding=padding, dilation=dilation).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * math.sqrt(c * kh * kw))
+
+
+def test_im2col_matches_unfold():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 8, 9)).astype(np.float32)
+    cols, oh, ow = im2col(x, 3, 2, stride=(2, 1), padding=1, dilation=(1, 2))
+    ref = torch.nn.functional.unfold(torch.from_numpy(x), (3, 2), dilation=(1, 2), padding=1, stride=(2, 1)).numpy()
+    # unfold: [N, C*kh*kw, L]; ours: [N*L, C*kh*kw] as a view of a K-major buffer
+    assert cols.shape == (2 * oh * ow, 3 * 3 * 2) and cols.T.flags.c_contiguous
+    np.testing.assert_array_equal(cols, ref.transpose(0, 2, 1).reshape(-1, 18))
+    with pytest.raises(KernelError, match="channels"):
+        conv2d_series(x, pack_series(decompose(_weight(rng, 4, 12), "2:4", axis=1)), 3, 3)
+
+
+# --------------------------------------------------------------------------
+# Numba cache: a second process must not compile
+# --------------------------------------------------------------------------
+
+
+def test_second_process_uses_numba_cache():
+    rng = np.random.default_rng(11)
+    p = pack_series(decompose(_weight(rng, 8, 40), "2:4", axis=1))
+    series_matmul(rng.standard_normal((70, 40)).astype(np.float32), p)  # make sure the cache is written
+    series_matmul(rng.standard_normal((5, 40)).astype(np.float32), p)
+    code = textwrap.dedent(
+        """
+        import time, numpy as np
+        t0 = time.perf_counter()
+        from tasdc.decompose import decompose
+        from tasdc.runtime.cpu import kernels as K
+        p = K.pack_series(decompose(np.ones((8, 40), np.float32), "2:4", axis=1))
+        K.series_matmul(np.ones((70, 40), np.float32), p)
+        K.series_matmul(np.ones((5, 40), np.float32), p)
+        print(sum(K._series_kernel.stats.cache_misses.values()), sum(K._series_kernel.stats.cache_hits.values()), time.perf_counter() - t0)
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert res.returncode == 0, res.stderr
+    misses, hits, secs = res.stdout.split()
+    assert int(misses) == 0 and int(hits) >= 1, res.stdout

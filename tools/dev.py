@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Set up the project's virtual environment and run the main job or the tests.
+
+    python3 tools/dev.py demo   # set up, build the examples, compile one, print its report
+    python3 tools/dev.py test   # set up, then pytest and lit
+
+Needs only Python 3.11 and pip. The environment lives in ``.venv`` at the
+repository root; setup is skipped when ``pyproject.toml`` has not changed
+since the last install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".tasdc-installed"
+
+
+def run(*cmd: str | Path, **kwargs) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kwargs)
+
+
+def setup() -> None:
+    start = time.perf_counter()
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"tasdc needs Python 3.11 (torch-mlir 20261001 wheels), this is {sys.version.split()[0]}")
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest and (BIN / "tasdc").exists():
+        return
+    if not (BIN / "python").exists():
+        venv.create(VENV, with_pip=True)
+    pip = [BIN / "python", "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    # torch first and pinned: the CPU build that lies on these machines.
+    run(*pip, "torch==2.13.0")
+    run(*pip, "-e", ".[test]")
+    STAMP.write_text(digest)
+    print(f"setup done in {time.perf_counter() - start:.0f}s", flush=True)
+
+
+def demo() -> None:
+    out = ROOT / "examples" / "out"
+    if not (out / "cnn.pt2").exists():
+        run(BIN / "python", ROOT / "examples" / "build_models.py", "--out", out)
+    run(BIN / "tasdc", "compile", out / "cnn.pt2", "--config", "2:4+1:4", "-o", out / "cnn-2of4+1of4.mlir")
+
+
+def run_streaming(*cmd: str | Path, env: dict[str, str]) -> tuple[int, str]:
+    """Run ``cmd`` printing its output as it comes; return status and output."""
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        lines.append(line)
+    return proc.wait(), "".join(lines)
+
+
+def _count(pattern: str, text: str) -> int:
+    found = re.findall(pattern, text)
+    return int(found[-1]) if found else 0
+
+
+def test() -> None:
+    env = {**os.environ, "TASDC_NO_PROGRESS": "1"}
+    start = time.perf_counter()
+    py_status, py_out = run_streaming(BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", env=env)
+    lit_status, lit_out = run_streaming(BIN / "lit", "-sv", ROOT / "test", env=env)
+    passed = _count(r"(\d+) passed", py_out) + _count(r"Passed\s*:\s*(\d+)", lit_out)
+    failed = (
+        _count(r"(\d+) failed", py_out) + _count(r"(\d+) error", py_out) + _count(r"Failed\s*:\s*(\d+)", lit_out)
+    )
+    if (py_status or lit_status) and not failed:
+        failed = 1  # a runner failed without a count (e.g. a collection error)
+    print(f"pytest exit {py_status}, lit exit {lit_status}, {time.perf_counter() - start:.0f}s")
+    print(f"tests: {passed} passed, {failed} failed", flush=True)
+    if py_status or lit_status:
+        sys.exit(1)
+
+
+def main() -> None:
+    if len(sys.argv) != 2 or sys.argv[1] not in ("demo", "test", "setup"):
+        sys.exit(__doc__)
+    setup()
+    {"demo": demo, "test": test, "setup": lambda: None}[sys.argv[1]]()
+
+
+if __name__ == "__main__":
+    main()
