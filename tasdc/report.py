@@ -31,6 +31,8 @@ def to_attr(value: Any) -> ir.Attribute:
         return ir.DenseI64ArrayAttr.get(list(value))
     if isinstance(value, dict):
         return ir.DictAttr.get({k: to_attr(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return ir.ArrayAttr.get([to_attr(v) for v in value])
     raise TypeError(f"cannot store {value!r} as an attribute")
 
 
@@ -48,6 +50,8 @@ def from_attr(attr: ir.Attribute) -> Any:
         return list(attr)
     if isinstance(attr, ir.DictAttr):
         return {named.name: from_attr(named.attr) for named in attr}
+    if isinstance(attr, ir.ArrayAttr):
+        return [from_attr(a) for a in attr]
     return str(attr)
 
 

@@ -1,0 +1,143 @@
+"""``tasd-lower-to-runtime-calls``: each TASD series becomes a call into the CPU runtime."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from torch_mlir import ir
+from torch_mlir.dialects import bufferization, func, memref
+
+from tasdc.dialects.tasd import dense_operand_of, sparse_operand_of
+from tasdc.errors import TasdcError
+from tasdc.passes.base import ModulePass
+from tasdc.report import LAYER_ATTR, STATS_ATTR, to_attr
+
+KERNEL_ATTR = "tasd.kernel"
+WEIGHTS_ATTR = "tasd.weights"
+KERNEL_PREFIX = "tasd_kernel_"
+
+
+def dynamic_memref(rank: int, element_type: ir.Type) -> ir.MemRefType:
+    """``memref<?x…xT, strided<[?, …], offset: ?>>``: any layout may be passed."""
+    dyn = ir.ShapedType.get_dynamic_size()
+    layout = ir.StridedLayoutAttr.get(ir.ShapedType.get_dynamic_stride_or_offset(), [ir.ShapedType.get_dynamic_stride_or_offset()] * rank)
+    return ir.MemRefType.get([dyn] * rank, element_type, layout)
+
+
+def _series_ops(module: ir.Module) -> list[ir.OpView]:
+    found: list[ir.OpView] = []
+
+    def visit(operation: ir.Operation) -> ir.WalkResult:
+        if operation.name == "tasd.series":
+            found.append(operation.opview)
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    return found
+
+
+def _erase_dead(ops: list[ir.OpView]) -> None:
+    """Erase ``ops`` (consumers first) when nothing uses them any more."""
+    for op in ops:
+        if not any(len(list(r.uses)) for r in op.results):
+            op.operation.erase()
+
+
+@dataclasses.dataclass(frozen=True)
+class LowerTasdToCalls(ModulePass):
+    """Replace every ``tasd.series`` with a call to a runtime kernel.
+
+    For series ``k`` the pass declares ``func.func private @tasd_kernel_k``
+    taking the dense operand and the output as fully dynamic strided memrefs
+    (``llvm.emit_c_interface``), and rewrites the series into
+    destination-passing form::
+
+        %x = bufferization.to_buffer %dense read_only
+        %y = memref.alloc()
+        func.call @tasd_kernel_k(%x, %y)
+        %r = bufferization.to_tensor %y restrict writable
+
+    The declaration carries what the runtime needs to build the kernel:
+    ``tasd.kernel`` (kind, sparse operand, series config, per-term n/m/axis/
+    padding, conv attributes, the layer name and dense shapes) and
+    ``tasd.weights`` (each term's values and indices constants). The term ops
+    and their constants are erased.
+    """
+
+    name: ClassVar[str] = "tasd-lower-to-runtime-calls"
+
+    def run(self, module: ir.Module) -> None:
+        existing = {
+            ir.StringAttr(op.attributes["sym_name"]).value
+            for op in module.body.operations
+            if op.operation.name == "func.func"
+        }
+        counter = 0
+        for series in _series_ops(module):
+            while f"{KERNEL_PREFIX}{counter}" in existing:
+                counter += 1
+            name = f"{KERNEL_PREFIX}{counter}"
+            existing.add(name)
+            self._lower(module, series, name)
+
+    def _lower(self, module: ir.Module, series: ir.OpView, name: str) -> None:
+        terms = [t.owner for t in series.operands]
+        first = terms[0]
+        which, _ = sparse_operand_of(first)
+        dense = dense_operand_of(first)
+        result_type = ir.RankedTensorType(series.results[0].type)
+        dense_type = ir.RankedTensorType(dense.type)
+        element = result_type.element_type
+        info: dict[str, object] = {
+            "kind": first.operation.name.split(".", 1)[1],
+            "sparse_operand": which,
+            "config": ir.StringAttr(series.attributes["config"]).value,
+            "dense_shape": list(dense_type.shape),
+            "result_shape": list(result_type.shape),
+            "terms": [],
+        }
+        if LAYER_ATTR in series.attributes:
+            info["layer"] = ir.StringAttr(series.attributes[LAYER_ATTR]).value
+        for key in ("kernel_size", "strides", "dilations"):
+            if key in first.attributes:
+                info[key] = list(ir.DenseI64ArrayAttr(first.attributes[key]))
+        weights: list[ir.Attribute] = []
+        producers: list[ir.OpView] = []
+        for term in terms:
+            _, weight = sparse_operand_of(term)
+            attrs = {k: int(ir.IntegerAttr(weight.attributes[k]).value) for k in ("n", "m", "axis", "padding")}
+            attrs["dense_shape"] = list(ir.RankedTensorType(weight.results[0].type).shape)
+            info["terms"].append(attrs)  # type: ignore[union-attr]
+            for operand in weight.operands:
+                owner = operand.owner
+                if not (isinstance(owner, ir.OpView) and owner.operation.name == "arith.constant"):
+                    raise TasdcError(
+                        f"{info.get('layer', name)}: tasd.sparse_weight operands must be constants to lower to runtime calls"
+                    )
+                weights.append(owner.attributes["value"])
+                producers.append(owner)
+            producers.insert(0, weight)
+        in_type = dynamic_memref(dense_type.rank, element)
+        out_type = dynamic_memref(result_type.rank, element)
+        with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
+            decl = func.FuncOp(name, ir.FunctionType.get([in_type, out_type], []), visibility="private")
+        decl.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        decl.attributes[KERNEL_ATTR] = to_attr(info)
+        decl.attributes[WEIGHTS_ATTR] = ir.ArrayAttr.get(weights)
+        if STATS_ATTR in series.attributes:
+            decl.attributes[STATS_ATTR] = series.attributes[STATS_ATTR]
+        with ir.InsertionPoint(series), series.location:
+            static_in = ir.MemRefType.get(list(dense_type.shape), element, ir.StridedLayoutAttr.get(
+                ir.ShapedType.get_dynamic_stride_or_offset(),
+                [ir.ShapedType.get_dynamic_stride_or_offset()] * dense_type.rank))
+            buffer = bufferization.ToBufferOp(static_in, dense, read_only=True).result
+            buffer = memref.CastOp(in_type, buffer).result
+            out = memref.AllocOp(ir.MemRefType.get(list(result_type.shape), element), [], [], alignment=64).result
+            out_dyn = memref.CastOp(out_type, out).result
+            func.CallOp(decl, [buffer, out_dyn])
+            value = bufferization.ToTensorOp(result_type, out, restrict=True, writable=True).result
+        series.results[0].replace_all_uses_with(value)
+        series.operation.erase()
+        # Terms first, then the weights and their constants.
+        _erase_dead(terms + producers)

@@ -1,0 +1,252 @@
+"""Run a compiled module on the CPU: MLIR's JIT plus Numba N:M kernels.
+
+:class:`CpuExecutable` takes a module after the TASD pipeline and
+
+1. runs ``tasd-lower-to-runtime-calls``: every ``tasd.series`` becomes a
+   call to ``@tasd_kernel_k(%dense, %out)`` whose declaration carries the
+   compressed weights;
+2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once);
+3. runs ``tasd-cpu-to-llvm`` and builds an ``ExecutionEngine``;
+4. registers one callback per kernel with the engine before the first call.
+
+Everything that is not a TASD series (elementwise ops, softmax, layer norm,
+padding, dense contractions of activations) is MLIR's own generated code.
+
+Kernel callbacks: a 2-D ``tasd.matmul`` with a sparse right operand (the
+``nn.Linear`` case) is served by the kernels' C entry (a Numba ``cfunc``,
+no Python on the call path); other forms (sparse left operand,
+``batch_matmul``, ``conv2d``) go through a ctypes callback that views the
+memref descriptors as numpy arrays and calls the same Numba kernel (about
+10 µs of Python per call). Errors inside a callback are recorded, never
+raised into C; :meth:`CpuExecutable.__call__` raises them afterwards as
+:class:`KernelError`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.execution_engine import ExecutionEngine
+from torch_mlir.runtime import get_ranked_memref_descriptor, make_nd_memref_descriptor, ranked_memref_to_numpy
+
+from tasdc.elements import element_dtype, read_elements
+from tasdc.errors import TasdcError
+from tasdc.module import parse_module
+from tasdc.pipeline import parse_pipeline, run_pipeline
+from tasdc.report import from_attr
+from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, pack_series, pack_term, series_matmul
+
+KERNEL_ATTR = "tasd.kernel"
+WEIGHTS_ATTR = "tasd.weights"
+
+
+class RuntimeInputError(TasdcError):
+    """Inputs that do not match the compiled function's signature."""
+
+
+def _descriptor_class(rank: int) -> type[ctypes.Structure]:
+    fields = [
+        ("allocated", ctypes.c_void_p),
+        ("aligned", ctypes.c_void_p),
+        ("offset", ctypes.c_int64),
+    ]
+    if rank:
+        fields += [("shape", ctypes.c_int64 * rank), ("strides", ctypes.c_int64 * rank)]
+    return type(f"MemRef{rank}D", (ctypes.Structure,), {"_fields_": fields})
+
+
+def view_memref(address: int, rank: int, writable: bool) -> np.ndarray:
+    """A numpy view (no copy) of the f32 memref whose descriptor is at ``address``."""
+    desc = _descriptor_class(rank).from_address(address)
+    shape = tuple(desc.shape)
+    strides = tuple(desc.strides)
+    if any(s < 0 for s in strides) or any(d < 0 for d in shape):
+        raise KernelError(f"unsupported memref layout: shape {shape}, strides {strides}")
+    extent = 1 + sum((d - 1) * s for d, s in zip(shape, strides)) if all(shape) else 0
+    base = (ctypes.c_float * max(extent, 1)).from_address(desc.aligned + 4 * desc.offset)
+    flat = np.ctypeslib.as_array(base)
+    return np.lib.stride_tricks.as_strided(flat, shape=shape, strides=tuple(4 * s for s in strides), writeable=writable)
+
+
+@dataclass
+class Kernel:
+    """One lowered series: its metadata, packed weights and callback."""
+
+    name: str
+    info: dict[str, Any]
+    packed: list[PackedSeries]  # one per batch for batch_matmul, else one
+    callback: Any = None
+    entry: Any = None
+    error: BaseException | None = None
+    calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def layer(self) -> str:
+        return str(self.info.get("layer", self.name))
+
+    def run(self, x: np.ndarray, y: np.ndarray) -> None:
+        """``y = series(x)`` on numpy views."""
+        kind, which = self.info["kind"], self.info["sparse_operand"]
+        if list(x.shape) != self.info["dense_shape"] or list(y.shape) != self.info["result_shape"]:
+            raise KernelError(
+                f"{self.layer}: got operand {list(x.shape)} -> {list(y.shape)}, "
+                f"compiled for {self.info['dense_shape']} -> {self.info['result_shape']}"
+            )
+        if kind == "matmul":
+            if which == 1:
+                series_matmul(x, self.packed[0], out=y)
+            else:  # Y = W X  <=>  Yᵀ = Xᵀ Wᵀ
+                series_matmul(x.T, self.packed[0], out=y.T)
+        elif kind == "batch_matmul":
+            for b, packed in enumerate(self.packed):
+                if which == 1:
+                    series_matmul(x[b], packed, out=y[b])
+                else:
+                    series_matmul(x[b].T, packed, out=y[b].T)
+        elif kind == "conv2d":
+            kh, kw = self.info["kernel_size"]
+            y[...] = conv2d_series(
+                np.ascontiguousarray(x), self.packed[0], kh, kw,
+                stride=tuple(self.info["strides"]), padding=0, dilation=tuple(self.info["dilations"]),
+            )
+        else:  # pragma: no cover - the lowering only emits the kinds above
+            raise KernelError(f"{self.layer}: unknown kernel kind {kind}")
+
+
+def _pack(name: str, info: dict[str, Any], weights: list[np.ndarray]) -> list[PackedSeries]:
+    terms = info["terms"]
+    if len(weights) != 2 * len(terms):
+        raise KernelError(f"{name}: expected {2 * len(terms)} weight arrays, got {len(weights)}")
+    if info["kind"] == "batch_matmul":
+        batch = terms[0]["dense_shape"][0]
+        packed = []
+        for b in range(batch):
+            packed.append(pack_series([
+                pack_term(weights[2 * i][b], weights[2 * i + 1][b], t["n"], t["m"], t["axis"] - 1,
+                          t["dense_shape"][1:], t["padding"], term_index=i)
+                for i, t in enumerate(terms)
+            ]))
+        return packed
+    return [pack_series([
+        pack_term(weights[2 * i], weights[2 * i + 1], t["n"], t["m"], t["axis"], t["dense_shape"], t["padding"], term_index=i)
+        for i, t in enumerate(terms)
+    ])]
+
+
+def _make_callback(kernel: Kernel, in_rank: int, out_rank: int) -> Any:
+    prototype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+
+    def callback(x_address: int, y_address: int) -> None:
+        start = time.perf_counter()
+        try:
+            kernel.run(view_memref(x_address, in_rank, False), view_memref(y_address, out_rank, True))
+        except BaseException as error:  # noqa: BLE001 - must not escape into C
+            if kernel.error is None:
+                kernel.error = error
+        kernel.calls += 1
+        kernel.seconds += time.perf_counter() - start
+
+    return prototype(callback)
+
+
+@dataclass
+class CpuExecutable:
+    """A module compiled for the CPU; call it with numpy arrays."""
+
+    kernels: list[Kernel]
+    engine: ExecutionEngine
+    entry: str
+    arg_types: list[tuple[tuple[int, ...], np.dtype]]
+    result_type: tuple[tuple[int, ...], np.dtype]
+    compile_seconds: float
+    _keep: list[Any] = field(default_factory=list)
+
+    def __call__(self, *inputs: Any) -> np.ndarray:
+        arrays = self._check_inputs(inputs)
+        for kernel in self.kernels:
+            kernel.error = None
+            if kernel.entry is not None:
+                kernel.entry.reset_status()
+        shape, dtype = self.result_type
+        result = make_nd_memref_descriptor(len(shape), np.ctypeslib.as_ctypes_type(dtype))()
+        descriptors = [ctypes.pointer(ctypes.pointer(get_ranked_memref_descriptor(a))) for a in arrays]
+        self.engine.invoke(self.entry, ctypes.pointer(ctypes.pointer(result)), *descriptors)
+        for kernel in self.kernels:
+            if kernel.entry is not None:
+                kernel.entry.check_status()
+            if kernel.error is not None:
+                error = kernel.error
+                kernel.error = None
+                raise KernelError(f"kernel for {kernel.layer} failed: {error}") from error
+        return np.array(ranked_memref_to_numpy(ctypes.pointer(result)), copy=True)
+
+    def _check_inputs(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        if len(inputs) != len(self.arg_types):
+            raise RuntimeInputError(f"{self.entry} takes {len(self.arg_types)} inputs, got {len(inputs)}")
+        arrays = []
+        for i, (value, (shape, dtype)) in enumerate(zip(inputs, self.arg_types)):
+            array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+            if tuple(array.shape) != shape:
+                raise RuntimeInputError(f"input #{i} has shape {list(array.shape)}, expected {list(shape)}")
+            if array.dtype != dtype:
+                if not np.can_cast(array.dtype, dtype, casting="same_kind"):
+                    raise RuntimeInputError(f"input #{i} has dtype {array.dtype}, expected {dtype}")
+                array = array.astype(dtype)
+            arrays.append(np.ascontiguousarray(array))
+        return arrays
+
+
+def _signature(module: ir.Module, entry: str) -> tuple[list[tuple[tuple[int, ...], np.dtype]], tuple[tuple[int, ...], np.dtype]]:
+    for op in module.body.operations:
+        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry:
+            ftype = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
+            def describe(t: ir.Type) -> tuple[tuple[int, ...], np.dtype]:
+                if not isinstance(t, ir.RankedTensorType) or not t.has_static_shape:
+                    raise TasdcError(f"@{entry}: only statically shaped tensor arguments and results are supported, got {t}")
+                rt = ir.RankedTensorType(t)
+                return tuple(rt.shape), element_dtype(rt.element_type)
+            results = [describe(t) for t in ftype.results]
+            if len(results) != 1:
+                raise TasdcError(f"@{entry}: the CPU runtime supports functions with one result, this one has {len(results)}")
+            return [describe(t) for t in ftype.inputs], results[0]
+    raise TasdcError(f"no function @{entry} in the module")
+
+
+def compile_for_cpu(module: ir.Module, entry: str = "main", opt_level: int = 3) -> CpuExecutable:
+    """Lower a (TASD-decomposed) linalg-on-tensors module and JIT it."""
+    start = time.perf_counter()
+    # Lowering is destructive: work on a copy in the same context.
+    work = parse_module(str(module), module.context, "<compiled module>")
+    arg_types, result_type = _signature(work, entry)
+    run_pipeline(work, parse_pipeline("tasd-lower-to-runtime-calls", work.context))
+    kernels: list[Kernel] = []
+    for op in work.body.operations:
+        if op.operation.name == "func.func" and KERNEL_ATTR in op.attributes:
+            name = ir.StringAttr(op.attributes["sym_name"]).value
+            info = from_attr(op.attributes[KERNEL_ATTR])
+            weights = [read_elements(a) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]
+            kernels.append(Kernel(name, info, _pack(name, info, weights)))
+            # The weights now live in the packed kernels; drop them from the IR.
+            for attr in (KERNEL_ATTR, WEIGHTS_ATTR, "tasd.stats"):
+                if attr in op.attributes:
+                    del op.attributes[attr]
+    run_pipeline(work, parse_pipeline("tasd-cpu-to-llvm", work.context), verify_each=False)
+    engine = ExecutionEngine(work, opt_level=opt_level)
+    keep: list[Any] = []
+    for kernel in kernels:
+        in_rank, out_rank = len(kernel.info["dense_shape"]), len(kernel.info["result_shape"])
+        if kernel.info["kind"] == "matmul" and kernel.info["sparse_operand"] == 1:
+            kernel.entry = make_cfunc_entry(kernel.packed[0], name=kernel.layer)
+            callback = kernel.entry.ctypes
+        else:
+            callback = _make_callback(kernel, in_rank, out_rank)
+        kernel.callback = callback
+        keep.append(callback)
+        engine.register_runtime(kernel.name, callback)
+    return CpuExecutable(kernels, engine, entry, arg_types, result_type, time.perf_counter() - start, keep)
