@@ -5,6 +5,8 @@ Commands:
 * ``tasdc compile MODEL [-o OUT.mlir] [--config 2:4+1:4] [--json R.json]`` —
   import a ``.pt2`` / ``.mlir`` model, run the TASD pipeline, write the MLIR
   and print the per-layer report.
+* ``tasdc run MODEL --input x.npy [--config …] [-o y.npy]`` — compile, JIT
+  for the CPU (Numba N:M kernels) and run; save the output or print a summary.
 
 User errors print one line (``tasdc: error: …``) and exit with status 2.
 """
@@ -15,7 +17,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from tasdc.errors import EXIT_USER_ERROR, TasdcError
 
@@ -54,6 +56,86 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="compile a model and run it on the CPU runtime (Numba N:M kernels)")
+    p.add_argument("model", type=Path, help="a .pt2 or linalg-on-tensors .mlir model")
+    p.add_argument("--input", type=Path, required=True, help="inputs: .npy (one input) or .npz (arg0, arg1, … or in order)")
+    p.add_argument("--config", default="dense", help="TASD series for every weight (default: dense)")
+    p.add_argument("-o", "--output", type=Path, help="save outputs: .npy, or .npz with key 'output'")
+    p.add_argument("--repeat", type=int, default=1, help="run this many times and report the median latency")
+    p.set_defaults(func=cmd_run)
+
+
+def _load_inputs(path: Path) -> list[Any]:
+    import numpy as np
+
+    if not path.exists():
+        raise TasdcError(f"{path}: no such file")
+    if path.is_dir():
+        raise TasdcError(f"{path}: is a directory, expected a .npy or .npz file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise TasdcError(f"{path}: not a .npy/.npz file ({str(error).splitlines()[0]})") from None
+    if isinstance(data, np.ndarray):
+        return [data]
+    with data:
+        names = list(data.files)
+        ordered = [f"arg{i}" for i in range(len(names))]
+        keys = ordered if set(ordered) == set(names) else names
+        return [data[k] for k in keys]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import statistics
+    import time
+
+    import numpy as np
+
+    from tasdc.compiler import CompileOptions, compile_model, write_atomically
+    from tasdc.decompose import ConfigError, parse_config
+
+    try:
+        parse_config(args.config)
+    except ConfigError as error:
+        raise TasdcError(f"--config: {error}") from None
+    if args.repeat < 1:
+        raise TasdcError(f"--repeat must be >= 1, got {args.repeat}")
+    if args.output and args.output.suffix not in (".npy", ".npz"):
+        raise TasdcError(f"{args.output}: output must end in .npy or .npz")
+    inputs = _load_inputs(args.input)
+    result = compile_model(args.model, options=CompileOptions(config=args.config))
+    start = time.perf_counter()
+    executable = result.cpu()
+    jit_seconds = time.perf_counter() - start
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        output = executable(*inputs)
+        times.append(time.perf_counter() - start)
+    if args.output:
+        import io
+
+        buffer = io.BytesIO()
+        if args.output.suffix == ".npz":
+            np.savez(buffer, output=output)
+        else:
+            np.save(buffer, output)
+        tmp = args.output.with_name(f".{args.output.name}.tmp")
+        if not args.output.parent.exists():
+            raise TasdcError(f"{args.output.parent}: output directory does not exist")
+        tmp.write_bytes(buffer.getvalue())
+        tmp.replace(args.output)
+        print(f"wrote {args.output}  shape {list(output.shape)} {output.dtype}")
+    else:
+        flat = output.reshape(-1)
+        print(f"output shape {list(output.shape)} {output.dtype}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
+        print(f"first values: {np.array2string(flat[:8], precision=5)}")
+    print(f"config {args.config}: compile {sum(result.timings.values()):.2f}s, JIT {jit_seconds:.2f}s, "
+          f"run median {statistics.median(times) * 1e3:.3f} ms over {args.repeat}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tasdc",
@@ -61,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_compile(sub)
+    _add_run(sub)
     return parser
 
 

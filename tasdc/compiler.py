@@ -18,7 +18,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from torch_mlir import ir
 
@@ -28,6 +28,9 @@ from tasdc.importer import ImportedModel, import_model
 from tasdc.module import verify
 from tasdc.pipeline import parse_pipeline, run_pipeline, save_temps
 from tasdc.report import CompileReport, collect_report
+
+if TYPE_CHECKING:
+    from tasdc.runtime.cpu.executor import CpuExecutable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,7 @@ class CompileResult:
     model: ImportedModel
     report: CompileReport
     timings: dict[str, float]
+    _executables: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def module(self) -> ir.Module:
@@ -63,6 +67,30 @@ class CompileResult:
 
     def mlir(self) -> str:
         return str(self.model.module)
+
+    def cpu(self, expand: bool = False) -> "CpuExecutable":
+        """The module JIT-compiled for the CPU (Numba N:M kernels for the series).
+
+        With ``expand`` the series are first expanded back to dense linalg on
+        their approximated weights (``tasd-expand-to-linalg``): the reference
+        path, same numbers, no N:M kernels.
+        """
+        from tasdc.runtime.cpu.executor import compile_for_cpu
+
+        key = "expanded" if expand else "kernels"
+        if key not in self._executables:
+            module = self.model.module
+            if expand:
+                from tasdc.module import parse_module
+
+                module = parse_module(str(module), module.context, "<expanded>")
+                run_pipeline(module, parse_pipeline("tasd-expand-to-linalg", module.context))
+            self._executables[key] = compile_for_cpu(module)
+        return self._executables[key]
+
+    def __call__(self, *inputs: Any) -> Any:
+        """Run the compiled model on the CPU runtime; returns a numpy array."""
+        return self.cpu()(*inputs)
 
 
 def compile_model(

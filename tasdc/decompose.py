@@ -341,8 +341,9 @@ def _padded_k(k: int, m: int) -> int:
 
 class _Work:
     """The residual in axis-last layout, padded to a multiple of the current M:
-    ``data`` has shape ``(rows, kp)``; ``blocks(m)`` is its ``(rows*kp/m, m)``
-    view."""
+    ``data`` has shape ``(rows, kp)``; :meth:`blocks` is its
+    ``(rows*kp/m, m)`` view. Read-only use (``writable=False``) avoids the
+    copy when ``w`` is already C-contiguous, axis-last and unpadded."""
 
     def __init__(self, w: np.ndarray, axis: int, m: int, *, writable: bool) -> None:
         moved = np.moveaxis(w, axis, -1)
@@ -353,6 +354,8 @@ class _Work:
         kp = _padded_k(self.k, m)
         if kp == self.k and not writable and moved.flags.c_contiguous:
             self.data = moved.reshape(self.rows, kp)
+        elif kp == self.k:
+            self.data = np.array(moved, order="C", copy=True).reshape(self.rows, kp)
         else:
             self.data = np.zeros((self.rows, kp), dtype=w.dtype)
             self.data.reshape(self.lead + (kp,))[..., : self.k] = moved
@@ -392,7 +395,7 @@ def _to_blocks(arr: np.ndarray, axis: int, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=32)
 def _code_table(m: int, n: int) -> np.ndarray:
     """``table[code]`` = the ``n`` set-bit positions of ``code`` (ascending),
     for every ``m``-bit code with exactly ``n`` bits set; other rows are 0."""

@@ -176,15 +176,25 @@ class CpuExecutable:
         shape, dtype = self.result_type
         result = make_nd_memref_descriptor(len(shape), np.ctypeslib.as_ctypes_type(dtype))()
         descriptors = [ctypes.pointer(ctypes.pointer(get_ranked_memref_descriptor(a))) for a in arrays]
+        before = [self._calls(kernel) for kernel in self.kernels]
         self.engine.invoke(self.entry, ctypes.pointer(ctypes.pointer(result)), *descriptors)
-        for kernel in self.kernels:
+        for kernel, calls in zip(self.kernels, before):
             if kernel.entry is not None:
                 kernel.entry.check_status()
             if kernel.error is not None:
                 error = kernel.error
                 kernel.error = None
                 raise KernelError(f"kernel for {kernel.layer} failed: {error}") from error
+            # Series calls are straight-line code in the entry function: a
+            # kernel that did not count its call did not run (e.g. its
+            # parameter block is corrupted and it could not even record that).
+            if self._calls(kernel) == calls:
+                raise KernelError(f"kernel for {kernel.layer} did not run to completion; its output is undefined")
         return np.array(ranked_memref_to_numpy(ctypes.pointer(result)), copy=True)
+
+    @staticmethod
+    def _calls(kernel: Kernel) -> int:
+        return kernel.entry.calls if kernel.entry is not None else kernel.calls
 
     def _check_inputs(self, inputs: Sequence[Any]) -> list[np.ndarray]:
         if len(inputs) != len(self.arg_types):

@@ -33,21 +33,23 @@ same count: structured work, balanced threads). 5 bytes per stored slot.
 
 Kernel
 ------
-Two parallel phases (``prange`` over the Numba threads):
-
-1. X is packed into K-tiles of ``kb x TT`` floats, T-minor (``TT`` = 64 rows
-   of X for the wide kernel, 16 for the narrow one used when T ≤ 32), zero
-   padded past T and past K. Any input strides are handled here (a K-major
-   ``cols.T`` from :func:`im2col` is read contiguously).
-2. Work items are (T-tile, O-chunk) pairs. For each K-tile the L1-resident X
-   tile is combined with the row's slots: the wide micro-kernel keeps 64
-   outputs of one weight row in eight 8-lane AVX registers and, per slot, does
-   one broadcast + eight FMAs with memory operands (``x_tile[k_loc*64 : +64]``);
-   the narrow one does 4 weight rows x 16 outputs. Explicit ``<8 x float>``
-   vectors come from small Numba intrinsics below (``vload8`` / ``vfma8`` ...):
-   Numba's auto-vectoriser otherwise vectorises the slot loop as a gather.
-   Partial sums live in a per-item ``[O_chunk, TT]`` buffer across K-tiles and
-   are written (or added, ``accumulate=True``) to Y with Y's own strides.
+One ``prange`` over work items = (T-tile, O-chunk) pairs (O is split only when
+there are too few T-tiles for the threads). An item walks the K-tiles; for
+each it first packs the X tile (``kb x TT`` floats, T-minor, zero padded past
+T and K; ``TT`` = 64 rows of X for the wide micro-kernel, 16 for the narrow
+one used when T <= 32) into a 64-byte aligned buffer that stays in L1, from
+any input strides (row-major X is transposed 8x8 blocks at a time with
+shuffles; a K-major ``cols.T`` from :func:`im2col` is copied row by row).
+Then every weight row of the chunk runs over its slots of that tile: the wide
+micro-kernel keeps 64 partial sums in eight 8-lane AVX registers and, per slot,
+does one broadcast + eight FMAs with memory operands
+(``x_tile[k_loc*64 : +64]``); the narrow one does 4 weight rows x 16 outputs.
+Explicit ``<8 x float>`` vectors come from small Numba intrinsics below
+(``vload8`` / ``vfma8`` ...): Numba's auto-vectoriser otherwise vectorises the
+slot loop as a gather. Partial sums live in a per-item ``[O_chunk, TT]``
+buffer across K-tiles and are finally written (or added, ``accumulate=True``)
+to Y with Y's own strides. All terms of a series are one merged slot stream:
+one pass, no dense temporaries, Y written once.
 
 The C entry (:func:`make_cfunc_entry`) runs the same kernel on memref
 descriptors and reports errors through an int32 status plus a status record
@@ -60,7 +62,7 @@ import ctypes
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numba
 import numpy as np
@@ -178,6 +180,28 @@ def vfma8(typingctx, a, b, c):
         return builder.call(fn, list(args))
 
     return _vec8f(a, b, c), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):
+    """Prefetch the cache line holding ``arr[idx]`` into L2 (never faults)."""
+    if not (isinstance(arr, types.Array) and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(a.data, [idx]), ir.IntType(8).as_pointer())
+        mod = builder.module
+        fn = mod.globals.get("llvm.prefetch.p0")
+        if fn is None:
+            i32 = ir.IntType(32)
+            fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), "llvm.prefetch.p0")
+        i32 = ir.IntType(32)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(arr, idx), codegen
 
 
 def _shuf(builder, a, b, mask):
@@ -451,7 +475,12 @@ def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
     for t in pterms:
         lcm = lcm * t.m // math.gcd(lcm, t.m)
     if kb is None:
-        kb = DEFAULT_KB
+        # 64-column tiles (16 KB X tile) keep X in L1; sparser series get
+        # 128-column tiles so that each (row, tile) still has >= 16 slots to
+        # amortise loading / storing the 64 partial sums.
+        dens = sum(t.n / t.m for t in pterms)
+        kb = DEFAULT_KB if dens >= 0.25 else 2 * DEFAULT_KB
+        kb = max(kb, lcm)
     kb = int(kb)
     if kb <= 0 or kb % lcm or kb > 256:
         raise KernelError(f"kb={kb} must be a positive multiple of every M ({lcm}) and at most 256")
@@ -555,9 +584,18 @@ def _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, k0, kb, tt, dst):
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
-    """acc[o-o0, 0:64] += Σ_s w_val * xp[w_loc*64 : +64] for o in [o0, o0+no)."""
+def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+    """acc[o-o0, 0:64] += Σ_s w_val * xp[w_loc*64 : +64] for o in [o0, o0+no).
+
+    While row oi is computed, row oi of the *next* X tile's source
+    (``xbuf[pf_base + oi*pf_rs : + pf_lines*16]``) is prefetched, so that
+    X streaming from L3/DRAM overlaps the FMAs.
+    """
     for oi in range(no):
+        if oi < pf_rows:
+            pb = pf_base + oi * pf_rs
+            for ln in range(pf_lines):
+                prefetch(xbuf, pb + ln * 16)
         ab = oi * 64
         p = wb + (o0 + oi) * cnt
         # slices: the slot loop then indexes with s >= 0 (no wraparound code)
@@ -669,14 +707,19 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
     # nth: the caller's numba.get_num_threads() (calling it here would make
     # the function uncacheable: it embeds the threading layer's address)
     nth = max(1, nth)
-    # Items are (T-tile, O-chunk) pairs; every item packs its own X tiles, so
-    # O is split only when there are too few T-tiles to balance the threads.
+    # Items are (T-tile, O-chunk) pairs and every item packs its own X tiles.
+    # Splitting O over the threads balances them when T-tiles do not divide
+    # evenly, at the price of packing X once per chunk: split only when the
+    # imbalance costs more than that (packing ~5/(slots per X column) of the
+    # compute: one tile column feeds O*density broadcast-FMA slots).
     noc = 1
-    if ntt % nth != 0 and ntt < 8 * nth:
+    imbalance = ((ntt + nth - 1) // nth) * nth / ntt - 1.0
+    slots = 0
+    for kt in range(ntiles):
+        slots += tile_count[kt]
+    work_per_x = O * slots / max(1, ntiles * kb)
+    if imbalance * work_per_x > 5.0:
         noc = nth
-    if ntt < 4 * nth:
-        # few T-tiles: also split O to balance the threads
-        noc = max(noc, (2 * nth + ntt - 1) // ntt)
     ochunk = (O + noc - 1) // noc
     ochunk = ((ochunk + 3) // 4) * 4
     noc = (O + ochunk - 1) // ochunk
@@ -696,7 +739,19 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
             # pack the X tile right before use so that it is hot in L1
             _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, kt * kb, kb, tt, xp)
             if tt == 64:
-                _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val)
+                # prefetch plan for the next X tile (unit-stride layouts only)
+                pf_rows = 0
+                pf_rs = 0
+                pf_lines = 0
+                pf_base = 0
+                if kt + 1 < ntiles:
+                    if xs1 == 1:  # rows of X: tv rows, kb contiguous columns each
+                        pf_rows, pf_rs, pf_lines = tv, xs0, (kb + 15) // 16
+                        pf_base = xoff + t0 * xs0 + (kt + 1) * kb
+                    elif xs0 == 1:  # K-major: kb rows of tv contiguous elements
+                        pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
+                        pf_base = xoff + (kt + 1) * kb * xs1 + t0
+                _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
             else:
                 _narrow_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val)
         if ys1 == 1:
@@ -753,7 +808,8 @@ def series_matmul(
     if numpy cannot make it a view). ``out`` (float32, shape ``x.shape[:-1] +
     (O,)``, any non-negative strides, no overlap between its elements) is
     written, or added to when ``accumulate`` is true; it is allocated when
-    None (then ``accumulate`` adds to zeros).
+    None (then ``accumulate`` adds to zeros). ``out`` must not overlap ``x``.
+    A read-only or negatively strided ``x`` is copied first.
 
     Raises :class:`KernelError` for a dtype, rank or shape mismatch before any
     work is done.
@@ -780,11 +836,17 @@ def series_matmul(
             raise KernelError(f"out has shape {list(out.shape)}, expected {list(lead + (o,))}")
         if not out.flags.writeable:
             raise KernelError("out is read-only")
-    y2 = out.reshape(-1, o) if out.ndim != 2 else out
-    if out.ndim != 2 and not np.shares_memory(y2, out):
-        raise KernelError(f"out with shape {list(out.shape)} and strides {out.strides} cannot be viewed as [T, O]")
+    y2 = out
+    if out.ndim != 2:
+        y2 = out.view()
+        try:
+            y2.shape = (-1, o)  # in place: fails instead of silently copying
+        except AttributeError:
+            raise KernelError(f"out with shape {list(out.shape)} and strides {out.strides} cannot be viewed as [T, O] without a copy") from None
     if t and o and (y2.strides[0] == 0 and t > 1 or y2.strides[1] == 0 and o > 1):
         raise KernelError("out has a zero stride (broadcast view); its elements would overlap")
+    if t and o and np.may_share_memory(x2, y2):
+        raise KernelError("out must not overlap x")
     if not x2.flags.writeable:
         x2 = x2.copy()
     if x2.strides[0] < 0 or x2.strides[1] < 0 or x2.strides[0] % 4 or x2.strides[1] % 4:

@@ -390,7 +390,7 @@ def test_equal_m_series_exact_iff_blocks_fit(data):
 
 
 @SETTINGS
-@given(tensors(), configs(max_terms=3, ms=[2, 4, 8]))
+@given(tensors(), configs(max_terms=3, ms=[2, 3, 4, 5, 8]))
 def test_is_lossless_matches_decomposition(data, config):
     w, axis = data
     assert is_lossless(w, config, axis) == decompose(w, config, axis).is_exact

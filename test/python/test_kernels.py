@@ -185,6 +185,11 @@ def test_operand_errors():
         series_matmul(x, "2:4")
     with pytest.raises(KernelError, match="zero stride"):
         series_matmul(x, p, out=np.lib.stride_tricks.as_strided(np.zeros(6, np.float32), (3, 6), (0, 4)))
+    sq = np.zeros((6, 20), np.float32)
+    with pytest.raises(KernelError, match="overlap"):
+        series_matmul(sq, p, out=sq[:, :6])
+    with pytest.raises(KernelError, match="without a copy"):
+        series_matmul(rng.standard_normal((2, 3, 20)).astype(np.float32), p, out=np.zeros((3, 2, 6), np.float32).transpose(1, 0, 2))
     assert isinstance(KernelError("x"), ValueError)
 
 
@@ -356,3 +361,46 @@ def test_second_process_uses_numba_cache():
     assert res.returncode == 0, res.stderr
     misses, hits, secs = res.stdout.split()
     assert int(misses) == 0 and int(hits) >= 1, res.stdout
+
+
+def test_cfunc_entry_called_from_mlir_jit():
+    """The entry as the MLIR lowering uses it: func.call of a private
+    llvm.emit_c_interface declaration, registered with register_runtime."""
+    pytest.importorskip("torch_mlir")
+    from torch_mlir import execution_engine, ir, passmanager
+    from torch_mlir.runtime import get_ranked_memref_descriptor
+
+    rng = np.random.default_rng(12)
+    d = decompose(_weight(rng, 13, 70), "2:4+1:4", axis=1)
+    entry = make_cfunc_entry(pack_series(d), name="tasd_series_matmul_mlirtest")
+    mt = "memref<?x?xf32, strided<[?, ?], offset: ?>>"
+    src = f"""
+    func.func private @tasd_series_matmul_mlirtest({mt}, {mt}) -> i32 attributes {{llvm.emit_c_interface}}
+    func.func @main(%x: memref<?x?xf32>, %y: memref<?x?xf32>) -> i32 attributes {{llvm.emit_c_interface}} {{
+      %xc = memref.cast %x : memref<?x?xf32> to {mt}
+      %yc = memref.cast %y : memref<?x?xf32> to {mt}
+      %r = func.call @tasd_series_matmul_mlirtest(%xc, %yc) : ({mt}, {mt}) -> i32
+      return %r : i32
+    }}
+    """
+    with ir.Context():
+        module = ir.Module.parse(src)
+        passmanager.PassManager.parse("builtin.module(finalize-memref-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts)").run(module.operation)
+        engine = execution_engine.ExecutionEngine(module)
+        engine.register_runtime("tasd_series_matmul_mlirtest", entry.ctypes)
+        x = rng.standard_normal((9, 70)).astype(np.float32)
+        y = np.zeros((9, 13), np.float32)
+        ybad = np.zeros((9, 12), np.float32)
+        status = ctypes.c_int32(-1)
+
+        def run(a, b):
+            args = [ctypes.pointer(ctypes.pointer(get_ranked_memref_descriptor(v))) for v in (a, b)]
+            engine.invoke("main", *args, ctypes.pointer(status))
+            return status.value
+
+        assert run(x, y) == 0
+        entry.check_status()
+        _check(y, x, _dense_of(d))
+        assert run(x, ybad) == K.STATUS_Y_COLS
+        with pytest.raises(KernelError, match="Y has 12 columns"):
+            entry.check_status()

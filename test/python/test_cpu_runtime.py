@@ -1,0 +1,133 @@
+"""The CPU runtime runs whole models: MLIR JIT plus Numba N:M kernels.
+
+Tolerances: outputs are logits of magnitude ~1-10 computed in float32 with
+different summation orders (Numba kernels block K differently from torch's
+BLAS), so we allow rtol=1e-4 with atol=1e-4; the observed differences are
+around 1e-6. Dense and 2:4+2:4 (lossless) are compared with torch eager on
+the original model; 2:4 (lossy) with the reference path of the same TASD ops
+(``tasd-expand-to-linalg``: the numpy reference weights through MLIR's own
+code).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import MODELS, run_cli
+from tasdc.compiler import CompileOptions, compile_model
+from tasdc.errors import TasdcError
+from tasdc.runtime.cpu import executor
+from tasdc.runtime.cpu.kernels import KernelError
+
+RTOL = ATOL = 1e-4
+
+
+def _inputs(example_dir: Path, name: str) -> np.ndarray:
+    return np.load(example_dir / f"{name}-eval.npz")["x"][:16]
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("config", ["dense", "2:4+2:4"])
+def test_dense_and_lossless_match_torch(example_dir: Path, name: str, config: str) -> None:
+    result = compile_model(example_dir / f"{name}.pt2", options=CompileOptions(config=config))
+    x = _inputs(example_dir, name)
+    with torch.no_grad():
+        expected = result.model.program.module()(torch.from_numpy(x)).numpy()
+    got = result(x)
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    if config != "dense":
+        assert result.cpu().kernels, "series must run through the N:M kernels"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_lossy_matches_reference_semantics(example_dir: Path, name: str) -> None:
+    result = compile_model(example_dir / f"{name}.pt2", options=CompileOptions(config="2:4"))
+    x = _inputs(example_dir, name)
+    got = result(x)
+    reference = result.cpu(expand=True)(x)
+    assert not result.cpu(expand=True).kernels
+    np.testing.assert_allclose(got, reference, rtol=RTOL, atol=ATOL)
+    with torch.no_grad():
+        dense = result.model.program.module()(torch.from_numpy(x)).numpy()
+    assert np.abs(got - dense).max() > 1e-3, "2:4 drops weights, so it must differ from the dense model"
+
+
+@pytest.fixture(scope="module")
+def cnn_2of4(example_dir: Path):
+    return compile_model(example_dir / "cnn.pt2", options=CompileOptions(config="2:4"))
+
+
+def test_corrupted_index_array_is_rejected_at_pack_time(cnn_2of4) -> None:
+    kernel = next(k for k in cnn_2of4.cpu().kernels if k.info["kind"] == "conv2d")
+    term = kernel.info["terms"][0]
+    values = np.ones([1, 1], np.float32)
+    rows, k = term["dense_shape"][0], term["dense_shape"][1] + term["padding"]
+    slots = k // term["m"] * term["n"]
+    values = np.ones((rows, slots), np.float32)
+    indices = np.zeros((rows, slots), np.int8)
+    indices[:, 1::2] = 1
+    indices[3, 4] = 9  # out of range for M=4
+    with pytest.raises(KernelError, match="out of range"):
+        executor._pack(kernel.name, {**kernel.info, "terms": [term]}, [values, indices])
+
+
+def test_failing_callback_raises_python_error_and_process_survives(example_dir: Path, cnn_2of4) -> None:
+    exe = cnn_2of4.cpu()
+    x = _inputs(example_dir, "cnn")
+    kernel = next(k for k in exe.kernels if k.info["kind"] == "conv2d")
+    saved = kernel.info["dense_shape"]
+    kernel.info["dense_shape"] = [1, 2, 3, 4]  # the kernel now refuses its operand
+    try:
+        with pytest.raises(KernelError, match="compiled for"):
+            exe(x)
+    finally:
+        kernel.info["dense_shape"] = saved
+    # The executable still works afterwards.
+    assert np.isfinite(exe(x)).all()
+
+
+def test_failing_cfunc_entry_raises_python_error(example_dir: Path) -> None:
+    result = compile_model(example_dir / "mlp.pt2", options=CompileOptions(config="2:4"))
+    exe = result.cpu()
+    x = _inputs(example_dir, "mlp")
+    entry = exe.kernels[0].entry
+    assert entry is not None
+    saved = entry.params.copy()
+    entry.params[0] = -1  # corrupt the parameter block's magic number
+    try:
+        with pytest.raises(KernelError):
+            exe(x)
+    finally:
+        entry.params[:] = saved
+    np.testing.assert_allclose(exe(x), result.cpu(expand=True)(x), rtol=RTOL, atol=ATOL)
+
+
+def test_wrong_input_shape_is_a_user_error(cnn_2of4) -> None:
+    with pytest.raises(TasdcError, match="expected"):
+        cnn_2of4(np.zeros((3, 1, 8, 8), np.float32))
+
+
+def test_run_cli_saves_outputs(example_dir: Path, tmp_path: Path) -> None:
+    x = _inputs(example_dir, "transformer")
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "y.npz"
+    proc = run_cli("run", str(example_dir / "transformer.pt2"), "--input", str(tmp_path / "x.npy"), "--config", "2:4+2:4", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = compile_model(example_dir / "transformer.pt2")
+    with torch.no_grad():
+        expected = result.model.program.module()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.load(out)["output"], expected, rtol=RTOL, atol=ATOL)
+
+
+def test_run_cli_summary_and_errors(example_dir: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", _inputs(example_dir, "mlp"))
+    proc = run_cli("run", str(example_dir / "mlp.pt2"), "--input", str(tmp_path / "x.npy"))
+    assert proc.returncode == 0 and "output shape [16, 10]" in proc.stdout
+    np.save(tmp_path / "bad.npy", np.zeros((2, 2), np.float32))
+    bad = run_cli("run", str(example_dir / "mlp.pt2"), "--input", str(tmp_path / "bad.npy"))
+    assert bad.returncode == 2 and "input #0 has shape [2, 2]" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
