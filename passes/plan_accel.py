@@ -116,7 +116,8 @@ class PlanAccel(ModulePass):
     GEMM ``[batch, M, K, N]`` of their structured operand ``A[M, K]`` — the
     weight when there is one, else the lhs (a convolution: the filter), as in
     :mod:`tasdc.contractions`. ``target`` is a shipped target name (``dense``,
-    ``stc``, ``vegeta``, ``ttc-m8``) or a path to a hardware ``.toml``.
+    ``stc``, ``vegeta``, ``ttc-m8``) or a path to a hardware ``.toml`` (from
+    Python also a loaded ``Hardware``).
 
     Patterns the target does not run natively are executed as the next denser
     native pattern in ``mode=map`` (recorded per term) and are a user error in

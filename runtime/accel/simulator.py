@@ -448,7 +448,7 @@ def _ratio(a: float, b: float) -> float:
 # --------------------------------------------------------------------------
 
 
-def _plan(module: Any, target: str, mode: str, **options: Any) -> list[str]:
+def _plan(module: Any, target: str | Hardware, mode: str, **options: Any) -> list[str]:
     """Run tasd-plan-accel on ``module`` in place; returns the remarks it made."""
     from torch_mlir import ir
 
@@ -462,7 +462,8 @@ def _plan(module: Any, target: str, mode: str, **options: Any) -> list[str]:
     return [d.message for d in log.entries]
 
 
-def simulate_module(module: Any, target: str | Hardware, mode: str = "map", baseline: str | None = "dense",
+def simulate_module(module: Any, target: str | Hardware, mode: str = "map",
+                    baseline: str | Hardware | None = "dense",
                     *, activations: str = "dense") -> SimReport:
     """Plan (unless already planned for ``target`` in ``mode``), lower and simulate ``module``.
 
@@ -472,18 +473,17 @@ def simulate_module(module: Any, target: str | Hardware, mode: str = "map", base
     :class:`~.costmodel.UnsupportedPatternError` (a ``TasdcError``).
     """
     hw = load_hardware(target)
-    target_arg = target if isinstance(target, str) else (hw.source or hw.name)
     plans = read_plans(module)
     remarks: list[str] = []
     if not plans or any(p.target != hw.name or p.mode != mode for p in plans) or activations != "dense":
-        remarks = _plan(module, str(target_arg), mode, activations=activations)
+        remarks = _plan(module, hw, mode, activations=activations)
     run = simulate_program(lower_module(module, hw), mode)
     run.remarks = remarks
     base_run = None
     if baseline is not None:
         base_hw = load_hardware(baseline)
         clone = module.operation.clone()  # detached; freed with the Python object
-        _plan(clone, str(baseline if isinstance(baseline, str) else base_hw.source), "map", dense=True)
+        _plan(clone, base_hw, "map", dense=True)
         base_run = simulate_program(lower_module(clone, base_hw), "map")
         del clone
     configs = {t.series for t in run.layers}

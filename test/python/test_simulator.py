@@ -318,3 +318,18 @@ def test_reparsed_planned_module_simulates_identically(compiled):
     second = simulate_module(again, "ttc-m8")  # already planned: no re-planning
     assert [t.to_dict() for t in first.layers] == [t.to_dict() for t in second.layers]
     assert isinstance(again, ir.Module)
+
+
+def test_custom_hardware_object(compiled):
+    """A Hardware built in Python (three small arrays, a small GLB) runs a real model."""
+    hw = _small_target()
+    module = compiled("cnn", "2:4+1:4")
+    report = simulate_module(module, hw, baseline=None)
+    assert report.baseline is None and report.ratios is None and report.run.target == "small"
+    assert {t.schedule for t in report.layers} != {"a_resident"}
+    assert any("runs as" in r for r in report.run.remarks)  # mapping remarks are kept, not printed
+    for trace in report.layers:
+        batch, m, k, n = trace.gemm
+        assert_trace_matches(trace, cost_layer(hw, m, k, n, trace.series, batch, mode="map"), trace.name)
+    assert json.loads(report.to_json())["baseline"] is None
+    assert "total" in report.table() and "x lat" not in report.table()

@@ -1,0 +1,227 @@
+"""Benchmark of the TASD Numba CPU kernel against numpy dense and scipy CSR.
+
+    .venv/bin/python benchmarks/bench_kernels.py [--reps 30] [--rounds 3] [--quick]
+
+On machines where OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (see the
+environment notes) run it as
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_kernels.py``
+so that numpy uses its best kernel; the script prints what OpenBLAS reports.
+
+For each GEMM ``Y[T, O] = X[T, K] @ Wᵀ`` (BERT-base linear layers at 128
+tokens and three ResNet-50 3x3 convolutions as im2col GEMMs) and each series
+it reports, in one table from one run:
+
+* the Numba kernel's median time and dense-equivalent GFLOP/s (2·T·K·O / t),
+* numpy dense ``x @ W.T`` (OpenBLAS) on the same shape,
+* scipy CSR at the same density, the faster of ``(W_csr @ x.T).T`` and
+  ``x @ W_csr.T`` (single-threaded, as scipy is),
+* the ratios numpy/numba and scipy/numba (> 1: the kernel is faster),
+
+then the cost of each two-term series against the sum of its terms. X is
+row-major for all three (for convolutions the im2col matrix would be K-major,
+which the kernel reads a little faster). Timings interleave the methods in
+rounds (blocks of ``--reps`` calls) and take the median of all calls, to
+damp noise from other processes on a 2-core machine: load average is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import scipy
+import scipy.sparse as sp
+
+import numba
+
+from tasdc.decompose import decompose
+from tasdc.runtime.cpu.kernels import pack_series, series_matmul
+
+SHAPES = [
+    # name, T, K, O
+    ("BERT qkv/out 768x768", 128, 768, 768),
+    ("BERT ffn1 768->3072", 128, 768, 3072),
+    ("BERT ffn2 3072->768", 128, 3072, 768),
+    ("R50 conv2_x 3x3 64", 3136, 576, 64),
+    ("R50 conv3_x 3x3 128", 784, 1152, 128),
+    ("R50 conv5_x 3x3 512", 49, 4608, 512),
+]
+CONFIGS = ["2:4", "1:4", "2:8", "1:8", "2:4+1:4", "2:8+1:8"]
+SERIES_PARTS = {"2:4+1:4": ("2:4", "1:4"), "2:8+1:8": ("2:8", "1:8")}
+
+
+def _blas_info() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    rows = []
+    for info in threadpool_info():
+        rows.append(
+            f"{info.get('internal_api')} {info.get('version')} kernel={info.get('architecture')} "
+            f"threads={info.get('num_threads')} ({os.path.basename(info.get('filepath', ''))})"
+        )
+    return "; ".join(rows) or "no BLAS found by threadpoolctl"
+
+
+def _ran_parallel() -> bool:
+    """Run one tiny kernel call so that numba reports its threading layer."""
+    d = decompose(np.ones((4, 8), np.float32), "2:4", axis=1)
+    series_matmul(np.ones((2, 8), np.float32), pack_series(d))
+    return True
+
+
+def _time_block(fn, reps: int) -> list[float]:
+    fn()  # warm (caches, OpenMP / OpenBLAS thread wake-up)
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=20, help="calls per timing block")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape")
+    ap.add_argument("--quick", action="store_true", help="first two shapes, fewer reps")
+    ap.add_argument("--threads", type=int, default=None, help="threads for both numba and OpenBLAS (default: numba's default, 2 here)")
+    args = ap.parse_args(argv)
+    nthreads = args.threads or numba.get_num_threads()
+    numba.set_num_threads(nthreads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=nthreads, user_api="blas")
+    except ImportError:
+        pass
+    shapes = SHAPES[:2] if args.quick else SHAPES
+    reps = 5 if args.quick else args.reps
+    rounds = 1 if args.quick else args.rounds
+
+    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, numba {numba.__version__}")
+    print(f"cpu: {os.cpu_count()} logical cores; numba threads = {numba.get_num_threads()} (threading layer: {numba.threading_layer() if _ran_parallel() else numba.config.THREADING_LAYER})")
+    print(f"BLAS (threadpoolctl): {_blas_info()}")
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if var in os.environ:
+            print(f"  note: {var}={os.environ[var]} is set")
+    load0 = os.getloadavg()
+    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
+
+    rng = np.random.default_rng(0)
+    rows = []
+    t_start = time.perf_counter()
+    for name, t, k, o in shapes:
+        x = rng.standard_normal((t, k)).astype(np.float32)
+        w = rng.standard_normal((o, k)).astype(np.float32)
+        wdense = np.ascontiguousarray(w)
+        packs = {}
+        csrs = {}
+        for cfg in CONFIGS:
+            d = decompose(w, cfg, axis=1)
+            packs[cfg] = pack_series(d)
+            csr = sp.csr_matrix(d.approximation)
+            csrs[cfg] = (csr, csr.T.tocsr())
+        out = np.empty((t, o), np.float32)
+        # first call compiles (or loads from Numba's cache)
+        for cfg in CONFIGS:
+            series_matmul(x, packs[cfg], out)
+        times: dict[str, list[float]] = {}
+        xT = np.ascontiguousarray(x.T)
+        # pick the faster scipy formulation once per config
+        sp_fn = {}
+        for cfg in CONFIGS:
+            csr, csr_t = csrs[cfg]
+            f1 = lambda csr=csr: (csr @ xT).T  # noqa: E731
+            f2 = lambda csr_t=csr_t: x @ csr_t  # noqa: E731  (x @ W_csr.T, W.T kept as CSR)
+            a = min(_time_block(f1, 2))
+            b = min(_time_block(f2, 2))
+            sp_fn[cfg] = (f1, "W@xT") if a <= b else (f2, "x@WT")
+        sp_reps = max(2, reps // 4)
+        for _ in range(rounds):
+            times.setdefault("numpy", []).extend(_time_block(lambda: np.matmul(x, wdense.T), reps))
+            for cfg in CONFIGS:
+                p = packs[cfg]
+                times.setdefault(cfg, []).extend(_time_block(lambda p=p: series_matmul(x, p, out), reps))
+            for cfg in CONFIGS:
+                times.setdefault("sp " + cfg, []).extend(_time_block(sp_fn[cfg][0], sp_reps))
+        med = {key: statistics.median(v) for key, v in times.items()}
+        flops = 2.0 * t * k * o
+        for cfg in CONFIGS:
+            rows.append(
+                dict(
+                    shape=f"{name} (T={t},K={k},O={o})",
+                    cfg=cfg,
+                    density=packs[cfg].density,
+                    nb=med[cfg],
+                    nb_min=min(times[cfg]),
+                    np_min=min(times["numpy"]),
+                    gf=flops / med[cfg] / 1e9,
+                    np_=med["numpy"],
+                    np_gf=flops / med["numpy"] / 1e9,
+                    sp=med["sp " + cfg],
+                    sp_how=sp_fn[cfg][1],
+                )
+            )
+        print(f"  measured {name} ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
+
+    load1 = os.getloadavg()
+    print()
+    print(f"median of {rounds} x {reps} calls (min in brackets); numba and OpenBLAS at {nthreads} thread(s), scipy CSR single-threaded")
+    hdr = (
+        f"{'shape':<42} {'series':<8} {'dens':>5} {'numba ms':>9} {'(min)':>7} {'GF/s':>5} {'numpy ms':>9} {'(min)':>7} "
+        f"{'GF/s':>5} {'scipy ms':>9} {'(form)':>7} {'np/nb':>6} {'sp/nb':>6}"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    last = None
+    for r in rows:
+        shape = r["shape"] if r["shape"] != last else ""
+        last = r["shape"]
+        print(
+            f"{shape:<42} {r['cfg']:<8} {r['density']:>5.3f} {r['nb'] * 1e3:>9.3f} {r['nb_min'] * 1e3:>7.3f} {r['gf']:>5.0f} "
+            f"{r['np_'] * 1e3:>9.3f} {r['np_min'] * 1e3:>7.3f} {r['np_gf']:>5.0f} "
+            f"{r['sp'] * 1e3:>9.3f} {r['sp_how']:>7} {r['np_'] / r['nb']:>6.2f} {r['sp'] / r['nb']:>6.2f}"
+        )
+    print()
+    print("series cost vs sum of its terms (t_series / (t_term1 + t_term2); <= 1.00 is the goal):")
+    by = {(r["shape"], r["cfg"]): r for r in rows}
+    shapes_seen = list(dict.fromkeys(r["shape"] for r in rows))
+    for s in shapes_seen:
+        parts = []
+        for series, (a, b) in SERIES_PARTS.items():
+            ratio = by[(s, series)]["nb"] / (by[(s, a)]["nb"] + by[(s, b)]["nb"])
+            parts.append(f"{series}: {ratio:.2f}")
+        print(f"  {s:<42} " + "   ".join(parts))
+    print()
+    print("goals (numpy/numba): 2:4 >= 1.0x, 1:4 >= 1.8x; two-term series <= sum of terms")
+    print("  (by medians, then by minima in brackets: minima are what the code does when no other process preempts it)")
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    for s in shapes_seen:
+        cells = []
+        for key_nb, key_np in (("nb", "np_"), ("nb_min", "np_min")):
+            g24 = by[(s, "2:4")][key_np] / by[(s, "2:4")][key_nb]
+            g14 = by[(s, "1:4")][key_np] / by[(s, "1:4")][key_nb]
+            ser = max(by[(s, se)][key_nb] / (by[(s, a)][key_nb] + by[(s, b)][key_nb]) for se, (a, b) in SERIES_PARTS.items())
+            cells.append((g24, g14, ser))
+        (a24, a14, aser), (b24, b14, bser) = cells
+        print(
+            f"  {s:<42} 2:4 {a24:5.2f}x {verdict(a24 >= 1.0):<6} [{b24:5.2f}x {verdict(b24 >= 1.0):<6}]  "
+            f"1:4 {a14:5.2f}x {verdict(a14 >= 1.8):<6} [{b14:5.2f}x {verdict(b14 >= 1.8):<6}]  "
+            f"series {aser:4.2f} {verdict(aser <= 1.0):<6} [{bser:4.2f} {verdict(bser <= 1.0):<6}]"
+        )
+    print(f"\nload average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (other processes share the 2 cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
