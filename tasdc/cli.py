@@ -5,6 +5,9 @@ Commands:
 * ``tasdc compile MODEL [-o OUT.mlir] [--config 2:4+1:4] [--json R.json]`` —
   import a ``.pt2`` / ``.mlir`` model, run the TASD pipeline, write the MLIR
   and print the per-layer report.
+* ``tasdc simulate MODEL --target stc [--config 2:4] [--json R.json]`` —
+  per-layer cycles, energy and EDP on a simulated accelerator next to the
+  dense baseline; ``--input`` also runs the model for real outputs.
 * ``tasdc run MODEL --input x.npy [--config …] [-o y.npy]`` — compile, JIT
   for the CPU (Numba N:M kernels) and run; save the output or print a summary.
 
@@ -31,6 +34,8 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline", help="run this pass pipeline instead of the default TASD pipeline")
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.add_argument("--save-temps", type=Path, help="write every intermediate module to this folder")
+    p.add_argument("--target", help="plan for a simulated accelerator (dense, stc, vegeta, ttc-m8 or a .toml) and print its report")
+    p.add_argument("--mode", choices=("map", "refuse"), default="map", help="non-native patterns: run as the next denser native one (map) or fail (refuse)")
     p.set_defaults(func=cmd_compile)
 
 
@@ -42,18 +47,102 @@ def cmd_compile(args: argparse.Namespace) -> int:
         parse_config(args.config)
     except ConfigError as error:
         raise TasdcError(f"--config: {error}") from None
-    options = CompileOptions(config=args.config, min_size=args.min_size, pipeline=args.pipeline, save_temps=args.save_temps)
+    pipeline = args.pipeline
+    if args.target:
+        _check_target(args.target)
+        base = pipeline if pipeline is not None else CompileOptions(config=args.config, min_size=args.min_size).tasd_pipeline()
+        pipeline = f"{base},tasd-plan-accel{{target={args.target} mode={args.mode}}}"
+    options = CompileOptions(config=args.config, min_size=args.min_size, pipeline=pipeline, save_temps=args.save_temps)
     result = compile_model(args.model, options=options)
+    simulation = None
+    if args.target:
+        from tasdc.runtime.accel.simulator import simulate_module
+
+        simulation = simulate_module(result.module, args.target, mode=args.mode)
+        simulation.source, simulation.config = result.model.source, args.config
     if args.output:
         write_atomically(args.output, result.mlir())
     if args.json:
-        write_json(args.json, {**result.report.to_json(), "timings_s": result.timings})
+        data = {**result.report.to_json(), "timings_s": result.timings}
+        if simulation is not None:
+            import json
+
+            data["simulation"] = json.loads(simulation.to_json())
+        write_json(args.json, data)
     print(f"tasdc compile {args.model}  config={args.config}  "
           f"(import {result.timings['import']:.2f}s, tasd {result.timings['tasd']:.2f}s)")
     print(result.report.table())
+    if simulation is not None:
+        print()
+        print(simulation.table())
     if args.output:
         print(f"wrote {args.output}")
     return 0
+
+
+def _check_target(target: str) -> None:
+    """Fail early, with one line, on a target that does not load."""
+    from tasdc.runtime.accel.hardware import load_hardware
+
+    if any(ch.isspace() for ch in target):
+        raise TasdcError(f"--target '{target}': paths with spaces are not supported")
+    load_hardware(target)
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="compile a model and simulate it on a structured-sparse accelerator")
+    p.add_argument("model", type=Path, help="a .pt2 or linalg-on-tensors .mlir model")
+    p.add_argument("--target", required=True, help="dense, stc, vegeta, ttc-m8, or a hardware .toml file")
+    p.add_argument("--config", default="dense", help="TASD series for every weight (default: dense)")
+    p.add_argument("--mode", choices=("map", "refuse"), default="map", help="non-native patterns: map to a denser native one, or refuse")
+    p.add_argument("--json", type=Path, help="write the report as JSON (schema: tasdc/runtime/accel/simulator.py)")
+    p.add_argument("--input", type=Path, help="also run the model on these inputs (.npy/.npz) and report real outputs")
+    p.add_argument("-o", "--output", type=Path, help="with --input: save the outputs (.npy)")
+    p.set_defaults(func=cmd_simulate)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tasdc.compiler import CompileOptions, compile_model, write_atomically
+    from tasdc.decompose import ConfigError, parse_config
+    from tasdc.runtime.accel.simulator import simulate_module
+
+    try:
+        parse_config(args.config)
+    except ConfigError as error:
+        raise TasdcError(f"--config: {error}") from None
+    _check_target(args.target)
+    inputs = _load_inputs(args.input) if args.input else None
+    if args.output and not args.input:
+        raise TasdcError("-o needs --input: only a run produces outputs")
+    result = compile_model(args.model, options=CompileOptions(config=args.config))
+    report = simulate_module(result.module, args.target, mode=args.mode)
+    report.source, report.config = result.model.source, args.config
+    if args.json:
+        write_atomically(args.json, report.to_json() + "\n")
+    print(report.table())
+    if inputs is not None:
+        # Numerics are real: the same compiled module on the CPU runtime.
+        output = result(*inputs)
+        flat = output.reshape(-1)
+        print(f"outputs (CPU runtime): shape {list(output.shape)}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
+        if args.output:
+            import io
+
+            buffer = io.BytesIO()
+            np.save(buffer, output)
+            write_bytes_atomically(args.output, buffer.getvalue())
+            print(f"wrote {args.output}")
+    return 0
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    if not path.parent.exists():
+        raise TasdcError(f"{path.parent}: output directory does not exist")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -121,11 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             np.savez(buffer, output=output)
         else:
             np.save(buffer, output)
-        tmp = args.output.with_name(f".{args.output.name}.tmp")
-        if not args.output.parent.exists():
-            raise TasdcError(f"{args.output.parent}: output directory does not exist")
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(args.output)
+        write_bytes_atomically(args.output, buffer.getvalue())
         print(f"wrote {args.output}  shape {list(output.shape)} {output.dtype}")
     else:
         flat = output.reshape(-1)
@@ -144,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_compile(sub)
     _add_run(sub)
+    _add_simulate(sub)
     return parser
 
 

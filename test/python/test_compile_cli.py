@@ -44,3 +44,33 @@ def test_output_into_missing_directory_is_a_user_error(example_dir: Path, tmp_pa
     proc = run_cli("compile", str(example_dir / "mlp.pt2"), "-o", str(tmp_path / "nope" / "x.mlir"))
     assert proc.returncode == 2
     assert "output directory does not exist" in proc.stderr
+
+
+def test_simulate_cli_table_json_and_real_outputs(example_dir: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.load(example_dir / "cnn-eval.npz")["x"][:16])
+    report, out = tmp_path / "sim.json", tmp_path / "y.npy"
+    proc = run_cli("simulate", str(example_dir / "cnn.pt2"), "--target", "vegeta", "--config", "1:4",
+                   "--json", str(report), "--input", str(tmp_path / "x.npy"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "dense baseline" in proc.stdout and "dense/vegeta" in proc.stdout
+    data = json.loads(report.read_text())
+    assert data["target"] == "vegeta" and len(data["layers"]) == 3
+    assert np.load(out).shape == (16, 10)
+
+
+def test_compile_with_target_prints_simulation(example_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mlp.mlir"
+    proc = run_cli("compile", str(example_dir / "mlp.pt2"), "--target", "stc", "--config", "2:4", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "dense/stc" in proc.stdout
+    assert "tasd.accel" in out.read_text()
+
+
+def test_simulate_bad_target_and_refused_pattern(example_dir: Path) -> None:
+    bad = run_cli("simulate", str(example_dir / "mlp.pt2"), "--target", "nope")
+    assert bad.returncode == 2 and "unknown hardware target 'nope'" in bad.stderr
+    refused = run_cli("simulate", str(example_dir / "mlp.pt2"), "--target", "stc", "--config", "1:4", "--mode", "refuse")
+    assert refused.returncode == 2 and "does not run pattern 1:4 natively" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
