@@ -56,7 +56,8 @@ def test_simulate_cli_table_json_and_real_outputs(example_dir: Path, tmp_path: P
     assert proc.returncode == 0, proc.stderr
     assert "dense baseline" in proc.stdout and "dense/vegeta" in proc.stdout
     data = json.loads(report.read_text())
-    assert data["target"] == "vegeta" and len(data["layers"]) == 3
+    assert data["target"]["target"] == "vegeta" and len(data["target"]["layers"]) == 3
+    assert data["baseline"]["target"] == "dense"
     assert np.load(out).shape == (16, 10)
 
 
