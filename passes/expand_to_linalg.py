@@ -10,20 +10,10 @@ from torch_mlir.dialects import arith, linalg, tensor
 
 from tasdc.dialects.tasd import dense_operand_of, sparse_operand_of
 from tasdc.elements import make_elements
+from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.reference import series_weight
 
-
-def _series_ops(module: ir.Module) -> list[ir.OpView]:
-    found: list[ir.OpView] = []
-
-    def visit(operation: ir.Operation) -> ir.WalkResult:
-        if operation.name == "tasd.series":
-            found.append(operation.opview)
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(visit)
-    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +30,7 @@ class ExpandToLinalg(ModulePass):
     name: ClassVar[str] = "tasd-expand-to-linalg"
 
     def run(self, module: ir.Module) -> None:
-        for index, series in enumerate(_series_ops(module)):
+        for index, series in enumerate(ops_named(module, "tasd.series")):
             terms = [t.owner for t in series.operands]
             first = terms[0]
             which, _ = sparse_operand_of(first)

@@ -10,6 +10,7 @@ from torch_mlir.dialects import bufferization, func, memref
 
 from tasdc.dialects.tasd import dense_operand_of, sparse_operand_of
 from tasdc.errors import TasdcError
+from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.report import LAYER_ATTR, STATS_ATTR, to_attr
 
@@ -24,17 +25,6 @@ def dynamic_memref(rank: int, element_type: ir.Type) -> ir.MemRefType:
     layout = ir.StridedLayoutAttr.get(ir.ShapedType.get_dynamic_stride_or_offset(), [ir.ShapedType.get_dynamic_stride_or_offset()] * rank)
     return ir.MemRefType.get([dyn] * rank, element_type, layout)
 
-
-def _series_ops(module: ir.Module) -> list[ir.OpView]:
-    found: list[ir.OpView] = []
-
-    def visit(operation: ir.Operation) -> ir.WalkResult:
-        if operation.name == "tasd.series":
-            found.append(operation.opview)
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(visit)
-    return found
 
 
 def _erase_dead(ops: list[ir.OpView]) -> None:
@@ -74,7 +64,7 @@ class LowerTasdToCalls(ModulePass):
             if op.operation.name == "func.func"
         }
         counter = 0
-        for series in _series_ops(module):
+        for series in ops_named(module, "tasd.series"):
             while f"{KERNEL_PREFIX}{counter}" in existing:
                 counter += 1
             name = f"{KERNEL_PREFIX}{counter}"

@@ -40,18 +40,30 @@ def parse_module(text: str, context: ir.Context, filename: str = "<stdin>") -> i
             raise InputError(f"cannot parse {filename}: {_first_error(error, filename)}") from None
 
 
-def read_module(path: str | Path, context: ir.Context) -> ir.Module:
-    """Parse an MLIR file, with file-level errors as :class:`InputError`."""
+def read_text_file(path: str | Path) -> str:
+    """The text of an MLIR file, with file-level errors as :class:`InputError`."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an MLIR file")
     try:
-        text = path.read_text()
+        return path.read_text()
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file (cannot decode as UTF-8)") from None
-    return parse_module(text, context, str(path))
+
+
+def ops_named(module: ir.Module, name: str) -> list[ir.OpView]:
+    """Every op called ``name`` in ``module``, in program order."""
+    found: list[ir.OpView] = []
+
+    def visit(operation: ir.Operation) -> ir.WalkResult:
+        if operation.name == name:
+            found.append(operation.opview)
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    return found
 
 
 def verify(module: ir.Module, after: str = "") -> None:

@@ -27,8 +27,8 @@ from typing import Sequence
 from torch_mlir import ir
 
 from tasdc.diagnostics import Diagnostic, capture
-from tasdc.errors import EXIT_USER_ERROR, InputError, TasdcError
-from tasdc.module import new_context, parse_module
+from tasdc.errors import EXIT_USER_ERROR, TasdcError
+from tasdc.module import new_context, parse_module, read_text_file
 from tasdc.pipeline import Step, parse_pipeline, run_pipeline
 
 SPLIT_MARKER = re.compile(r"^// -----\s*$", re.MULTILINE)
@@ -171,16 +171,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.input == "-":
         text, filename = sys.stdin.read(), "<stdin>"
     else:
-        path = Path(args.input)
-        if not path.exists():
-            raise InputError(f"{path}: no such file")
-        if path.is_dir():
-            raise InputError(f"{path}: is a directory, expected an MLIR file")
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: not a text file (cannot decode as UTF-8)") from None
-        filename = str(path)
+        text, filename = read_text_file(args.input), str(args.input)
     outputs: list[str] = []
     problems: list[str] = []
     for chunk in split_input(text, args.split_input_file):

@@ -1,0 +1,598 @@
+"""TASDER: cost-model-driven selection of TASD series per layer, checked by running the model.
+
+:func:`tasder_compile` is the search driver behind ``tasdc compile --target T
+--quality Q``:
+
+1. import the model once and run ``tasd-sparsity-analysis`` on it;
+2. compile a copy with ``tasd-select`` (the global greedy allocation over the
+   target's native series, see :mod:`tasdc.passes.select_series`) followed by
+   ``tasd-decompose-weights``;
+3. *measure* the quality by running the compiled model on the CPU runtime
+   (Numba N:M kernels, :meth:`CompileResult.cpu`) on the calibration inputs
+   and on the evaluation inputs, batched to the model's exported batch size
+   (a partial last batch is zero-padded and the padded rows dropped), against
+   the dense model (the same module compiled without decomposition):
+
+   * classifier (output 2-D with more than one column): top-1 agreement with
+     the dense model (plus accuracy and dense accuracy when the file has
+     labels ``y``);
+   * embeddings (output of rank >= 3): mean cosine similarity of the output
+     vectors (last axis) with the dense ones;
+   * anything else: ``1 − ‖y − y_dense‖ / ‖y_dense‖``.
+
+   The bound holds when the metric is ``>= quality`` (minus 1e-6 for float
+   reordering) on *every* measured set (calibration and evaluation);
+4. move along the selection's greedy path until the measured bound holds.
+
+The search (steps 2-4)
+======================
+Every error budget selects a prefix of one budget-independent greedy path
+(see the pass), so the driver searches over *budget levels* of a fixed
+ladder: ``dense`` (no step), ``0`` (lossless steps only), ``1e-4·2^k``
+(k = 0..16) and ``∞`` (the whole path). It starts at the largest level not
+above the pass's predicted budget ``B(q) = 1/q² − 1``. If the measured
+bound is missed it *backs off*: it steps down the ladder, which undoes the
+latest greedy moves first — the moves that bought the least objective per
+unit of error, i.e. the most erroneous per unit of cost saved — and
+re-measures until the bound holds (``dense`` always holds: it is the
+reference). If the bound holds and ``relax`` is on (default), it climbs the
+ladder while the measured bound keeps holding, because the budget rule is a
+conservative prediction (for a classifier a 14 % output perturbation rarely
+flips a top-1 decision). Levels that select the same path prefix are not
+measured twice, and measurements are cached per model by the per-layer
+series, so targets and objectives that agree share them. Because the
+ladder is independent of ``quality`` and the search always stops at the
+first failure going up / first success going down, a looser bound can only
+end at the same or a later prefix of the path, i.e. never at a costlier
+model (as long as ``max_probes`` is not exhausted).
+
+With no calibration data the pass uses weight-space proxies (relative
+Frobenius error) and the report says so; with neither calibration nor
+evaluation inputs nothing is run and the pass's predicted budget is used as
+is (``quality.measured = False``).
+
+:class:`TasderSession` keeps the imported model, the dense reference outputs
+and the measurements, for several searches on one model (benchmarks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from torch_mlir import ir
+
+from tasdc.compiler import CompileResult
+from tasdc.diagnostics import capture
+from tasdc.errors import TasdcError
+from tasdc.importer import ImportedModel, import_model
+from tasdc.module import verify
+from tasdc.passes.decompose_weights import DecomposeWeights
+from tasdc.passes.select_series import (
+    SelectSeries,
+    SelectionError,
+    budget_for_quality,
+    check_options,
+    load_calibration_inputs,
+    read_selection,
+)
+from tasdc.passes.sparsity_analysis import SparsityAnalysis
+from tasdc.pipeline import run_pipeline
+from tasdc.progress import progress as _progress
+from tasdc.report import collect_report
+
+__all__ = ["TasderResult", "TasderSession", "tasder_compile", "LADDER", "QualityReport", "LayerChoice", "Probe"]
+
+#: Budget levels of the search (None = every layer dense). Independent of the quality bound.
+LADDER: tuple[float | None, ...] = (None, 0.0) + tuple(1e-4 * 2.0 ** k for k in range(17)) + (math.inf,)
+QUALITY_TOLERANCE = 1e-6
+_INF_BUDGET = 1e30
+
+
+@dataclasses.dataclass
+class QualityReport:
+    """Measured quality of a compiled model on one input set."""
+
+    dataset: str            # "calibration" | "eval"
+    metric: str             # "top-1 agreement" | "cosine similarity" | "1 - relative error"
+    value: float
+    samples: int
+    accuracy: float | None = None
+    dense_accuracy: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Probe:
+    """One point of the search: a budget level, what it selected and how it measured."""
+
+    level: str
+    budget: float
+    steps: int
+    quality: dict[str, float]
+    passed: bool | None
+    measured: bool          # False when the same selection was measured before (cache)
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class LayerChoice:
+    """The series chosen for one layer and why."""
+
+    layer: str
+    op: str
+    gemm: list[int]
+    chosen: str
+    why: str
+    metric: str
+    error: float
+    rel_error: float
+    l1_dropped: float
+    output_error: float | None
+    lossless: bool
+    cost: dict[str, float]
+    dense_cost: dict[str, float]
+    candidates: list[dict[str, Any]]
+    initial: str            # what the pass's predicted budget chose (before back-off / relaxation)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TasderResult:
+    """The outcome of :func:`tasder_compile`."""
+
+    compile: CompileResult
+    source: str
+    target: str
+    objective: str
+    quality_bound: float
+    max_terms: int
+    error_source: str
+    quality_metric: str
+    measured: dict[str, QualityReport]
+    layers: list[LayerChoice]
+    totals: dict[str, dict[str, float]]
+    reduction: dict[str, float]
+    probes: list[Probe]
+    backed_off: list[str]
+    relaxed: list[str]
+    budget: float
+    predicted_budget: float
+    timings: dict[str, float]
+    notes: list[str]
+
+    @property
+    def meets_bound(self) -> bool | None:
+        if not self.measured:
+            return None
+        return all(q.value >= self.quality_bound - QUALITY_TOLERANCE for q in self.measured.values())
+
+    @property
+    def configs(self) -> dict[str, str]:
+        """Layer -> chosen series."""
+        return {layer.layer: layer.chosen for layer in self.layers}
+
+    def mlir(self) -> str:
+        return self.compile.mlir()
+
+    def __call__(self, *inputs: Any) -> Any:
+        return self.compile(*inputs)
+
+    # -- reports -----------------------------------------------------------
+    def table(self) -> str:
+        lines = [
+            f"tasder {self.source}: target {self.target}, objective {self.objective}, "
+            f"quality >= {self.quality_bound:g} ({self.quality_metric} vs the dense model), max {self.max_terms} terms",
+            f"layer errors: {self.error_source}",
+        ]
+        header = (f"{'layer':<16} {'gemm MxKxN':<18} {'series':<10} {'error':>7} {'rel.err':>7} "
+                  f"{'lat.cyc':>9} {'dense':>9} {'energy uJ':>9} {'dense':>9}  why")
+        lines += [header, "-" * len(header)]
+        for row in self.layers:
+            g = row.gemm
+            gemm = "x".join(str(v) for v in g[1:]) if len(g) == 4 else "-"
+            if len(g) == 4 and g[0] > 1:
+                gemm = f"{g[0]}*{gemm}"
+            lines.append(
+                f"{row.layer:<16} {gemm:<18} {row.chosen:<10} {row.error:>7.4f} {row.rel_error:>7.4f} "
+                f"{row.cost.get('latency_cycles', 0):>9.0f} {row.dense_cost.get('latency_cycles', 0):>9.0f} "
+                f"{row.cost.get('energy_j', 0) * 1e6:>9.3f} {row.dense_cost.get('energy_j', 0) * 1e6:>9.3f}  {row.why}"
+            )
+        sel, den = self.totals.get("selected", {}), self.totals.get("dense", {})
+        if sel and den:
+            lines.append(f"model on {self.target} (all contractions; vs the dense model on the same target):")
+            for key, label, scale, unit in (("latency_cycles", "latency", 1.0, "cycles"),
+                                            ("energy_j", "energy", 1e6, "uJ"),
+                                            ("edp", "EDP", 1e12, "uJ*us"),
+                                            ("macs", "MACs issued", 1e-6, "M")):
+                lines.append(f"  {label:<12} {den[key] * scale:>14.4g} -> {sel[key] * scale:>14.4g} {unit:<7} "
+                             f"({-self.reduction[key]:+.1%})")
+        if self.measured:
+            for q in self.measured.values():
+                extra = ""
+                if q.accuracy is not None:
+                    extra = f", accuracy {q.accuracy:.4f} (dense {q.dense_accuracy:.4f})"
+                lines.append(f"measured on {q.dataset} ({q.samples} samples, CPU runtime): {q.metric} "
+                             f"{q.value:.4f}{extra}")
+            lines.append(f"bound {'met' if self.meets_bound else 'MISSED'}: {self.quality_metric} >= {self.quality_bound:g}")
+        else:
+            lines.append("quality not measured (no calibration or evaluation inputs): the selection relies on the "
+                         f"predicted budget {self.predicted_budget:.4g} only")
+        if self.probes:
+            shown = ", ".join(
+                f"{p.level}:{'/'.join(f'{v:.4f}' for v in p.quality.values()) or '-'}"
+                f"{'' if p.passed is None else ('+' if p.passed else 'x')}" for p in self.probes)
+            lines.append(f"search (budget level: quality, + met / x missed): {shown}")
+        if self.backed_off:
+            lines.append(f"backed off (measured bound missed at the predicted budget): {', '.join(self.backed_off)}")
+        if self.relaxed:
+            lines.append(f"relaxed (measured quality had room): {', '.join(self.relaxed)}")
+        for note in self.notes:
+            lines.append(f"note: {note}")
+        lines.append("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()))
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "objective": self.objective,
+            "quality_bound": self.quality_bound,
+            "max_terms": self.max_terms,
+            "error_source": self.error_source,
+            "quality_metric": self.quality_metric,
+            "meets_bound": self.meets_bound,
+            "measured": {k: v.to_json() for k, v in self.measured.items()},
+            "layers": [layer.to_json() for layer in self.layers],
+            "totals": self.totals,
+            "reduction": self.reduction,
+            "budget": self.budget if math.isfinite(self.budget) else "inf",
+            "predicted_budget": self.predicted_budget,
+            "probes": [p.to_json() for p in self.probes],
+            "backed_off": self.backed_off,
+            "relaxed": self.relaxed,
+            "timings_s": self.timings,
+            "notes": self.notes,
+            "report": self.compile.report.to_json(),
+        }
+
+
+def _level_name(level: float | None) -> str:
+    if level is None:
+        return "dense"
+    if level == 0.0:
+        return "0"
+    if math.isinf(level):
+        return "inf"
+    return f"{level:.4g}"
+
+
+def _load_eval(path: Path | str) -> tuple[np.ndarray, np.ndarray | None]:
+    x = load_calibration_inputs(path)
+    y = None
+    if str(path).endswith(".npz"):
+        with np.load(path, allow_pickle=False) as data:
+            if "y" in data.files:
+                y = np.asarray(data["y"])
+                if y.shape[0] != x.shape[0]:
+                    raise SelectionError(f"{path}: 'y' has {y.shape[0]} labels for {x.shape[0]} inputs")
+    return x, y
+
+
+class TasderSession:
+    """One imported model, its dense reference and cached measurements."""
+
+    def __init__(self, source: Any, example_inputs: Sequence[Any] | None = None, *,
+                 calib: Path | str | None = None, eval: Path | str | None = None,  # noqa: A002
+                 progress: bool = True) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+        start = time.perf_counter()
+        self.calib = str(calib) if calib is not None else None
+        self.sets: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        if calib is not None:
+            self.sets["calibration"] = _load_eval(calib)
+        if eval is not None:
+            self.sets["eval"] = _load_eval(eval)
+        self.model = import_model(source, example_inputs)
+        verify(self.model.module, after="import")
+        with capture(self.model.context):
+            run_pipeline(self.model.module, [SparsityAnalysis()])
+        self.source = self.model.source
+        self.timings["import"] = time.perf_counter() - start
+        self._reference: dict[str, np.ndarray] | None = None
+        self._metric: str | None = None
+        self._batch: int | None = None
+        self._measurements: dict[tuple[str, ...], dict[str, QualityReport]] = {}
+
+    # -- modules -----------------------------------------------------------
+    def _clone(self) -> ImportedModel:
+        base = self.model.module
+        with base.context, ir.Location.unknown(base.context):
+            clone = ir.Module.create()
+            for op in base.body.operations:
+                op.operation.clone(ip=ir.InsertionPoint(clone.body))
+            for named in base.operation.attributes:
+                clone.operation.attributes[named.name] = named.attr
+        return ImportedModel(module=clone, source=self.model.source, program=self.model.program,
+                             example_inputs=self.model.example_inputs)
+
+    def compile_with(self, steps: list[Any], label: str) -> CompileResult:
+        """A copy of the imported model through ``steps`` (pass objects), as a CompileResult."""
+        model = self._clone()
+        start = time.perf_counter()
+        with capture(model.context):
+            run_pipeline(model.module, steps)
+        timings = {"import": self.timings["import"], "tasd": time.perf_counter() - start}
+        report = collect_report(model.module, source=model.source, config=label)
+        return CompileResult(model=model, report=report, timings=timings)
+
+    # -- measuring ---------------------------------------------------------
+    def _run(self, result: CompileResult, x: np.ndarray, desc: str) -> np.ndarray:
+        executable = result.cpu()
+        if len(executable.arg_types) != 1:
+            raise TasdcError(f"quality measurement supports single-input models; this one takes {len(executable.arg_types)}")
+        (shape, dtype), = executable.arg_types
+        batch = shape[0] if shape else 1
+        if tuple(x.shape[1:]) != tuple(shape[1:]):
+            raise SelectionError(f"inputs have shape {list(x.shape)}, the model takes {list(shape)} (samples x {list(shape[1:])})")
+        self._batch = batch
+        outs = []
+        starts = range(0, x.shape[0], batch)
+        iterator = _progress(starts, desc=desc, unit="batch") if self.progress else starts
+        for start in iterator:
+            chunk = x[start:start + batch].astype(dtype, copy=False)
+            real = chunk.shape[0]
+            if real < batch:
+                chunk = np.concatenate([chunk, np.zeros((batch - real,) + chunk.shape[1:], dtype=chunk.dtype)])
+            out = executable(chunk)
+            if real < batch:
+                if out.shape[0] != batch:
+                    continue  # cannot tell padded rows apart: drop the partial batch
+                out = out[:real]
+            outs.append(out)
+        return np.concatenate(outs, axis=0)
+
+    def reference(self) -> dict[str, np.ndarray]:
+        """Dense-model outputs on every input set (computed once)."""
+        if self._reference is None:
+            start = time.perf_counter()
+            dense = self.compile_with([], "dense")
+            self._reference = {name: self._run(dense, x, f"tasder dense {name}") for name, (x, _) in self.sets.items()}
+            first = next(iter(self._reference.values()), None)
+            if first is None:
+                self._metric = "none"
+            elif first.ndim == 2 and first.shape[1] > 1:
+                self._metric = "top-1 agreement"
+            elif first.ndim >= 3:
+                self._metric = "cosine similarity"
+            else:
+                self._metric = "1 - relative error"
+            self.timings["reference"] = time.perf_counter() - start
+        return self._reference
+
+    @property
+    def metric(self) -> str:
+        self.reference()
+        assert self._metric is not None
+        return self._metric
+
+    def measure(self, result: CompileResult, key: tuple[str, ...] | None = None) -> tuple[dict[str, QualityReport], bool]:
+        """Quality of ``result`` on every input set; ``(reports, cached)``."""
+        if key is not None and key in self._measurements:
+            return self._measurements[key], True
+        reference = self.reference()
+        reports = {}
+        for name, (x, y) in self.sets.items():
+            out = self._run(result, x, f"tasder measure {name}")
+            ref = reference[name]
+            n = min(out.shape[0], ref.shape[0])
+            out, ref_n = out[:n], ref[:n]
+            acc = dense_acc = None
+            if self._metric == "top-1 agreement":
+                pred, dpred = out.argmax(axis=1), ref_n.argmax(axis=1)
+                value = float((pred == dpred).mean())
+                if y is not None:
+                    acc = float((pred == y[:n]).mean())
+                    dense_acc = float((dpred == y[:n]).mean())
+            elif self._metric == "cosine similarity":
+                a = out.reshape(-1, out.shape[-1]).astype(np.float64)
+                b = ref_n.reshape(-1, ref_n.shape[-1]).astype(np.float64)
+                na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+                both = (na > 0) & (nb > 0)
+                cos = np.where(both, np.einsum("ij,ij->i", a, b) / np.where(both, na * nb, 1.0),
+                               np.where((na == 0) & (nb == 0), 1.0, 0.0))
+                value = float(cos.mean())
+            else:
+                den = float(np.linalg.norm(ref_n.astype(np.float64)))
+                num = float(np.linalg.norm((out - ref_n).astype(np.float64)))
+                value = 1.0 - (num / den if den > 0 else (0.0 if num == 0 else math.inf))
+            reports[name] = QualityReport(name, self._metric or "", value, n, acc, dense_acc)
+        if key is not None:
+            self._measurements[key] = reports
+        return reports, False
+
+    # -- the search --------------------------------------------------------
+    def compile(self, target: str, objective: str = "edp", quality: float = 0.99, max_terms: int = 2, *,
+                relax: bool = True, max_probes: int = 10) -> "TasderResult":
+        """Search the series per layer for ``target`` (see module docstring)."""
+        check_options(target, objective, quality, max_terms)
+        if isinstance(max_probes, bool) or not isinstance(max_probes, int) or max_probes < 1:
+            raise SelectionError(f"max_probes must be a positive integer, got '{max_probes}'")
+        start_all = time.perf_counter()
+        timings = {"import": self.timings["import"]}
+        notes: list[str] = []
+        predicted = budget_for_quality(quality)
+        measuring = bool(self.sets)
+
+        def select(level: float | None, exact: float | None = None) -> CompileResult:
+            budget = exact if exact is not None else (0.0 if level is None else
+                                                      (_INF_BUDGET if math.isinf(level) else level))
+            steps = [SelectSeries(target=target, objective=objective, quality=quality, max_terms=max_terms,
+                                  calib=self.calib or "", budget=budget, max_steps=0 if level is None and exact is None else -1),
+                     DecomposeWeights()]
+            t = time.perf_counter()
+            result = self.compile_with(steps, f"tasder:{target}")
+            timings["select+decompose"] = timings.get("select+decompose", 0.0) + time.perf_counter() - t
+            return result
+
+        def configs_of(result: CompileResult) -> tuple[str, ...]:
+            return tuple(row.stats["select"]["chosen"] for row in result.report.layers if "select" in row.stats)
+
+        probes: list[Probe] = []
+        if not measuring:
+            result = select(None, exact=predicted)
+            chosen_level: float = predicted
+            initial = configs_of(result)
+            reports: dict[str, QualityReport] = {}
+            notes.append("no calibration or evaluation inputs: quality not measured")
+        else:
+            if self._reference is None:
+                self.reference()
+                timings["reference"] = self.timings["reference"]
+            levels = list(LADDER)
+            numeric = [-1.0 if lv is None else lv for lv in levels]
+            s = max(i for i, v in enumerate(numeric) if v <= predicted)
+            first = select(levels[s])
+            summary = read_selection(first.module)
+            used = list(summary.get("path_used", []))
+
+            def position(i: int) -> int:
+                lv = levels[i]
+                if lv is None:
+                    return 0
+                return sum(1 for u in used if u <= lv + 1e-12 * max(1.0, lv if math.isfinite(lv) else 1.0))
+
+            cache: dict[int, tuple[CompileResult | None, dict[str, QualityReport], bool]] = {}
+            measured_count = [0]
+
+            def probe(i: int, result: CompileResult | None = None) -> tuple[dict[str, QualityReport], bool]:
+                pos = position(i)
+                if pos in cache:
+                    res, reps, ok = cache[pos]
+                    return reps, ok
+                t = time.perf_counter()
+                if result is None:
+                    result = select(levels[i])
+                key = configs_of(result)
+                reps, was_cached = self.measure(result, key)
+                if not was_cached:
+                    measured_count[0] += 1
+                ok = all(q.value >= quality - QUALITY_TOLERANCE for q in reps.values())
+                cache[pos] = (result, reps, ok)
+                dt = time.perf_counter() - t
+                timings["measure"] = timings.get("measure", 0.0) + dt
+                probes.append(Probe(_level_name(levels[i]), 0.0 if levels[i] is None else float(min(levels[i], _INF_BUDGET)),
+                                    pos, {k: q.value for k, q in reps.items()}, ok, not was_cached, dt))
+                return reps, ok
+
+            initial = configs_of(first)
+            reports, ok = probe(s, first)
+            best = s if ok else None
+            if ok and relax:
+                i = s + 1
+                while i < len(levels) and measured_count[0] < max_probes:
+                    if position(i) == position(i - 1):
+                        best = i
+                        i += 1
+                        continue
+                    _, ok_i = probe(i)
+                    if not ok_i:
+                        break
+                    best = i
+                    i += 1
+                if measured_count[0] >= max_probes and i < len(levels):
+                    notes.append(f"search stopped after {max_probes} measurements (max_probes)")
+            elif not ok:
+                i = s - 1
+                while i >= 0:
+                    _, ok_i = probe(i)
+                    if ok_i:
+                        best = i
+                        break
+                    i -= 1
+            assert best is not None, "the dense level always meets the bound"
+            result, reports, _ = cache[position(best)]
+            if result is None:  # pragma: no cover - every cached position keeps its result
+                result = select(levels[best])
+            chosen_level = -1.0 if levels[best] is None else float(levels[best])  # type: ignore[arg-type]
+            if levels[best] is not None and math.isinf(levels[best]):  # type: ignore[arg-type]
+                chosen_level = math.inf
+        timings["total"] = time.perf_counter() - start_all + self.timings["import"]
+        return self._result(result, target, objective, quality, max_terms, reports, probes, initial,
+                            chosen_level, predicted, timings, notes)
+
+    def _result(self, result: CompileResult, target: str, objective: str, quality: float, max_terms: int,
+                reports: dict[str, QualityReport], probes: list[Probe], initial: tuple[str, ...],
+                level: float, predicted: float, timings: dict[str, float], notes: list[str]) -> "TasderResult":
+        summary = read_selection(result.module)
+        rows = [row for row in result.report.layers if "select" in row.stats]
+        layers = []
+        backed, relaxed = [], []
+        for k, row in enumerate(rows):
+            sel = row.stats["select"]
+            cands = sel["candidates"]
+            chosen = next(c for c in cands if c["series"] == sel["chosen"])
+            dense = cands[0]
+            first = initial[k] if k < len(initial) else sel["chosen"]
+            dens = {c["series"]: c["macs"] for c in cands}
+            if first != sel["chosen"]:
+                entry = f"{row.layer} {first} -> {sel['chosen']}"
+                (backed if dens.get(sel["chosen"], 0) > dens.get(first, 0) else relaxed).append(entry)
+            layers.append(LayerChoice(
+                layer=row.layer, op=row.op, gemm=list(row.stats.get("gemm", [])), chosen=sel["chosen"],
+                why=sel["why"], metric=sel["metric"], error=float(sel["error"]),
+                rel_error=float(chosen["rel_error"]), l1_dropped=float(chosen["l1_dropped"]),
+                output_error=chosen.get("output_error"), lossless=bool(chosen["lossless"]),
+                cost={k2: float(chosen[k2]) for k2 in ("latency_cycles", "energy_j", "edp", "macs")},
+                dense_cost={k2: float(dense[k2]) for k2 in ("latency_cycles", "energy_j", "edp", "macs")},
+                candidates=cands, initial=first))
+        totals = summary.get("totals", {})
+        reduction = {}
+        if totals:
+            for key in ("latency_cycles", "energy_j", "edp", "macs"):
+                d = totals["dense"][key]
+                reduction[key] = 1.0 - totals["selected"][key] / d if d else 0.0
+        calib_used = bool(summary.get("calibration"))
+        error_source = summary.get("metric", "")
+        if not calib_used:
+            error_source = "weight-space proxies (relative Frobenius error; no calibration data)"
+        else:
+            error_source = (f"layer-output relative error on {summary['calibration'].get('samples', 0)} calibration "
+                            f"inputs ({summary['calibration'].get('path', '')})")
+        metric = self._metric if reports else "not measured"
+        return TasderResult(
+            compile=result, source=self.source, target=summary.get("target", target), objective=objective,
+            quality_bound=float(quality), max_terms=max_terms, error_source=error_source,
+            quality_metric=metric or "not measured", measured=reports, layers=layers, totals=totals,
+            reduction=reduction, probes=probes, backed_off=backed, relaxed=relaxed, budget=level,
+            predicted_budget=predicted, timings=timings, notes=notes)
+
+
+def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality: float = 0.99, max_terms: int = 2,
+                   calib: Path | str | None = None, eval: Path | str | None = None,  # noqa: A002
+                   progress: bool = True, example_inputs: Sequence[Any] | None = None,
+                   relax: bool = True, max_probes: int = 10) -> TasderResult:
+    """Compile ``source`` with per-layer TASD series chosen for ``target``.
+
+    ``source``: a ``.pt2`` / ``.mlir`` path or a ``torch.nn.Module`` (with
+    ``example_inputs``). ``calib``: ``.npz`` (``x``, optional ``y``) or
+    ``.npy`` model inputs used to measure layer-output errors and checked
+    against the bound; ``eval``: held-out inputs (``y`` labels optional) on
+    which the bound is also checked. Invalid targets, objectives or quality
+    values raise one-line :class:`~tasdc.errors.TasdcError`.
+    """
+    check_options(target, objective, quality, max_terms)
+    session = TasderSession(source, example_inputs, calib=calib, eval=eval, progress=progress)
+    return session.compile(target, objective, quality, max_terms, relax=relax, max_probes=max_probes)
