@@ -25,7 +25,9 @@ from typing import Literal
 import numpy as np
 from torch_mlir import ir
 
+from tasdc.diagnostics import resolve_location
 from tasdc.elements import as_elements_attr, read_elements
+from tasdc.errors import InputError
 
 Kind = Literal["matmul", "batch_matmul", "conv2d"]
 CONTRACTION_NAMES = {
@@ -81,6 +83,11 @@ class Candidate:
             data = np.ascontiguousarray(np.transpose(data, perm))
         if self.kind == "conv2d":
             data = data.reshape(data.shape[0], -1)
+        if not np.isfinite(data).all():
+            _, line, col = resolve_location(self.op.location)
+            where = f" (line {line}:{col})" if line else ""
+            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+            raise InputError(f"layer {self.layer} ({self.op.name}){where}: weight contains {bad} NaN/Inf values")
         return data
 
     @property

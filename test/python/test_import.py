@@ -118,3 +118,17 @@ def test_cli_help_lists_commands() -> None:
     proc = run_cli("--help")
     assert proc.returncode == 0
     assert "compile" in proc.stdout
+
+
+def test_nan_weight_is_a_user_error_naming_the_layer(tmp_path: Path) -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(8, 4))
+    with torch.no_grad():
+        net[0].weight[1, 2] = float("nan")
+    path = tmp_path / "nan.pt2"
+    torch.export.save(torch.export.export(net.eval(), (torch.randn(2, 8),)), str(path))
+    out = tmp_path / "out.mlir"
+    proc = run_cli("compile", str(path), "--config", "2:4", "-o", str(out))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "layer matmul_0 (linalg.matmul)" in proc.stderr and "NaN/Inf" in proc.stderr
+    assert not out.exists()
