@@ -52,7 +52,7 @@ def demo() -> None:
     out = ROOT / "examples" / "out"
     if not (out / "cnn.pt2").exists():
         run(BIN / "python", ROOT / "examples" / "build_models.py", "--out", out)
-    run(BIN / "tasdc", "compile", out / "cnn.pt2", "--config", "2:4+1:4", "-o", out / "cnn-2of4+1of4.mlir")
+    run(BIN / "tasdc", "compile", out / "cnn.pt2", "--config", "2:4+1:4", "--target", "vegeta", "-o", out / "cnn-2of4+1of4.mlir")
 
 
 def run_streaming(*cmd: str | Path, env: dict[str, str]) -> tuple[int, str]:
