@@ -41,6 +41,10 @@ from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, pack_series, pack_term, series_matmul
 
+_LIBC = ctypes.CDLL(None)
+_LIBC.free.argtypes = [ctypes.c_void_p]
+_LIBC.free.restype = None
+
 KERNEL_ATTR = "tasd.kernel"
 WEIGHTS_ATTR = "tasd.weights"
 
@@ -190,7 +194,13 @@ class CpuExecutable:
             # parameter block is corrupted and it could not even record that).
             if self._calls(kernel) == calls:
                 raise KernelError(f"kernel for {kernel.layer} did not run to completion; its output is undefined")
-        return np.array(ranked_memref_to_numpy(ctypes.pointer(result)), copy=True)
+        output = np.array(ranked_memref_to_numpy(ctypes.pointer(result)), copy=True)
+        # The buffer-deallocation pipeline hands ownership of returned
+        # buffers to the caller (a returned constant is cloned first), and
+        # the LLVM lowering allocates with malloc: free it here.
+        if result.allocated:
+            _LIBC.free(ctypes.c_void_p(result.allocated))
+        return output
 
     @staticmethod
     def _calls(kernel: Kernel) -> int:
