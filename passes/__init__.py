@@ -18,6 +18,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-sparsity-analysis": "sparsity_analysis",
     "tasd-lower-to-runtime-calls": "lower_tasd_to_calls",
     "tasd-cpu-to-llvm": "lower_cpu_to_llvm",
+    "tasd-cpu-vectorize-contractions": "vectorize_contractions",
     "tasd-expand-to-linalg": "expand_to_linalg",
     "tasd-select": "select_series",
 }

@@ -11,9 +11,13 @@ from torch_mlir.passmanager import PassManager
 from tasdc.diagnostics import capture, record_mlir_error
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
+from tasdc.passes.vectorize_contractions import VectorizeContractions
 
 #: The upstream pipeline, in order. ``refback-munge-memref-copy`` rewrites
 #: ``memref.copy`` into loops because the wheel ships no C runner utils.
+#: The vector passes lower what ``tasd-cpu-vectorize-contractions`` left
+#: (transfers of rank > 1, then 1-D vectors to LLVM); without vector ops
+#: they do nothing. ``expand-strided-metadata`` must precede ``lower-affine``.
 UPSTREAM_PIPELINE = (
     "func.func(convert-elementwise-to-linalg)",
     "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map "
@@ -21,9 +25,11 @@ UPSTREAM_PIPELINE = (
     "buffer-deallocation-pipeline",
     "func.func(refback-munge-memref-copy)",
     "func.func(convert-linalg-to-loops)",
+    "func.func(convert-vector-to-scf{full-unroll=true})",
     "expand-strided-metadata",
     "lower-affine",
     "convert-scf-to-cf",
+    "convert-vector-to-llvm",
     "convert-math-to-llvm",
     "convert-math-to-libm",
     "convert-to-llvm",
@@ -42,9 +48,16 @@ class LowerCpuToLLVM(ModulePass):
     deallocation, loops, and the conversion to LLVM (see
     ``UPSTREAM_PIPELINE``). Any remaining ``tasd.*`` op is an error: run
     ``tasd-lower-to-runtime-calls`` first.
+
+    With ``vectorize`` (the default), dense ``linalg.matmul`` /
+    ``linalg.batch_matmul`` on static f32 tensors are first tiled and
+    vectorized by ``tasd-cpu-vectorize-contractions``; everything else
+    (convolutions, generics, fills) takes the loop path.
     """
 
     name: ClassVar[str] = "tasd-cpu-to-llvm"
+
+    vectorize: bool = True
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -58,6 +71,8 @@ class LowerCpuToLLVM(ModulePass):
         module.operation.walk(visit)
         if leftover:
             raise PipelineError(f"tasd-cpu-to-llvm: '{leftover[0]}' must be lowered first (run tasd-lower-to-runtime-calls)")
+        if self.vectorize:
+            VectorizeContractions().run(module)
         for op in module.body.operations:
             if op.operation.name == "func.func" and "sym_visibility" not in op.attributes:
                 op.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()

@@ -435,7 +435,10 @@ def _instrument(module: ir.Module) -> tuple[ir.Module, str, list[_Probe]]:
             offset += size
         ip = ir.InsertionPoint(ret)
         f32 = ir.F32Type.get()
-        acc = tensor_d.EmptyOp([offset], f32, ip=ip).result
+        # One spare element: a single slice covering the whole result would fold
+        # into returning a view of the function argument, which the CPU
+        # lowering cannot return.
+        acc = tensor_d.EmptyOp([offset + 1], f32, ip=ip).result
         for (value, shape, size), probe in zip(values, probes):
             flat = value
             if len(shape) != 1:
@@ -492,7 +495,7 @@ def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int]
         return stats
     from tasdc.runtime.cpu.executor import compile_for_cpu
 
-    executable = compile_for_cpu(clone, entry=entry)
+    executable = compile_for_cpu(clone, entry=entry, opt_level=0)  # -O0: far quicker to JIT, as fast to run here
     (arg_shape, arg_dtype), = executable.arg_types
     batch = arg_shape[0] if arg_shape else 1
     if tuple(x_all.shape[1:]) != tuple(arg_shape[1:]):
@@ -889,7 +892,8 @@ class SelectSeries(ModulePass):
                     f"(cheapest series {self._best_series(problem, i, configs)})")
         config = configs[j]
         if err[i, j] == 0.0:
-            block = (f"at most {config.max_nnz_per_block} non-zeros in every {config.m}-block"
+            nnz = config.max_nnz_per_block
+            block = (f"at most {nnz} non-zero{'s' if nnz != 1 else ''} in every {config.m}-block"
                      if config.same_m else "the terms cover every non-zero")
             text = (f"lossless ({block}) and the cheapest such series: free greedy step "
                     f"{last.step if last else '?'} saves "

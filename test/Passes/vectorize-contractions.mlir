@@ -8,11 +8,11 @@
 // CHECK-NOT: linalg.matmul
 // CHECK: scf.for
 // CHECK: vector.transfer_read {{.*}} : tensor<8x32xf32>, vector<4x16xf32>
-// CHECK: scf.for {{.*}} -> (tensor<4x16xf32>, vector<4x16xf32>)
+// CHECK: scf.for {{.*}} -> (tensor<8x32xf32>, vector<4x16xf32>)
 // CHECK: vector.transfer_read {{.*}} : tensor<8x6xf32>, vector<4x1xf32>
 // CHECK: vector.transfer_read {{.*}} : tensor<6x32xf32>, vector<1x16xf32>
 // CHECK-COUNT-4: vector.fma {{.*}} : vector<16xf32>
-// CHECK: vector.transfer_write {{.*}} : vector<4x16xf32>, tensor<4x16xf32>
+// CHECK: vector.transfer_write {{.*}} : vector<4x16xf32>, tensor<8x32xf32>
 // CHECK-NOT: linalg.matmul
 // CHECK: return
 func.func @matmul(%a: tensor<8x6xf32>, %b: tensor<6x32xf32>) -> tensor<8x32xf32> {
