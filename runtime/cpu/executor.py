@@ -25,6 +25,7 @@ raised into C; :meth:`CpuExecutable.__call__` raises them afterwards as
 from __future__ import annotations
 
 import ctypes
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -32,7 +33,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from torch_mlir import ir
 from torch_mlir.execution_engine import ExecutionEngine
-from torch_mlir.runtime import get_ranked_memref_descriptor, make_nd_memref_descriptor, ranked_memref_to_numpy
 
 from tasdc.elements import element_dtype, read_elements
 from tasdc.errors import TasdcError
@@ -53,6 +53,7 @@ class RuntimeInputError(TasdcError):
     """Inputs that do not match the compiled function's signature."""
 
 
+@functools.lru_cache(maxsize=None)
 def _descriptor_class(rank: int) -> type[ctypes.Structure]:
     fields = [
         ("allocated", ctypes.c_void_p),
@@ -64,17 +65,34 @@ def _descriptor_class(rank: int) -> type[ctypes.Structure]:
     return type(f"MemRef{rank}D", (ctypes.Structure,), {"_fields_": fields})
 
 
-def view_memref(address: int, rank: int, writable: bool) -> np.ndarray:
-    """A numpy view (no copy) of the f32 memref whose descriptor is at ``address``."""
-    desc = _descriptor_class(rank).from_address(address)
-    shape = tuple(desc.shape)
-    strides = tuple(desc.strides)
+def _view(desc: ctypes.Structure, dtype: np.dtype = np.dtype(np.float32), writable: bool = False) -> np.ndarray:
+    """A numpy view (no copy) of the memref described by ``desc``."""
+    rank = len(desc.shape) if hasattr(desc, "shape") else 0
+    shape = tuple(desc.shape) if rank else ()
+    strides = tuple(desc.strides) if rank else ()
     if any(s < 0 for s in strides) or any(d < 0 for d in shape):
         raise KernelError(f"unsupported memref layout: shape {shape}, strides {strides}")
     extent = 1 + sum((d - 1) * s for d, s in zip(shape, strides)) if all(shape) else 0
-    base = (ctypes.c_float * max(extent, 1)).from_address(desc.aligned + 4 * desc.offset)
-    flat = np.ctypeslib.as_array(base)
-    return np.lib.stride_tricks.as_strided(flat, shape=shape, strides=tuple(4 * s for s in strides), writeable=writable)
+    itemsize = dtype.itemsize
+    buffer = (ctypes.c_char * (max(extent, 1) * itemsize)).from_address(desc.aligned + itemsize * desc.offset)
+    flat = np.frombuffer(buffer, dtype=dtype)
+    return np.lib.stride_tricks.as_strided(flat, shape=shape, strides=tuple(itemsize * s for s in strides), writeable=writable)
+
+
+def _descriptor_of(array: np.ndarray) -> ctypes.Structure:
+    """A memref descriptor over a C-contiguous numpy array (no copy)."""
+    desc = _descriptor_class(array.ndim)()
+    desc.allocated = desc.aligned = array.ctypes.data
+    desc.offset = 0
+    if array.ndim:
+        desc.shape[:] = array.shape
+        desc.strides[:] = [s // array.itemsize for s in array.strides]
+    return desc
+
+
+def view_memref(address: int, rank: int, writable: bool) -> np.ndarray:
+    """A numpy view (no copy) of the f32 memref whose descriptor is at ``address``."""
+    return _view(_descriptor_class(rank).from_address(address), np.dtype(np.float32), writable)
 
 
 @dataclass
@@ -170,6 +188,7 @@ class CpuExecutable:
     result_type: tuple[tuple[int, ...], np.dtype]
     compile_seconds: float
     _keep: list[Any] = field(default_factory=list)
+    _function: Any = None
 
     def __call__(self, *inputs: Any) -> np.ndarray:
         arrays = self._check_inputs(inputs)
@@ -178,10 +197,14 @@ class CpuExecutable:
             if kernel.entry is not None:
                 kernel.entry.reset_status()
         shape, dtype = self.result_type
-        result = make_nd_memref_descriptor(len(shape), np.ctypeslib.as_ctypes_type(dtype))()
-        descriptors = [ctypes.pointer(ctypes.pointer(get_ranked_memref_descriptor(a))) for a in arrays]
+        if self._function is None:  # look the entry up once, not per call
+            self._function = self.engine.lookup(self.entry)
+        result = _descriptor_class(len(shape))()
+        descriptors = [_descriptor_of(a) for a in arrays]
+        pointers = [ctypes.pointer(ctypes.pointer(result))] + [ctypes.pointer(ctypes.pointer(d)) for d in descriptors]
+        packed = (ctypes.c_void_p * len(pointers))(*[ctypes.cast(p, ctypes.c_void_p) for p in pointers])
         before = [self._calls(kernel) for kernel in self.kernels]
-        self.engine.invoke(self.entry, ctypes.pointer(ctypes.pointer(result)), *descriptors)
+        self._function(packed)
         for kernel, calls in zip(self.kernels, before):
             if kernel.entry is not None:
                 kernel.entry.check_status()
@@ -194,7 +217,7 @@ class CpuExecutable:
             # parameter block is corrupted and it could not even record that).
             if self._calls(kernel) == calls:
                 raise KernelError(f"kernel for {kernel.layer} did not run to completion; its output is undefined")
-        output = np.array(ranked_memref_to_numpy(ctypes.pointer(result)), copy=True)
+        output = np.array(_view(result, dtype), copy=True)
         # The buffer-deallocation pipeline hands ownership of returned
         # buffers to the caller (a returned constant is cloned first), and
         # the LLVM lowering allocates with malloc: free it here.
