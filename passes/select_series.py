@@ -228,12 +228,13 @@ def _sorted_block_stats(w: np.ndarray, axis: int, m: int) -> tuple[np.ndarray, n
         padded = np.zeros((rows.shape[0], kp), dtype=w.dtype)
         padded[:, :k] = rows
         rows = padded
-    blocks = np.abs(rows.reshape(-1, m))
-    max_nnz = int(np.count_nonzero(blocks, axis=1).max()) if blocks.size else 0
-    s = np.sort(blocks, axis=1)
-    s64 = s.astype(np.float64)
-    col_abs = s64.sum(axis=0)
-    col_sq = np.square(s64).sum(axis=0)
+    s = np.abs(rows.reshape(-1, m))
+    s.sort(axis=1)  # ascending magnitudes per block (in place: ``s`` is a fresh array)
+    col_abs = s.sum(axis=0, dtype=np.float64)
+    col_sq = np.einsum("ij,ij->j", s, s, dtype=np.float64)
+    # sorted ascending: the largest non-zero count is m minus the first column holding a non-zero
+    nonzero_cols = np.flatnonzero(s.max(axis=0) > 0) if s.size else np.zeros(0, dtype=np.intp)
+    max_nnz = int(m - nonzero_cols[0]) if nonzero_cols.size else 0
     return col_sq, col_abs, max_nnz, float(col_sq.sum()), float(col_abs.sum())
 
 

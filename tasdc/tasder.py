@@ -27,24 +27,31 @@
 The search (steps 2-4)
 ======================
 Every error budget selects a prefix of one budget-independent greedy path
-(see the pass), so the driver searches over *budget levels* of a fixed
-ladder: ``dense`` (no step), ``0`` (lossless steps only), ``1e-4·2^k``
-(k = 0..16) and ``∞`` (the whole path). It starts at the largest level not
-above the pass's predicted budget ``B(q) = 1/q² − 1``. If the measured
-bound is missed it *backs off*: it steps down the ladder, which undoes the
-latest greedy moves first — the moves that bought the least objective per
-unit of error, i.e. the most erroneous per unit of cost saved — and
-re-measures until the bound holds (``dense`` always holds: it is the
-reference). If the bound holds and ``relax`` is on (default), it climbs the
-ladder while the measured bound keeps holding, because the budget rule is a
-conservative prediction (for a classifier a 14 % output perturbation rarely
-flips a top-1 decision). Levels that select the same path prefix are not
-measured twice, and measurements are cached per model by the per-layer
-series, so targets and objectives that agree share them. Because the
-ladder is independent of ``quality`` and the search always stops at the
-first failure going up / first success going down, a looser bound can only
-end at the same or a later prefix of the path, i.e. never at a costlier
-model (as long as ``max_probes`` is not exhausted).
+(see the pass), so the driver searches over *path positions* (how many
+greedy steps are kept). A fixed ladder of budget levels — ``dense`` (no
+step), ``0`` (lossless steps only), ``1e-4·2^k`` (k = 0..16) and ``∞`` (the
+whole path) — maps to a few "rungs" of that path. The search starts at the
+rung of the largest level not above the pass's predicted budget
+``B(q) = 1/q² − 1``:
+
+* bound missed → *back off*: step down the rungs, re-measuring, until the
+  bound holds (``dense`` always holds: it is the reference). Stepping down
+  the path undoes the latest greedy moves first — the moves that bought the
+  least objective per unit of error, i.e. the most erroneous per unit of
+  cost saved;
+* bound met and ``relax`` on (default) → climb the rungs while the measured
+  bound keeps holding: the budget rule is a conservative prediction (for a
+  classifier a 14 % output perturbation rarely flips a top-1 decision);
+* then *refine*: between the last rung that held and the rung above it that
+  failed, add one greedy step at a time while the bound holds.
+
+Positions are measured once (the same position is the same model), and
+measurements are cached per model by the per-layer series, so targets and
+objectives that agree share them. The candidate positions (rungs, then
+single steps between two rungs) do not depend on ``quality`` and the search
+stops at the first failure going up / first success going down, so a looser
+bound can only end at the same or a later position of the same path, i.e.
+never at a costlier model (as long as ``max_probes`` measurements suffice).
 
 With no calibration data the pass uses weight-space proxies (relative
 Frobenius error) and the report says so; with neither calibration nor
@@ -167,7 +174,7 @@ class TasderResult:
     probes: list[Probe]
     backed_off: list[str]
     relaxed: list[str]
-    budget: float
+    error_used: float       # Σ e² of the chosen selection (the budget it needed)
     predicted_budget: float
     timings: dict[str, float]
     notes: list[str]
@@ -257,7 +264,7 @@ class TasderResult:
             "layers": [layer.to_json() for layer in self.layers],
             "totals": self.totals,
             "reduction": self.reduction,
-            "budget": self.budget if math.isfinite(self.budget) else "inf",
+            "error_used": self.error_used,
             "predicted_budget": self.predicted_budget,
             "probes": [p.to_json() for p in self.probes],
             "backed_off": self.backed_off,
@@ -295,8 +302,12 @@ class TasderSession:
 
     def __init__(self, source: Any, example_inputs: Sequence[Any] | None = None, *,
                  calib: Path | str | None = None, eval: Path | str | None = None,  # noqa: A002
-                 progress: bool = True) -> None:
+                 progress: bool = True, jit_opt_level: int = 0) -> None:
         self.progress = progress
+        # LLVM -O0 for the measurement JIT: on the example transformer it JITs
+        # ~12x faster than -O3 and the naive-loop code it runs is not slower.
+        self.jit_opt_level = jit_opt_level
+        self._jit: tuple[int, CompileResult, Any] | None = None
         self.timings: dict[str, float] = {}
         start = time.perf_counter()
         self.calib = str(calib) if calib is not None else None
@@ -339,8 +350,17 @@ class TasderSession:
         return CompileResult(model=model, report=report, timings=timings)
 
     # -- measuring ---------------------------------------------------------
+    def _executable(self, result: CompileResult) -> Any:
+        """The CPU-runtime executable of ``result``, JIT-compiled at ``jit_opt_level``."""
+        from tasdc.runtime.cpu.executor import compile_for_cpu
+
+        key = id(result)
+        if self._jit is None or self._jit[0] != key:
+            self._jit = (key, result, compile_for_cpu(result.module, opt_level=self.jit_opt_level))
+        return self._jit[2]
+
     def _run(self, result: CompileResult, x: np.ndarray, desc: str) -> np.ndarray:
-        executable = result.cpu()
+        executable = self._executable(result)
         if len(executable.arg_types) != 1:
             raise TasdcError(f"quality measurement supports single-input models; this one takes {len(executable.arg_types)}")
         (shape, dtype), = executable.arg_types
@@ -436,14 +456,17 @@ class TasderSession:
         predicted = budget_for_quality(quality)
         measuring = bool(self.sets)
 
-        def select(level: float | None, exact: float | None = None) -> CompileResult:
+        def select(level: float | None, exact: float | None = None, steps: int = -1) -> CompileResult:
+            """Compile at a budget level (None: all dense), an exact budget, or a path prefix of ``steps``."""
             budget = exact if exact is not None else (0.0 if level is None else
                                                       (_INF_BUDGET if math.isinf(level) else level))
-            steps = [SelectSeries(target=target, objective=objective, quality=quality, max_terms=max_terms,
-                                  calib=self.calib or "", budget=budget, max_steps=0 if level is None and exact is None else -1),
-                     DecomposeWeights()]
+            if level is None and exact is None:
+                steps = 0
+            passes = [SelectSeries(target=target, objective=objective, quality=quality, max_terms=max_terms,
+                                   calib=self.calib or "", budget=budget, max_steps=steps),
+                      DecomposeWeights()]
             t = time.perf_counter()
-            result = self.compile_with(steps, f"tasder:{target}")
+            result = self.compile_with(passes, f"tasder:{target}")
             timings["select+decompose"] = timings.get("select+decompose", 0.0) + time.perf_counter() - t
             return result
 
@@ -474,17 +497,20 @@ class TasderSession:
                     return 0
                 return sum(1 for u in used if u <= lv + 1e-12 * max(1.0, lv if math.isfinite(lv) else 1.0))
 
-            cache: dict[int, tuple[CompileResult | None, dict[str, QualityReport], bool]] = {}
+            # Distinct path positions reached by the ladder, ascending, with the level naming each.
+            ladder: dict[int, str] = {}
+            for i in range(len(levels)):
+                ladder.setdefault(position(i), _level_name(levels[i]))
+            rungs = sorted(ladder)
+            cache: dict[int, tuple[CompileResult, dict[str, QualityReport], bool]] = {}
             measured_count = [0]
 
-            def probe(i: int, result: CompileResult | None = None) -> tuple[dict[str, QualityReport], bool]:
-                pos = position(i)
+            def probe(pos: int, result: CompileResult | None = None) -> bool:
                 if pos in cache:
-                    res, reps, ok = cache[pos]
-                    return reps, ok
+                    return cache[pos][2]
                 t = time.perf_counter()
                 if result is None:
-                    result = select(levels[i])
+                    result = select(math.inf, steps=pos)
                 key = configs_of(result)
                 reps, was_cached = self.measure(result, key)
                 if not was_cached:
@@ -493,42 +519,45 @@ class TasderSession:
                 cache[pos] = (result, reps, ok)
                 dt = time.perf_counter() - t
                 timings["measure"] = timings.get("measure", 0.0) + dt
-                probes.append(Probe(_level_name(levels[i]), 0.0 if levels[i] is None else float(min(levels[i], _INF_BUDGET)),
-                                    pos, {k: q.value for k, q in reps.items()}, ok, not was_cached, dt))
-                return reps, ok
+                probes.append(Probe(ladder.get(pos, f"step {pos}"), used[pos - 1] if pos else 0.0, pos,
+                                    {k: q.value for k, q in reps.items()}, ok, not was_cached, dt))
+                return ok
 
             initial = configs_of(first)
-            reports, ok = probe(s, first)
-            best = s if ok else None
-            if ok and relax:
-                i = s + 1
-                while i < len(levels) and measured_count[0] < max_probes:
-                    if position(i) == position(i - 1):
-                        best = i
-                        i += 1
-                        continue
-                    _, ok_i = probe(i)
-                    if not ok_i:
+            start = position(s)
+            k = rungs.index(start)
+            best: int | None = None
+            fail: int | None = None
+            if probe(start, first):
+                best = start
+                if relax:
+                    k += 1
+                    while k < len(rungs) and measured_count[0] < max_probes:
+                        if not probe(rungs[k]):
+                            fail = rungs[k]
+                            break
+                        best = rungs[k]
+                        k += 1
+            else:
+                fail = start
+                for k in range(k - 1, -1, -1):
+                    if probe(rungs[k]):
+                        best = rungs[k]
                         break
-                    best = i
-                    i += 1
-                if measured_count[0] >= max_probes and i < len(levels):
-                    notes.append(f"search stopped after {max_probes} measurements (max_probes)")
-            elif not ok:
-                i = s - 1
-                while i >= 0:
-                    _, ok_i = probe(i)
-                    if ok_i:
-                        best = i
-                        break
-                    i -= 1
+                    fail = rungs[k]
             assert best is not None, "the dense level always meets the bound"
-            result, reports, _ = cache[position(best)]
-            if result is None:  # pragma: no cover - every cached position keeps its result
-                result = select(levels[best])
-            chosen_level = -1.0 if levels[best] is None else float(levels[best])  # type: ignore[arg-type]
-            if levels[best] is not None and math.isinf(levels[best]):  # type: ignore[arg-type]
-                chosen_level = math.inf
+            # Refine between the last passing rung and the failing one above it, one path step at a time.
+            if fail is not None:
+                for pos in range(best + 1, fail):
+                    if measured_count[0] >= max_probes:
+                        break
+                    if not probe(pos):
+                        break
+                    best = pos
+            if measured_count[0] >= max_probes:
+                notes.append(f"search stopped after {max_probes} measured configurations (max_probes)")
+            result, reports, _ = cache[best]
+            chosen_level = used[best - 1] if best else 0.0
         timings["total"] = time.perf_counter() - start_all + self.timings["import"]
         return self._result(result, target, objective, quality, max_terms, reports, probes, initial,
                             chosen_level, predicted, timings, notes)
@@ -576,7 +605,7 @@ class TasderSession:
             compile=result, source=self.source, target=summary.get("target", target), objective=objective,
             quality_bound=float(quality), max_terms=max_terms, error_source=error_source,
             quality_metric=metric or "not measured", measured=reports, layers=layers, totals=totals,
-            reduction=reduction, probes=probes, backed_off=backed, relaxed=relaxed, budget=level,
+            reduction=reduction, probes=probes, backed_off=backed, relaxed=relaxed, error_used=level,
             predicted_budget=predicted, timings=timings, notes=notes)
 
 

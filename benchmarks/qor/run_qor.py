@@ -6,12 +6,14 @@ Model zoo (built offline, nothing downloaded):
     conv-BN-ReLU blocks and a linear head) trained here on scikit-learn's
     ``load_digits``, in four variants: dense, and magnitude-pruned to 50 %,
     70 %, 90 % (unstructured, per layer, every conv / linear weight) then
-    fine-tuned briefly with the mask kept;
+    fine-tuned briefly with the mask kept (one magnitude threshold over all
+    conv / linear weights, so the tiny first conv keeps its large weights);
 (b) the example small transformer encoder classifier (``TinyTransformer``),
     trained here on digits, dense;
 (c) a ResNet-50-shaped CNN (bottleneck blocks 3-4-6-3, 224x224 input,
     batch 1) and a BERT-base-shaped encoder (12 layers, d=768, 12 heads,
-    FFN 3072, 128 tokens) with random weights magnitude-pruned to 80 %:
+    FFN 3072, 128 tokens) with random weights magnitude-pruned to 80 % per
+    layer:
     *cost only* — their outputs mean nothing, so no quality is measured and
     their selection rests on the pass's predicted budget over weight-space
     proxies (relative Frobenius error).
@@ -83,16 +85,21 @@ def prunable(model: nn.Module) -> list[nn.Parameter]:
     return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def magnitude_prune(model: nn.Module, sparsity: float) -> list[torch.Tensor]:
-    """Zero the smallest-magnitude ``sparsity`` fraction of every conv / linear weight; return the masks."""
+def magnitude_prune(model: nn.Module, sparsity: float, *, global_threshold: bool = False) -> list[torch.Tensor]:
+    """Zero the smallest-magnitude ``sparsity`` fraction of the conv / linear
+    weights — per layer, or with one threshold over all of them
+    (``global_threshold``); return the masks."""
     masks = []
+    weights = prunable(model)
     with torch.no_grad():
-        for w in prunable(model):
-            k = int(round(sparsity * w.numel()))
-            if k == 0:
-                masks.append(torch.ones_like(w))
-                continue
-            threshold = w.abs().flatten().kthvalue(k).values
+        if global_threshold:
+            everything = torch.cat([w.abs().flatten() for w in weights])
+            k = int(round(sparsity * everything.numel()))
+            threshold = everything.kthvalue(k).values if k else torch.tensor(-1.0)
+        for w in weights:
+            if not global_threshold:
+                k = int(round(sparsity * w.numel()))
+                threshold = w.abs().flatten().kthvalue(k).values if k else torch.tensor(-1.0)
             mask = (w.abs() > threshold).to(w.dtype)
             w.mul_(mask)
             masks.append(mask)
@@ -241,7 +248,7 @@ def run_model(name: str, family: str, session: Any, rows: list[dict[str, Any]], 
                 "import_s": session.timings["import"],
                 "backed_off": result.backed_off,
                 "relaxed": result.relaxed,
-                "budget": result.budget if math.isfinite(result.budget) else "inf",
+                "error_used": result.error_used,
                 "probes": [p.to_json() for p in result.probes],
                 "layers": {layer.layer: layer.chosen for layer in result.layers},
                 **info,
@@ -251,9 +258,52 @@ def run_model(name: str, family: str, session: Any, rows: list[dict[str, Any]], 
                   f"({seconds:.1f}s)", file=sys.stderr, flush=True)
 
 
+def why_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Plain reasons for the gap to the paper, with this run's numbers."""
+    measured = [r for r in rows if r["quality"] is not None]
+    cost_only = [r for r in rows if r["quality"] is None]
+    out = []
+    if measured:
+        macs = float(np.mean([r["mac_reduction"] for r in measured]))
+        edp = float(np.mean([r["edp_reduction"] for r in measured]))
+        lat = float(np.mean([r["latency_reduction"] for r in measured]))
+        out.append(
+            f"why below (1): the measured models are tiny (8x8 digits, K <= 512, 16-sample batches). Their MACs "
+            f"fall {-macs:+.1%} on average but latency only {-lat:+.1%} and EDP {-edp:+.1%}: on a 32x32 array "
+            "each fold pays a fixed fill/drain (62 cycles) and the DRAM/GLB traffic of B and C, which no series "
+            "shrinks; the paper's workloads are large GEMMs where the A stream dominates.")
+        out.append(
+            "why below (2): 99% top-1 agreement on a 10-class digit classifier is measured on 352 inputs, so at "
+            "most 3 flipped predictions are allowed. The first conv (K = 9, padded to 12) gains almost nothing "
+            "from any series (fill/drain dominates) and stays dense. Magnitude-pruned weights keep only large "
+            "values, so a lossy series costs about as much accuracy as on a dense layer: pruning pays off only "
+            "where blocks are sparse enough for a (near-)lossless sparser pattern (e.g. 2:8 at 90%).")
+    stc = [r["edp_reduction"] for r in rows if r["target"] == "stc"]
+    if stc:
+        out.append(f"why below (3): STC runs only 2:4 at 2x (best EDP here {-max(stc):+.1%}); a lossy 2:4 is "
+                   "the only saving and 2:4+2:4 (lossless) costs more than dense. ttc-m8's 1:8/2:8/4:8 at "
+                   "8x/4x/2x give the largest cuts.")
+    if cost_only:
+        dense_share = []
+        for r in cost_only:
+            layers = list(r["layers"].values())
+            dense_share.append(sum(1 for c in layers if c == "dense") / max(len(layers), 1))
+        macs = float(np.mean([r["mac_reduction"] for r in cost_only]))
+        predicted = 1 / QUALITY ** 2 - 1
+        ratios = [r["error_used"] / predicted for r in measured if r["error_used"] > 0]
+        out.append(
+            f"why below (4): the cost-only ResNet-50/BERT-shaped rows cannot be measured, so they keep the "
+            f"pass's predicted budget (sum of e^2 over 54-72 layers <= 1/q^2 - 1 = {1 / QUALITY ** 2 - 1:.4f}, "
+            f"i.e. ~1.7% relative error per layer); {np.mean(dense_share):.0%} of their layers stay dense "
+            f"on average and their MACs fall {-macs:+.1%}. The paper picks these series by measured accuracy"
+            + (f", which on the measured models here allowed up to {max(ratios):.0f}x the predicted error "
+               f"(median {np.median(ratios):.1f}x)." if ratios else "."))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs of the digits models")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs of the digits models")
     parser.add_argument("--finetune", type=int, default=3, help="fine-tuning epochs after pruning")
     parser.add_argument("--max-probes", type=int, default=6, help="measured configurations per search at most")
     parser.add_argument("--skip-shaped", action="store_true", help="leave out the ResNet-50 / BERT-base-shaped models")
@@ -284,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         zoo = [("cnn-dense", cnn, 0.0)]
         for sparsity in (0.5, 0.7, 0.9):
             pruned = copy.deepcopy(cnn)
-            masks = magnitude_prune(pruned, sparsity)
+            masks = magnitude_prune(pruned, sparsity, global_threshold=True)
             finetune(pruned, masks, xtr, ytr, args.finetune)
             zoo.append((f"cnn-pruned{int(sparsity * 100)}", pruned, sparsity))
         # (b) the transformer
@@ -356,16 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         f"tasdc: computation (MACs issued) {-avg_macs:+.1%} on average over the {len(measured)} rows whose quality "
         f"was measured, all meeting 99% top-1 agreement "
         f"({'above' if avg_macs > PAPER['compute_at_99'] else 'below'} the paper's ~40%).",
-        "why: (1) the zoo's measured models are tiny (digits, K <= 512, 16-sample batches): on a 32x32 array the "
-        "fill/drain of every fold and the DRAM traffic of B and C are a large share of each layer's cycles and "
-        "energy, and a series only shrinks the A stream, so EDP falls much less than MACs; the paper's "
-        "workloads are large GEMMs where compute dominates. (2) dense models admit only lossy series, and "
-        "99% agreement on a 10-class digit classifier leaves little room; the pruned models give lossless or "
-        "near-lossless series and the largest savings. (3) STC offers only 2:4 (2x), so EDP cuts are capped "
-        "near 50% there, while ttc-m8 runs 1:8/2:8 at 8x/4x. (4) the cost-only ResNet-50/BERT-shaped rows "
-        "cannot be measured, so they use the pass's conservative predicted budget (quadrature sum of "
-        "weight-space errors over 53-72 layers), which keeps most of their layers exact or dense; the paper "
-        "measures accuracy instead.",
+        *why_lines(rows),
         f"total benchmark time {total_s:.0f}s (training {train_s:.0f}s).",
     ]
     for line in lines:
