@@ -36,12 +36,51 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-temps", type=Path, help="write every intermediate module to this folder")
     p.add_argument("--target", help="plan for a simulated accelerator (dense, stc, vegeta, ttc-m8 or a .toml) and print its report")
     p.add_argument("--mode", choices=("map", "refuse"), default="map", help="non-native patterns: run as the next denser native one (map) or fail (refuse)")
+    p.add_argument("--quality", type=float, help="TASDER: choose each layer's series for --target so the model keeps this quality (e.g. 0.99)")
+    p.add_argument("--objective", help="TASDER objective: edp (default), latency or energy")
+    p.add_argument("--max-terms", type=int, default=2, help="TASDER: at most this many terms per series")
+    p.add_argument("--calib", type=Path, help="TASDER: calibration inputs (.npz with x[, y] or .npy) for layer-output errors")
+    p.add_argument("--eval", type=Path, help="TASDER: evaluation inputs on which quality is measured by running the model")
     p.set_defaults(func=cmd_compile)
+
+
+def cmd_tasder(args: argparse.Namespace) -> int:
+    """``tasdc compile --target T --quality Q``: the cost-driven per-layer search."""
+    from tasdc.compiler import write_atomically, write_json
+    from tasdc.tasder import tasder_compile
+
+    if not args.target:
+        raise TasdcError("--quality needs --target: the series are chosen for a target's native patterns")
+    if args.config != "dense":
+        raise TasdcError("--config and --quality exclude each other: with --quality the series are chosen per layer")
+    if args.pipeline:
+        raise TasdcError("--pipeline and --quality exclude each other")
+    _check_target(args.target)
+    for flag, path in (("--calib", args.calib), ("--eval", args.eval)):
+        if path is not None and not path.is_file():
+            raise TasdcError(f"{flag} {path}: no such file")
+    result = tasder_compile(
+        args.model, target=args.target, objective=args.objective or "edp", quality=args.quality,
+        max_terms=args.max_terms, calib=args.calib, eval=args.eval, progress=True,
+    )
+    if args.output:
+        write_atomically(args.output, result.mlir())
+    if args.json:
+        write_json(args.json, result.to_json())
+    print(result.table())
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from tasdc.compiler import CompileOptions, compile_model, write_atomically, write_json
     from tasdc.decompose import ConfigError, parse_config
+
+    if args.quality is not None or args.objective is not None:
+        if args.quality is None:
+            raise TasdcError("--objective needs --quality (and --target)")
+        return cmd_tasder(args)
 
     try:
         parse_config(args.config)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -75,3 +77,31 @@ def test_simulate_bad_target_and_refused_pattern(example_dir: Path) -> None:
     refused = run_cli("simulate", str(example_dir / "mlp.pt2"), "--target", "stc", "--config", "1:4", "--mode", "refuse")
     assert refused.returncode == 2 and "does not run pattern 1:4 natively" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_compile_tasder_meets_bound_and_reports(example_dir: Path, tmp_path: Path) -> None:
+    report = tmp_path / "tasder.json"
+    proc = run_cli("compile", str(example_dir / "mlp.pt2"), "--target", "vegeta", "--quality", "0.99",
+                   "--calib", str(example_dir / "mlp-calib.npz"), "--eval", str(example_dir / "mlp-eval.npz"),
+                   "--json", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert "bound met" in proc.stdout and "measured on eval" in proc.stdout
+    assert report.exists()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--target", "vegeta", "--quality", "1.5"], "quality"),
+        (["--target", "vegeta", "--quality", "0.99", "--objective", "speed"], "objective"),
+        (["--target", "nope", "--quality", "0.99"], "unknown hardware target"),
+        (["--quality", "0.99"], "--quality needs --target"),
+        (["--target", "stc", "--quality", "0.99", "--config", "2:4"], "exclude each other"),
+        (["--target", "stc", "--quality", "0.99", "--calib", "missing.npz"], "no such file"),
+    ],
+)
+def test_compile_tasder_bad_options_exit_2(example_dir: Path, extra: list[str], message: str) -> None:
+    proc = run_cli("compile", str(example_dir / "mlp.pt2"), *extra)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert message in proc.stderr
