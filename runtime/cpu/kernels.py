@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import types as types_module
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -779,6 +780,34 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
 # --------------------------------------------------------------------------
 
 
+#: Below this many slot-FMAs a call runs on one thread: waking the second
+#: thread (tens of µs with a passive OpenMP wait policy) costs more than it
+#: saves. 2M is ~50 µs of single-thread work.
+SERIAL_WORK = 2_000_000
+
+
+def _renamed(fn: Any, name: str) -> Any:
+    """``fn`` under another name, so that Numba caches it separately."""
+    clone = types_module.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = name
+    clone.__doc__ = fn.__doc__
+    return clone
+
+
+# ``prange`` compiles to a plain loop without ``parallel=True``.
+_series_kernel_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_series_kernel.py_func, "_series_kernel_serial"))
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _run_series(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth):
+    """Dispatch to the serial or the parallel kernel by the amount of work."""
+    work = T * w_loc.size  # slot-FMAs: every row of X meets every stored slot
+    if nth <= 1 or work < SERIAL_WORK:
+        _series_kernel_serial(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth)
+    else:
+        _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth)
+
+
 def _flat(a: np.ndarray, what: str, writable: bool) -> tuple[np.ndarray, int, int, int]:
     """(flat 1-D float32 view starting at a's first element, 0, s0, s1) in elements."""
     s0, s1 = a.strides
@@ -857,7 +886,7 @@ def series_matmul(
         if not accumulate:
             y2[...] = 0
         return out
-    _series_kernel(xb, xo, xs0, xs1, t, k, yb, yo, ys0, ys1, o, bool(accumulate), packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads())
+    _run_series(xb, xo, xs0, xs1, t, k, yb, yo, ys0, ys1, o, bool(accumulate), packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads())
     return out
 
 
@@ -985,7 +1014,7 @@ def _cfunc_generic_py(xd_a, yd_a, prm_a):
     w_val = carray(_ptr_f32(prm[_P_WVAL]), nslots)
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), ntiles)
     tptr = carray(_ptr_i64(prm[_P_TPTR]), ntiles + 1)
-    _series_kernel(xbuf, 0, xd[5], xd[6], T, K, ybuf, 0, yd[5], yd[6], O, acc, w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH])
+    _run_series(xbuf, 0, xd[5], xd[6], T, K, ybuf, 0, yd[5], yd[6], O, acc, w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH])
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 

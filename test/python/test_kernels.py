@@ -354,7 +354,7 @@ def test_second_process_uses_numba_cache():
         p = K.pack_series(decompose(np.ones((8, 40), np.float32), "2:4", axis=1))
         K.series_matmul(np.ones((70, 40), np.float32), p)
         K.series_matmul(np.ones((5, 40), np.float32), p)
-        print(sum(K._series_kernel.stats.cache_misses.values()), sum(K._series_kernel.stats.cache_hits.values()), time.perf_counter() - t0)
+        print(sum(K._run_series.stats.cache_misses.values()), sum(K._run_series.stats.cache_hits.values()), time.perf_counter() - t0)
         """
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=dict(os.environ))
@@ -404,3 +404,18 @@ def test_cfunc_entry_called_from_mlir_jit():
         assert run(x, ybad) == K.STATUS_Y_COLS
         with pytest.raises(KernelError, match="Y has 12 columns"):
             entry.check_status()
+
+
+@pytest.mark.parametrize("t,k,o", [(256, 768, 512), (3, 40, 8)])
+def test_serial_and_parallel_dispatch_agree_with_numpy(t, k, o):
+    """Above SERIAL_WORK slot-FMAs the parallel kernel runs, below it the serial twin."""
+    from tasdc.runtime.cpu import kernels as K
+
+    rng = np.random.default_rng(21)
+    d = decompose(_weight(rng, o, k), "2:4+1:4", axis=1)
+    p = pack_series(d)
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    work = t * p.w_loc.size
+    assert (work >= K.SERIAL_WORK) == (t == 256)
+    dense = sum(term.to_dense() for term in d.terms).astype(np.float64)
+    np.testing.assert_allclose(series_matmul(x, p), x.astype(np.float64) @ dense.T, rtol=1e-4, atol=1e-4 * np.sqrt(k))
