@@ -884,6 +884,11 @@ class SelectSeries(ModulePass):
                 return f"left dense: target '{hw.name}' runs only dense"
             if note and not problem.valid[i, 1:].any():
                 return f"left dense: {note}"
+            if pending is not None and budget >= 1e20:
+                # The measured search fixed the path length, not the budget.
+                return (f"left dense: the measured search stopped the greedy path before the step that would make it "
+                        f"{configs[pending.dst]} (saves {pending.saving / dense_obj:.2%} of the model {obj}, "
+                        f"adds e^2={_fmt(pending.added)})")
             if pending is not None:
                 used = path[taken - 1].used if taken else 0.0
                 return (f"left dense: nothing fits the error budget: the next greedy step would make it "
