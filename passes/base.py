@@ -8,6 +8,7 @@ parse from the pipeline text ``name{key=value key2=v1,v2}``.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import typing
 from typing import Any, ClassVar
@@ -18,13 +19,14 @@ from tasdc.errors import PipelineError
 
 
 @dataclasses.dataclass(frozen=True)
-class ModulePass:
+class ModulePass(abc.ABC):
     """A Python pass over a whole ``builtin.module``."""
 
     name: ClassVar[str] = ""
 
-    def run(self, module: ir.Module) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, module: ir.Module) -> None:
+        """Rewrite ``module`` in place; user errors raise :class:`TasdcError`."""
 
     @classmethod
     def options(cls) -> dict[str, dataclasses.Field[Any]]:

@@ -130,6 +130,7 @@ from torch_mlir import ir
 from tasdc.contractions import CONTRACTION_NAMES, Candidate, scan
 from tasdc.decompose import Pattern, SeriesConfig, decompose, l1_dropped, relative_error
 from tasdc.diagnostics import remark
+from tasdc.arrays import read_arrays
 from tasdc.errors import TasdcError
 from tasdc.passes.base import ModulePass
 from tasdc.progress import progress
@@ -357,24 +358,15 @@ def load_calibration_inputs(path: str | Path) -> np.ndarray:
     """The model inputs of a calibration / evaluation file: ``x`` of an
     ``.npz`` (or its only array), or an ``.npy`` array."""
     path = Path(path)
-    if not path.exists():
-        raise SelectionError(f"{path}: no such calibration file")
-    if path.is_dir():
-        raise SelectionError(f"{path}: is a directory, expected a .npz or .npy file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise SelectionError(f"{path}: not a .npz/.npy file ({str(error).splitlines()[0]})") from None
-    if isinstance(data, np.ndarray):
-        x = data
+    arrays = read_arrays(path, what="calibration")
+    if "" in arrays:
+        x = arrays[""]
+    elif "x" in arrays:
+        x = arrays["x"]
+    elif len(arrays) == 1:
+        (x,) = arrays.values()
     else:
-        with data:
-            if "x" in data.files:
-                x = data["x"]
-            elif len(data.files) == 1:
-                x = data[data.files[0]]
-            else:
-                raise SelectionError(f"{path}: expected an array named 'x' (found {', '.join(data.files) or 'none'})")
+        raise SelectionError(f"{path}: expected an array named 'x' (found {', '.join(arrays) or 'none'})")
     if x.dtype.kind not in "fiub" or x.ndim < 1 or x.shape[0] < 1:
         raise SelectionError(f"{path}: 'x' must be a non-empty numeric array, got {x.dtype} {list(x.shape)}")
     return x

@@ -195,23 +195,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_inputs(path: Path) -> list[Any]:
-    import numpy as np
+    """The model inputs in order: an .npy, or an .npz's arg0, arg1, … (else file order)."""
+    from tasdc.arrays import read_arrays
 
-    if not path.exists():
-        raise TasdcError(f"{path}: no such file")
-    if path.is_dir():
-        raise TasdcError(f"{path}: is a directory, expected a .npy or .npz file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise TasdcError(f"{path}: not a .npy/.npz file ({str(error).splitlines()[0]})") from None
-    if isinstance(data, np.ndarray):
-        return [data]
-    with data:
-        names = list(data.files)
-        ordered = [f"arg{i}" for i in range(len(names))]
-        keys = ordered if set(ordered) == set(names) else names
-        return [data[k] for k in keys]
+    arrays = read_arrays(path)
+    ordered = [f"arg{i}" for i in range(len(arrays))]
+    keys = ordered if set(ordered) == set(arrays) else list(arrays)
+    return [arrays[k] for k in keys]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -281,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TasdcError as error:
         print(f"tasdc: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

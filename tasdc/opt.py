@@ -154,7 +154,8 @@ def list_passes() -> str:
     lines = []
     for name, load in get_all_passes().items():
         cls = load()
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        first_paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+        doc = " ".join(first_paragraph.split())
         lines.append(f"  {name}: {doc}")
         for option, field in cls.options().items():
             default = field.default if field.default is not field.default_factory else field.default_factory()  # type: ignore[misc]
@@ -201,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TasdcError as error:
         print(f"tasdc-opt: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
