@@ -121,18 +121,16 @@ def constant_elements(value: ir.Value) -> np.ndarray | None:
     return read_elements(attr)
 
 
-_KEEP_ALIVE: list[np.ndarray] = []
-
-
 def make_elements(array: np.ndarray, name: str, tensor_type: ir.RankedTensorType | None = None) -> ir.Attribute:
-    """A ``dense_resource`` attribute over ``array`` (kept alive for the process).
+    """A ``dense_resource`` attribute over ``array``, without a copy.
 
-    MLIR's ``get_from_buffer`` does not copy, so the array is pinned here.
+    ``get_from_buffer`` keeps a reference to the buffer for as long as MLIR
+    holds the blob (checked: the refcount rises and the data survives the
+    caller's last reference), so the array must only never be mutated.
     """
     array = np.ascontiguousarray(array)
     if tensor_type is None:
         tensor_type = ir.RankedTensorType.get(list(array.shape), mlir_element_type(array.dtype))
-    _KEEP_ALIVE.append(array)
     return ir.DenseResourceElementsAttr.get_from_buffer(memoryview(array), name, tensor_type)
 
 
