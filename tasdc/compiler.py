@@ -26,7 +26,8 @@ from tasdc.diagnostics import capture
 from tasdc.errors import TasdcError
 from tasdc.importer import ImportedModel, import_model
 from tasdc.module import verify
-from tasdc.pipeline import parse_pipeline, run_pipeline, save_temps
+from tasdc.pipeline import Step, parse_pipeline, run_pipeline, save_temps, split_top_level
+from tasdc.progress import StageBar
 from tasdc.report import CompileReport, collect_report
 
 if TYPE_CHECKING:
@@ -100,20 +101,31 @@ def compile_model(
 ) -> CompileResult:
     """Import ``source`` and run the TASD pipeline on it."""
     timings: dict[str, float] = {}
-    start = time.perf_counter()
-    model = import_model(source, example_inputs)
-    verify(model.module, after="import")
-    timings["import"] = time.perf_counter() - start
-    hook = None
-    if options.save_temps is not None:
-        hook = save_temps(Path(options.save_temps))
-        (Path(options.save_temps) / "00-import.mlir").write_text(str(model.module))
-    start = time.perf_counter()
-    steps = parse_pipeline(options.tasd_pipeline(), model.context)
-    # Remarks (skipped layers) reach the user through the report instead.
-    with capture(model.context):
-        run_pipeline(model.module, steps, after_each=hook)
-    timings["tasd"] = time.perf_counter() - start
+    bar = StageBar(total=1 + len(split_top_level(options.tasd_pipeline())), desc="tasdc compile")
+    try:
+        bar.stage("import")
+        start = time.perf_counter()
+        model = import_model(source, example_inputs)
+        verify(model.module, after="import")
+        timings["import"] = time.perf_counter() - start
+        bar.done()
+        save = save_temps(Path(options.save_temps)) if options.save_temps is not None else None
+        if options.save_temps is not None:
+            (Path(options.save_temps) / "00-import.mlir").write_text(str(model.module))
+
+        def after_each(step: Step, module: ir.Module) -> None:
+            bar.done()
+            if save is not None:
+                save(step, module)
+
+        start = time.perf_counter()
+        steps = parse_pipeline(options.tasd_pipeline(), model.context)
+        # Remarks (skipped layers) reach the user through the report instead.
+        with capture(model.context):
+            run_pipeline(model.module, steps, after_each=after_each)
+        timings["tasd"] = time.perf_counter() - start
+    finally:
+        bar.close()
     report = collect_report(model.module, source=model.source, config=options.config)
     return CompileResult(model=model, report=report, timings=timings)
 

@@ -22,3 +22,32 @@ def progress(items: Iterable[T], desc: str, unit: str = "it", total: int | None 
     from tqdm import tqdm
 
     yield from tqdm(items, desc=desc, unit=unit, total=total, leave=False, file=sys.stderr)
+
+
+class StageBar:
+    """A bar over the stages of a compile (import, then each pass) on a terminal.
+
+    Import and some passes give no finer progress; a stage bar at least shows
+    where a long compile is. A no-op when :func:`enabled` is false.
+    """
+
+    def __init__(self, total: int, desc: str) -> None:
+        self._bar = None
+        if enabled():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="stage", leave=False, file=sys.stderr)
+
+    def stage(self, name: str) -> None:
+        """Announce the stage that starts now."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(name[:40])
+
+    def done(self) -> None:
+        """Mark the current stage finished."""
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
