@@ -21,7 +21,9 @@ import numpy as np
 from torch_mlir import ir
 
 from tasdc.dialects.tasd import sparse_operand_of
+from tasdc.diagnostics import resolve_location
 from tasdc.elements import constant_elements
+from tasdc.errors import InputError
 
 
 def scatter_term(values: np.ndarray, indices: np.ndarray, n: int, m: int, axis: int, padding: int) -> np.ndarray:
@@ -43,7 +45,9 @@ def sparse_weight(op: ir.OpView) -> np.ndarray:
     values = constant_elements(op.operands[0])
     indices = constant_elements(op.operands[1])
     if values is None or indices is None:
-        raise ValueError(f"{op.name}: values and indices must be constants for reference evaluation")
+        _, line, col = resolve_location(op.location)
+        where = f" at line {line}:{col}" if line else ""
+        raise InputError(f"'{op.name}'{where}: values and indices must be constants to evaluate the series at compile time")
     attrs = {k: int(ir.IntegerAttr(op.attributes[k]).value) for k in ("n", "m", "axis", "padding")}
     return scatter_term(values, indices, **attrs)
 

@@ -3,6 +3,10 @@
 // vector.contract to FMAs with the accumulator hoisted out of the
 // reduction loop. Ops it does not take are left as they are.
 // RUN: tasdc-opt %s --split-input-file -p tasd-cpu-vectorize-contractions | FileCheck %s
+// RUN: %expect-exit 2 tasdc-opt %s --split-input-file -p 'tasd-cpu-vectorize-contractions{reg-m=0}' | FileCheck %s --check-prefix=BAD
+// RUN: %expect-exit 2 tasdc-opt %s --split-input-file -p 'tasd-cpu-vectorize-contractions{tile-m=10 reg-m=4}' | FileCheck %s --check-prefix=BAD2
+// BAD: tasdc-opt: error: pass 'tasd-cpu-vectorize-contractions': reg-m must be >= 1
+// BAD2: tasdc-opt: error: pass 'tasd-cpu-vectorize-contractions': tile-m/tile-n must be multiples of reg-m/reg-n
 
 // CHECK-LABEL: func.func @matmul
 // CHECK-NOT: linalg.matmul
