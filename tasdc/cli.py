@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from tasdc.errors import EXIT_USER_ERROR, TasdcError
+from tasdc.errors import TasdcError, run_guarded
 
 
 def _add_compile(sub: argparse._SubParsersAction) -> None:
@@ -267,14 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except TasdcError as error:
-        print(f"tasdc: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except BrokenPipeError:  # e.g. piped into `head`
-        sys.stderr.close()
-        return 0
+    return run_guarded("tasdc", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -82,9 +82,9 @@ class CompileResult:
         if key not in self._executables:
             module = self.model.module
             if expand:
-                from tasdc.module import parse_module
+                from tasdc.module import clone_module
 
-                module = parse_module(str(module), module.context, "<expanded>")
+                module = clone_module(module)
                 run_pipeline(module, parse_pipeline("tasd-expand-to-linalg", module.context))
             self._executables[key] = compile_for_cpu(module)
         return self._executables[key]

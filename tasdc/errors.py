@@ -8,6 +8,8 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Callable
+
 EXIT_USER_ERROR = 2
 
 
@@ -33,3 +35,18 @@ class PipelineError(TasdcError):
 
 class IRVerificationError(TasdcError):
     """IR that fails verification after a pass or after parsing."""
+
+
+def run_guarded(prog: str, command: Callable[[], int]) -> int:
+    """Run a CLI command: a :class:`TasdcError` prints ``prog: error: …`` and
+    returns 2; a closed pipe (``| head``) ends quietly."""
+    import sys
+
+    try:
+        return int(command())
+    except TasdcError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0

@@ -53,6 +53,24 @@ def read_text_file(path: str | Path) -> str:
         raise InputError(f"{path}: not a text file (cannot decode as UTF-8)") from None
 
 
+def clone_module(module: ir.Module) -> ir.Module:
+    """A deep copy of ``module`` in the same context, without printing it.
+
+    The weight attributes are uniqued in the context, so the copy shares
+    them; printing and re-parsing would serialise every weight as hex.
+    """
+    copy = module.operation.clone()
+    result = ir.Module.create(loc=module.operation.location)
+    for name in [getattr(a, "name", a) for a in module.operation.attributes]:
+        result.operation.attributes[name] = module.operation.attributes[name]
+    with ir.InsertionPoint(result.body):
+        for op in list(copy.regions[0].blocks[0].operations):
+            op.operation.detach_from_parent()
+            ir.InsertionPoint.current.insert(op.operation)
+    copy.operation.erase()
+    return result
+
+
 def ops_named(module: ir.Module, name: str) -> list[ir.OpView]:
     """Every op called ``name`` in ``module``, in program order."""
     found: list[ir.OpView] = []

@@ -27,7 +27,7 @@ from typing import Sequence
 from torch_mlir import ir
 
 from tasdc.diagnostics import Diagnostic, capture
-from tasdc.errors import EXIT_USER_ERROR, TasdcError
+from tasdc.errors import TasdcError, run_guarded
 from tasdc.module import new_context, parse_module, read_text_file
 from tasdc.pipeline import Step, parse_pipeline, run_pipeline
 
@@ -197,14 +197,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return run(argv)
-    except TasdcError as error:
-        print(f"tasdc-opt: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except BrokenPipeError:  # e.g. piped into `head`
-        sys.stderr.close()
-        return 0
+    return run_guarded("tasdc-opt", lambda: run(argv))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from torch_mlir.execution_engine import ExecutionEngine
 
 from tasdc.elements import element_dtype, read_elements
 from tasdc.errors import TasdcError
-from tasdc.module import parse_module
+from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, pack_series, pack_term, series_matmul
@@ -265,7 +265,7 @@ def compile_for_cpu(module: ir.Module, entry: str = "main", opt_level: int = 3) 
     """Lower a (TASD-decomposed) linalg-on-tensors module and JIT it."""
     start = time.perf_counter()
     # Lowering is destructive: work on a copy in the same context.
-    work = parse_module(str(module), module.context, "<compiled module>")
+    work = clone_module(module)
     arg_types, result_type = _signature(work, entry)
     run_pipeline(work, parse_pipeline("tasd-lower-to-runtime-calls", work.context))
     kernels: list[Kernel] = []
