@@ -9,14 +9,20 @@ Numba loop, which costs a few nanoseconds an element; plain
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import os
+import re
 from functools import lru_cache
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from torch_mlir import ir
 import torch_mlir._mlir_libs as _mlir_libs
+
+from tasdc.errors import InputError
 
 _CAPSULE_NAME = b"torch_mlir.ir.Attribute._CAPIPtr"
 
@@ -33,6 +39,10 @@ _GETTERS: dict[np.dtype, tuple[str, Any]] = {
 }
 
 
+class UnsupportedElementType(InputError, TypeError):
+    """A weight whose element type tasdc cannot read or run (e.g. f16 today)."""
+
+
 def element_dtype(element_type: ir.Type) -> np.dtype:
     """The numpy dtype of an MLIR element type (f32, f64, iN, ui8, i1)."""
     if isinstance(element_type, ir.F32Type):
@@ -46,7 +56,12 @@ def element_dtype(element_type: ir.Type) -> np.dtype:
         if element_type.is_unsigned:
             return np.dtype(f"uint{width}")
         return np.dtype(f"int{width}")
-    raise TypeError(f"unsupported element type {element_type}")
+    raise UnsupportedElementType(f"unsupported element type {element_type} (tasdc reads f32, f64 and integer weights)")
+
+
+@lru_cache(maxsize=None)
+def _capi() -> ctypes.CDLL:
+    return ctypes.CDLL(os.path.join(os.path.dirname(_mlir_libs.__file__), "libTorchMLIRAggregateCAPI.so"))
 
 
 @lru_cache(maxsize=None)
@@ -54,7 +69,7 @@ def _reader(dtype: np.dtype) -> Callable[[int, int, np.ndarray], None]:
     import numba
 
     suffix, ctype = _GETTERS[dtype]
-    lib = ctypes.CDLL(os.path.join(os.path.dirname(_mlir_libs.__file__), "libTorchMLIRAggregateCAPI.so"))
+    lib = _capi()
     cfn = getattr(lib, f"mlirDense{suffix}ResourceElementsAttrGetValue")
     address = ctypes.cast(cfn, ctypes.c_void_p).value
     getter = ctypes.CFUNCTYPE(ctype, ctypes.c_void_p, ctypes.c_ssize_t)(address)
@@ -89,6 +104,102 @@ def as_elements_attr(attr: ir.Attribute) -> ir.Attribute | None:
     return None
 
 
+_RESOURCE_KEY = re.compile(r'^dense_resource<(?P<key>"[^"]*"|[^>]*)>')
+
+
+def resource_key(attr: ir.Attribute) -> str:
+    """The blob key of a ``dense_resource`` attribute, as MLIR prints it.
+
+    The C API has no accessor for it (``mlirDenseResourceElementsAttrGetName``
+    is the attribute kind's name), so it is read from the attribute's own
+    printed form, ``dense_resource<KEY> : type``.
+    """
+    match = _RESOURCE_KEY.match(str(attr))
+    return match["key"].strip('"') if match else ""
+
+
+def element_byte_size(element_type: ir.Type) -> int | None:
+    """Bytes per element of a ``dense_resource`` blob of this type (None: not sizeable)."""
+    if isinstance(element_type, ir.IntegerType):
+        return 1 if element_type.width == 1 else (element_type.width + 7) // 8
+    if isinstance(element_type, ir.IndexType):
+        return 8
+    width = getattr(element_type, "width", None)
+    if isinstance(width, int) and width > 0:  # every ir.FloatType
+        return (width + 7) // 8
+    return None
+
+
+# The largest alignment a blob header may ask for. MLIR allocates each blob
+# with its header's alignment, and an absurd one fails (0 aborts the process).
+MAX_BLOB_ALIGNMENT = 4096
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What the file says about one resource blob: its header and data size."""
+
+    alignment: int
+    nbytes: int
+    line: int
+
+
+def check_resource_blobs(module: ir.Module, blobs: dict[str, BlobInfo], filename: str) -> None:
+    """Every ``dense_resource`` in ``module`` has a blob of exactly its size.
+
+    MLIR does not check this, and its element getters index the blob without
+    bounds checks: a missing or short blob would make every later read (passes,
+    verifiers, kernels) read memory outside it. ``blobs`` comes from
+    :func:`tasdc.module.scan_resource_blobs` on the parsed text.
+    """
+    from tasdc.diagnostics import resolve_location
+
+    problem: list[str] = []
+
+    def fail(op: ir.Operation, attr: ir.Attribute, what: str) -> None:
+        file, line, col = resolve_location(op.location)
+        file = file if file and file != "-" else filename
+        where = f"{file}:{line}:{col}" if line else filename
+        problem.append(f"{where}: '{op.name}' value {attr}: {what}")
+
+    def visit(op: ir.Operation) -> ir.WalkResult:
+        for named in op.attributes:
+            attr = op.attributes[getattr(named, "name", named)]
+            if not isinstance(attr, ir.DenseResourceElementsAttr):
+                try:
+                    attr = ir.DenseResourceElementsAttr(attr)
+                except (ValueError, TypeError):
+                    continue
+            key = resource_key(attr)
+            shaped = ir.ShapedType(attr.type)
+            info = blobs.get(key)
+            # Parsing into a context that already holds a blob of the same key
+            # renames the new one key_1, key_2, …; look up the file's key.
+            base = key
+            while info is None and re.fullmatch(r".+_\d+", base):
+                base = base.rsplit("_", 1)[0]
+                info = blobs.get(base)
+            if info is None:
+                fail(op, attr, f"its blob '{key}' is missing from the file's dialect_resources")
+                return ir.WalkResult.INTERRUPT
+            size = element_byte_size(shaped.element_type)
+            if size is None:
+                fail(op, attr, f"unsupported element type {shaped.element_type} for a resource blob")
+                return ir.WalkResult.INTERRUPT
+            if not shaped.has_static_shape:
+                fail(op, attr, "a resource blob needs a static shape")
+                return ir.WalkResult.INTERRUPT
+            need = int(np.prod(shaped.shape, dtype=np.int64)) * size
+            if info.nbytes != need:
+                fail(op, attr, f"its blob '{key}' (line {info.line}) holds {info.nbytes} bytes, the type needs {need}")
+                return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    if problem:
+        raise InputError(problem[0])
+
+
 def read_elements(attr: ir.Attribute) -> np.ndarray:
     """The contents of a dense or dense-resource elements attribute as numpy."""
     attr = as_elements_attr(attr) or attr
@@ -97,7 +208,7 @@ def read_elements(attr: ir.Attribute) -> np.ndarray:
     shape = tuple(shaped.shape)
     if isinstance(attr, ir.DenseResourceElementsAttr):
         if dtype not in _GETTERS:
-            raise TypeError(f"cannot read dense_resource of {shaped.element_type}")
+            raise UnsupportedElementType(f"cannot read dense_resource of {shaped.element_type}")
         out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=dtype)
         _reader(dtype)(_attr_pointer(attr), out.size, out)
         return out.reshape(shape)
@@ -110,6 +221,22 @@ def read_elements(attr: ir.Attribute) -> np.ndarray:
     raise TypeError(f"not an elements attribute: {attr}")
 
 
+# True while MLIR parses (and verifies) text whose blobs are not checked yet.
+_BLOBS_UNCHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("blobs_unchecked", default=False)
+
+
+@contextlib.contextmanager
+def blobs_unchecked() -> Iterator[None]:
+    """While active, :func:`constant_elements` does not read ``dense_resource``
+    blobs (verifiers that run inside ``Module.parse`` skip content checks; the
+    caller checks the blobs and verifies again)."""
+    token = _BLOBS_UNCHECKED.set(True)
+    try:
+        yield
+    finally:
+        _BLOBS_UNCHECKED.reset(token)
+
+
 def constant_elements(value: ir.Value) -> np.ndarray | None:
     """The elements of ``value`` when it is an ``arith.constant`` tensor, else None."""
     owner = value.owner
@@ -117,6 +244,8 @@ def constant_elements(value: ir.Value) -> np.ndarray | None:
         return None
     attr = as_elements_attr(owner.attributes["value"])
     if attr is None:
+        return None
+    if _BLOBS_UNCHECKED.get() and isinstance(attr, ir.DenseResourceElementsAttr):
         return None
     return read_elements(attr)
 

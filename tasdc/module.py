@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from torch_mlir import ir
@@ -9,6 +10,7 @@ from torch_mlir.dialects import torch as torch_d
 
 from tasdc.diagnostics import capture, record_mlir_error, resolve_location
 from tasdc.dialects.tasd import load_into
+from tasdc.elements import MAX_BLOB_ALIGNMENT, BlobInfo, blobs_unchecked, check_resource_blobs
 from tasdc.errors import InputError, IRVerificationError
 
 
@@ -30,14 +32,80 @@ def _first_error(error: ir.MLIRError, default_file: str) -> str:
     return f"{file}:{line}:{col}: {diag.message}" if line else diag.message
 
 
+# One entry of a ``{-# dialect_resources: {dialect: {key: "0x…"}} #-}`` section.
+_BLOB_ENTRY = re.compile(r'(?P<key>[A-Za-z_][\w.$\-]*|"[^"\n]*")\s*:\s*"0x(?P<hex>[0-9A-Fa-f]*)"')
+
+
+def scan_resource_blobs(text: str, filename: str) -> dict[str, BlobInfo]:
+    """The header and size of every hex resource blob in MLIR ``text``.
+
+    This reads text that MLIR will parse, which the project otherwise leaves
+    to MLIR, for two reasons that the bindings leave no other way around:
+    MLIR's parser allocates every blob with the alignment in its 4-byte
+    header and a header of 0 (or an absurd one) aborts the whole process
+    (``LLVM ERROR: out of memory``) *during* ``Module.parse``, so the header
+    must be checked before MLIR sees the text; and neither the C API nor the
+    Python bindings tell a blob's size or whether it exists at all
+    (``mlirDense*ResourceElementsAttrGetValue`` indexes it unchecked). Only
+    the blob entries are read: a key, a colon and a ``"0x…"`` hex string,
+    the one form MLIR prints and accepts for them.
+    """
+    blobs: dict[str, BlobInfo] = {}
+    line, last = 1, 0
+    for match in _BLOB_ENTRY.finditer(text):
+        line += text.count("\n", last, match.start())
+        last = match.start()
+        if "//" in text[text.rfind("\n", 0, match.start()) + 1 : match.start()]:
+            continue  # in a comment (e.g. a FileCheck line)
+        key, digits = match["key"].strip('"'), match["hex"]
+        if len(digits) < 8 or len(digits) % 2:
+            continue  # MLIR's parser reports these itself
+        alignment = int.from_bytes(bytes.fromhex(digits[:8]), "little")
+        if alignment == 0 or alignment & (alignment - 1) or alignment > MAX_BLOB_ALIGNMENT:
+            raise InputError(
+                f"{filename}:{line}: resource blob '{key}' has alignment header {alignment}; "
+                f"expected a power of two up to {MAX_BLOB_ALIGNMENT}"
+            )
+        if key in blobs:  # MLIR would silently keep the last one
+            raise InputError(f"{filename}:{line}: resource blob '{key}' is defined twice (first on line {blobs[key].line})")
+        blobs[key] = BlobInfo(alignment=alignment, nbytes=len(digits) // 2 - 4, line=line)
+    return blobs
+
+
 def parse_module(text: str, context: ir.Context, filename: str = "<stdin>") -> ir.Module:
-    """Parse MLIR text; a parse or verification error becomes an :class:`InputError`."""
-    with context, capture(context):
+    """Parse MLIR text; a parse error or a bad resource blob becomes an :class:`InputError`.
+
+    Every ``dense_resource`` weight is checked against its blob (present,
+    exactly elements × element size bytes, sane alignment) before anything
+    reads it: MLIR verifies while it parses, so the verifiers skip blob
+    contents then, and the module is verified again once the blobs passed.
+    """
+    blobs = scan_resource_blobs(text, filename)
+    with context, capture(context), blobs_unchecked():
         try:
-            return ir.Module.parse(text)
+            module = ir.Module.parse(text)
         except ir.MLIRError as error:
             record_mlir_error(error)
             raise InputError(f"cannot parse {filename}: {_first_error(error, filename)}") from None
+    with context:
+        check_resource_blobs(module, blobs, filename)
+    if blobs:
+        _verify_parsed(module, filename)
+    return module
+
+
+def _verify_parsed(module: ir.Module, filename: str) -> None:
+    """Verify a freshly parsed module; errors read like parse errors."""
+    with module.context, capture(module.context) as log:
+        try:
+            ok = module.operation.verify()
+        except ir.MLIRError as error:
+            record_mlir_error(error)
+            raise InputError(f"cannot parse {filename}: {_first_error(error, filename)}") from None
+    if not ok or log.errors:
+        first = log.errors[0]
+        where = f"{first.file if first.file not in ('', '-') else filename}:{first.line}:{first.col}: " if first.line else ""
+        raise InputError(f"cannot parse {filename}: {where}{first.message}")
 
 
 def read_text_file(path: str | Path) -> str:
