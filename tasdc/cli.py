@@ -97,6 +97,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.target:
         from tasdc.runtime.accel.simulator import simulate_module
 
+        _check_has_layers(result)
         simulation = simulate_module(result.module, args.target, mode=args.mode)
         simulation.source, simulation.config = result.model.source, args.config
     if args.output:
@@ -117,6 +118,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.output:
         print(f"wrote {args.output}")
     return 0
+
+
+def _check_has_layers(result: Any) -> None:
+    """Refuse to simulate a model without one contraction layer (the report would be all zeros and inf)."""
+    if not result.report.layers:
+        raise TasdcError(f"{result.model.source}: no contraction layer (matmul, batch_matmul, conv2d) to simulate")
 
 
 def _check_target(target: str) -> None:
@@ -156,6 +163,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.output and not args.input:
         raise TasdcError("-o needs --input: only a run produces outputs")
     result = compile_model(args.model, options=CompileOptions(config=args.config))
+    _check_has_layers(result)
     report = simulate_module(result.module, args.target, mode=args.mode)
     report.source, report.config = result.model.source, args.config
     if args.json:

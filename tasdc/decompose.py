@@ -75,6 +75,7 @@ from tasdc.errors import TasdcError
 
 __all__ = [
     "MAX_M",
+    "SUPPORTED_M",
     "ConfigError",
     "NonFiniteWeightError",
     "Pattern",
@@ -95,8 +96,14 @@ __all__ = [
     "tensor_stats",
 ]
 
-#: Largest supported block size: in-block indices are stored as int8.
+#: Largest block size of the decomposition library: in-block indices are int8.
 MAX_M = 128
+
+#: The one rule for a user's series (``--config``, pass options, ``tasd.series``
+#: configs): every M is one of these, the block sizes that every backend runs
+#: (the CPU kernels, ``tasdc.runtime.cpu.kernels.SUPPORTED_M``, and the
+#: accelerator models). The library functions below take any M <= MAX_M.
+SUPPORTED_M = (2, 4, 8, 16)
 
 #: Blocks processed per chunk is ``_CHUNK_ELEMENTS // M`` (cache-sized).
 _CHUNK_ELEMENTS = 1 << 17
@@ -264,7 +271,7 @@ def parse_config(
     text: str,
     *,
     require_pow2: bool = False,
-    allowed_m: Collection[int] | None = None,
+    allowed_m: Collection[int] | None = SUPPORTED_M,
     max_terms: int = 8,
 ) -> SeriesConfig:
     """Parse ``"dense"``, ``"2:4"``, ``"2:4+1:8"`` … into a :class:`SeriesConfig`.
@@ -273,7 +280,9 @@ def parse_config(
     case-insensitive. Raises :class:`ConfigError` (one line naming the term
     and the reason) for empty or malformed terms, ``N < 1``, ``M < 1``,
     ``N > M``, ``M > 128``, a non-power-of-two ``M`` when ``require_pow2``,
-    an ``M`` outside ``allowed_m``, or more than ``max_terms`` terms.
+    an ``M`` outside ``allowed_m`` (by default :data:`SUPPORTED_M`, what the
+    kernels run; ``None`` allows any M up to 128), or more than ``max_terms``
+    terms.
     """
     if not isinstance(text, str):
         raise ConfigError(f"invalid series config {text!r}: expected a string")
@@ -303,7 +312,7 @@ def parse_config(
 def _as_config(config: SeriesConfig | str) -> SeriesConfig:
     if isinstance(config, SeriesConfig):
         return config
-    return parse_config(config)
+    return parse_config(config, allowed_m=None)  # the library decomposes any M
 
 
 def _as_pattern(pattern: Pattern | str) -> Pattern:

@@ -183,6 +183,8 @@ def import_file(path: str | Path) -> ImportedModel:
     context = new_context()
     module = parse_module(text, context, str(path))
     check_linalg_on_tensors(module, str(path))
+    if not any(op.operation.name == "func.func" for op in module.body.operations):
+        raise InputError(f"{path}: the module has no function to compile (empty or not a model)")
     return ImportedModel(module=module, source=str(path))
 
 

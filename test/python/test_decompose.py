@@ -19,6 +19,7 @@ from tasdc.decompose import (
     ConfigError,
     NonFiniteWeightError,
     Pattern,
+    SUPPORTED_M,
     SeriesConfig,
     block_histogram,
     block_nnz,
@@ -457,12 +458,24 @@ def test_error_metrics():
         ("2:4+1:4", "2:4+1:4"),
         (" 2 : 4 + 1:8 ", "2:4+1:8"),
         ("4:8+2:8", "4:8+2:8"),
-        ("1:1", "1:1"),
-        ("1:128", "1:128"),
+        ("1:16", "1:16"),
+        ("1:2+1:16", "1:2+1:16"),
     ],
 )
 def test_parse_accepts(text, expected):
     assert str(parse_config(text)) == expected
+
+
+@pytest.mark.parametrize("text", ["1:1", "1:3", "3:3", "2:6", "1:32", "1:128"])
+def test_parse_refuses_m_the_kernels_cannot_run(text):
+    """One rule for a user's M (SUPPORTED_M, what the CPU kernels run); the
+    library itself still takes any M up to 128 with ``allowed_m=None``."""
+    from tasdc.runtime.cpu.kernels import SUPPORTED_M as KERNEL_M
+
+    assert SUPPORTED_M == KERNEL_M
+    with pytest.raises(ConfigError, match=r"M=\d+ is not one of the allowed M values \(2, 4, 8, 16\)"):
+        parse_config(text)
+    assert str(parse_config(text, allowed_m=None)) == text
 
 
 @pytest.mark.parametrize(
@@ -472,7 +485,7 @@ def test_parse_accepts(text, expected):
         ("-1:4", {}, "'-1:4': N must be >= 1"),
         ("3:2", {}, "invalid N:M pattern '3:2': N must be <= M"),
         ("2:0", {}, "'2:0': M must be >= 1"),
-        ("1:256", {}, "'1:256': M must be <= 128"),
+        ("1:256", {"allowed_m": None}, "'1:256': M must be <= 128"),
         ("2:3", {"require_pow2": True}, "'2:3': M must be a power of two"),
         ("2:4+", {}, "'2:4+': term #2 is empty"),
         ("+", {}, "'+': term #1 is empty"),
