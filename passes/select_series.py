@@ -158,8 +158,12 @@ class SelectionError(TasdcError, ValueError):
 
 
 def budget_for_quality(quality: float) -> float:
-    """Error budget ``B(q) = 1/q² − 1`` on ``Σ e_l²`` (see module docstring)."""
-    return 1.0 / (quality * quality) - 1.0
+    """Error budget ``B(q) = 1/q² − 1`` on ``Σ e_l²`` (see module docstring);
+    infinite when ``q²`` underflows (any series meets such a bound)."""
+    try:
+        return 1.0 / (quality * quality) - 1.0
+    except (ZeroDivisionError, OverflowError):
+        return math.inf
 
 
 def check_options(target: str, objective: str, quality: float, max_terms: int) -> Hardware:
@@ -170,6 +174,8 @@ def check_options(target: str, objective: str, quality: float, max_terms: int) -
     if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not math.isfinite(quality) \
             or not 0.0 < quality <= 1.0:
         raise SelectionError(f"quality must be a number in (0, 1], got '{quality}'")
+    if not math.isfinite(budget_for_quality(quality)):
+        raise SelectionError(f"quality {quality:g} is too small: its error budget 1/q² - 1 is not finite")
     if isinstance(max_terms, bool) or not isinstance(max_terms, int) or not 1 <= max_terms <= MAX_TERMS_LIMIT:
         raise SelectionError(f"max-terms must be an integer in [1, {MAX_TERMS_LIMIT}], got '{max_terms}'")
     if not isinstance(target, str) or not target.strip():

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from tasdc.errors import TasdcError, run_guarded
+from tasdc.errors import ArgumentParser, TasdcError, run_guarded
 
 
 def _add_compile(sub: argparse._SubParsersAction) -> None:
@@ -75,17 +75,14 @@ def cmd_tasder(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from tasdc.compiler import CompileOptions, compile_model, write_atomically, write_json
-    from tasdc.decompose import ConfigError, parse_config
 
+    _check_outputs(args)
+    args.config = _normalise_config(args.config)
     if args.quality is not None or args.objective is not None:
         if args.quality is None:
             raise TasdcError("--objective needs --quality (and --target)")
         return cmd_tasder(args)
 
-    try:
-        parse_config(args.config)
-    except ConfigError as error:
-        raise TasdcError(f"--config: {error}") from None
     pipeline = args.pipeline
     if args.target:
         _check_target(args.target)
@@ -120,6 +117,31 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _normalise_config(text: str) -> str:
+    """The series config as tasdc spells it (``'  2:4 '`` → ``2:4``), or a one-line error."""
+    from tasdc.decompose import ConfigError, parse_config
+
+    try:
+        return str(parse_config(text))
+    except ConfigError as error:
+        raise TasdcError(f"--config: {error}") from None
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths that cannot be written before any work is done."""
+    for flag in ("output", "json"):
+        path = getattr(args, flag, None)
+        if path is not None:
+            name = "-o" if flag == "output" else "--json"
+            if path.is_dir():
+                raise TasdcError(f"{name} {path}: is a directory, expected a file path")
+            if not path.parent.exists():
+                raise TasdcError(f"{name} {path}: output directory {path.parent} does not exist")
+    temps = getattr(args, "save_temps", None)
+    if temps is not None and temps.exists() and not temps.is_dir():
+        raise TasdcError(f"--save-temps {temps}: exists and is not a directory")
+
+
 def _check_has_layers(result: Any) -> None:
     """Refuse to simulate a model without one contraction layer (the report would be all zeros and inf)."""
     if not result.report.layers:
@@ -151,14 +173,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tasdc.compiler import CompileOptions, compile_model, write_atomically
-    from tasdc.decompose import ConfigError, parse_config
     from tasdc.runtime.accel.simulator import simulate_module
 
-    try:
-        parse_config(args.config)
-    except ConfigError as error:
-        raise TasdcError(f"--config: {error}") from None
+    args.config = _normalise_config(args.config)
     _check_target(args.target)
+    _check_outputs(args)
     inputs = _load_inputs(args.input) if args.input else None
     if args.output and not args.input:
         raise TasdcError("-o needs --input: only a run produces outputs")
@@ -185,6 +204,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:
+    if path.is_dir():
+        raise TasdcError(f"{path}: is a directory, expected an output file path")
     if not path.parent.exists():
         raise TasdcError(f"{path.parent}: output directory does not exist")
     tmp = path.with_name(f".{path.name}.tmp")
@@ -219,14 +240,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tasdc.compiler import CompileOptions, compile_model, write_atomically
-    from tasdc.decompose import ConfigError, parse_config
 
-    try:
-        parse_config(args.config)
-    except ConfigError as error:
-        raise TasdcError(f"--config: {error}") from None
+    args.config = _normalise_config(args.config)
     if args.repeat < 1:
         raise TasdcError(f"--repeat must be >= 1, got {args.repeat}")
+    _check_outputs(args)
     if args.output and args.output.suffix not in (".npy", ".npz"):
         raise TasdcError(f"{args.output}: output must end in .npy or .npz")
     inputs = _load_inputs(args.input)
@@ -260,7 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="tasdc",
         description="Compile unstructured-sparse or dense DNNs to structured N:M sparse series (TASD).",
     )

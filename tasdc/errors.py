@@ -8,7 +8,8 @@ and keeps its traceback.
 
 from __future__ import annotations
 
-from typing import Callable
+import argparse
+from typing import Callable, NoReturn
 
 EXIT_USER_ERROR = 2
 
@@ -35,6 +36,14 @@ class PipelineError(TasdcError):
 
 class IRVerificationError(TasdcError):
     """IR that fails verification after a pass or after parsing."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the drivers' error contract: a bad argument prints one
+    line, ``prog: error: …``, and exits with status 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def run_guarded(prog: str, command: Callable[[], int]) -> int:

@@ -33,7 +33,9 @@ def _first_error(error: ir.MLIRError, default_file: str) -> str:
 
 
 # One entry of a ``{-# dialect_resources: {dialect: {key: "0x…"}} #-}`` section.
-_BLOB_ENTRY = re.compile(r'(?P<key>[A-Za-z_][\w.$\-]*|"[^"\n]*")\s*:\s*"0x(?P<hex>[0-9A-Fa-f]*)"')
+# The look-behind keeps the scan linear: a key starts only after a non-key
+# character, so a malformed blob is not re-tried from each of its hex digits.
+_BLOB_ENTRY = re.compile(r'(?<![\w.$\-"])(?P<key>[A-Za-z_][\w.$\-]*|"[^"\n]*")\s*:\s*"0x(?P<hex>[0-9A-Fa-f]*)"')
 
 
 def scan_resource_blobs(text: str, filename: str) -> dict[str, BlobInfo]:

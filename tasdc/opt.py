@@ -27,7 +27,7 @@ from typing import Sequence
 from torch_mlir import ir
 
 from tasdc.diagnostics import Diagnostic, capture
-from tasdc.errors import TasdcError, run_guarded
+from tasdc.errors import ArgumentParser, TasdcError, run_guarded
 from tasdc.module import new_context, parse_module, read_text_file
 from tasdc.pipeline import Step, parse_pipeline, run_pipeline
 
@@ -137,7 +137,7 @@ def process_chunk(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tasdc-opt", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="tasdc-opt", description=__doc__.splitlines()[0])
     parser.add_argument("input", nargs="?", default="-", help="input .mlir file ('-' for stdin)")
     parser.add_argument("-o", "--output", help="output file (default: stdout)")
     parser.add_argument("-p", "--pass-pipeline", default="", help="comma-separated passes, e.g. 'tasd-decompose-weights{config=2:4},canonicalize'")

@@ -329,6 +329,24 @@ _SCHEMA: dict[str, Any] = {
 }
 
 
+#: Plausible ranges: the largest value each leaf may take (the smallest is
+#: given by its "pos"/"nonneg" constraint). Far beyond any real accelerator,
+#: they keep the model's arithmetic finite (e.g. ``rows = 1e12`` would
+#: overflow cycle counts into inf/NaN and print a nonsense report).
+PLAUSIBLE_MAX: dict[str, float] = {
+    "schema_version": 1_000, "node_nm": 1_000, "clock_ghz": 100.0,
+    "rows": 65_536, "cols": 65_536, "count": 65_536,
+    "value_bytes": 64, "output_bytes": 64, "metadata_bits": 64,
+    "units": 1_000_000, "cycles_per_block": 1_000_000, "energy_pj_per_block": 1e6,
+    "size_kib": float(1 << 30), "metadata_size_kib": float(1 << 30),  # 1 TiB
+    "bandwidth_bytes_per_cycle": 1e9, "bandwidth_gb_per_s": 1e9,
+    "read_pj_per_byte": 1e6, "write_pj_per_byte": 1e6,
+    "metadata_read_pj_per_byte": 1e6, "metadata_write_pj_per_byte": 1e6,
+    "energy_pj_per_byte": 1e6, "mac_pj": 1e6, "pe_register_pj": 1e6,
+    "n": 1_024, "m": 1_024, "speedup": 1_024,
+}
+
+
 class _Checker:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -357,6 +375,9 @@ class _Checker:
             raise self.fail(key, f"must be > 0, got {_fmt(value)}")
         if constraint == "nonneg" and not value >= 0:
             raise self.fail(key, f"must be >= 0, got {_fmt(value)}")
+        limit = PLAUSIBLE_MAX.get(key.rsplit(".", 1)[-1].split("]")[-1].lstrip("."))
+        if limit is not None and abs(value) > limit:
+            raise self.fail(key, f"{_fmt(value)} is outside the plausible range (at most {_fmt(limit)})")
         return value
 
     # -- tables -------------------------------------------------------------
