@@ -110,6 +110,18 @@ def load_exported_program(path: Path) -> Any:
         raise InputError(f"{path}: cannot load torch.export archive: {first}") from None
 
 
+def _first_sentence(error: Exception) -> str:
+    """The first line of ``error``, continued while it ends with ':' (e.g.
+    "… requires the ml_dtypes package, please run:" + "pip install ml_dtypes")."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+    text = lines[0]
+    for line in lines[1:3]:
+        if not text.endswith(":"):
+            break
+        text += " " + line
+    return text
+
+
 def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] = ()) -> ImportedModel:
     from torch_mlir import fx
     from torch_mlir.extras.fx_importer import FxImporter
@@ -120,8 +132,7 @@ def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] =
             program, output_type="linalg-on-tensors", fx_importer=FxImporter(context=context)
         )
     except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise InputError(f"{source}: torch-mlir cannot lower the model to linalg-on-tensors: {first}") from None
+        raise InputError(f"{source}: torch-mlir cannot lower the model to linalg-on-tensors: {_first_sentence(error)}") from None
     if not example_inputs:
         example_inputs = tuple(getattr(program, "example_inputs", ((), {}))[0] or ())
     return ImportedModel(module=module, source=source, program=program, example_inputs=example_inputs)

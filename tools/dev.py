@@ -2,7 +2,7 @@
 """Set up the project's virtual environment and run the main job or the tests.
 
     python3 tools/dev.py demo   # set up, build the examples, compile one, print its report
-    python3 tools/dev.py test   # set up, then pytest and lit
+    python3 tools/dev.py test   # set up, then pytest (BLAS tests under both OpenBLAS kernels) and lit
 
 Needs only Python 3.11 and pip. The environment lives in ``.venv`` at the
 repository root; setup is skipped when ``pyproject.toml`` has not changed
@@ -72,20 +72,42 @@ def _count(pattern: str, text: str) -> int:
     return int(found[-1]) if found else 0
 
 
+def other_blas_env(env: dict[str, str]) -> tuple[dict[str, str], str]:
+    """``env`` switched to the other OpenBLAS kernel, and its name.
+
+    numpy's OpenBLAS picks its kernel per CPU (SkylakeX on AVX-512, Haswell
+    on AVX2) unless ``OPENBLAS_CORETYPE`` forces one. The suite must hold
+    under both, so the BLAS-sensitive tests (marker ``blas``) run twice: as
+    the environment says, and with the core type forced the other way
+    (unset when it was set: the CPU's own kernel; Haswell otherwise, which
+    every x86-64 CPU with AVX2 runs).
+    """
+    if env.get("OPENBLAS_CORETYPE"):
+        other = {k: v for k, v in env.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+        return other, "OPENBLAS_CORETYPE unset (the CPU's own kernel)"
+    return {**env, "OPENBLAS_CORETYPE": "Haswell"}, "OPENBLAS_CORETYPE=Haswell"
+
+
 def test() -> None:
     env = {**os.environ, "TASDC_NO_PROGRESS": "1"}
     start = time.perf_counter()
-    py_status, py_out = run_streaming(BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", env=env)
+    pytest = (BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    py_status, py_out = run_streaming(*pytest, env=env)
+    blas_env, blas_name = other_blas_env(env)
+    print(f"BLAS-sensitive tests again, {blas_name}:", flush=True)
+    blas_status, blas_out = run_streaming(*pytest, "-m", "blas", env=blas_env)
     lit_status, lit_out = run_streaming(BIN / "lit", "-sv", ROOT / "test", env=env)
-    passed = _count(r"(\d+) passed", py_out) + _count(r"Passed\s*:\s*(\d+)", lit_out)
-    failed = (
-        _count(r"(\d+) failed", py_out) + _count(r"(\d+) error", py_out) + _count(r"Failed\s*:\s*(\d+)", lit_out)
+    outs = (py_out, blas_out)
+    passed = sum(_count(r"(\d+) passed", o) for o in outs) + _count(r"Passed\s*:\s*(\d+)", lit_out)
+    failed = sum(_count(r"(\d+) failed", o) + _count(r"(\d+) error", o) for o in outs) + _count(
+        r"Failed\s*:\s*(\d+)", lit_out
     )
-    if (py_status or lit_status) and not failed:
+    if (py_status or blas_status or lit_status) and not failed:
         failed = 1  # a runner failed without a count (e.g. a collection error)
-    print(f"pytest exit {py_status}, lit exit {lit_status}, {time.perf_counter() - start:.0f}s")
+    print(f"pytest exit {py_status}, pytest -m blas ({blas_name}) exit {blas_status}, lit exit {lit_status}, "
+          f"{time.perf_counter() - start:.0f}s")
     print(f"tests: {passed} passed, {failed} failed", flush=True)
-    if py_status or lit_status:
+    if py_status or blas_status or lit_status:
         sys.exit(1)
 
 

@@ -254,7 +254,8 @@ def classify(status: int | None, stdout: str, stderr: str) -> str:
         return "traceback"
     if status < 0:
         return "signal"
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    # Remarks and warnings (e.g. of earlier --split-input-file chunks) are diagnostics, not noise.
+    lines = [line for line in stderr.splitlines() if line.strip() and not re.search(r": (remark|warning|note): ", line)]
     if status == 0:
         return "garbage" if _GARBAGE.search(stdout) else "exit 0"
     if status == 2 and len(lines) == 1 and ": error: " in lines[0]:

@@ -23,6 +23,9 @@ from tasdc.errors import TasdcError
 from tasdc.runtime.cpu import executor
 from tasdc.runtime.cpu.kernels import KernelError
 
+# Compared against BLAS results: run again under the other OpenBLAS kernel (tools/dev.py).
+pytestmark = pytest.mark.blas
+
 RTOL = ATOL = 1e-4
 
 

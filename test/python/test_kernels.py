@@ -34,6 +34,9 @@ from tasdc.runtime.cpu.kernels import (
     series_matmul,
 )
 
+# Compared against BLAS results: run again under the other OpenBLAS kernel (tools/dev.py).
+pytestmark = pytest.mark.blas
+
 SHAPES = [(1, 37, 13), (7, 100, 1), (129, 61, 13), (33, 64, 5)]  # (T, K, O)
 
 

@@ -164,6 +164,7 @@ def test_weight_errors_match_the_decomposition():
             assert l1 == pytest.approx(l1_dropped(w, d.approximation), abs=1e-12)
 
 
+@pytest.mark.blas
 @pytest.mark.parametrize("rows", [5, 200])  # fewer rows than K (rows kept) / more (Gram matrix)
 def test_output_error_is_the_relative_error_of_the_layer_output(rows):
     rng = np.random.default_rng(2)

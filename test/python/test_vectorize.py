@@ -24,6 +24,9 @@ from tasdc.module import new_context, parse_module
 from tasdc.passes.vectorize_contractions import VectorizeContractions, contraction_sizes
 from tasdc.runtime.cpu.executor import compile_for_cpu
 
+# Compared against BLAS results: run again under the other OpenBLAS kernel (tools/dev.py).
+pytestmark = pytest.mark.blas
+
 
 def _t(shape: tuple[int, ...]) -> str:
     return f"tensor<{'x'.join(map(str, shape))}xf32>"
