@@ -83,6 +83,11 @@ def parse_module(text: str, context: ir.Context, filename: str = "<stdin>") -> i
     contents then, and the module is verified again once the blobs passed.
     """
     blobs = scan_resource_blobs(text, filename)
+    if not text.endswith("\n"):
+        # MLIR's parser crashes (SIGSEGV, found by tools/fuzz.py) on a string
+        # left open at the very end of the buffer after a large resource blob
+        # (a truncated file); before a newline it reports the open string.
+        text += "\n"
     with context, capture(context), blobs_unchecked():
         try:
             module = ir.Module.parse(text)

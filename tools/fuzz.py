@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, help="a folder of .pt2 models to compile into seeds")
     parser.add_argument("--out", type=Path, default=Path("fuzz-out"), help="where offenders are saved")
     parser.add_argument("--no-cli", action="store_true", help="skip the fixed command-line cases")
+    parser.add_argument("--progress", type=int, default=0, help="print the running counts every N cases")
     args = parser.parse_args(argv)
 
     os.environ["TASDC_NO_PROGRESS"] = "1"
@@ -368,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
             (target / "command").write_text(f"{case.tool} {' '.join(case.args)}\n# {case.what}\n# status {status}\n")
             print(f"case {index}: {outcome}: {case.what}: {case.tool} {' '.join(case.args)}", file=sys.stderr)
         shutil.rmtree(work / f"case{index}", ignore_errors=True)
+        if args.progress and ran % args.progress == 0:
+            print(f"after {ran} cases ({time.monotonic() - start:.0f}s): "
+                  + ", ".join(f"{o} {counts[o]}" for o in OUTCOMES), flush=True)
     shutil.rmtree(work, ignore_errors=True)
     elapsed = time.monotonic() - start
     print(f"{ran} cases ({min(ran, len(cases) - args.cases if not args.no_cli else 0)} CLI) in {elapsed:.0f}s, seed {args.seed}")

@@ -100,6 +100,18 @@ def test_bad_blob_exits_2_with_one_line(tmp_path: Path, values, indices, extra, 
     _expect_one_line(proc, *fragments)
 
 
+def test_file_truncated_inside_the_resource_section(tmp_path: Path) -> None:
+    """A large blob, then a blob string cut off at the end of the file: MLIR's
+    parser used to segfault on this (found by tools/fuzz.py)."""
+    big = np.arange(40000, dtype=np.float32)
+    text = _module(_hex(_VALUES, 4), extra=f'big: "{_hex(big, 4)}"\nw_more: "0x04000000ABC')
+    path = tmp_path / "cut.mlir"
+    path.write_text(text[: text.index("0x04000000ABC") + 13])
+    for _ in range(3):  # the crash was not on every run
+        proc = run_cli(str(path), "-p", "canonicalize", tool="tasdc-opt")
+        _expect_one_line(proc, "expected '\"' in string literal")
+
+
 def test_blob_in_a_comment_is_not_a_blob(tmp_path: Path) -> None:
     """FileCheck lines quote blobs; only the resource section counts."""
     path = tmp_path / "c.mlir"
