@@ -345,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     model = next((str(work / name) for name, _ in seeds if name.startswith("cnn-dense")), None)
     fixtures = make_fixtures(work, model)
     # Import everything once; every forked case inherits it.
-    import tasdc.cli, tasdc.opt, tasdc.compiler, tasdc.passes, tasdc.runtime.cpu.executor  # noqa: E401,F401
+    import tasdc.arrays, tasdc.cli, tasdc.compiler, tasdc.opt, tasdc.passes, tasdc.tasder  # noqa: E401,F401
+    import tasdc.runtime.accel.simulator, tasdc.runtime.cpu.executor  # noqa: E401,F401
     from tasdc.passes import get_all_passes
 
     for load in get_all_passes().values():
