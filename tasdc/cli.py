@@ -136,7 +136,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
             if path.is_dir():
                 raise TasdcError(f"{name} {path}: is a directory, expected a file path")
             if not path.parent.exists():
-                raise TasdcError(f"{name} {path}: output directory {path.parent} does not exist")
+                raise TasdcError(f"{name} {path}: output directory does not exist ({path.parent})")
     temps = getattr(args, "save_temps", None)
     if temps is not None and temps.exists() and not temps.is_dir():
         raise TasdcError(f"--save-temps {temps}: exists and is not a directory")
