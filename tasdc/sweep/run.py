@@ -7,9 +7,11 @@ existing scheduler. The client writes each cell's row as it completes, so an
 interrupted sweep keeps what finished and a rerun runs only the rest.
 
 In a worker, :func:`run_cell` keeps one :class:`~tasdc.tasder.TasderSession`
-per model and process: a model is imported, analysed and its dense reference
-computed once per worker, not once per cell (cells are submitted model-major,
-so a worker tends to take consecutive cells of one model). With a cache
+per model and process: a model is imported and analysed once per worker, not
+once per cell (cells are submitted model-major, so a worker tends to take
+consecutive cells of one model). With a cache, one :func:`prepare_model`
+task per model runs before the model's cells and computes its calibration
+statistics and dense reference outputs once, for every worker. With a cache
 (default: the results file itself) the worker also makes :mod:`tasdc.cache`
 active and keeps two more kinds there: the measured quality of a per-layer
 series assignment (``measurement``, keyed by the model's digest and the
@@ -146,17 +148,45 @@ def _target_path(task: dict[str, Any]) -> str:
     return str(path)
 
 
-def run_cell(task: dict[str, Any], cache_path: str | None) -> dict[str, Any]:
-    """Compile one cell with TASDER in this process; the row for the store.
-
-    Never raises for a problem with the cell: a failure becomes a row with
-    ``status = "failed"`` and the one-line error.
-    """
+def _quiet() -> None:
     import warnings
 
     os.environ["TASDC_NO_PROGRESS"] = "1"
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+def prepare_model(task: dict[str, Any], cache_path: str) -> bool:
+    """Import a model, compute its calibration statistics and dense reference
+    outputs into the cache, once per model before its cells run; whether it
+    worked (a failure is left to the cells to report, one line each)."""
+    _quiet()
+    from tasdc import cache
+    from tasdc.passes.select_series import collect_calibration
+
+    store = Store(cache_path)
+    try:
+        with cache.using(store):
+            session = _session(task)
+            if session.sets:
+                session.reference()
+            if session.calib:
+                collect_calibration(session._clone().module, session.calib)
+        return True
+    except Exception:  # noqa: BLE001 - the cells of this model report it
+        return False
+    finally:
+        store.close()
+
+
+def run_cell(task: dict[str, Any], cache_path: str | None, prepared: Any = None) -> dict[str, Any]:
+    """Compile one cell with TASDER in this process; the row for the store.
+
+    ``prepared``: the result of the model's :func:`prepare_model` task (passed
+    so that Dask runs that first). Never raises for a problem with the cell:
+    a failure becomes a row with ``status = "failed"`` and the one-line error.
+    """
+    _quiet()
     from tasdc import cache
 
     start = time.perf_counter()
@@ -234,12 +264,20 @@ def run_sweep(spec: Spec, out: str | Path, *, scheduler: str | None = None, work
     failed = 0
     try:
         n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        # With a cache, one task per model computes its calibration statistics and
+        # dense reference first; the model's cells wait for it and read them from the cache.
+        prepared: dict[str, Any] = {}
+        if cache_path is not None:
+            for cell in todo:
+                if cell.model.digest not in prepared:
+                    prepared[cell.model.digest] = client.submit(
+                        prepare_model, _task(cell), cache_path, key=f"tasdc-prepare-{cell.model.digest}",
+                        pure=False, priority=2 * len(todo) - len(prepared))
         futures = []
         for i, cell in enumerate(todo):
-            task = _task(cell)
             # Earlier cells first (model-major order keeps a worker on one model).
-            futures.append(client.submit(run_cell, task, cache_path, key=f"tasdc-cell-{cell.key}",
-                                         pure=False, priority=len(todo) - i))
+            futures.append(client.submit(run_cell, _task(cell), cache_path, prepared.get(cell.model.digest),
+                                         key=f"tasdc-cell-{cell.key}", pure=False, priority=len(todo) - i))
         from distributed import as_completed
 
         for future in bar(as_completed(futures), desc="sweep", unit="cell", total=len(futures)):
