@@ -49,7 +49,8 @@ torch module tree and the IR). Per layer only ``XᵀX`` (K x K, float64) is
 kept, or the rows of ``X`` themselves while there are fewer rows than K;
 ``‖XΔ‖² = Σ (XᵀX Δ) ∘ Δ``. Statistics are cached per process (keyed by the
 module text and the calibration file), so repeated selections on the same
-model are cheap.
+model are cheap, and in the active :mod:`tasdc.cache` when there is one
+(keyed by digests of the module text and the calibration file's bytes).
 
 The error that drives the decision (``metric``): the layer-output relative
 error when calibration statistics exist for the layer, else the relative

@@ -681,6 +681,8 @@ def decompose(w: np.ndarray, config: SeriesConfig | str, axis: int) -> Decomposi
 
     Term ``i`` is :func:`extract_term` of the residual left by terms
     ``1..i-1``. The dense config gives no terms and ``approximation == w``.
+    With an active :mod:`tasdc.cache` the terms come from / go to the cache
+    (same arrays, bit for bit).
     """
     config = _as_config(config)
     w, axis = _check_weight(w, axis)

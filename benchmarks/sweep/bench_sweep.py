@@ -98,7 +98,8 @@ def main() -> None:
 
     if args.interrupt:
         out = folder / "interrupted.db"
-        proc = subprocess.Popen([str(BIN / "tasdc"), "sweep", str(SPEC), "--out", str(out), "--workers", "2"],
+        cached = ["--cache", str(folder / "w2.db")]  # quicker cells; resuming does not depend on it
+        proc = subprocess.Popen([str(BIN / "tasdc"), "sweep", str(SPEC), "--out", str(out), "--workers", "2", *cached],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "TASDC_NO_PROGRESS": "1"},
                                 # a background shell starts us with SIGINT ignored; the sweep must see Ctrl-C
@@ -116,21 +117,27 @@ def main() -> None:
                     break
         _, err = proc.communicate(timeout=120)
         before = len(cells(out))
-        seconds, summary = sweep(str(SPEC), "--out", str(out), "--workers", "2")
+        seconds, summary = sweep(str(SPEC), "--out", str(out), "--workers", "2", *cached)
         print(f"interrupted after {before} stored cells (exit {proc.returncode}: {err.strip().splitlines()[-1]}); "
               f"rerun {seconds:.1f} s: {summary}; now {len(cells(out))} cells")
 
     if args.check:
-        bad = 0
-        got = cells(folder / "w2.db")
-        for c in got:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def compile_cell(c: dict) -> dict:
             base = ROOT / "examples/out" / c["model"]
             with tempfile.NamedTemporaryFile(suffix=".json") as report:
                 subprocess.run([str(BIN / "tasdc"), "compile", f"{base}.pt2", "--target", c["target"], "--quality",
                                 str(c["quality"]), "--objective", c["objective"], "--calib", f"{base}-calib.npz",
                                 "--eval", f"{base}-eval.npz", "--json", report.name],
                                check=True, capture_output=True, env={**os.environ, "TASDC_NO_PROGRESS": "1"})
-                single = json.loads(Path(report.name).read_text())
+                return json.loads(Path(report.name).read_text())
+
+        bad = 0
+        got = cells(folder / "w2.db")
+        with ThreadPoolExecutor(2) as pool:  # two single compiles at a time (2 cores)
+            singles = list(pool.map(compile_cell, got))
+        for c, single in zip(got, singles):
             configs = {layer["layer"]: layer["chosen"] for layer in single["layers"]}
             ok = configs == c["configs"] and single["reduction"]["edp"] == c["edp_reduction"]
             bad += not ok
