@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--interrupt", type=int, default=0, help="also interrupt a sweep after K cells and rerun it")
     parser.add_argument("--check", action="store_true", help="compare every row with a single tasdc compile")
     parser.add_argument("--out", type=Path, help="keep the results files here (default: a temporary folder)")
+    parser.add_argument("--reuse", action="store_true", help="skip the timed runs: --interrupt / --check on --out's files")
     args = parser.parse_args()
     if not (ROOT / "examples/out/transformer.pt2").exists():
         subprocess.run([sys.executable, str(ROOT / "examples/build_models.py"), "--out", str(ROOT / "examples/out")],
@@ -77,6 +78,8 @@ def main() -> None:
         print(f"{label:<44} {seconds:>7.1f} s   load {before} -> {load()}   {summary}", flush=True)
         return seconds
 
+    if args.reuse:
+        return extra_checks(args, folder)
     one = timed("cold, 1 worker", "--workers", "1", out="w1.db")
     two = timed("cold, 2 workers", "--workers", "2", out="w2.db")
     warm = timed("2 workers, cache = the cold 2-worker run", "--workers", "2", "--cache", str(folder / "w2.db"),
@@ -95,9 +98,16 @@ def main() -> None:
     same = [(a["key"], a["configs"], a["edp_reduction"]) for a in cells(folder / "w2.db")]
     cached = {c["key"]: (c["key"], c["configs"], c["edp_reduction"]) for c in cells(folder / "w2-cached.db")}
     print(f"  cached run rows equal the cold run's: {all(cached[k] == (k, c, e) for k, c, e in same)}")
+    extra_checks(args, folder)
+
+
+def extra_checks(args: argparse.Namespace, folder: Path) -> None:
+    """``--interrupt`` and ``--check`` (on the results of the cold 2-worker run in ``folder``)."""
 
     if args.interrupt:
         out = folder / "interrupted.db"
+        for leftover in (out, out.with_name(out.name + "-wal"), out.with_name(out.name + "-shm")):
+            leftover.unlink(missing_ok=True)
         cached = ["--cache", str(folder / "w2.db")]  # quicker cells; resuming does not depend on it
         proc = subprocess.Popen([str(BIN / "tasdc"), "sweep", str(SPEC), "--out", str(out), "--workers", "2", *cached],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

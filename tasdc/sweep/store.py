@@ -94,9 +94,13 @@ class Store:
                 raise StoreError(f"{path}: not a tasdc sweep results file (not SQLite)")
         try:
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            if self._create:  # readers (--show) never create or convert anything
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not {"meta", "cells", "cache"} <= tables:
+                raise StoreError(f"{path}: not a tasdc sweep results file (no 'cells' table)")
             row = conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
             if row is None:
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
