@@ -52,6 +52,15 @@ def sweep(*args: str) -> tuple[float, str]:
 
 
 def cells(path: Path) -> list[dict]:
+    """The stored cells, read by ``tasdc sweep --show --json`` in its own process."""
+    done = subprocess.run([str(BIN / "tasdc"), "sweep", "--show", str(path), "--json"], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip())
+    return json.loads(done.stdout)
+
+
+def stored(path: Path) -> list[dict]:
+    """Every column of the stored cells (in this process, once nothing writes)."""
     from tasdc.sweep import Store
 
     return Store(path, create=False).cells()
@@ -87,7 +96,7 @@ def main() -> None:
     timed("rerun of the cold 2-worker run (all stored)", "--workers", "2", out="w2.db")
     print(f"speed-up 2 vs 1 worker: {one / two:.2f}x; second sweep with the cache: {two / warm:.2f}x faster")
     for name in ("w1.db", "w2.db", "w2-cached.db"):
-        got = cells(folder / name)
+        got = stored(folder / name)
         per_cell = sorted(c["seconds"] for c in got)
         misses = {}
         for c in got:
@@ -95,8 +104,8 @@ def main() -> None:
                 misses[k] = misses.get(k, 0) + v
         print(f"  {name}: {len(got)} cells, {sum(c['status'] == 'ok' for c in got)} ok, cell seconds median "
               f"{per_cell[len(per_cell) // 2]:.1f} (sum {sum(per_cell):.0f}); cache lookups {dict(sorted(misses.items()))}")
-    same = [(a["key"], a["configs"], a["edp_reduction"]) for a in cells(folder / "w2.db")]
-    cached = {c["key"]: (c["key"], c["configs"], c["edp_reduction"]) for c in cells(folder / "w2-cached.db")}
+    same = [(a["key"], a["configs"], a["edp_reduction"]) for a in stored(folder / "w2.db")]
+    cached = {c["key"]: (c["key"], c["configs"], c["edp_reduction"]) for c in stored(folder / "w2-cached.db")}
     print(f"  cached run rows equal the cold run's: {all(cached[k] == (k, c, e) for k, c, e in same)}")
     extra_checks(args, folder)
 
@@ -114,15 +123,14 @@ def extra_checks(args: argparse.Namespace, folder: Path) -> None:
                                 env={**os.environ, "TASDC_NO_PROGRESS": "1"},
                                 # a background shell starts us with SIGINT ignored; the sweep must see Ctrl-C
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        stored = 0
         while proc.poll() is None:
             time.sleep(1.0)
             if out.exists():
                 try:
-                    stored = len(cells(out))
-                except Exception:  # noqa: BLE001 - the file is being created
+                    count = len(cells(out))
+                except RuntimeError:  # the file is being created
                     continue
-                if stored >= args.interrupt:
+                if count >= args.interrupt:
                     proc.send_signal(signal.SIGINT)
                     break
         _, err = proc.communicate(timeout=120)
@@ -144,7 +152,7 @@ def extra_checks(args: argparse.Namespace, folder: Path) -> None:
                 return json.loads(Path(report.name).read_text())
 
         bad = 0
-        got = cells(folder / "w2.db")
+        got = stored(folder / "w2.db")
         with ThreadPoolExecutor(2) as pool:  # two single compiles at a time (2 cores)
             singles = list(pool.map(compile_cell, got))
         for c, single in zip(got, singles):

@@ -92,6 +92,7 @@ class Store:
                 head = f.read(16)
             if head and head != b"SQLite format 3\x00":
                 raise StoreError(f"{path}: not a tasdc sweep results file (not SQLite)")
+        conn = None
         try:
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             if self._create:  # readers (--show) never create or convert anything
@@ -109,7 +110,11 @@ class Store:
             columns = [r[1] for r in conn.execute("PRAGMA table_info(cells)")]
             if tuple(columns) != CELL_COLUMNS:
                 raise StoreError(f"{path}: not a tasdc sweep results file (unexpected 'cells' table)")
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, StoreError) as error:
+            if conn is not None:
+                conn.close()
+            if isinstance(error, StoreError):
+                raise
             raise StoreError(f"{path}: not a tasdc sweep results file ({error})") from None
         return conn
 
