@@ -155,6 +155,17 @@ def test_pareto_front_per_model_and_objective() -> None:
 # ---------------------------------------------------------------------------
 
 
+def _forget_in_memory_state() -> None:
+    """Run on every worker: drop the per-process sessions and statistics caches."""
+    from tasdc.passes import select_series
+    from tasdc.sweep import run
+
+    run._sessions.clear()
+    select_series._calib_cache.clear()
+    select_series._weight_cache.clear()
+    select_series._output_cache.clear()
+
+
 @pytest.fixture(scope="module")
 def cluster() -> object:
     distributed = pytest.importorskip("distributed")
@@ -165,6 +176,8 @@ def cluster() -> object:
 
 def test_sweep_on_a_local_cluster_resumes_records_failures_and_matches_compile(
         example_dir: Path, tmp_path: Path, cluster: object, capsys: pytest.CaptureFixture[str]) -> None:
+    import distributed
+
     from tasdc.sweep.run import run_sweep
     from tasdc.tasder import TasderSession
 
@@ -211,10 +224,12 @@ quality = [0.99]
             [layer.to_json() for layer in result.layers]))
 
     # A second sweep over the same model with the first one's cache decomposes and calibrates nothing,
-    # on new worker processes (the default embedded LocalCluster): nothing is left in their memory.
+    # once the workers' in-memory sessions and statistics are dropped (as in new worker processes).
+    with distributed.Client(address) as client:
+        client.run(_forget_in_memory_state)
     second = run_sweep(load_spec(_spec(tmp_path, _models(example_dir, "mlp") + '[grid]\ntarget = ["stc", "vegeta"]\n'
                                        'quality = [0.99]\n', "second.toml")),
-                       tmp_path / "second.db", workers=2, cache=out, progress=False)
+                       tmp_path / "second.db", scheduler=address, cache=out, progress=False)
     assert (second.ran, second.failed) == (2, 0)
     for row in Store(tmp_path / "second.db").cells():
         assert row["cache"].get("decomposition miss", 0) == 0 and row["cache"]["decomposition hit"] > 0
