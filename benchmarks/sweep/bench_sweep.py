@@ -16,6 +16,14 @@ ttc-m8 x quality 0.99 / 0.95, calibration and evaluation inputs) through the
    ``tasdc compile --target --quality --calib --eval --json`` of the same
    cell (per-layer series and EDP reduction must be equal).
 
+One run (2026-12-03, 2 cores shared with other jobs, load average 11-14
+throughout, so absolute times are ~3-6x an idle machine's): cold 1 worker
+215 s, cold 2 workers 156 s (1.38x), 2 workers with the cache 76 s (2.05x
+faster than cold; every decomposition, calibration, reference and
+measurement a cache hit, rows equal), all-stored rerun 1.3 s; interrupted
+after 5 cells, the rerun ran the 13 missing ones; 18 of 18 rows equal
+single ``tasdc compile`` runs.
+
 Prints wall times with the machine load (``os.getloadavg``) before and
 after each run. Run: ``.venv/bin/python benchmarks/sweep/bench_sweep.py
 [--interrupt 5] [--check]`` (about 10-20 minutes on 2 idle cores).
