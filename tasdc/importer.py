@@ -45,6 +45,11 @@ class ImportedModel:
     source: str
     program: Any = None  # torch.export.ExportedProgram when imported from PyTorch
     example_inputs: tuple[Any, ...] = field(default_factory=tuple)
+    #: The model's run-time inputs in call order (the entry function's
+    #: arguments): names from the program's graph signature for PyTorch
+    #: sources, ``arg0``, ``arg1``, … for MLIR (whose argument order is the
+    #: contract). Shapes and dtypes come from the entry function.
+    input_names: tuple[str, ...] = ()
 
     @property
     def context(self) -> ir.Context:
@@ -110,6 +115,64 @@ def load_exported_program(path: Path) -> Any:
         raise InputError(f"{path}: cannot load torch.export archive: {first}") from None
 
 
+def with_persistent_state(program: Any) -> Any:
+    """``program`` with its non-persistent buffers made persistent (a shallow copy).
+
+    Hugging Face models keep ``position_ids`` / ``token_type_ids`` as
+    non-persistent buffers: ``torch.export`` stores them among the program's
+    *constants*, where torch-mlir's importer does not look for buffers ("Could
+    not find state mapping for buffer"). Persistence only decides whether a
+    buffer is saved in a ``state_dict``; moving these tensors to the program's
+    state dict and flagging them persistent imports the same computation.
+    Lifted tensor constants stay where the importer finds them. The caller's
+    program is not modified.
+    """
+    import copy
+
+    from torch.export.graph_signature import InputKind
+
+    specs = program.graph_signature.input_specs
+    if not any(s.kind == InputKind.BUFFER and not s.persistent for s in specs):
+        return program
+    signature = copy.deepcopy(program.graph_signature)
+    state = dict(program.state_dict)
+    constants = dict(program.constants)
+    for spec in signature.input_specs:
+        if spec.kind == InputKind.BUFFER and not spec.persistent:
+            if spec.target not in constants:
+                raise InputError(f"non-persistent buffer '{spec.target}' has no value in the exported program")
+            state[spec.target] = constants.pop(spec.target)
+            spec.persistent = True
+    clone = copy.copy(program)
+    clone._graph_signature = signature
+    clone._state_dict = state
+    clone._constants = constants
+    return clone
+
+
+def program_input_names(program: Any) -> tuple[str, ...]:
+    """Names of the program's tensor user inputs, in the order of the imported function's arguments."""
+    from torch.export.graph_signature import InputKind, TensorArgument
+
+    return tuple(
+        spec.arg.name
+        for spec in program.graph_signature.input_specs
+        if spec.kind == InputKind.USER_INPUT and isinstance(spec.arg, TensorArgument)
+    )
+
+
+def _program_example_inputs(program: Any) -> tuple[Any, ...]:
+    """The program's example inputs flattened in user-input order (positional, then keyword)."""
+    import torch
+
+    stored = getattr(program, "example_inputs", None)
+    if not stored:
+        return ()
+    args, kwargs = stored
+    flat = list(args or ()) + [kwargs[k] for k in (kwargs or {})]
+    return tuple(t for t in flat if isinstance(t, torch.Tensor))
+
+
 def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] = ()) -> ImportedModel:
     from torch_mlir import fx
     from torch_mlir.extras.fx_importer import FxImporter
@@ -117,14 +180,54 @@ def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] =
     context = new_context()
     try:
         module = fx.export_and_import(
-            program, output_type="linalg-on-tensors", fx_importer=FxImporter(context=context)
+            with_persistent_state(program), output_type="linalg-on-tensors", fx_importer=FxImporter(context=context)
         )
+    except InputError:
+        raise
     except Exception as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(f"{source}: torch-mlir cannot lower the model to linalg-on-tensors: {first}") from None
     if not example_inputs:
-        example_inputs = tuple(getattr(program, "example_inputs", ((), {}))[0] or ())
-    return ImportedModel(module=module, source=source, program=program, example_inputs=example_inputs)
+        example_inputs = _program_example_inputs(program)
+    names = program_input_names(program)
+    if len(names) != len(entry_arguments(module)):
+        names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))
+    return ImportedModel(module=module, source=source, program=program, example_inputs=example_inputs,
+                         input_names=names)
+
+
+def entry_function(module: ir.Module) -> ir.OpView | None:
+    """The module's entry: its first public ``func.func`` with a body."""
+    for op in module.body.operations:
+        if op.operation.name != "func.func" or len(op.regions[0].blocks) == 0:
+            continue
+        if "sym_visibility" in op.attributes and ir.StringAttr(op.attributes["sym_visibility"]).value == "private":
+            continue
+        return op
+    return None
+
+
+def entry_arguments(module: ir.Module) -> list[tuple[list[int], Any]]:
+    """``(shape, numpy dtype)`` of each argument of the entry function (``-1`` for a dynamic size)."""
+    import numpy as np
+
+    from tasdc.elements import element_dtype
+
+    entry = entry_function(module)
+    if entry is None:
+        return []
+    out: list[tuple[list[int], Any]] = []
+    for t in ir.FunctionType(ir.TypeAttr(entry.attributes["function_type"]).value).inputs:
+        if isinstance(t, ir.RankedTensorType):
+            shape = [-1 if ir.ShapedType.is_dynamic_size(d) else d for d in t.shape]
+            try:
+                dtype = element_dtype(t.element_type)
+            except TypeError:
+                dtype = np.dtype(object)
+            out.append((shape, dtype))
+        else:
+            out.append(([], np.dtype(object)))
+    return out
 
 
 def check_linalg_on_tensors(module: ir.Module, source: str) -> None:
@@ -183,7 +286,8 @@ def import_file(path: str | Path) -> ImportedModel:
     context = new_context()
     module = parse_module(text, context, str(path))
     check_linalg_on_tensors(module, str(path))
-    return ImportedModel(module=module, source=str(path))
+    names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))
+    return ImportedModel(module=module, source=str(path), input_names=names)
 
 
 def import_model(source: Any, example_inputs: Sequence[Any] | None = None) -> ImportedModel:
