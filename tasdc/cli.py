@@ -152,10 +152,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ConfigError as error:
         raise TasdcError(f"--config: {error}") from None
     _check_target(args.target)
-    inputs = _load_inputs(args.input) if args.input else None
     if args.output and not args.input:
         raise TasdcError("-o needs --input: only a run produces outputs")
-    result = compile_model(args.model, options=CompileOptions(config=args.config))
+    source, inputs = _load_inputs(args.model, args.input) if args.input else (args.model, None)
+    result = compile_model(source, options=CompileOptions(config=args.config))
     report = simulate_module(result.module, args.target, mode=args.mode)
     report.source, report.config = result.model.source, args.config
     if args.json:
@@ -163,14 +163,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(report.table())
     if inputs is not None:
         # Numerics are real: the same compiled module on the CPU runtime.
-        output = result(*inputs)
-        flat = output.reshape(-1)
-        print(f"outputs (CPU runtime): shape {list(output.shape)}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
+        outputs = _outputs(result(*inputs))
+        for output in outputs:
+            flat = output.reshape(-1)
+            print(f"outputs (CPU runtime): shape {list(output.shape)}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
         if args.output:
             import io
 
             buffer = io.BytesIO()
-            np.save(buffer, output)
+            np.save(buffer, outputs[0])
             write_bytes_atomically(args.output, buffer.getvalue())
             print(f"wrote {args.output}")
     return 0
@@ -187,21 +188,30 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="compile a model and run it on the CPU runtime (Numba N:M kernels)")
     p.add_argument("model", type=Path, help="a .pt2 or linalg-on-tensors .mlir model")
-    p.add_argument("--input", type=Path, required=True, help="inputs: .npy (one input) or .npz (arg0, arg1, … or in order)")
+    p.add_argument("--input", type=Path, required=True,
+                   help="inputs: .npy (one input) or .npz with one array per model input, by name (arg0, arg1, … for .mlir)")
     p.add_argument("--config", default="dense", help="TASD series for every weight (default: dense)")
-    p.add_argument("-o", "--output", type=Path, help="save outputs: .npy, or .npz with key 'output'")
+    p.add_argument("-o", "--output", type=Path, help="save outputs: .npy, or .npz with key 'output' (output0, output1, … for several)")
     p.add_argument("--repeat", type=int, default=1, help="run this many times and report the median latency")
     p.set_defaults(func=cmd_run)
 
 
-def _load_inputs(path: Path) -> list[Any]:
-    """The model inputs in order: an .npy, or an .npz's arg0, arg1, … (else file order)."""
+def _load_inputs(model: Path, path: Path) -> tuple[Any, list[Any]]:
+    """(what to compile, the inputs in the model's order), checked before any compile or JIT.
+
+    An ``.npz`` is matched to the model's input names (``tasdc.importer.bind_inputs``);
+    an ``.npy`` or ``arg0``, ``arg1``, … are positional.
+    """
     from tasdc.arrays import read_arrays
+    from tasdc.importer import bind_inputs, file_inputs
 
     arrays = read_arrays(path)
-    ordered = [f"arg{i}" for i in range(len(arrays))]
-    keys = ordered if set(ordered) == set(arrays) else list(arrays)
-    return [arrays[k] for k in keys]
+    specs, source = file_inputs(model)
+    return source, bind_inputs(arrays, specs, str(path))
+
+
+def _outputs(output: Any) -> list[Any]:
+    return list(output) if isinstance(output, tuple) else [output]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -221,8 +231,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise TasdcError(f"--repeat must be >= 1, got {args.repeat}")
     if args.output and args.output.suffix not in (".npy", ".npz"):
         raise TasdcError(f"{args.output}: output must end in .npy or .npz")
-    inputs = _load_inputs(args.input)
-    result = compile_model(args.model, options=CompileOptions(config=args.config))
+    source, inputs = _load_inputs(args.model, args.input)
+    result = compile_model(source, options=CompileOptions(config=args.config))
     start = time.perf_counter()
     executable = result.cpu()
     jit_seconds = time.perf_counter() - start
@@ -231,20 +241,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         output = executable(*inputs)
         times.append(time.perf_counter() - start)
+    outputs = _outputs(output)
     if args.output:
         import io
 
+        if args.output.suffix == ".npy" and len(outputs) > 1:
+            raise TasdcError(f"{args.output}: the model has {len(outputs)} outputs; save them to an .npz")
         buffer = io.BytesIO()
         if args.output.suffix == ".npz":
-            np.savez(buffer, output=output)
+            named = {"output": outputs[0]} if len(outputs) == 1 else {f"output{i}": o for i, o in enumerate(outputs)}
+            np.savez(buffer, **named)
         else:
-            np.save(buffer, output)
+            np.save(buffer, outputs[0])
         write_bytes_atomically(args.output, buffer.getvalue())
-        print(f"wrote {args.output}  shape {list(output.shape)} {output.dtype}")
+        print(f"wrote {args.output}  " + ", ".join(f"shape {list(o.shape)} {o.dtype}" for o in outputs))
     else:
-        flat = output.reshape(-1)
-        print(f"output shape {list(output.shape)} {output.dtype}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
-        print(f"first values: {np.array2string(flat[:8], precision=5)}")
+        for output in outputs:
+            flat = output.reshape(-1).astype(np.float64)
+            print(f"output shape {list(output.shape)} {output.dtype}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
+            print(f"first values: {np.array2string(flat[:8], precision=5)}")
     label = args.config if args.model.suffix != ".mlir" or args.config != "dense" else "as compiled"
     print(f"config {label}: compile {sum(result.timings.values()):.2f}s, JIT {jit_seconds:.2f}s, "
           f"run median {statistics.median(times) * 1e3:.3f} ms over {args.repeat}")
