@@ -39,8 +39,11 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", type=float, help="TASDER: choose each layer's series for --target so the model keeps this quality (e.g. 0.99)")
     p.add_argument("--objective", help="TASDER objective: edp (default), latency or energy")
     p.add_argument("--max-terms", type=int, default=2, help="TASDER: at most this many terms per series")
-    p.add_argument("--calib", type=Path, help="TASDER: calibration inputs (.npz with x[, y] or .npy) for layer-output errors")
+    p.add_argument("--calib", type=Path, help="TASDER: calibration inputs (.npz: one array per model input by name, "
+                   "optional labels; .npy for one input) for layer-output errors")
     p.add_argument("--eval", type=Path, help="TASDER: evaluation inputs on which quality is measured by running the model")
+    p.add_argument("--metric", choices=("accuracy", "agreement", "cosine", "relerr"),
+                   help="TASDER quality metric (default: accuracy with labels, agreement for classifier logits, else cosine)")
     p.set_defaults(func=cmd_compile)
 
 
@@ -61,7 +64,7 @@ def cmd_tasder(args: argparse.Namespace) -> int:
             raise TasdcError(f"{flag} {path}: no such file")
     result = tasder_compile(
         args.model, target=args.target, objective=args.objective or "edp", quality=args.quality,
-        max_terms=args.max_terms, calib=args.calib, eval=args.eval, progress=True,
+        max_terms=args.max_terms, calib=args.calib, eval=args.eval, progress=True, metric=args.metric,
     )
     if args.output:
         write_atomically(args.output, result.mlir())
@@ -77,9 +80,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from tasdc.compiler import CompileOptions, compile_model, write_atomically, write_json
     from tasdc.decompose import ConfigError, parse_config
 
-    if args.quality is not None or args.objective is not None:
+    if args.quality is not None or args.objective is not None or args.metric is not None:
         if args.quality is None:
-            raise TasdcError("--objective needs --quality (and --target)")
+            raise TasdcError("--objective and --metric need --quality (and --target)")
         return cmd_tasder(args)
 
     try:
