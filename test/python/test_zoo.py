@@ -102,3 +102,41 @@ def test_zoo_model(name: str) -> None:
         report = simulate_module(clone_module(lossy.module), target)
         assert report.run.totals["latency_s"] > 0
         assert sum(1 for layer in report.layers if layer.series not in ("", "dense")) == len(series)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_model_runs(dtype: str, tmp_path: Path) -> None:
+    """f16 / bf16 weights arrive through arith.extf: decomposed from the stored values, computed in f32 as
+    torch-mlir's lowering of the model does, and the result cast back. Lossless, so the only difference to
+    torch is rounding: torch's CPU half matmul also accumulates in f32, both round the result once to the
+    half type, so they differ by at most one unit in the last place of the output (2^-10 relative for f16,
+    2^-7 for bf16)."""
+    import torch
+    from torch import nn
+
+    import ml_dtypes  # noqa: F401  (bf16 arrays in numpy)
+    from conftest import run_cli
+
+    torch.manual_seed(0)
+    tdtype = getattr(torch, dtype)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8)).to(tdtype).eval()
+    x = torch.randn(4, 16).to(tdtype)
+    torch.export.save(torch.export.export(model, (x,)), tmp_path / "half.pt2")
+    got = None
+    if dtype == "float16":  # (.npy cannot hold bf16; the API path below covers it)
+        np.save(tmp_path / "x.npy", x.numpy())
+        proc = run_cli("run", str(tmp_path / "half.pt2"), "--input", str(tmp_path / "x.npy"), "--config", "2:4+2:4",
+                       "-o", str(tmp_path / "y.npy"))
+        assert proc.returncode == 0, proc.stderr
+        got = np.load(tmp_path / "y.npy", allow_pickle=False)
+    compiled = compile_model(tmp_path / "half.pt2", options=CompileOptions(config="2:4+2:4"))
+    assert sum(r.op == "tasd.series" for r in compiled.report.layers) == 2
+    assert all(r.stats["weight_dtype"] == ("f16" if dtype == "float16" else "bf16")
+               for r in compiled.report.layers if r.op == "tasd.series")
+    out = compiled(x.float().numpy().astype(np.float16 if dtype == "float16" else "bfloat16"))
+    with torch.no_grad():
+        ref = model(x).float().numpy()
+    ulp = 2.0 ** -10 if dtype == "float16" else 2.0 ** -7
+    np.testing.assert_allclose(out.astype(np.float32), ref, rtol=2 * ulp, atol=2 * ulp)
+    if got is not None:
+        np.testing.assert_array_equal(got, out)
