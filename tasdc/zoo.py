@@ -183,6 +183,7 @@ def _gpt2() -> tuple[nn.Module, dict[str, torch.Tensor]]:
     # Eager attention: with the default SDPA attention, torch.export.run_decompositions fails
     # ("Cannot view a tensor with shape [2, 8, 32] and strides (32, 64, 1)"), in torch, before tasdc.
     config = GPT2Config(vocab_size=96, n_embd=32, n_layer=1, n_head=2, n_positions=32, use_cache=False,
+                        bos_token_id=0, eos_token_id=0,
                         attn_implementation="eager")
     return GPT2Model(config), _text_inputs(96)
 
