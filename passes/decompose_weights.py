@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import arith
+from torch_mlir.dialects import arith, tensor
 
 from tasdc.contractions import Candidate, scan
 from tasdc.decompose import Decomposition, SeriesConfig, decompose, l1_dropped, parse_config, relative_error
@@ -56,28 +56,62 @@ def _erase_if_dead(op: ir.OpView | None) -> None:
             producers.append(owner)
     op.operation.erase()
     for producer in producers:
-        if producer.name in ("arith.constant", "linalg.transpose", "linalg.fill", "tensor.empty"):
+        if producer.name in _ERASABLE:
             _erase_if_dead(producer)
 
 
-def build_series(candidate: Candidate, decomposition: Decomposition) -> ir.Value:
-    """Emit the TASD ops for ``candidate`` before it; returns the series' result."""
+#: Producers erased with a rewritten contraction once nothing else uses them (the weight and its view chain).
+_ERASABLE = ("arith.constant", "linalg.transpose", "linalg.fill", "tensor.empty", "linalg.broadcast",
+             "linalg.generic", "tensor.collapse_shape", "tensor.expand_shape")
+
+
+def _reassociation(groups: list[list[int]]) -> ir.ArrayAttr:
+    i64 = ir.IntegerType.get_signless(64)
+    return ir.ArrayAttr.get([ir.ArrayAttr.get([ir.IntegerAttr.get(i64, d) for d in g]) for g in groups])
+
+
+def term_attributes(candidate: Candidate, decomposition: Decomposition) -> list[tuple[ir.Attribute, ir.Attribute]]:
+    """(values, indices) ``dense_resource`` attributes of every term."""
+    out = []
+    for i, term in enumerate(decomposition.terms):
+        stem = f"{candidate.layer}_t{i}_{term.pattern.n}of{term.pattern.m}"
+        out.append((make_elements(term.values, f"{stem}_values"), make_elements(term.indices, f"{stem}_indices")))
+    return out
+
+
+def build_series(candidate: Candidate, decomposition: Decomposition,
+                 attributes: list[tuple[ir.Attribute, ir.Attribute]] | None = None) -> ir.Value:
+    """Emit the TASD ops for ``candidate`` before it; returns the series' result.
+
+    ``attributes`` (from :func:`term_attributes`) lets several contractions of
+    one weight share the same term constants. A ``fold_batch`` candidate (a
+    ``batch_matmul`` of ``[B, M, K]`` with a broadcast ``[K, N]`` weight) is
+    emitted as ``collapse_shape`` to ``[B*M, K]``, the series of
+    ``tasd.matmul`` terms, and ``expand_shape`` back to ``[B, M, N]``.
+    """
     op = candidate.op
     loc = op.location
     result_type = op.results[0].type
     dense_operand = op.operands[1 - candidate.sparse_operand]
     weight_type = ir.RankedTensorType.get(list(candidate.weight.shape), ir.F32Type.get())
+    if attributes is None:
+        attributes = term_attributes(candidate, decomposition)
     terms: list[ir.Value] = []
     with ir.InsertionPoint(op), loc:
-        for i, term in enumerate(decomposition.terms):
-            stem = f"{candidate.layer}_t{i}_{term.pattern.n}of{term.pattern.m}"
+        series_type = result_type
+        if candidate.fold_batch:
+            b, m, k = ir.RankedTensorType(dense_operand.type).shape
+            n = ir.RankedTensorType(result_type).shape[2]
+            dense_operand = tensor.CollapseShapeOp(
+                ir.RankedTensorType.get([b * m, k], ir.F32Type.get()), dense_operand, _reassociation([[0, 1], [2]])
+            ).result
+            series_type = ir.RankedTensorType.get([b * m, n], ir.F32Type.get())
+        for term, (values_attr, indices_attr) in zip(decomposition.terms, attributes):
             values = arith.ConstantOp(
-                ir.RankedTensorType.get(list(term.values.shape), ir.F32Type.get()),
-                make_elements(term.values, f"{stem}_values"),
+                ir.RankedTensorType.get(list(term.values.shape), ir.F32Type.get()), values_attr
             ).result
             indices = arith.ConstantOp(
-                ir.RankedTensorType.get(list(term.indices.shape), ir.IntegerType.get_signless(8)),
-                make_elements(term.indices, f"{stem}_indices"),
+                ir.RankedTensorType.get(list(term.indices.shape), ir.IntegerType.get_signless(8)), indices_attr
             ).result
             weight = SparseWeightOp(
                 values,
@@ -90,7 +124,7 @@ def build_series(candidate: Candidate, decomposition: Decomposition) -> ir.Value
             ).result
             operands = (dense_operand, weight) if candidate.sparse_operand == 1 else (weight, dense_operand)
             if candidate.kind == "matmul":
-                contraction = MatmulOp(*operands, _i64(candidate.sparse_operand), result_type)
+                contraction = MatmulOp(*operands, _i64(candidate.sparse_operand), series_type)
             elif candidate.kind == "batch_matmul":
                 contraction = BatchMatmulOp(*operands, _i64(candidate.sparse_operand), result_type)
             else:
@@ -104,11 +138,14 @@ def build_series(candidate: Candidate, decomposition: Decomposition) -> ir.Value
                     result_type,
                 )
             terms.append(contraction.result)
-        series = SeriesOp(terms, ir.StringAttr.get(str(decomposition.config)), result_type)
+        series = SeriesOp(terms, ir.StringAttr.get(str(decomposition.config)), series_type)
         # The builder adds a segment attribute that a single variadic operand
         # list does not need; drop it so built and parsed IR look alike.
         del series.attributes["operandSegmentSizes"]
         value = series.result
+        if candidate.fold_batch:
+            shape = list(ir.RankedTensorType(result_type).shape)
+            value = tensor.ExpandShapeOp(result_type, value, _reassociation([[0, 1], [2]]), [], shape).result
         init = op.operands[len(op.operands) - 1]
         if not _is_zero_fill(init):
             value = arith.AddFOp(value, init).result
@@ -119,9 +156,14 @@ def build_series(candidate: Candidate, decomposition: Decomposition) -> ir.Value
 class DecomposeWeights(ModulePass):
     """Rewrite contractions with constant weights as TASD series of N:M terms.
 
-    Matches ``linalg.matmul`` (also torch-mlir's ``nn.Linear`` form, a
-    ``linalg.transpose`` of a constant), ``linalg.batch_matmul`` with a
-    constant operand and ``linalg.conv_2d_nchw_fchw`` with a constant filter.
+    Matches ``linalg.matmul`` and ``linalg.batch_matmul`` with a constant
+    operand and ``linalg.conv_2d_nchw_fchw`` with a constant filter, the
+    constant possibly seen through transposes, broadcasts, reshapes and
+    ``arith.extf`` (see :mod:`tasdc.contractions`). A ``batch_matmul`` with a
+    weight broadcast over the batch becomes a ``tasd.matmul`` series over the
+    folded batch (one set of terms for every batch entry). A weight seen the
+    same way by several contractions (an LSTM's hidden weight at every time
+    step) is decomposed once and its term constants are shared.
     The weight is decomposed greedily along its reduction axis with
     ``config`` (a layer's own ``tasd.config`` attribute, set by a selection
     pass, takes precedence) and the op becomes ``tasd.series`` of
@@ -147,6 +189,7 @@ class DecomposeWeights(ModulePass):
         return parse_config(self.config)
 
     def run(self, module: ir.Module) -> None:
+        shared: dict[tuple, tuple[Decomposition, list[tuple[ir.Attribute, ir.Attribute]]]] = {}
         found = scan(module)
         for skipped in found.skipped:
             remark(skipped.op.location, f"{skipped.layer} ({skipped.op.name}) left dense: {skipped.reason}")
@@ -160,13 +203,19 @@ class DecomposeWeights(ModulePass):
                     f"{candidate.layer} left dense: weight has {candidate.size} elements < min-size {self.min_size}",
                 )
                 continue
-            self._rewrite(candidate, config)
+            self._rewrite(candidate, config, shared)
 
-    def _rewrite(self, candidate: Candidate, config: SeriesConfig) -> None:
+    def _rewrite(self, candidate: Candidate, config: SeriesConfig, shared: dict) -> None:
         weight = candidate.weight
-        decomposition = decompose(weight, config, candidate.axis)
-        value = build_series(candidate, decomposition)
-        series = value.owner if value.owner.name == "tasd.series" else value.owner.operands[0].owner
+        key = (candidate.view_key, str(config))
+        if key not in shared:
+            decomposition = decompose(weight, config, candidate.axis)
+            shared[key] = (decomposition, term_attributes(candidate, decomposition))
+        decomposition, attributes = shared[key]
+        value = build_series(candidate, decomposition, attributes)
+        series = value.owner
+        while series.name != "tasd.series":  # through the init add and the batch unfold
+            series = series.operands[0].owner
         stats = read_stats(candidate.op)
         stats.update(
             kind=candidate.kind,
@@ -177,7 +226,10 @@ class DecomposeWeights(ModulePass):
             rel_error=relative_error(weight, decomposition.approximation),
             l1_dropped=l1_dropped(weight, decomposition.approximation),
             lossless=bool(decomposition.is_exact),
+            weight_dtype=candidate.storage_dtype,
         )
+        if candidate.fold_batch:
+            stats["folded_batch"] = int(ir.RankedTensorType(candidate.op.operands[0].type).shape[0])
         annotate(series, candidate.layer, stats)
         candidate.op.results[0].replace_all_uses_with(value)
         # Erases the transpose, the weight constant and the init fill with it

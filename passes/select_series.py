@@ -394,7 +394,7 @@ _calib_cache: dict[tuple, CalibrationStats] = {}
 
 
 def load_calibration_inputs(path: str | Path) -> np.ndarray:
-    """The model inputs of a calibration / evaluation file: ``x`` of an
+    """The single model input of a calibration / evaluation file: ``x`` of an
     ``.npz`` (or its only array), or an ``.npy`` array."""
     path = Path(path)
     arrays = read_arrays(path, what="calibration")
@@ -409,6 +409,62 @@ def load_calibration_inputs(path: str | Path) -> np.ndarray:
     if x.dtype.kind not in "fiub" or x.ndim < 1 or x.shape[0] < 1:
         raise SelectionError(f"{path}: 'x' must be a non-empty numeric array, got {x.dtype} {list(x.shape)}")
     return x
+
+
+#: Keys of a calibration / evaluation file that hold labels, not model inputs ("y": older files).
+LABEL_KEYS = ("labels", "y")
+
+
+def load_input_set(path: str | Path, names: Sequence[str],
+                   arg_types: Sequence[tuple[tuple[int, ...], Any]]) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """(one array per model input, samples first; labels or None) of a calibration / evaluation file.
+
+    An ``.npz`` holds one array per model input, by the input's name
+    (``names``: the program's argument names, ``arg0``, … for MLIR), plus
+    optional ``labels``; a single-input model also takes ``x`` (and ``y``
+    labels) or an ``.npy``. Every array has the samples on axis 0 (as many in
+    each) and the model's per-sample shape after it.
+    """
+    from tasdc.importer import InputError, InputSpec, bind_inputs
+
+    path = Path(path)
+    arrays = read_arrays(path, what="calibration")
+    labels = None
+    for key in LABEL_KEYS:
+        if key in arrays and not (key in names):
+            labels = np.asarray(arrays.pop(key))
+            break
+    specs = [InputSpec(n, (-1,) + tuple(shape[1:]), dtype) for n, (shape, dtype) in zip(names, arg_types)]
+    try:
+        inputs = bind_inputs(arrays, specs, str(path))
+    except InputError as error:
+        raise SelectionError(str(error)) from None
+    counts = {a.shape[0] for a in inputs}
+    if len(counts) != 1 or 0 in counts:
+        raise SelectionError(f"{path}: every input needs the same number of samples (> 0); found "
+                             + ", ".join(f"{n}: {a.shape[0]}" for n, a in zip(names, inputs)))
+    if labels is not None and labels.shape[:1] != inputs[0].shape[:1]:
+        raise SelectionError(f"{path}: 'labels' has {labels.shape[0] if labels.ndim else 0} entries for "
+                             f"{inputs[0].shape[0]} samples")
+    return inputs, labels
+
+
+def input_batches(inputs: Sequence[np.ndarray], arg_types: Sequence[tuple[tuple[int, ...], Any]]
+                  ) -> list[tuple[list[np.ndarray], int]]:
+    """Model-sized batches of ``inputs`` (samples first): (arrays, real samples); a short last batch is zero-padded."""
+    batch = arg_types[0][0][0] if arg_types and arg_types[0][0] else 1
+    n = inputs[0].shape[0]
+    out = []
+    for start in range(0, n, batch):
+        chunk = []
+        real = min(batch, n - start)
+        for array, (shape, dtype) in zip(inputs, arg_types):
+            part = array[start:start + batch].astype(dtype, copy=False)
+            if real < batch:
+                part = np.concatenate([part, np.zeros((batch - real,) + part.shape[1:], dtype=part.dtype)])
+            chunk.append(part)
+        out.append((chunk, real))
+    return out
 
 
 def _function_of(op: ir.OpView) -> ir.OpView | None:
@@ -442,8 +498,6 @@ def _instrument(module: ir.Module) -> tuple[ir.Module, str, list[_Probe]]:
             raise SelectionError(f"calibration: the layers are spread over several functions ({', '.join(sorted(functions))})")
         (name, fn), = functions.items()
         ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
-        if len(ftype.inputs) != 1:
-            raise SelectionError(f"calibration: @{name} takes {len(ftype.inputs)} inputs; only single-input models are supported")
         block = fn.regions[0].blocks[0]
         ret = list(block.operations)[-1]
         probes: list[_Probe] = []
@@ -454,6 +508,12 @@ def _instrument(module: ir.Module) -> tuple[ir.Module, str, list[_Probe]]:
             vtype = ir.RankedTensorType(value.type)
             if not vtype.has_static_shape or not isinstance(vtype.element_type, ir.F32Type):
                 raise SelectionError(f"calibration: layer {cand.layer} has a dynamically shaped or non-f32 input")
+            if cand.fold_batch:  # the layer sees the batch folded into its rows
+                b, m, k = vtype.shape
+                vtype = ir.RankedTensorType.get([b * m, k], vtype.element_type)
+                assoc = ir.ArrayAttr.get([ir.ArrayAttr.get([ir.IntegerAttr.get(ir.IntegerType.get_signless(64), d)
+                                                            for d in g]) for g in ([0, 1], [2])])
+                value = tensor_d.CollapseShapeOp(vtype, value, assoc, ip=ir.InsertionPoint(ret)).result
             shape = tuple(vtype.shape)
             size = int(np.prod(shape))
             probe = _Probe(cand.layer, cand.kind, cand.sparse_operand, shape, offset, size)
@@ -509,7 +569,8 @@ def _gemm_rows(probe: _Probe, x: np.ndarray) -> list[np.ndarray]:
     return [x[b] if probe.sparse_operand == 1 else x[b].T for b in range(x.shape[0])]
 
 
-def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int] | None = None) -> CalibrationStats:
+def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int] | None = None,
+                        input_names: Sequence[str] = ()) -> CalibrationStats:
     """Run the instrumented dense clone on the calibration inputs (cached)."""
     resolved = os.path.realpath(path)
     try:
@@ -527,7 +588,6 @@ def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int]
         _calib_cache.clear()
         _calib_cache[key] = stats
         return stats
-    x_all = load_calibration_inputs(path)
     clone, entry, probes = _instrument(module)
     stats = CalibrationStats(path, 0, 0, 0, {}, f"{resolved}:{st.st_mtime_ns}:{text_digest}")
     if not probes:
@@ -535,20 +595,16 @@ def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int]
     from tasdc.runtime.cpu.executor import compile_for_cpu
 
     executable = compile_for_cpu(clone, entry=entry, opt_level=0)  # -O0: far quicker to JIT, as fast to run here
-    (arg_shape, arg_dtype), = executable.arg_types
-    batch = arg_shape[0] if arg_shape else 1
-    if tuple(x_all.shape[1:]) != tuple(arg_shape[1:]):
-        raise SelectionError(f"{path}: inputs have shape {list(x_all.shape)}, the model takes {list(arg_shape)} "
-                             f"(samples x {list(arg_shape[1:])} expected)")
-    n = x_all.shape[0]
+    arg_types = executable.arg_types
+    names = list(input_names) if len(input_names) == len(arg_types) else [f"arg{i}" for i in range(len(arg_types))]
+    inputs, _ = load_input_set(path, names, arg_types)
+    batch = arg_types[0][0][0] if arg_types and arg_types[0][0] else 1
+    n = inputs[0].shape[0]
     accumulators: dict[str, list[_Gram]] = {}
-    starts = list(range(0, n, batch))
-    for start in progress(starts, desc="tasd-select calibration", unit="batch"):
-        chunk = x_all[start:start + batch].astype(arg_dtype, copy=False)
-        real = chunk.shape[0]
-        if real < batch:
-            chunk = np.concatenate([chunk, np.zeros((batch - real,) + chunk.shape[1:], dtype=chunk.dtype)])
-        flat = executable(chunk)
+    batches = input_batches(inputs, arg_types)
+    starts = list(range(len(batches)))
+    for chunk, real in progress(batches, desc="tasd-select calibration", unit="batch"):
+        flat = executable(*chunk)
         for probe in probes:
             x = flat[probe.offset:probe.offset + probe.size].reshape(probe.shape)
             if real < batch:
@@ -771,7 +827,8 @@ class SelectSeries(ModulePass):
     ``tasd.selection`` on the module); ``tasd-decompose-weights`` applies it.
     Options: ``target`` (shipped name or .toml), ``objective``
     (edp | latency | energy), ``quality`` in (0, 1], ``max-terms`` (1..4),
-    ``calib`` (.npz/.npy of model inputs, optional), ``budget`` (≥ 0
+    ``calib`` (.npz/.npy of model inputs, optional; one array per input,
+    named as in ``input-names``), ``budget`` (≥ 0
     overrides the quality-derived budget), ``max-steps`` (≥ 0 caps the greedy
     path, 0 = all dense).
     """
@@ -784,6 +841,7 @@ class SelectSeries(ModulePass):
     calib: str = ""
     budget: float = -1.0
     max_steps: int = -1
+    input_names: str = ""  # the model's input names, comma-separated (calibration .npz keys)
 
     def __post_init__(self) -> None:
         check_options(self.target, self.objective, self.quality, self.max_terms)
@@ -812,7 +870,8 @@ class SelectSeries(ModulePass):
             gemm = _fixed_gemm(skipped.op)
             if gemm is not None:
                 fixed.append((skipped.layer, gemm))
-        calib = collect_calibration(module, self.calib) if self.calib and cands else None
+        names = [n for n in self.input_names.split(",") if n]
+        calib = collect_calibration(module, self.calib, input_names=names) if self.calib and cands else None
 
         # -- errors ---------------------------------------------------------
         n_l, n_c = len(cands), len(configs)
@@ -1025,6 +1084,8 @@ __all__ = [
     "output_errors",
     "collect_calibration",
     "load_calibration_inputs",
+    "load_input_set",
+    "input_batches",
     "greedy_path",
     "cut_path",
     "Problem",

@@ -41,8 +41,11 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", type=float, help="TASDER: choose each layer's series for --target so the model keeps this quality (e.g. 0.99)")
     p.add_argument("--objective", help="TASDER objective: edp (default), latency or energy")
     p.add_argument("--max-terms", type=int, default=2, help="TASDER: at most this many terms per series")
-    p.add_argument("--calib", type=Path, help="TASDER: calibration inputs (.npz with x[, y] or .npy) for layer-output errors")
+    p.add_argument("--calib", type=Path, help="TASDER: calibration inputs (.npz: one array per model input by name, "
+                   "optional labels; .npy for one input) for layer-output errors")
     p.add_argument("--eval", type=Path, help="TASDER: evaluation inputs on which quality is measured by running the model")
+    p.add_argument("--metric", choices=("accuracy", "agreement", "cosine", "relerr"),
+                   help="TASDER quality metric (default: accuracy with labels, agreement for classifier logits, else cosine)")
     p.set_defaults(func=cmd_compile)
 
 
@@ -63,7 +66,7 @@ def cmd_tasder(args: argparse.Namespace) -> int:
             raise TasdcError(f"{flag} {path}: no such file")
     result = tasder_compile(
         args.model, target=args.target, objective=args.objective or "edp", quality=args.quality,
-        max_terms=args.max_terms, calib=args.calib, eval=args.eval, progress=True,
+        max_terms=args.max_terms, calib=args.calib, eval=args.eval, progress=True, metric=args.metric,
     )
     if args.output:
         write_atomically(args.output, result.mlir())
@@ -80,9 +83,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     args.config = _normalise_config(args.config)
-    if args.quality is not None or args.objective is not None:
+    if args.quality is not None or args.objective is not None or args.metric is not None:
         if args.quality is None:
-            raise TasdcError("--objective needs --quality (and --target)")
+            raise TasdcError("--objective and --metric need --quality (and --target)")
         return cmd_tasder(args)
 
     pipeline = args.pipeline
@@ -180,10 +183,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     args.config = _normalise_config(args.config)
     _check_target(args.target)
     _check_outputs(args)
-    inputs = _load_inputs(args.input) if args.input else None
     if args.output and not args.input:
         raise TasdcError("-o needs --input: only a run produces outputs")
-    result = compile_model(args.model, options=CompileOptions(config=args.config))
+    source, inputs = _load_inputs(args.model, args.input) if args.input else (args.model, None)
+    result = compile_model(source, options=CompileOptions(config=args.config))
     _check_has_layers(result)
     report = simulate_module(result.module, args.target, mode=args.mode)
     report.source, report.config = result.model.source, args.config
@@ -192,14 +195,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(report.table())
     if inputs is not None:
         # Numerics are real: the same compiled module on the CPU runtime.
-        output = result(*inputs)
-        flat = output.reshape(-1)
-        print(f"outputs (CPU runtime): shape {list(output.shape)}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
+        outputs = _outputs(result(*inputs))
+        for output in outputs:
+            flat = output.reshape(-1)
+            print(f"outputs (CPU runtime): shape {list(output.shape)}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
         if args.output:
             import io
 
             buffer = io.BytesIO()
-            np.save(buffer, output)
+            np.save(buffer, outputs[0])
             write_bytes_atomically(args.output, buffer.getvalue())
             print(f"wrote {args.output}")
     return 0
@@ -218,21 +222,30 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="compile a model and run it on the CPU runtime (Numba N:M kernels)")
     p.add_argument("model", type=Path, help="a .pt2 or linalg-on-tensors .mlir model")
-    p.add_argument("--input", type=Path, required=True, help="inputs: .npy (one input) or .npz (arg0, arg1, … or in order)")
+    p.add_argument("--input", type=Path, required=True,
+                   help="inputs: .npy (one input) or .npz with one array per model input, by name (arg0, arg1, … for .mlir)")
     p.add_argument("--config", default="dense", help="TASD series for every weight (default: dense)")
-    p.add_argument("-o", "--output", type=Path, help="save outputs: .npy, or .npz with key 'output'")
+    p.add_argument("-o", "--output", type=Path, help="save outputs: .npy, or .npz with key 'output' (output0, output1, … for several)")
     p.add_argument("--repeat", type=int, default=1, help="run this many times and report the median latency")
     p.set_defaults(func=cmd_run)
 
 
-def _load_inputs(path: Path) -> list[Any]:
-    """The model inputs in order: an .npy, or an .npz's arg0, arg1, … (else file order)."""
+def _load_inputs(model: Path, path: Path) -> tuple[Any, list[Any]]:
+    """(what to compile, the inputs in the model's order), checked before any compile or JIT.
+
+    An ``.npz`` is matched to the model's input names (``tasdc.importer.bind_inputs``);
+    an ``.npy`` or ``arg0``, ``arg1``, … are positional.
+    """
     from tasdc.arrays import read_arrays
+    from tasdc.importer import bind_inputs, file_inputs
 
     arrays = read_arrays(path)
-    ordered = [f"arg{i}" for i in range(len(arrays))]
-    keys = ordered if set(ordered) == set(arrays) else list(arrays)
-    return [arrays[k] for k in keys]
+    specs, source = file_inputs(model)
+    return source, bind_inputs(arrays, specs, str(path))
+
+
+def _outputs(output: Any) -> list[Any]:
+    return list(output) if isinstance(output, tuple) else [output]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -249,8 +262,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     if args.output and args.output.suffix not in (".npy", ".npz"):
         raise TasdcError(f"{args.output}: output must end in .npy or .npz")
-    inputs = _load_inputs(args.input)
-    result = compile_model(args.model, options=CompileOptions(config=args.config))
+    source, inputs = _load_inputs(args.model, args.input)
+    result = compile_model(source, options=CompileOptions(config=args.config))
     start = time.perf_counter()
     executable = result.cpu()
     jit_seconds = time.perf_counter() - start
@@ -259,20 +272,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         output = executable(*inputs)
         times.append(time.perf_counter() - start)
+    outputs = _outputs(output)
     if args.output:
         import io
 
+        if args.output.suffix == ".npy" and len(outputs) > 1:
+            raise TasdcError(f"{args.output}: the model has {len(outputs)} outputs; save them to an .npz")
         buffer = io.BytesIO()
         if args.output.suffix == ".npz":
-            np.savez(buffer, output=output)
+            named = {"output": outputs[0]} if len(outputs) == 1 else {f"output{i}": o for i, o in enumerate(outputs)}
+            np.savez(buffer, **named)
         else:
-            np.save(buffer, output)
+            np.save(buffer, outputs[0])
         write_bytes_atomically(args.output, buffer.getvalue())
-        print(f"wrote {args.output}  shape {list(output.shape)} {output.dtype}")
+        print(f"wrote {args.output}  " + ", ".join(f"shape {list(o.shape)} {o.dtype}" for o in outputs))
     else:
-        flat = output.reshape(-1)
-        print(f"output shape {list(output.shape)} {output.dtype}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
-        print(f"first values: {np.array2string(flat[:8], precision=5)}")
+        for output in outputs:
+            flat = output.reshape(-1).astype(np.float64)
+            print(f"output shape {list(output.shape)} {output.dtype}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
+            print(f"first values: {np.array2string(flat[:8], precision=5)}")
     label = args.config if args.model.suffix != ".mlir" or args.config != "dense" else "as compiled"
     print(f"config {label}: compile {sum(result.timings.values()):.2f}s, JIT {jit_seconds:.2f}s, "
           f"run median {statistics.median(times) * 1e3:.3f} ms over {args.repeat}")

@@ -35,6 +35,7 @@ _GETTERS: dict[np.dtype, tuple[str, Any]] = {
     np.dtype(np.int32): ("Int32", ctypes.c_int32),
     np.dtype(np.int64): ("Int64", ctypes.c_int64),
     np.dtype(np.uint8): ("UInt8", ctypes.c_uint8),
+    np.dtype(np.uint16): ("UInt16", ctypes.c_uint16),
     np.dtype(np.bool_): ("Bool", ctypes.c_bool),
 }
 
@@ -49,6 +50,12 @@ def element_dtype(element_type: ir.Type) -> np.dtype:
         return np.dtype(np.float32)
     if isinstance(element_type, ir.F64Type):
         return np.dtype(np.float64)
+    if isinstance(element_type, ir.F16Type):
+        return np.dtype(np.float16)
+    if isinstance(element_type, ir.BF16Type):
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
     if isinstance(element_type, ir.IntegerType):
         width = element_type.width
         if width == 1:
@@ -207,6 +214,12 @@ def read_elements(attr: ir.Attribute) -> np.ndarray:
     dtype = element_dtype(shaped.element_type)
     shape = tuple(shaped.shape)
     if isinstance(attr, ir.DenseResourceElementsAttr):
+        if dtype.kind == "f" and dtype.itemsize == 2 or dtype.name == "bfloat16":
+            # Half-precision blobs: read the 16-bit patterns (the getter only
+            # copies bytes) and reinterpret them.
+            bits = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=np.uint16)
+            _reader(np.dtype(np.uint16))(_attr_pointer(attr), bits.size, bits)
+            return bits.view(dtype).reshape(shape)
         if dtype not in _GETTERS:
             raise UnsupportedElementType(f"cannot read dense_resource of {shaped.element_type}")
         out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=dtype)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,11 @@ class ImportedModel:
     source: str
     program: Any = None  # torch.export.ExportedProgram when imported from PyTorch
     example_inputs: tuple[Any, ...] = field(default_factory=tuple)
+    #: The model's run-time inputs in call order (the entry function's
+    #: arguments): names from the program's graph signature for PyTorch
+    #: sources, ``arg0``, ``arg1``, … for MLIR (whose argument order is the
+    #: contract). Shapes and dtypes come from the entry function.
+    input_names: tuple[str, ...] = ()
 
     @property
     def context(self) -> ir.Context:
@@ -100,6 +106,10 @@ def load_exported_program(path: Path) -> Any:
         names = archive.namelist()
     if not any(name.endswith("archive_format") for name in names):
         raise InputError(f"{path}: a zip file but not a torch.export archive (no archive_format entry)")
+    _register_output_types(path, names)
+    quiet = logging.getLogger("torch.export")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # torch logs a traceback before raising; the one-line error says it
     try:
         with weights_only_loading():
             return torch.export.load(str(path))
@@ -108,6 +118,189 @@ def load_exported_program(path: Path) -> Any:
     except Exception as error:  # torch raises many kinds for corrupt archives
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(f"{path}: cannot load torch.export archive: {first}") from None
+    finally:
+        quiet.setLevel(level)
+
+
+#: Packages whose output containers (pytree nodes) may be registered by importing them.
+_OUTPUT_TYPE_PACKAGES = ("transformers.",)
+
+
+def _register_output_types(path: Path, names: list[str]) -> None:
+    """Import the installed module defining the program's output container, if it is an allowed one.
+
+    A Hugging Face model returns a ``ModelOutput`` dataclass, recorded in the
+    archive's call signature by its qualified name; ``torch.export.load``
+    needs that class registered as a pytree node, which happens when its
+    module is imported. Only modules of :data:`_OUTPUT_TYPE_PACKAGES` that are
+    installed are imported (never code from the archive).
+    """
+    import importlib
+    import importlib.util
+    import re
+
+    wanted: set[str] = set()
+    with zipfile.ZipFile(path) as archive:
+        for name in names:
+            if "/models/" in name and name.endswith(".json"):
+                text = archive.read(name).decode("utf-8", errors="replace")
+                for match in re.finditer(r'((?:%s)[A-Za-z0-9_.]*[A-Za-z0-9_])\.[A-Za-z0-9_]+' % "|".join(
+                        re.escape(p) for p in _OUTPUT_TYPE_PACKAGES), text):
+                    wanted.add(match.group(1))
+    for module in sorted(wanted):
+        top = module.split(".")[0]
+        if importlib.util.find_spec(top) is None:
+            raise InputError(f"{path}: the model's outputs are '{module}' types; install '{top}' to load it")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise InputError(f"{path}: cannot import '{module}' for the model's output types: {error}") from None
+
+
+def with_persistent_state(program: Any) -> Any:
+    """``program`` with its non-persistent buffers made persistent (a shallow copy).
+
+    Hugging Face models keep ``position_ids`` / ``token_type_ids`` as
+    non-persistent buffers: ``torch.export`` stores them among the program's
+    *constants*, where torch-mlir's importer does not look for buffers ("Could
+    not find state mapping for buffer"). Persistence only decides whether a
+    buffer is saved in a ``state_dict``; moving these tensors to the program's
+    state dict and flagging them persistent imports the same computation.
+    Lifted tensor constants stay where the importer finds them. The caller's
+    program is not modified.
+    """
+    import copy
+
+    from torch.export.graph_signature import InputKind
+
+    specs = program.graph_signature.input_specs
+    if not any(s.kind == InputKind.BUFFER and not s.persistent for s in specs):
+        return program
+    signature = copy.deepcopy(program.graph_signature)
+    state = dict(program.state_dict)
+    constants = dict(program.constants)
+    for spec in signature.input_specs:
+        if spec.kind == InputKind.BUFFER and not spec.persistent:
+            if spec.target not in constants:
+                raise InputError(f"non-persistent buffer '{spec.target}' has no value in the exported program")
+            state[spec.target] = constants.pop(spec.target)
+            spec.persistent = True
+    clone = copy.copy(program)
+    clone._graph_signature = signature
+    clone._state_dict = state
+    clone._constants = constants
+    return clone
+
+
+def program_input_names(program: Any) -> tuple[str, ...]:
+    """Names of the program's tensor user inputs, in the order of the imported function's arguments."""
+    from torch.export.graph_signature import InputKind, TensorArgument
+
+    return tuple(
+        spec.arg.name
+        for spec in program.graph_signature.input_specs
+        if spec.kind == InputKind.USER_INPUT and isinstance(spec.arg, TensorArgument)
+    )
+
+
+def _program_example_inputs(program: Any) -> tuple[Any, ...]:
+    """The program's example inputs flattened in user-input order (positional, then keyword)."""
+    import torch
+
+    stored = getattr(program, "example_inputs", None)
+    if not stored:
+        return ()
+    args, kwargs = stored
+    flat = list(args or ()) + [kwargs[k] for k in (kwargs or {})]
+    return tuple(t for t in flat if isinstance(t, torch.Tensor))
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One run-time input of a model: its name, shape (``-1``: dynamic) and numpy dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: Any
+
+    def describe(self) -> str:
+        dims = "x".join("?" if d < 0 else str(d) for d in self.shape)
+        return f"{self.name}[{dims}]:{self.dtype}"
+
+
+def program_inputs(program: Any) -> list[InputSpec]:
+    """The tensor user inputs of an ExportedProgram (names, shapes, dtypes), without importing it."""
+    import numpy as np
+    import torch
+
+    nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    specs = []
+    for name in program_input_names(program):
+        val = nodes[name].meta.get("val") if name in nodes else None
+        shape: tuple[int, ...] = ()
+        dtype: Any = np.dtype(object)
+        if isinstance(val, torch.Tensor):
+            shape = tuple(d if isinstance(d, int) else -1 for d in val.shape)
+            dtype = torch.empty((), dtype=val.dtype).numpy().dtype if val.dtype != torch.bfloat16 else _bf16()
+        specs.append(InputSpec(name, shape, dtype))
+    return specs
+
+
+def _bf16() -> Any:
+    import ml_dtypes
+    import numpy as np
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def module_inputs(model: "ImportedModel") -> list[InputSpec]:
+    """The run-time inputs of an imported model, named as recorded (``arg<i>`` for MLIR)."""
+    args = entry_arguments(model.module)
+    names = model.input_names if len(model.input_names) == len(args) else tuple(f"arg{i}" for i in range(len(args)))
+    return [InputSpec(n, tuple(shape), dtype) for n, (shape, dtype) in zip(names, args)]
+
+
+def bind_inputs(arrays: dict[str, Any], specs: Sequence[InputSpec], where: str,
+                extra: Sequence[str] = ()) -> list[Any]:
+    """Match the arrays of an input file to the model's inputs; one-line :class:`InputError` otherwise.
+
+    ``arrays`` is what :func:`tasdc.arrays.read_arrays` returns (``{"": a}``
+    for an ``.npy``). Names are matched exactly (keys in ``extra``, such as
+    ``labels``, are set aside); an ``.npy``, an ``.npz`` with ``arg0``,
+    ``arg1``, … or a single array for a single-input model are taken in
+    order. Shapes must match (dynamic dimensions match anything) and dtypes
+    must be castable within their kind (float to float, int to int).
+    """
+    import numpy as np
+
+    keys = [k for k in arrays if k not in extra]
+    expected = [s.name for s in specs]
+    positional = [f"arg{i}" for i in range(len(specs))]
+    if set(keys) == set(expected):
+        ordered = [arrays[name] for name in expected]
+    elif keys == [""] or set(keys) == set(positional) or (len(keys) == 1 and len(specs) == 1):
+        ordered = [arrays[k] for k in (positional if set(keys) == set(positional) else keys)]
+    else:
+        found = ", ".join(k or "<unnamed .npy>" for k in keys) or "nothing"
+        raise InputError(f"{where}: inputs do not match the model: expected {', '.join(expected) or 'no inputs'}; "
+                         f"found {found}")
+    if len(ordered) != len(specs):
+        raise InputError(f"{where}: the model takes {len(specs)} inputs ({', '.join(s.describe() for s in specs)}), "
+                         f"the file has {len(ordered)}")
+    out = []
+    for spec, array in zip(specs, ordered):
+        array = np.asarray(array)
+        shape_ok = len(array.shape) == len(spec.shape) and all(
+            want < 0 or want == got for want, got in zip(spec.shape, array.shape))
+        if not shape_ok:
+            raise InputError(f"{where}: input '{spec.name}' has shape {list(array.shape)}, the model takes "
+                             f"{list(spec.shape)}")
+        if spec.dtype != np.dtype(object) and array.dtype != spec.dtype:
+            if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
+                raise InputError(f"{where}: input '{spec.name}' has dtype {array.dtype}, the model takes {spec.dtype}")
+            array = array.astype(spec.dtype)
+        out.append(array)
+    return out
 
 
 def _first_sentence(error: Exception) -> str:
@@ -129,13 +322,53 @@ def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] =
     context = new_context()
     try:
         module = fx.export_and_import(
-            program, output_type="linalg-on-tensors", fx_importer=FxImporter(context=context)
+            with_persistent_state(program), output_type="linalg-on-tensors", fx_importer=FxImporter(context=context)
         )
+    except InputError:
+        raise
     except Exception as error:
         raise InputError(f"{source}: torch-mlir cannot lower the model to linalg-on-tensors: {_first_sentence(error)}") from None
     if not example_inputs:
-        example_inputs = tuple(getattr(program, "example_inputs", ((), {}))[0] or ())
-    return ImportedModel(module=module, source=source, program=program, example_inputs=example_inputs)
+        example_inputs = _program_example_inputs(program)
+    names = program_input_names(program)
+    if len(names) != len(entry_arguments(module)):
+        names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))
+    return ImportedModel(module=module, source=source, program=program, example_inputs=example_inputs,
+                         input_names=names)
+
+
+def entry_function(module: ir.Module) -> ir.OpView | None:
+    """The module's entry: its first public ``func.func`` with a body."""
+    for op in module.body.operations:
+        if op.operation.name != "func.func" or len(op.regions[0].blocks) == 0:
+            continue
+        if "sym_visibility" in op.attributes and ir.StringAttr(op.attributes["sym_visibility"]).value == "private":
+            continue
+        return op
+    return None
+
+
+def entry_arguments(module: ir.Module) -> list[tuple[list[int], Any]]:
+    """``(shape, numpy dtype)`` of each argument of the entry function (``-1`` for a dynamic size)."""
+    import numpy as np
+
+    from tasdc.elements import element_dtype
+
+    entry = entry_function(module)
+    if entry is None:
+        return []
+    out: list[tuple[list[int], Any]] = []
+    for t in ir.FunctionType(ir.TypeAttr(entry.attributes["function_type"]).value).inputs:
+        if isinstance(t, ir.RankedTensorType):
+            shape = [-1 if ir.ShapedType.is_dynamic_size(d) else d for d in t.shape]
+            try:
+                dtype = element_dtype(t.element_type)
+            except TypeError:
+                dtype = np.dtype(object)
+            out.append((shape, dtype))
+        else:
+            out.append(([], np.dtype(object)))
+    return out
 
 
 def check_linalg_on_tensors(module: ir.Module, source: str) -> None:
@@ -173,6 +406,22 @@ def import_module(model: Any, example_inputs: Sequence[Any]) -> ImportedModel:
     return _import_program(program, type(model).__name__, args)
 
 
+def file_inputs(path: str | Path) -> tuple[list[InputSpec], Any]:
+    """A model file's inputs, read as cheaply as possible, and what to import next.
+
+    For a ``.pt2`` the program's signature is read without lowering it (the
+    returned ExportedProgram is then imported by :func:`import_model`); an
+    ``.mlir`` is parsed (its entry function's argument order is the contract)
+    and the returned :class:`ImportedModel` is reused.
+    """
+    path = Path(path)
+    if path.exists() and path.is_file() and path.open("rb").read(2) == b"PK":
+        program = load_exported_program(path)
+        return program_inputs(program), (program, str(path))
+    model = import_file(path)
+    return module_inputs(model), model
+
+
 def import_file(path: str | Path) -> ImportedModel:
     """Import a ``.pt2`` or ``.mlir`` file, sniffing the content, not only the suffix."""
     path = Path(path)
@@ -196,17 +445,22 @@ def import_file(path: str | Path) -> ImportedModel:
     check_linalg_on_tensors(module, str(path))
     if not any(op.operation.name == "func.func" for op in module.body.operations):
         raise InputError(f"{path}: the module has no function to compile (empty or not a model)")
-    return ImportedModel(module=module, source=str(path))
+    names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))
+    return ImportedModel(module=module, source=str(path), input_names=names)
 
 
 def import_model(source: Any, example_inputs: Sequence[Any] | None = None) -> ImportedModel:
     """Import a ``torch.nn.Module`` (with ``example_inputs``), a ``.pt2`` or a ``.mlir`` file."""
+    if isinstance(source, ImportedModel):
+        return source
     if isinstance(source, (str, Path)):
         if example_inputs is not None:
             raise InputError("example_inputs are only used with a torch.nn.Module")
         return import_file(source)
     import torch
 
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], torch.export.ExportedProgram):
+        return _import_program(source[0], str(source[1]))  # (program, its file) from file_inputs
     if isinstance(source, torch.export.ExportedProgram):
         return _import_program(source, "ExportedProgram")
     if isinstance(source, torch.nn.Module):

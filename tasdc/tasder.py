@@ -13,13 +13,20 @@
    (a partial last batch is zero-padded and the padded rows dropped), against
    the dense model (the same module compiled without decomposition):
 
-   * classifier (output 2-D with more than one column): top-1 agreement with
-     the dense model (plus accuracy and dense accuracy when the file has
-     labels ``y``);
-   * embeddings (output of rank >= 3): mean cosine similarity of the output
-     vectors (last axis) with the dense ones;
-   * anything else: ``1 − ‖y − y_dense‖ / ‖y_dense‖``.
+   * ``accuracy`` (the default when the files have ``labels``): top-1
+     accuracy relative to the dense model's, ``accuracy / dense accuracy``
+     (the bound is ``accuracy >= Q · dense accuracy``);
+   * ``agreement`` (default for classifier logits: a 2-D output with more
+     than one column produced by a final linear layer): top-1 agreement with
+     the dense model;
+   * ``cosine`` (default otherwise for outputs of rank >= 2: embeddings,
+     hidden states, pooled or normalised outputs): mean cosine similarity of
+     the output vectors (last axis) with the dense ones;
+   * ``relerr``: ``1 − ‖y − y_dense‖ / ‖y_dense‖`` (default for rank-1 or
+     single-column outputs).
 
+   The metric is computed on the model's first output; ``metric=`` chooses
+   one explicitly and the report names the metric and why it was chosen.
    The bound holds when the metric is ``>= quality`` (minus 1e-6 for float
    reordering) on *every* measured set (calibration and evaluation);
 4. move along the selection's greedy path until the measured bound holds.
@@ -84,7 +91,8 @@ from tasdc.passes.select_series import (
     SelectionError,
     budget_for_quality,
     check_options,
-    load_calibration_inputs,
+    input_batches,
+    load_input_set,
     read_selection,
 )
 from tasdc.passes.sparsity_analysis import SparsityAnalysis
@@ -167,6 +175,7 @@ class TasderResult:
     max_terms: int
     error_source: str
     quality_metric: str
+    metric_why: str
     measured: dict[str, QualityReport]
     layers: list[LayerChoice]
     totals: dict[str, dict[str, float]]
@@ -201,6 +210,7 @@ class TasderResult:
         lines = [
             f"tasder {self.source}: target {self.target}, objective {self.objective}, "
             f"quality >= {self.quality_bound:g} ({self.quality_metric} vs the dense model), max {self.max_terms} terms",
+            f"quality metric: {self.quality_metric}" + (f" ({self.metric_why})" if self.metric_why else ""),
             f"layer errors: {self.error_source}",
         ]
         header = (f"{'layer':<16} {'gemm MxKxN':<18} {'series':<10} {'error':>7} {'rel.err':>7} "
@@ -259,6 +269,7 @@ class TasderResult:
             "max_terms": self.max_terms,
             "error_source": self.error_source,
             "quality_metric": self.quality_metric,
+            "metric_why": self.metric_why,
             "meets_bound": self.meets_bound,
             "measured": {k: v.to_json() for k, v in self.measured.items()},
             "layers": [layer.to_json() for layer in self.layers],
@@ -285,16 +296,61 @@ def _level_name(level: float | None) -> str:
     return f"{level:.4g}"
 
 
-def _load_eval(path: Path | str) -> tuple[np.ndarray, np.ndarray | None]:
-    x = load_calibration_inputs(path)
-    y = None
-    if str(path).endswith(".npz"):
-        with np.load(path, allow_pickle=False) as data:
-            if "y" in data.files:
-                y = np.asarray(data["y"])
-                if y.shape[0] != x.shape[0]:
-                    raise SelectionError(f"{path}: 'y' has {y.shape[0]} labels for {x.shape[0]} inputs")
-    return x, y
+METRICS = ("accuracy", "agreement", "cosine", "relerr")
+_METRIC_NAMES = {"accuracy": "accuracy / dense accuracy", "agreement": "top-1 agreement",
+                 "cosine": "cosine similarity", "relerr": "1 - relative error"}
+
+
+def _final_linear(module: ir.Module) -> bool:
+    """Whether the entry's first result comes from a contraction (through bias adds and reshapes only)."""
+    from tasdc.importer import entry_function
+
+    entry = entry_function(module)
+    if entry is None:
+        return False
+    ret = list(entry.regions[0].blocks[0].operations)[-1]
+    if not len(ret.operands):
+        return False
+    value = ret.operands[0]
+    for _ in range(16):
+        owner = value.owner
+        if not isinstance(owner, ir.OpView):
+            return False
+        name = owner.name
+        if name in ("linalg.matmul", "linalg.batch_matmul", "tasd.series", "linalg.conv_2d_nchw_fchw"):
+            return True
+        if name in ("tensor.expand_shape", "tensor.collapse_shape", "arith.addf"):
+            value = owner.operands[0]
+            continue
+        if name == "linalg.generic":
+            body = [op.name for op in owner.regions[0].blocks[0].operations]
+            if body != ["arith.addf", "linalg.yield"]:
+                return False  # an activation, normalisation or pooling: not raw logits
+            value = owner.operands[0]
+            continue
+        return False
+    return False
+
+
+def choose_metric(output: np.ndarray, has_labels: bool, final_linear: bool, requested: str | None) -> tuple[str, str]:
+    """(metric, why) by the documented rule (see the module docstring)."""
+    if requested is not None:
+        if requested not in METRICS:
+            raise SelectionError(f"unknown metric '{requested}'; expected one of {', '.join(METRICS)}")
+        if requested == "accuracy" and not has_labels:
+            raise SelectionError("metric 'accuracy' needs 'labels' in the calibration / evaluation files")
+        if requested in ("accuracy", "agreement") and not (output.ndim == 2 and output.shape[1] > 1):
+            raise SelectionError(f"metric '{requested}' needs a 2-D output of class scores; the model's first output "
+                                 f"has shape {list(output.shape)}")
+        return requested, "requested"
+    if output.ndim == 2 and output.shape[1] > 1 and has_labels:
+        return "accuracy", "the files have labels (accuracy relative to the dense model's)"
+    if output.ndim == 2 and output.shape[1] > 1 and final_linear:
+        return "agreement", f"classifier logits: a [N, {output.shape[1]}] output of a final linear layer"
+    if output.ndim >= 2 and output.shape[-1] > 1:
+        return "cosine", (f"vectors: a {list(output.shape[1:])} output per sample "
+                          + ("(rank >= 3)" if output.ndim >= 3 else "not produced by a final linear layer"))
+    return "relerr", f"a scalar-per-sample output {list(output.shape)}"
 
 
 class TasderSession:
@@ -302,7 +358,7 @@ class TasderSession:
 
     def __init__(self, source: Any, example_inputs: Sequence[Any] | None = None, *,
                  calib: Path | str | None = None, eval: Path | str | None = None,  # noqa: A002
-                 progress: bool = True, jit_opt_level: int = 0) -> None:
+                 progress: bool = True, jit_opt_level: int = 0, metric: str | None = None) -> None:
         self.progress = progress
         # LLVM -O0 for the measurement JIT: on the example transformer it JITs
         # ~12x faster than -O3 and the naive-loop code it runs is not slower.
@@ -311,13 +367,21 @@ class TasderSession:
         self.timings: dict[str, float] = {}
         start = time.perf_counter()
         self.calib = str(calib) if calib is not None else None
-        self.sets: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-        if calib is not None:
-            self.sets["calibration"] = _load_eval(calib)
-        if eval is not None:
-            self.sets["eval"] = _load_eval(eval)
+        if metric is not None and metric not in METRICS:
+            raise SelectionError(f"unknown metric '{metric}'; expected one of {', '.join(METRICS)}")
+        self.requested_metric = metric
+        self.metric_why = ""
         self.model = import_model(source, example_inputs)
         verify(self.model.module, after="import")
+        from tasdc.importer import entry_arguments
+
+        self.arg_types = [(tuple(shape), dtype) for shape, dtype in entry_arguments(self.model.module)]
+        self.input_names = list(self.model.input_names) or [f"arg{i}" for i in range(len(self.arg_types))]
+        self.sets: dict[str, tuple[list[np.ndarray], np.ndarray | None]] = {}
+        for name, path in (("calibration", calib), ("eval", eval)):
+            if path is not None:
+                self.sets[name] = load_input_set(path, self.input_names, self.arg_types)
+        self._final_linear = _final_linear(self.model.module)
         with capture(self.model.context):
             run_pipeline(self.model.module, [SparsityAnalysis()])
         self.source = self.model.source
@@ -337,7 +401,7 @@ class TasderSession:
             for named in base.operation.attributes:
                 clone.operation.attributes[named.name] = named.attr
         return ImportedModel(module=clone, source=self.model.source, program=self.model.program,
-                             example_inputs=self.model.example_inputs)
+                             example_inputs=self.model.example_inputs, input_names=self.model.input_names)
 
     def compile_with(self, steps: list[Any], label: str) -> CompileResult:
         """A copy of the imported model through ``steps`` (pass objects), as a CompileResult."""
@@ -359,24 +423,18 @@ class TasderSession:
             self._jit = (key, result, compile_for_cpu(result.module, opt_level=self.jit_opt_level))
         return self._jit[2]
 
-    def _run(self, result: CompileResult, x: np.ndarray, desc: str) -> np.ndarray:
+    def _run(self, result: CompileResult, inputs: list[np.ndarray], desc: str) -> np.ndarray:
+        """The model's first output on every sample of ``inputs`` (one array per model input)."""
         executable = self._executable(result)
-        if len(executable.arg_types) != 1:
-            raise TasdcError(f"quality measurement supports single-input models; this one takes {len(executable.arg_types)}")
-        (shape, dtype), = executable.arg_types
-        batch = shape[0] if shape else 1
-        if tuple(x.shape[1:]) != tuple(shape[1:]):
-            raise SelectionError(f"inputs have shape {list(x.shape)}, the model takes {list(shape)} (samples x {list(shape[1:])})")
+        batch = self.arg_types[0][0][0] if self.arg_types and self.arg_types[0][0] else 1
         self._batch = batch
         outs = []
-        starts = range(0, x.shape[0], batch)
-        iterator = _progress(starts, desc=desc, unit="batch") if self.progress else starts
-        for start in iterator:
-            chunk = x[start:start + batch].astype(dtype, copy=False)
-            real = chunk.shape[0]
-            if real < batch:
-                chunk = np.concatenate([chunk, np.zeros((batch - real,) + chunk.shape[1:], dtype=chunk.dtype)])
-            out = executable(chunk)
+        batches = input_batches(inputs, self.arg_types)
+        iterator = _progress(batches, desc=desc, unit="batch") if self.progress else batches
+        for chunk, real in iterator:
+            out = executable(*chunk)
+            if isinstance(out, tuple):
+                out = out[0]
             if real < batch:
                 if out.shape[0] != batch:
                     continue  # cannot tell padded rows apart: drop the partial batch
@@ -393,12 +451,10 @@ class TasderSession:
             first = next(iter(self._reference.values()), None)
             if first is None:
                 self._metric = "none"
-            elif first.ndim == 2 and first.shape[1] > 1:
-                self._metric = "top-1 agreement"
-            elif first.ndim >= 3:
-                self._metric = "cosine similarity"
             else:
-                self._metric = "1 - relative error"
+                has_labels = all(y is not None for _, y in self.sets.values())
+                key, self.metric_why = choose_metric(first, has_labels, self._final_linear, self.requested_metric)
+                self._metric = _METRIC_NAMES[key]
             self.timings["reference"] = time.perf_counter() - start
         return self._reference
 
@@ -420,7 +476,12 @@ class TasderSession:
             n = min(out.shape[0], ref.shape[0])
             out, ref_n = out[:n], ref[:n]
             acc = dense_acc = None
-            if self._metric == "top-1 agreement":
+            if self._metric == _METRIC_NAMES["accuracy"]:
+                assert y is not None
+                acc = float((out.argmax(axis=1) == y[:n]).mean())
+                dense_acc = float((ref_n.argmax(axis=1) == y[:n]).mean())
+                value = acc / dense_acc if dense_acc > 0 else (1.0 if acc >= dense_acc else 0.0)
+            elif self._metric == "top-1 agreement":
                 pred, dpred = out.argmax(axis=1), ref_n.argmax(axis=1)
                 value = float((pred == dpred).mean())
                 if y is not None:
@@ -463,7 +524,8 @@ class TasderSession:
             if level is None and exact is None:
                 steps = 0
             passes = [SelectSeries(target=target, objective=objective, quality=quality, max_terms=max_terms,
-                                   calib=self.calib or "", budget=budget, max_steps=steps),
+                                   calib=self.calib or "", budget=budget, max_steps=steps,
+                                   input_names=",".join(self.input_names)),
                       DecomposeWeights()]
             t = time.perf_counter()
             result = self.compile_with(passes, f"tasder:{target}")
@@ -604,7 +666,7 @@ class TasderSession:
         return TasderResult(
             compile=result, source=self.source, target=summary.get("target", target), objective=objective,
             quality_bound=float(quality), max_terms=max_terms, error_source=error_source,
-            quality_metric=metric or "not measured", measured=reports, layers=layers, totals=totals,
+            quality_metric=metric or "not measured", metric_why=self.metric_why if reports else "", measured=reports, layers=layers, totals=totals,
             reduction=reduction, probes=probes, backed_off=backed, relaxed=relaxed, error_used=level,
             predicted_budget=predicted, timings=timings, notes=notes)
 
@@ -612,16 +674,18 @@ class TasderSession:
 def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality: float = 0.99, max_terms: int = 2,
                    calib: Path | str | None = None, eval: Path | str | None = None,  # noqa: A002
                    progress: bool = True, example_inputs: Sequence[Any] | None = None,
-                   relax: bool = True, max_probes: int = 10) -> TasderResult:
+                   relax: bool = True, max_probes: int = 10, metric: str | None = None) -> TasderResult:
     """Compile ``source`` with per-layer TASD series chosen for ``target``.
 
     ``source``: a ``.pt2`` / ``.mlir`` path or a ``torch.nn.Module`` (with
-    ``example_inputs``). ``calib``: ``.npz`` (``x``, optional ``y``) or
-    ``.npy`` model inputs used to measure layer-output errors and checked
-    against the bound; ``eval``: held-out inputs (``y`` labels optional) on
-    which the bound is also checked. Invalid targets, objectives or quality
+    ``example_inputs``). ``calib``: ``.npz`` with one array per model input
+    by name (``x`` or an ``.npy`` for a single-input model) plus optional
+    ``labels``, used to measure layer-output errors and checked against the
+    bound; ``eval``: held-out inputs of the same form on which the bound is
+    also checked. ``metric``: accuracy | agreement | cosine | relerr (default:
+    the rule in the module docstring). Invalid targets, objectives or quality
     values raise one-line :class:`~tasdc.errors.TasdcError`.
     """
     check_options(target, objective, quality, max_terms)
-    session = TasderSession(source, example_inputs, calib=calib, eval=eval, progress=progress)
+    session = TasderSession(source, example_inputs, calib=calib, eval=eval, progress=progress, metric=metric)
     return session.compile(target, objective, quality, max_terms, relax=relax, max_probes=max_probes)

@@ -189,6 +189,9 @@ class CpuExecutable:
     compile_seconds: float
     _keep: list[Any] = field(default_factory=list)
     _function: Any = None
+    #: Every result of the entry; a call returns a tuple when there are several
+    #: (the C interface then returns a struct of memref descriptors).
+    result_types: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
 
     def __call__(self, *inputs: Any) -> np.ndarray:
         arrays = self._check_inputs(inputs)
@@ -196,10 +199,16 @@ class CpuExecutable:
             kernel.error = None
             if kernel.entry is not None:
                 kernel.entry.reset_status()
-        shape, dtype = self.result_type
+        result_types = self.result_types or [self.result_type]
         if self._function is None:  # look the entry up once, not per call
             self._function = self.engine.lookup(self.entry)
-        result = _descriptor_class(len(shape))()
+        if len(result_types) == 1:
+            result = _descriptor_class(len(result_types[0][0]))()
+            parts = [result]
+        else:
+            fields = [(f"r{i}", _descriptor_class(len(shape))) for i, (shape, _) in enumerate(result_types)]
+            result = type("Results", (ctypes.Structure,), {"_fields_": fields})()
+            parts = [getattr(result, f"r{i}") for i in range(len(result_types))]
         descriptors = [_descriptor_of(a) for a in arrays]
         pointers = [ctypes.pointer(ctypes.pointer(result))] + [ctypes.pointer(ctypes.pointer(d)) for d in descriptors]
         packed = (ctypes.c_void_p * len(pointers))(*[ctypes.cast(p, ctypes.c_void_p) for p in pointers])
@@ -217,13 +226,18 @@ class CpuExecutable:
             # parameter block is corrupted and it could not even record that).
             if self._calls(kernel) == calls:
                 raise KernelError(f"kernel for {kernel.layer} did not run to completion; its output is undefined")
-        output = np.array(_view(result, dtype), copy=True)
-        # The buffer-deallocation pipeline hands ownership of returned
-        # buffers to the caller (a returned constant is cloned first), and
-        # the LLVM lowering allocates with malloc: free it here.
-        if result.allocated:
-            _LIBC.free(ctypes.c_void_p(result.allocated))
-        return output
+        outputs = []
+        freed: set[int] = set()
+        for part, (_, dtype) in zip(parts, result_types):
+            outputs.append(np.array(_view(part, dtype), copy=True))
+            # The buffer-deallocation pipeline hands ownership of returned
+            # buffers to the caller (a returned constant is cloned first), and
+            # the LLVM lowering allocates with malloc: free it here (once,
+            # should two results share a buffer).
+            if part.allocated and part.allocated not in freed:
+                freed.add(part.allocated)
+                _LIBC.free(ctypes.c_void_p(part.allocated))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     @staticmethod
     def _calls(kernel: Kernel) -> int:
@@ -255,9 +269,9 @@ def _signature(module: ir.Module, entry: str) -> tuple[list[tuple[tuple[int, ...
                 rt = ir.RankedTensorType(t)
                 return tuple(rt.shape), element_dtype(rt.element_type)
             results = [describe(t) for t in ftype.results]
-            if len(results) != 1:
-                raise TasdcError(f"@{entry}: the CPU runtime supports functions with one result, this one has {len(results)}")
-            return [describe(t) for t in ftype.inputs], results[0]
+            if not results:
+                raise TasdcError(f"@{entry}: the function has no result")
+            return [describe(t) for t in ftype.inputs], results
     raise TasdcError(f"no function @{entry} in the module")
 
 
@@ -266,7 +280,7 @@ def compile_for_cpu(module: ir.Module, entry: str = "main", opt_level: int = 3) 
     start = time.perf_counter()
     # Lowering is destructive: work on a copy in the same context.
     work = clone_module(module)
-    arg_types, result_type = _signature(work, entry)
+    arg_types, result_types = _signature(work, entry)
     run_pipeline(work, parse_pipeline("tasd-lower-to-runtime-calls", work.context))
     kernels: list[Kernel] = []
     for op in work.body.operations:
@@ -292,7 +306,7 @@ def compile_for_cpu(module: ir.Module, entry: str = "main", opt_level: int = 3) 
         kernel.callback = callback
         keep.append(callback)
         engine.register_runtime(kernel.name, callback)
-    executable = CpuExecutable(kernels, engine, entry, arg_types, result_type, 0.0, keep)
+    executable = CpuExecutable(kernels, engine, entry, arg_types, result_types[0], 0.0, keep, result_types=result_types)
     # The engine generates machine code lazily, at the first lookup: do it
     # now so that compile time is paid (and reported) here, not by the first call.
     executable._function = engine.lookup(entry)

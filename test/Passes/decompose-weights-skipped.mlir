@@ -37,7 +37,35 @@ func.func @f64_weight(%x: tensor<4x4xf64>) -> tensor<4x2xf64> {
   %zero = arith.constant 0.0 : f64
   %e = tensor.empty() : tensor<4x2xf64>
   %init = linalg.fill ins(%zero : f64) outs(%e : tensor<4x2xf64>) -> tensor<4x2xf64>
-  // expected-remark @+1 {{matmul_0 (linalg.matmul) left dense: only f32 contractions are decomposed}}
+  // expected-remark @+1 {{matmul_0 (linalg.matmul) left dense: only contractions computed in f32 are decomposed (f16/bf16 weights widened to f32 by arith.extf are)}}
   %y = linalg.matmul ins(%x, %w : tensor<4x4xf64>, tensor<4x2xf64>) outs(%init : tensor<4x2xf64>) -> tensor<4x2xf64>
   return %y : tensor<4x2xf64>
+}
+
+// -----
+
+// A depthwise convolution: the reason says what TASD would need.
+func.func @depthwise(%x: tensor<1x4x6x6xf32>) -> tensor<1x4x4x4xf32> {
+  %w = arith.constant dense<1.0> : tensor<4x3x3xf32>
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<1x4x4x4xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<1x4x4x4xf32>) -> tensor<1x4x4x4xf32>
+  // expected-remark @+1 {{depthwise_conv_2d_nchw_chw_0 (linalg.depthwise_conv_2d_nchw_chw) left dense: 'linalg.depthwise_conv_2d_nchw_chw' is not decomposed: a depthwise convolution reduces over one channel's KH*KW window only (no C axis); TASD would need a depthwise tasd.conv2d term with N:M blocks along KH*KW, which the dialect and the CPU kernels do not have}}
+  %y = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%x, %w : tensor<1x4x6x6xf32>, tensor<4x3x3xf32>) outs(%init : tensor<1x4x4x4xf32>) -> tensor<1x4x4x4xf32>
+  return %y : tensor<1x4x4x4xf32>
+}
+
+// -----
+
+// A weight broadcast over the batch on the left of a batch_matmul is not folded.
+func.func @left_broadcast(%x: tensor<2x4x3xf32>) -> tensor<2x2x3xf32> {
+  %w = arith.constant dense<[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]> : tensor<2x4xf32>
+  %eb = tensor.empty() : tensor<2x2x4xf32>
+  %wb = linalg.broadcast ins(%w : tensor<2x4xf32>) outs(%eb : tensor<2x2x4xf32>) dimensions = [0]
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x2x3xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<2x2x3xf32>) -> tensor<2x2x3xf32>
+  // expected-remark @+1 {{batch_matmul_0 (linalg.batch_matmul) left dense: a weight broadcast over the batch on the left of a batch_matmul is not folded (it would need the activation transposed to [K, B*N]); left dense rather than decomposing one copy per batch entry}}
+  %y = linalg.batch_matmul ins(%wb, %x : tensor<2x2x4xf32>, tensor<2x4x3xf32>) outs(%init : tensor<2x2x3xf32>) -> tensor<2x2x3xf32>
+  return %y : tensor<2x2x3xf32>
 }

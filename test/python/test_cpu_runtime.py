@@ -132,5 +132,5 @@ def test_run_cli_summary_and_errors(example_dir: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0 and "output shape [16, 10]" in proc.stdout
     np.save(tmp_path / "bad.npy", np.zeros((2, 2), np.float32))
     bad = run_cli("run", str(example_dir / "mlp.pt2"), "--input", str(tmp_path / "bad.npy"))
-    assert bad.returncode == 2 and "input #0 has shape [2, 2]" in bad.stderr
+    assert bad.returncode == 2 and "input 'x' has shape [2, 2], the model takes [16, 1, 8, 8]" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

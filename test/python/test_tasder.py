@@ -25,7 +25,8 @@ def _run(result, x: np.ndarray, batch: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def mlp_session(example_dir):
-    return TasderSession(example_dir / "mlp.pt2", calib=example_dir / "mlp-calib.npz", progress=False)
+    # The calibration file has labels: agreement is asked for explicitly (the default would be accuracy).
+    return TasderSession(example_dir / "mlp.pt2", calib=example_dir / "mlp-calib.npz", progress=False, metric="agreement")
 
 
 def test_chosen_configuration_meets_the_bound_on_its_calibration_data(mlp_session, example_dir):
