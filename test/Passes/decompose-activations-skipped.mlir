@@ -1,0 +1,22 @@
+// Negative cases: too-small activations stay dense with a remark; bad options are one-line errors.
+// RUN: tasdc-opt %s -p 'tasd-decompose-activations{config=2:4 min-size=100}' --verify-diagnostics | FileCheck %s
+// RUN: %expect-exit 2 tasdc-opt %s -p 'tasd-decompose-activations{config=dense}' | FileCheck %s --check-prefix=DENSE
+// RUN: %expect-exit 2 tasdc-opt %s -p 'tasd-decompose-activations{config=5:4}' | FileCheck %s --check-prefix=CONFIG
+// RUN: %expect-exit 2 tasdc-opt %s -p 'tasd-decompose-activations{both-operands=maybe}' | FileCheck %s --check-prefix=BOOL
+
+// DENSE: tasdc-opt: error: pass 'tasd-decompose-activations': config must name at least one N:M term (use no pass for dense)
+// CONFIG: tasdc-opt: error: pass 'tasd-decompose-activations': invalid N:M pattern '5:4': N must be <= M
+// BOOL: tasdc-opt: error: option 'both-operands' of pass 'tasd-decompose-activations' expects bool, got 'maybe'
+
+// CHECK-LABEL: func.func @small
+// CHECK-NOT: tasd.decompose_activation
+func.func @small(%x: tensor<2x8xf32>) -> tensor<2x4xf32> {
+  %w = arith.constant dense<[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0],
+                             [8.0, 9.0, 1.0, 2.0], [3.0, 4.0, 5.0, 6.0], [7.0, 8.0, 9.0, 1.0], [2.0, 3.0, 4.0, 5.0]]> : tensor<8x4xf32>
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x4xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<2x4xf32>) -> tensor<2x4xf32>
+  // expected-remark @+1 {{matmul_0: activation left dense: 16 elements < min-size 100}}
+  %y = linalg.matmul ins(%x, %w : tensor<2x8xf32>, tensor<8x4xf32>) outs(%init : tensor<2x4xf32>) -> tensor<2x4xf32>
+  return %y : tensor<2x4xf32>
+}
