@@ -114,3 +114,21 @@ def test_bad_act_config_is_a_one_line_error(tmp_path: Path) -> None:
     proc = run_cli("run", str(tmp_path / "missing.pt2"), "--input", str(tmp_path / "x.npy"), "--act-config", "3:2")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "tasdc: error: --act-config: invalid N:M pattern '3:2': N must be <= M"
+
+
+def test_weights_and_activations_combined_on_cpu() -> None:
+    """``--config 2:4 --act-config 2:4``: approx(x) · approx(W) on every Linear."""
+    from tasdc.decompose import decompose
+
+    model = _model(lossless=False)
+    x = _input(lossless=False)
+    got = compile_model(model, (torch.from_numpy(x),), CompileOptions(config="2:4", act_config="2:4"))(x)
+    h = x.astype(np.float64)
+    layers = [model.fc1, model.fc2, model.fc3]
+    for i, layer in enumerate(layers):
+        _check_margin(h, 2, 4)
+        w = decompose(layer.weight.detach().numpy().T.copy(), "2:4", 0).approximation.astype(np.float64)
+        h = decompose_activation(h, "2:4", 1) @ w + layer.bias.detach().double().numpy()
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    np.testing.assert_allclose(got, h, rtol=0, atol=1e-5 * np.abs(h).max())
