@@ -175,6 +175,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     result = compile_model(args.model, options=CompileOptions(config=args.config, act_config=args.act_config))
     report = simulate_module(result.module, args.target, mode=args.mode)
     report.source, report.config = result.model.source, args.config
+    if args.act_config != "dense":
+        report.config = f"{args.config}, activations {args.act_config} (TASD-A)"
     if args.json:
         write_atomically(args.json, report.to_json() + "\n")
     print(report.table())
