@@ -132,3 +132,20 @@ def test_weights_and_activations_combined_on_cpu() -> None:
         if i < len(layers) - 1:
             h = np.maximum(h, 0.0)
     np.testing.assert_allclose(got, h, rtol=0, atol=1e-5 * np.abs(h).max())
+
+
+def test_cli_simulate_tasd_a_on_ttc_and_refused_on_stc(tmp_path: Path) -> None:
+    model = _model(lossless=False)
+    pt2 = tmp_path / "mlp.pt2"
+    torch.export.save(torch.export.export(model, (torch.from_numpy(_input(False)),)), str(pt2))
+    ok = run_cli("simulate", str(pt2), "--target", "ttc-m8", "--act-config", "2:8", "--json", str(tmp_path / "s.json"))
+    assert ok.returncode == 0, ok.stderr
+    import json
+
+    layers = json.loads((tmp_path / "s.json").read_text())["target"]["layers"]
+    assert [layer["tasd_a"] for layer in layers] == [True, True, True]
+    refused = run_cli("simulate", str(pt2), "--target", "stc", "--act-config", "2:4")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "tasdc: error: layer 'matmul_0': target 'stc' has no TASD extraction units: cannot decompose activations "
+        "at run time (TASD-A 2:4); use a target with [extraction] such as ttc-m8, or compile without --act-config"]
