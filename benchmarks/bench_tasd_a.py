@@ -8,8 +8,6 @@ competitor, same run) it reports:
 
 * CPU runtime: median latency of one batch over ``--repeat`` runs, top-1
   accuracy on the eval set and top-1 agreement with the dense build;
-* the per-layer block statistics of the real inputs of the decomposed
-  contractions are not needed here (see ``tasd-select`` for those);
 * simulated on ``--target`` (default ``ttc-m8``): latency, energy and EDP of
   the whole model and the EDP ratio dense/TASD-A (> 1: TASD-A is better),
   from the same compiled module the CPU ran.
@@ -25,6 +23,7 @@ os.environ.setdefault("TASDC_NO_PROGRESS", "1")
 import argparse
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ def main() -> None:
     parser.add_argument("--target", default="ttc-m8")
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=FutureWarning)
     data = np.load(args.model.with_name(f"{args.model.stem}-eval.npz"))
     xs, labels = data["x"].astype(np.float32), data["y"]
     print(f"{args.model}  target {args.target}  load average {os.getloadavg()}")
