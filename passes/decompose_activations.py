@@ -51,8 +51,10 @@ class DecomposeActivations(ModulePass):
     channel axis 1). With ``both-operands`` the two operands of
     activation x activation ``linalg.matmul``/``linalg.batch_matmul`` (such
     as attention's QKᵀ) are marked as well. A contraction's own
-    ``tasd.act_config`` attribute (set by a selection pass) overrides
-    ``config``; ``dense`` leaves it alone. Activations with fewer than
+    ``tasd.act_config`` attribute (set by ``tasd-select``) overrides
+    ``config``; ``dense`` leaves it alone (so ``config=dense`` applies only
+    the per-layer choices). Run it before ``tasd-decompose-weights``, which
+    does not carry ``tasd.act_config`` over to the series it builds. Activations with fewer than
     ``min-size`` elements, and operands already decomposed, are left alone
     (the former with a remark).
     """
@@ -63,8 +65,7 @@ class DecomposeActivations(ModulePass):
     both_operands: bool = False
 
     def __post_init__(self) -> None:
-        if parse_config(self.config).is_dense:
-            raise ValueError("config must name at least one N:M term (use no pass for dense)")
+        parse_config(self.config)
         if self.min_size < 0:
             raise ValueError(f"min-size must be >= 0, got {self.min_size}")
 
