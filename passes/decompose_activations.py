@@ -13,6 +13,7 @@ from tasdc.diagnostics import remark
 from tasdc.dialects.tasd import DecomposeActivationOp, activation_source, dense_operand_of, sparse_operand_of
 from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
+from tasdc.report import annotate
 
 #: Per-layer override written by a selection pass (``dense`` = leave alone).
 ACT_CONFIG_ATTR = "tasd.act_config"
@@ -56,7 +57,8 @@ class DecomposeActivations(ModulePass):
     the per-layer choices). Run it before ``tasd-decompose-weights``, which
     does not carry ``tasd.act_config`` over to the series it builds. Activations with fewer than
     ``min-size`` elements, and operands already decomposed, are left alone
-    (the former with a remark).
+    (the former with a remark). The contraction's ``tasd.stats`` records
+    ``act_config`` (the report's series column shows it as ``A <series>``).
     """
 
     name: ClassVar[str] = "tasd-decompose-activations"
@@ -111,6 +113,7 @@ class DecomposeActivations(ModulePass):
             decomposed = DecomposeActivationOp(value, ir.StringAttr.get(config), _i64(axis), value.type).result
         for consumer in consumers:
             consumer.operation.operands[which] = decomposed
+        annotate(owner, layer, {"act_config": config})
 
 
 __all__ = ["ACT_CONFIG_ATTR", "DecomposeActivations", "activation_axis", "dense_operand_of"]
