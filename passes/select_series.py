@@ -779,7 +779,7 @@ class SelectSeries(ModulePass):
     on the calibration inputs (:mod:`tasdc.activation_stats`: the run-time
     decomposition ``X̂`` of each layer's real input; 0 when the input's
     block-nnz histogram shows the series is lossless on that data). Without
-    calibration data, and with a zero budget (``quality=1``: exact on every
+    calibration data, and at ``quality=1`` (exact on every
     input, which only a weight series can promise), there are no activation
     options.
     """
@@ -822,8 +822,8 @@ class SelectSeries(ModulePass):
             if gemm is not None:
                 fixed.append((skipped.layer, gemm))
         act_configs: list[SeriesConfig] = []
-        # An activation series is exact only on the inputs seen: a zero budget (quality 1.0) admits none.
-        if self.activations and self.calib and hw.extraction is not None and self.effective_budget > 0:
+        # An activation series is exact only on the inputs seen: quality 1.0 (exact on every input) admits none.
+        if self.activations and self.calib and hw.extraction is not None and self.quality < 1.0:
             act_configs = [ActivationSeries(c.terms) for c in weight_configs[1:]]
         calib = collect_calibration(module, self.calib, act_series=act_configs) if self.calib and cands else None
         if calib is None or calib.activations is None:
