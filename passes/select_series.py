@@ -920,7 +920,6 @@ class SelectSeries(ModulePass):
                     continue  # activation option not measured for this layer
                 entry = {
                     "series": str(config),
-                    "side": "activation" if c >= n_w else "weight",
                     "latency_cycles": float(a["latency_cycles"][i, c]),
                     "energy_j": float(a["energy_j"][i, c]),
                     "edp": float(a["edp"][i, c]),
@@ -930,6 +929,8 @@ class SelectSeries(ModulePass):
                 }
                 if c < n_w:
                     entry.update(rel_error=float(rel[i, c]), l1_dropped=float(l1[i, c]))
+                else:
+                    entry["side"] = "activation"  # (weight options carry no key: "weight" is the default)
                 if metric[i] == "output":
                     entry["output_error"] = float(out_err[i, c]) if not lossless[i, c] else 0.0
                 candidates.append(entry)
@@ -951,7 +952,6 @@ class SelectSeries(ModulePass):
                 cand.op.attributes[CONFIG_ATTR] = ir.StringAttr.get("dense")
                 cand.op.attributes[ACT_CONFIG_ATTR] = ir.StringAttr.get(str(SeriesConfig(configs[j].terms)))
             else:
-                record["side"] = "weight"
                 cand.op.attributes[CONFIG_ATTR] = ir.StringAttr.get(str(configs[j]))
                 if ACT_CONFIG_ATTR in cand.op.attributes:
                     del cand.op.attributes[ACT_CONFIG_ATTR]

@@ -34,9 +34,9 @@ def test_cnn_on_ttc_takes_activation_series_for_post_relu_layers_and_holds_quali
 def test_no_activation_options_without_extraction_units_or_calibration(example_dir):
     vegeta = tasder_compile(example_dir / "mlp.pt2", target="vegeta", quality=0.99,
                             calib=example_dir / "mlp-calib.npz", progress=False)
-    assert all(c["side"] == "weight" for row in vegeta.layers for c in row.candidates)
+    assert all(c.get("side", "weight") == "weight" for row in vegeta.layers for c in row.candidates)
     no_calib = tasder_compile(example_dir / "mlp.pt2", target="ttc-m8", quality=0.99, progress=False)
-    assert all(c["side"] == "weight" for row in no_calib.layers for c in row.candidates)
+    assert all(c.get("side", "weight") == "weight" for row in no_calib.layers for c in row.candidates)
 
 
 def test_activation_output_error_is_the_relative_error_of_the_layer_output():
