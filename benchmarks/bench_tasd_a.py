@@ -87,7 +87,7 @@ def main() -> None:
         totals = report.run.to_dict()["totals"]
         if dense_pred is None:
             dense_pred, dense_ms, dense_edp = preds, ms, totals["edp"]
-        print(f"{config:<10} {ms:>9.3f} {dense_ms / ms:>8.2f} {np.mean(preds == labels[:usable]) if labels is not None else float("nan"):>7.3f} "
+        print(f"{config:<10} {ms:>9.3f} {dense_ms / ms:>8.2f} {np.mean(preds == labels[:usable]) if labels is not None else float('nan'):>7.3f} "
               f"{np.mean(preds == dense_pred):>7.3f} {totals['latency_cycles']:>11,.0f} {totals['energy_j'] * 1e9:>10.1f} "
               f"{totals['edp']:>12.4g} {dense_edp / totals['edp']:>15.2f}")
     print(f"load average {os.getloadavg()}")

@@ -57,7 +57,9 @@ class DecomposeActivations(ModulePass):
     the per-layer choices). Run it before ``tasd-decompose-weights``, which
     does not carry ``tasd.act_config`` over to the series it builds. Activations with fewer than
     ``min-size`` elements, and operands already decomposed, are left alone
-    (the former with a remark). The contraction's ``tasd.stats`` records
+    (the former with a remark), and so are convolution inputs whose channel
+    count is not a multiple of every M of the series (a channel block must
+    not straddle two kernel positions of the im2col reduction). The contraction's ``tasd.stats`` records
     ``act_config`` (the report's series column shows it as ``A <series>``).
     """
 
@@ -109,6 +111,13 @@ class DecomposeActivations(ModulePass):
             remark(owner.location, f"{layer}: terms contract different activations; left dense")
             return
         axis = activation_axis(consumers[0].name, which)
+        if consumers[0].name in ("linalg.conv_2d_nchw_fchw", "tasd.conv2d"):
+            channels = ir.RankedTensorType(value.type).shape[1]
+            odd = sorted({t.m for t in parse_config(config).terms if channels % t.m})
+            if odd:  # channel blocks would straddle (kh, kw) positions of the im2col reduction
+                remark(owner.location, f"{layer}: activation left dense: {channels} input channels are not a "
+                                       f"multiple of M={odd[0]}")
+                return
         with ir.InsertionPoint(consumers[0]), consumers[0].location:
             decomposed = DecomposeActivationOp(value, ir.StringAttr.get(config), _i64(axis), value.type).result
         for consumer in consumers:
