@@ -80,6 +80,8 @@ class LowerActivationsToCalls(ModulePass):
     name: ClassVar[str] = "tasd-lower-activations-to-calls"
 
     def run(self, module: ir.Module) -> None:
+        if not ops_named(module, "tasd.decompose_activation"):
+            return  # nothing to lower (and modules built by other passes need not satisfy the scan)
         names = _Names({ir.StringAttr(op.attributes["sym_name"]).value
                         for op in module.body.operations if op.operation.name == "func.func"})
         for candidate in scan(module).candidates:
