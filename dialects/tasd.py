@@ -14,6 +14,28 @@ The dialect spells that identity out in four kinds of op:
 ``tasd.series``
     The sum of the terms' contractions, with its configuration string
     (``"2:4+1:8"``). All terms share the same dense operand.
+``tasd.decompose_activation``
+    TASD-A: a *run-time* value (an activation) decomposed, when the program
+    runs, into the series ``config`` along its reduction ``axis``. The result
+    is the sum of those terms, with the operand's type; a contraction that
+    consumes it (``linalg.matmul``, ``linalg.batch_matmul``,
+    ``linalg.conv_2d_nchw_fchw``, or the dense operand of a ``tasd.series``)
+    contracts the structured-sparse terms instead of the dense activation.
+
+Combining TASD-W and TASD-A on one contraction
+----------------------------------------------
+The IR can say both: a ``tasd.series`` of weight terms whose dense operand
+is a ``tasd.decompose_activation``. Its meaning is ``approx(x)·approx(W)``.
+Where it runs:
+
+* the CPU runtime executes it (the activation kernel extracts the terms of
+  ``x`` and multiplies them with the exact sum of the weight terms, a
+  compile-time constant);
+* on the simulated accelerators it is refused: every shipped target
+  (``dense``, ``stc``, ``vegeta``, ``ttc-m8``) has *one* structured operand
+  port (A, streaming its terms while B and C stay stationary), so a layer can
+  be decomposed on the weight side or on the activation side, not both. Only
+  ``ttc-m8`` has the TASD extraction units that TASD-A needs at all.
 
 Convolution has its own op rather than an im2col form: ``tasd.conv2d`` takes
 an NCHW input and a filter term whose dense shape is ``[F, C*KH*KW]``,
@@ -358,6 +380,54 @@ class SeriesOp(TASD.Operation, name="series"):
     @staticmethod
     def verify_invariants(op: ir.OpView) -> bool:
         return _run(op, _verify_series)
+
+
+def _verify_decompose_activation(op: ir.OpView) -> None:
+    from tasdc.decompose import ConfigError, parse_config
+
+    text = _str_attr(op, "config")
+    try:
+        config = parse_config(text)
+    except ConfigError as error:
+        raise VerifyError(f"attribute 'config': {error}") from None
+    if config.is_dense:
+        raise VerifyError("attribute 'config' must name at least one N:M term, got 'dense'")
+    axis = _int_attr(op, "axis")
+    source = _ranked(op.operands[0], "input")
+    result = _ranked(op.results[0], "result")
+    if not 0 <= axis < source.rank:
+        raise VerifyError(f"attribute 'axis' = {axis} is out of range for rank-{source.rank} input {source}")
+    if source != result:
+        raise VerifyError(f"result type {result} must equal the input type {source}")
+    if not isinstance(source.element_type, (ir.F32Type, ir.F16Type, ir.BF16Type, ir.F64Type)):
+        raise VerifyError(f"input must have a floating-point element type, got {source.element_type}")
+
+
+class DecomposeActivationOp(TASD.Operation, name="decompose_activation"):
+    """TASD-A: ``input`` decomposed at run time into the series ``config``.
+
+    Along ``axis`` (the reduction axis of the contraction that consumes the
+    result), term ``i`` keeps in every aligned ``M_i``-block the ``N_i``
+    largest magnitudes of what the earlier terms left (ties: lower in-block
+    index first; the last block is zero-padded). The result, with the input's
+    type, is the sum of the terms: the same greedy rule and tie rule as
+    :func:`tasdc.decompose.decompose` for weights, applied to the live value.
+    """
+
+    input: Operand[ir.RankedTensorType]
+    config: ir.StringAttr
+    axis: ir.IntegerAttr
+    result: Result[ir.RankedTensorType]
+
+    @staticmethod
+    def verify_invariants(op: ir.OpView) -> bool:
+        return _run(op, _verify_decompose_activation)
+
+
+def activation_source(value: ir.Value) -> ir.OpView | None:
+    """The ``tasd.decompose_activation`` producing ``value``, if any."""
+    owner = _defining_op(value)
+    return owner if owner is not None and owner.name == "tasd.decompose_activation" else None
 
 
 def load_into(context: ir.Context) -> None:

@@ -13,10 +13,12 @@ from tasdc.passes.base import ModulePass
 
 # name -> module (in this package) that defines a ModulePass with that name.
 _PASS_MODULES: dict[str, str] = {
+    "tasd-decompose-activations": "decompose_activations",
     "tasd-decompose-weights": "decompose_weights",
     "tasd-plan-accel": "plan_accel",
     "tasd-sparsity-analysis": "sparsity_analysis",
     "tasd-lower-to-runtime-calls": "lower_tasd_to_calls",
+    "tasd-lower-activations-to-calls": "lower_activations_to_calls",
     "tasd-cpu-to-llvm": "lower_cpu_to_llvm",
     "tasd-cpu-vectorize-contractions": "vectorize_contractions",
     "tasd-expand-to-linalg": "expand_to_linalg",

@@ -70,7 +70,8 @@ class LowerCpuToLLVM(ModulePass):
 
         module.operation.walk(visit)
         if leftover:
-            raise PipelineError(f"tasd-cpu-to-llvm: '{leftover[0]}' must be lowered first (run tasd-lower-to-runtime-calls)")
+            first = "tasd-lower-activations-to-calls" if leftover[0] == "tasd.decompose_activation" else "tasd-lower-to-runtime-calls"
+            raise PipelineError(f"tasd-cpu-to-llvm: '{leftover[0]}' must be lowered first (run {first})")
         if self.vectorize:
             VectorizeContractions().run(module)
         for op in module.body.operations:

@@ -9,7 +9,7 @@ from torch_mlir import ir
 
 from tasdc.contractions import CONTRACTION_NAMES, scan
 from tasdc.diagnostics import remark
-from tasdc.dialects.tasd import sparse_operand_of
+from tasdc.dialects.tasd import activation_source, dense_operand_of, sparse_operand_of
 from tasdc.passes.base import ModulePass
 from tasdc.report import LAYER_ATTR, STATS_ATTR, from_attr, to_attr
 from tasdc.runtime.accel.costmodel import (
@@ -40,6 +40,8 @@ class _Layer:
     operand: str              # what the structured operand A is: "weight" | "activation"
     tasd_a: bool = False
     note: str = ""
+    explicit_a: bool = False  # TASD-A asked for by a tasd.decompose_activation op in the IR
+    both: str = ""            # "W+A": weight and activation series on one contraction
 
 
 def _shape(value: ir.Value) -> list[int]:
@@ -57,6 +59,18 @@ def _is_constant(value: ir.Value) -> bool:
     while isinstance(owner, ir.OpView) and owner.name == "linalg.transpose":
         owner = owner.operands[0].owner
     return isinstance(owner, ir.OpView) and owner.name == "arith.constant"
+
+
+def _act_series(value: ir.Value) -> tuple[Pattern, ...] | None:
+    """The TASD-A series of ``value`` when a ``tasd.decompose_activation`` produces it."""
+    source = activation_source(value)
+    return None if source is None else parse_series(ir.StringAttr(source.attributes["config"]).value)
+
+
+def _swap(gemm: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The same GEMM with the other operand as A: ``[b, M, K, N]`` -> ``[b, N, K, M]``."""
+    batch, m, k, n = gemm
+    return (batch, n, k, m)
 
 
 def _int(attr: ir.Attribute) -> int:
@@ -127,6 +141,14 @@ class PlanAccel(ModulePass):
     dense in map mode). ``dense=true`` plans every layer as a dense GEMM (the
     baseline run of the simulator).
 
+    A contraction whose activation operand comes from
+    ``tasd.decompose_activation`` (TASD-A in the IR) is planned with that
+    activation as A (its GEMM transposed accordingly) and the op's series; a
+    target without extraction units refuses it in either mode, and so does
+    every shipped target for a contraction decomposed on both sides (a
+    weight series over a decomposed activation, or two decomposed
+    activations): they have one structured operand.
+
     Every layer gets a ``tasd.layer`` name (the contraction scan's, made
     unique) and a ``tasd.accel`` dictionary: ``target``, ``mode``, ``kind``,
     ``gemm``, ``operand``, ``tasd_a``, ``series`` (requested), ``executed``,
@@ -189,19 +211,33 @@ class PlanAccel(ModulePass):
                 stats = from_attr(op.attributes[STATS_ATTR]) if STATS_ATTR in op.attributes else {}
                 gemm = tuple(stats["gemm"]) if isinstance(stats, dict) and len(stats.get("gemm", [])) == 4 \
                     else _tasd_gemm(first)
-                layers.append(_Layer(op, existing, TASD_CONTRACTIONS[first.name], gemm,  # type: ignore[arg-type]
-                                     tuple(terms), "weight"))
+                layer = _Layer(op, existing, TASD_CONTRACTIONS[first.name], gemm,  # type: ignore[arg-type]
+                               tuple(terms), "weight")
+                act = _act_series(dense_operand_of(first))
+                if act is not None:
+                    layer.both = f"TASD-W {series_label(layer.terms)} and TASD-A {series_label(act)}"
+                layers.append(layer)
                 names.append(f"{TASD_CONTRACTIONS[first.name]}_{index}")
                 return ir.WalkResult.ADVANCE
             kind = CONTRACTION_NAMES[name]
             cand = candidates.get(operation)
             if cand is not None:
                 layer = _Layer(op, existing, kind, cand.gemm, (), "weight")
+                act = _act_series(op.operands[1 - cand.sparse_operand])
+                if act is not None:  # TASD-A on the activation operand: it becomes the structured A
+                    layer = _Layer(op, existing, kind, _swap(cand.gemm), act, "activation", True, explicit_a=True)
             else:
                 gemm, a_value = _dense_gemm(op, kind)
                 operand = "weight" if _is_constant(a_value) else "activation"
                 layer = _Layer(op, existing, kind, gemm, (), operand)
-                if operand == "activation" and act_series:
+                lhs_act, rhs_act = _act_series(op.operands[0]), _act_series(op.operands[1])
+                if lhs_act is not None and rhs_act is not None:
+                    layer.both = f"TASD-A {series_label(lhs_act)} and {series_label(rhs_act)}"
+                elif lhs_act is not None or rhs_act is not None:
+                    layer.terms, layer.tasd_a, layer.explicit_a = lhs_act or rhs_act, True, True  # type: ignore[assignment]
+                    if lhs_act is None:
+                        layer.gemm = _swap(gemm)
+                elif operand == "activation" and act_series:
                     layer.terms, layer.tasd_a = act_series, True
             layers.append(layer)
             names.append(f"{kind}_{index}")
@@ -245,7 +281,7 @@ class PlanAccel(ModulePass):
             return
         if self.dense:
             for layer in layers:
-                layer.terms, layer.tasd_a = (), False
+                layer.terms, layer.tasd_a, layer.explicit_a, layer.both = (), False, False, ""
         self._check_support(hw, layers)
         configs = list(dict.fromkeys(layer.terms for layer in layers))
         shapes = LayerShapes.from_arrays(
@@ -262,6 +298,15 @@ class PlanAccel(ModulePass):
 
     def _check_support(self, hw: Hardware, layers: list[_Layer]) -> None:
         for layer in layers:
+            if layer.both:
+                raise UnsupportedPatternError(
+                    f"layer '{layer.name}': target '{hw.name}' has one structured operand per contraction: "
+                    f"cannot run {layer.both} together (decompose one side only)")
+            if layer.explicit_a and hw.extraction is None:
+                raise UnsupportedPatternError(
+                    f"layer '{layer.name}': target '{hw.name}' has no TASD extraction units: cannot decompose "
+                    f"activations at run time (TASD-A {series_label(layer.terms)}); use a target with "
+                    f"[extraction] such as ttc-m8, or compile without --act-config")
             if layer.tasd_a and hw.extraction is None:
                 if self.mode == "refuse":
                     raise UnsupportedPatternError(

@@ -129,6 +129,7 @@ import numpy as np
 from torch_mlir import ir
 
 from tasdc import cache as _cache
+from tasdc.activation_stats import ActivationSeries, ActivationStats
 from tasdc.contractions import CONTRACTION_NAMES, Candidate, scan
 from tasdc.decompose import Pattern, SeriesConfig, decompose, l1_dropped, relative_error
 from tasdc.diagnostics import remark
@@ -141,6 +142,7 @@ from tasdc.runtime.accel.costmodel import LayerShapes, evaluate
 from tasdc.runtime.accel.hardware import Hardware, load_hardware
 
 CONFIG_ATTR = "tasd.config"
+ACT_CONFIG_ATTR = "tasd.act_config"  # read by tasd-decompose-activations
 SELECT_ATTR = "tasd.select"
 SUMMARY_ATTR = "tasd.selection"
 
@@ -357,6 +359,7 @@ class CalibrationStats:
     batch_size: int
     layers: dict[str, list[_Gram]]
     key: str
+    activations: ActivationStats | None = None  # TASD-A statistics of the same inputs (when asked for)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The statistics as named arrays (for :mod:`tasdc.cache`)."""
@@ -570,19 +573,20 @@ def _gemm_rows(probe: _Probe, x: np.ndarray) -> list[np.ndarray]:
 
 
 def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int] | None = None,
-                        input_names: Sequence[str] = ()) -> CalibrationStats:
-    """Run the instrumented dense clone on the calibration inputs (cached)."""
+                        input_names: Sequence[str] = (), act_series: Sequence[SeriesConfig] = ()) -> CalibrationStats:
+    """Run the instrumented dense clone on the calibration inputs (cached).
+    With ``act_series`` the same run also fills :class:`ActivationStats`."""
     resolved = os.path.realpath(path)
     try:
         st = os.stat(resolved)
     except OSError:
         raise SelectionError(f"{path}: no such calibration file") from None
     text_digest = hashlib.blake2b(str(module).encode(), digest_size=16).hexdigest()
-    key = (resolved, st.st_mtime_ns, st.st_size, text_digest)
+    key = (resolved, st.st_mtime_ns, st.st_size, text_digest, tuple(str(a) for a in act_series))
     if key in _calib_cache:
         return _calib_cache[key]
     persistent_key = f"{text_digest}/{_cache.file_digest(resolved)}" if _cache.active() is not None else ""
-    found = _cache.lookup("calibration", persistent_key) if persistent_key else None
+    found = _cache.lookup("calibration", persistent_key) if persistent_key and not act_series else None
     if found is not None:
         stats = CalibrationStats.from_arrays(path, found, f"{resolved}:{st.st_mtime_ns}:{text_digest}")
         _calib_cache.clear()
@@ -601,6 +605,7 @@ def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int]
     batch = arg_types[0][0][0] if arg_types and arg_types[0][0] else 1
     n = inputs[0].shape[0]
     accumulators: dict[str, list[_Gram]] = {}
+    act = ActivationStats(act_series, _Gram) if act_series else None
     batches = input_batches(inputs, arg_types)
     starts = list(range(len(batches)))
     for chunk, real in progress(batches, desc="tasd-select calibration", unit="batch"):
@@ -612,13 +617,15 @@ def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int]
                 if x is None:
                     continue
             rows = _gemm_rows(probe, x)
+            if act is not None:
+                act.add(probe.layer, probe.kind, probe.sparse_operand, x, lambda a, p=probe: _gemm_rows(p, a))
             grams = accumulators.get(probe.layer)
             if grams is None:
                 grams = accumulators[probe.layer] = [_Gram(r.shape[1]) for r in rows]
             for g, r in zip(grams, rows):
                 g.add(r)
-    stats = CalibrationStats(path, n, len(starts), batch, accumulators, stats.key)
-    if persistent_key:
+    stats = CalibrationStats(path, n, len(starts), batch, accumulators, stats.key, act)
+    if persistent_key and act is None:  # the persistent cache holds the weight statistics only
         _cache.store("calibration", persistent_key, stats.to_arrays())
     _calib_cache.clear()  # keep one model's statistics at a time
     _calib_cache[key] = stats
@@ -641,16 +648,26 @@ def _drop_padding(probe: _Probe, x: np.ndarray, real: int, batch: int) -> np.nda
     return None
 
 
+def weight_k_major(a: np.ndarray, axis: int, kind: str) -> list[np.ndarray]:
+    """A weight (or weight residual) as ``[K, out]`` matrices, one per GEMM batch element."""
+    if kind == "batch_matmul":
+        sub = axis - 1
+        return [np.moveaxis(a[b], sub, 0).reshape(a.shape[axis], -1) for b in range(a.shape[0])]
+    return [np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)]
+
+
+def output_energy(grams: list[_Gram], w: np.ndarray, axis: int, kind: str) -> float:
+    """``‖X W‖²`` of a layer on the calibration inputs."""
+    return sum(g.energy(d) for g, d in zip(grams, weight_k_major(w, axis, kind)))
+
+
 def output_errors(grams: list[_Gram], w: np.ndarray, axis: int, kind: str, configs: Sequence[SeriesConfig],
                   lossless: Sequence[bool], cache_key: tuple | None = None) -> list[float] | None:
     """Relative layer-output error ``‖X(W − Ŵ)‖/‖XW‖`` of each config (None if
     the layer output is identically zero on the calibration data)."""
 
     def k_major(a: np.ndarray) -> list[np.ndarray]:
-        if kind == "batch_matmul":
-            sub = axis - 1
-            return [np.moveaxis(a[b], sub, 0).reshape(a.shape[axis], -1) for b in range(a.shape[0])]
-        return [np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)]
+        return weight_k_major(a, axis, kind)
 
     ref = sum(g.energy(d) for g, d in zip(grams, k_major(w)))
     if not ref > 0.0:
@@ -811,6 +828,28 @@ def _fixed_gemm(op: ir.OpView) -> tuple[int, int, int, int] | None:
     return (batch, lhs[-2], lhs[-1], rhs[-1])
 
 
+def _with_activation_options(hw: Hardware, table: Any, cands: list[Candidate], act_configs: list[SeriesConfig]) -> Any:
+    """``table`` (weight options, all layers then fixed layers) widened by the
+    activation options of the candidate layers: each costed with the layer's
+    activation as the structured operand A (GEMM ``[b, N, K, M]``, ``tasd_a``).
+    Fixed layers repeat their dense cost in the new columns."""
+    import types
+
+    gemms = [(c.gemm[0], c.gemm[3], c.gemm[2], c.gemm[1]) for c in cands]
+    shapes = LayerShapes.from_arrays([g[1] for g in gemms], [g[2] for g in gemms], [g[3] for g in gemms],
+                                     [g[0] for g in gemms], [True] * len(gemms))
+    act = evaluate(hw, shapes, [SeriesConfig(c.terms) for c in act_configs], mode="refuse")
+    n_l = len(cands)
+    arrays = {}
+    for key, values in table.arrays.items():
+        if not isinstance(values, np.ndarray) or values.ndim != 2 or key not in act.arrays:
+            continue
+        extra = np.repeat(values[:, :1], len(act_configs), axis=1).astype(np.result_type(values, act.arrays[key]))
+        extra[:n_l] = act.arrays[key]
+        arrays[key] = np.concatenate([values, extra], axis=1)
+    return types.SimpleNamespace(arrays=arrays)
+
+
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
@@ -830,7 +869,23 @@ class SelectSeries(ModulePass):
     ``calib`` (.npz/.npy of model inputs, optional; one array per input,
     named as in ``input-names``), ``budget`` (≥ 0
     overrides the quality-derived budget), ``max-steps`` (≥ 0 caps the greedy
-    path, 0 = all dense).
+    path, 0 = all dense), ``activations`` (default true: on a target with
+    TASD extraction units and with ``calib``, every layer may instead take a
+    series on its *activation* operand, TASD-A, written as
+    ``tasd.act_config`` for ``tasd-decompose-activations``; see below).
+
+    Activation series (TASD-A) share the allocation with weight series: the
+    options of a layer are ``dense``, the weight series and the same series
+    on the activation side (``A 2:8``; a target has one structured operand,
+    so a layer takes one side). An activation option is costed with the
+    activation as the structured operand (``tasd_a``: extraction work
+    included) and its error is the layer-output error ``‖(X − X̂)W‖/‖XW‖``
+    on the calibration inputs (:mod:`tasdc.activation_stats`: the run-time
+    decomposition ``X̂`` of each layer's real input; 0 when the input's
+    block-nnz histogram shows the series is lossless on that data). Without
+    calibration data, and at ``quality=1`` (exact on every
+    input, which only a weight series can promise), there are no activation
+    options.
     """
 
     name: ClassVar[str] = "tasd-select"
@@ -842,6 +897,7 @@ class SelectSeries(ModulePass):
     budget: float = -1.0
     max_steps: int = -1
     input_names: str = ""  # the model's input names, comma-separated (calibration .npz keys)
+    activations: bool = True
 
     def __post_init__(self) -> None:
         check_options(self.target, self.objective, self.quality, self.max_terms)
@@ -862,7 +918,7 @@ class SelectSeries(ModulePass):
 
     def run(self, module: ir.Module) -> None:
         hw = load_hardware(self.target)
-        configs = native_series(hw, self.max_terms)
+        weight_configs = native_series(hw, self.max_terms)
         found = scan(module)
         cands = found.candidates
         fixed = []
@@ -871,7 +927,17 @@ class SelectSeries(ModulePass):
             if gemm is not None:
                 fixed.append((skipped.layer, gemm))
         names = [n for n in self.input_names.split(",") if n]
-        calib = collect_calibration(module, self.calib, input_names=names) if self.calib and cands else None
+        act_configs: list[SeriesConfig] = []
+        # An activation series is exact only on the inputs seen: quality 1.0 (exact on every input) admits none.
+        if self.activations and self.calib and hw.extraction is not None and self.quality < 1.0:
+            act_configs = [ActivationSeries(c.terms) for c in weight_configs[1:]]
+        calib = (collect_calibration(module, self.calib, input_names=names, act_series=act_configs)
+                 if self.calib and cands else None)
+        if calib is None or calib.activations is None:
+            act_configs = []
+        # One list of options per layer: dense, weight series, activation series.
+        configs = weight_configs + act_configs
+        n_w = len(weight_configs)
 
         # -- errors ---------------------------------------------------------
         n_l, n_c = len(cands), len(configs)
@@ -889,18 +955,35 @@ class SelectSeries(ModulePass):
                 notes[i] = "the weight contains NaN or Inf"
                 continue
             digest = _digest(w)
-            errs = weight_errors(w, cand.axis, configs, digest)
+            errs = weight_errors(w, cand.axis, weight_configs, digest)
             for j, (r, a, exact) in enumerate(errs):
                 rel[i, j], l1[i, j], lossless[i, j] = r, a, exact
             if calib is not None and cand.layer in calib.layers:
                 grams = calib.layers[cand.layer]
-                outs = output_errors(grams, w, cand.axis, cand.kind, configs, list(lossless[i]),
+                outs = output_errors(grams, w, cand.axis, cand.kind, weight_configs, list(lossless[i, :n_w]),
                                      (calib.key, cand.layer, digest))
                 if outs is None:
                     notes[i] = "its output is zero on every calibration input: the weight-space error is used"
                 else:
-                    out_err[i] = outs
+                    out_err[i, :n_w] = outs
                     metric[i] = "output"
+            if act_configs:
+                valid[i, n_w:] = False
+                if metric[i] == "output" and calib is not None and calib.activations is not None:
+                    reference = output_energy(calib.layers[cand.layer], w, cand.axis, cand.kind)
+                    act_errs = calib.activations.output_errors(
+                        cand.layer, weight_k_major(w, cand.axis, cand.kind), reference, act_configs)
+                    channels = _shape(cand.op.operands[0])[1] if cand.kind == "conv2d" else 0
+                    for q, e in enumerate(act_errs):
+                        # A convolution's input is decomposed along channels; the cost model's blocks run
+                        # along the im2col K, which matches only when every M divides the channel count.
+                        if channels and any(channels % t.m for t in act_configs[q].terms):
+                            continue
+                        if e is not None:
+                            j = n_w + q
+                            out_err[i, j], valid[i, j] = e, True
+                            rel[i, j] = l1[i, j] = np.nan  # no weight-space proxy for an activation series
+                            lossless[i, j] = e == 0.0
         err = np.where(np.array(metric)[:, None] == "output", np.nan_to_num(out_err), rel)
         err = np.where(lossless, 0.0, err)
 
@@ -910,7 +993,9 @@ class SelectSeries(ModulePass):
         if gemms:
             shapes = LayerShapes.from_arrays([g[1] for g in gemms], [g[2] for g in gemms], [g[3] for g in gemms],
                                              [g[0] for g in gemms])
-            table = evaluate(hw, shapes, configs, mode="refuse")
+            table = evaluate(hw, shapes, weight_configs, mode="refuse")
+            if act_configs and n_l:
+                table = _with_activation_options(hw, table, cands, act_configs)
         if table is None or n_l == 0:
             self._summary(module, hw, configs, [], [], None, np.zeros(0, dtype=np.int64), 0, calib, fixed, table)
             return
@@ -938,17 +1023,21 @@ class SelectSeries(ModulePass):
             j = int(choice[i])
             candidates = []
             for c, config in enumerate(configs):
+                if not valid[i, c] and c >= n_w:
+                    continue  # activation option not measured for this layer
                 entry = {
                     "series": str(config),
                     "latency_cycles": float(a["latency_cycles"][i, c]),
                     "energy_j": float(a["energy_j"][i, c]),
                     "edp": float(a["edp"][i, c]),
                     "macs": float(a["macs"][i, c]),
-                    "rel_error": float(rel[i, c]),
-                    "l1_dropped": float(l1[i, c]),
                     "lossless": bool(lossless[i, c]),
                     "error": float(err[i, c]),
                 }
+                if c < n_w:
+                    entry.update(rel_error=float(rel[i, c]), l1_dropped=float(l1[i, c]))
+                else:
+                    entry["side"] = "activation"  # (weight options carry no key: "weight" is the default)
                 if metric[i] == "output":
                     entry["output_error"] = float(out_err[i, c]) if not lossless[i, c] else 0.0
                 candidates.append(entry)
@@ -965,7 +1054,16 @@ class SelectSeries(ModulePass):
                 "step": int(last_step[i].step) if i in last_step else -1,
                 "candidates": candidates,
             }
-            cand.op.attributes[CONFIG_ATTR] = ir.StringAttr.get(str(configs[j]))
+            if j >= n_w:  # TASD-A: the weight stays dense, tasd-decompose-activations applies the series
+                record["side"] = "activation"
+                cand.op.attributes[CONFIG_ATTR] = ir.StringAttr.get("dense")
+                cand.op.attributes[ACT_CONFIG_ATTR] = ir.StringAttr.get(str(SeriesConfig(configs[j].terms)))
+            else:
+                cand.op.attributes[CONFIG_ATTR] = ir.StringAttr.get(str(configs[j]))
+                if ACT_CONFIG_ATTR in cand.op.attributes:
+                    del cand.op.attributes[ACT_CONFIG_ATTR]
+            if calib is not None and calib.activations is not None and cand.layer in calib.activations.layers:
+                record["activation_stats"] = calib.activations.layers[cand.layer].to_json()
             cand.op.attributes[SELECT_ATTR] = to_attr(record)
             annotate(cand.op, cand.layer, {"select": record})
             records.append(record)

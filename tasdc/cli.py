@@ -33,6 +33,7 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, help="where to write the compiled MLIR")
     p.add_argument("--config", default="dense", help="TASD series for every weight, e.g. 2:4+1:4 (default: dense)")
     p.add_argument("--min-size", type=int, default=0, help="weights with fewer elements stay dense")
+    p.add_argument("--act-config", default="dense", help="TASD-A: series for the activation operand of every weight contraction, decomposed at run time (default: dense)")
     p.add_argument("--pipeline", help="run this pass pipeline instead of the default TASD pipeline")
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.add_argument("--save-temps", type=Path, help="write every intermediate module to this folder")
@@ -60,6 +61,8 @@ def cmd_tasder(args: argparse.Namespace) -> int:
         raise TasdcError("--config and --quality exclude each other: with --quality the series are chosen per layer")
     if args.pipeline:
         raise TasdcError("--pipeline and --quality exclude each other")
+    if args.act_config != "dense":
+        raise TasdcError("--act-config and --quality exclude each other: with --quality the series are chosen per layer")
     _check_target(args.target)
     for flag, path in (("--calib", args.calib), ("--eval", args.eval)):
         if path is not None and not path.is_file():
@@ -88,12 +91,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
             raise TasdcError("--objective and --metric need --quality (and --target)")
         return cmd_tasder(args)
 
+    _check_act_config(args)
     pipeline = args.pipeline
     if args.target:
         _check_target(args.target)
-        base = pipeline if pipeline is not None else CompileOptions(config=args.config, min_size=args.min_size).tasd_pipeline()
+        base = pipeline if pipeline is not None else CompileOptions(config=args.config, min_size=args.min_size, act_config=args.act_config).tasd_pipeline()
         pipeline = f"{base},tasd-plan-accel{{target={args.target} mode={args.mode}}}"
-    options = CompileOptions(config=args.config, min_size=args.min_size, pipeline=pipeline, save_temps=args.save_temps)
+    options = CompileOptions(config=args.config, min_size=args.min_size, act_config=args.act_config,
+                             pipeline=pipeline, save_temps=args.save_temps)
     result = compile_model(args.model, options=options)
     simulation = None
     if args.target:
@@ -111,7 +116,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
             data["simulation"] = json.loads(simulation.to_json())
         write_json(args.json, data)
-    print(f"tasdc compile {args.model}  config={args.config}  "
+    act = f"  act-config={args.act_config}" if args.act_config != "dense" else ""
+    print(f"tasdc compile {args.model}  config={args.config}{act}  "
           f"(import {result.timings['import']:.2f}s, tasd {result.timings['tasd']:.2f}s)")
     print(result.report.table())
     if simulation is not None:
@@ -153,6 +159,15 @@ def _check_has_layers(result: Any) -> None:
         raise TasdcError(f"{result.model.source}: no contraction layer (matmul, batch_matmul, conv2d) to simulate")
 
 
+def _check_act_config(args: argparse.Namespace) -> None:
+    from tasdc.decompose import ConfigError, parse_config
+
+    try:
+        parse_config(args.act_config)
+    except ConfigError as error:
+        raise TasdcError(f"--act-config: {error}") from None
+
+
 def _check_target(target: str) -> None:
     """Fail early, with one line, on a target that does not load."""
     from tasdc.runtime.accel.hardware import load_hardware
@@ -167,6 +182,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path, help="a .pt2 or linalg-on-tensors .mlir model")
     p.add_argument("--target", required=True, help="dense, stc, vegeta, ttc-m8, or a hardware .toml file")
     p.add_argument("--config", default="dense", help="TASD series for every weight (default: dense)")
+    p.add_argument("--act-config", default="dense", help="TASD-A: series for the activation operand of every weight contraction, decomposed at run time (default: dense)")
     p.add_argument("--mode", choices=("map", "refuse"), default="map", help="non-native patterns: map to a denser native one, or refuse")
     p.add_argument("--json", type=Path, help="write the report as JSON (schema: tasdc/runtime/accel/simulator.py)")
     p.add_argument("--input", type=Path, help="also run the model on these inputs (.npy/.npz) and report real outputs")
@@ -181,15 +197,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from tasdc.runtime.accel.simulator import simulate_module
 
     args.config = _normalise_config(args.config)
+    _check_act_config(args)
     _check_target(args.target)
     _check_outputs(args)
     if args.output and not args.input:
         raise TasdcError("-o needs --input: only a run produces outputs")
     source, inputs = _load_inputs(args.model, args.input) if args.input else (args.model, None)
-    result = compile_model(source, options=CompileOptions(config=args.config))
+    result = compile_model(source, options=CompileOptions(config=args.config, act_config=args.act_config))
     _check_has_layers(result)
     report = simulate_module(result.module, args.target, mode=args.mode)
     report.source, report.config = result.model.source, args.config
+    if args.act_config != "dense":
+        report.config = f"{args.config}, activations {args.act_config} (TASD-A)"
     if args.json:
         write_atomically(args.json, report.to_json() + "\n")
     print(report.table())
@@ -225,6 +244,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", type=Path, required=True,
                    help="inputs: .npy (one input) or .npz with one array per model input, by name (arg0, arg1, … for .mlir)")
     p.add_argument("--config", default="dense", help="TASD series for every weight (default: dense)")
+    p.add_argument("--act-config", default="dense", help="TASD-A: series for the activation operand of every weight contraction, decomposed at run time (default: dense)")
     p.add_argument("-o", "--output", type=Path, help="save outputs: .npy, or .npz with key 'output' (output0, output1, … for several)")
     p.add_argument("--repeat", type=int, default=1, help="run this many times and report the median latency")
     p.set_defaults(func=cmd_run)
@@ -257,13 +277,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tasdc.compiler import CompileOptions, compile_model, write_atomically
 
     args.config = _normalise_config(args.config)
+    _check_act_config(args)
     if args.repeat < 1:
         raise TasdcError(f"--repeat must be >= 1, got {args.repeat}")
     _check_outputs(args)
     if args.output and args.output.suffix not in (".npy", ".npz"):
         raise TasdcError(f"{args.output}: output must end in .npy or .npz")
     source, inputs = _load_inputs(args.model, args.input)
-    result = compile_model(source, options=CompileOptions(config=args.config))
+    result = compile_model(source, options=CompileOptions(config=args.config, act_config=args.act_config))
     start = time.perf_counter()
     executable = result.cpu()
     jit_seconds = time.perf_counter() - start
@@ -292,6 +313,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"output shape {list(output.shape)} {output.dtype}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
             print(f"first values: {np.array2string(flat[:8], precision=5)}")
     label = args.config if args.model.suffix != ".mlir" or args.config != "dense" else "as compiled"
+    if args.act_config != "dense":
+        label += f", activations {args.act_config}"
     print(f"config {label}: compile {sum(result.timings.values()):.2f}s, JIT {jit_seconds:.2f}s, "
           f"run median {statistics.median(times) * 1e3:.3f} ms over {args.repeat}")
     return 0

@@ -4,8 +4,10 @@
 
 1. ``import``  — PyTorch module / ``.pt2`` / ``.mlir`` to linalg-on-tensors;
 2. ``tasd``    — the TASD pipeline built from :class:`CompileOptions`
-   (``tasd-sparsity-analysis``, then ``tasd-decompose-weights`` when a
-   series ``config`` is given), or the user's own ``pipeline`` string;
+   (``tasd-sparsity-analysis``, then ``tasd-decompose-activations`` when an
+   activation series ``act_config`` is given (TASD-A), then
+   ``tasd-decompose-weights`` when a series ``config`` is given), or the
+   user's own ``pipeline`` string;
 3. ``verify``  — after every pass (a failure carries a ``tasdc-opt``
    reproducer).
 
@@ -40,6 +42,7 @@ class CompileOptions:
 
     config: str = "dense"  # TASD series applied to every qualifying weight, e.g. "2:4+1:4"
     min_size: int = 0  # weights with fewer elements stay dense
+    act_config: str = "dense"  # TASD-A series for the activation operand of every weight contraction
     pipeline: str | None = None  # replaces the default TASD pipeline when given
     save_temps: Path | None = None  # folder for every intermediate module
 
@@ -48,6 +51,8 @@ class CompileOptions:
         if self.pipeline is not None:
             return self.pipeline
         steps = ["tasd-sparsity-analysis"]
+        if self.act_config != "dense":
+            steps.append(f"tasd-decompose-activations{{config={self.act_config}}}")
         if self.config != "dense":
             steps.append(f"tasd-decompose-weights{{config={self.config} min-size={self.min_size}}}")
         return ",".join(steps)

@@ -10,7 +10,10 @@ The oracle for tests of the decomposition and of every runtime:
   are disjoint (zero fillers add exact zeros), so the weight sum is exact and
   a lossless series reproduces the dense layer bit for bit when both use the
   same contraction routine. :func:`evaluate_series_termwise` sums the term
-  contractions instead, as hardware does.
+  contractions instead, as hardware does;
+* ``tasd.decompose_activation`` (TASD-A) is :func:`decompose_activation`:
+  :func:`tasdc.decompose.decompose` of the live value (the weights' greedy
+  and tie rule, one mechanism), summed back: ``x - residual``, exact.
 """
 
 from __future__ import annotations
@@ -38,6 +41,22 @@ def scatter_term(values: np.ndarray, indices: np.ndarray, n: int, m: int, axis: 
     if padding:
         dense = dense[..., : blocks * m - padding]
     return np.moveaxis(dense, -1, axis)
+
+
+def decompose_activation(x: np.ndarray, config: str, axis: int) -> np.ndarray:
+    """The value of ``tasd.decompose_activation``: the sum of the greedy N:M
+    terms of ``x`` along ``axis`` (exact; non-finite inputs raise
+    :class:`~tasdc.decompose.NonFiniteWeightError`)."""
+    from tasdc.decompose import decompose
+
+    return decompose(np.asarray(x), config, axis).approximation
+
+
+def evaluate_decompose_activation(op: ir.OpView, x: np.ndarray) -> np.ndarray:
+    """``tasd.decompose_activation`` op ``op`` applied to the value ``x``."""
+    config = ir.StringAttr(op.attributes["config"]).value
+    axis = int(ir.IntegerAttr(op.attributes["axis"]).value)
+    return decompose_activation(x, config, axis)
 
 
 def sparse_weight(op: ir.OpView) -> np.ndarray:

@@ -105,9 +105,12 @@ class CompileReport:
             if s.get("skipped"):
                 lines.append(f"{row.layer:<16} {row.op:<20} {gemm:<18} {'-':>7} {'dense':<12} skipped: {s['skipped']}")
                 continue
+            series = s.get('config', 'dense')
+            if s.get("act_config"):  # TASD-A on the activation operand
+                series = f"A {s['act_config']}" if series == "dense" else f"{series}|A {s['act_config']}"
             lines.append(
                 f"{row.layer:<16} {row.op:<20} {gemm:<18} {s.get('density', float('nan')):>7.3f} "
-                f"{s.get('config', 'dense'):<12} {s.get('kept_density', 1.0):>6.3f} "
+                f"{series:<12} {s.get('kept_density', 1.0):>6.3f} "
                 f"{s.get('rel_error', 0.0):>8.4f} {s.get('l1_dropped', 0.0):>8.4f} "
                 f"{('yes' if s.get('lossless', True) else 'no'):>8}"
             )

@@ -85,6 +85,7 @@ from tasdc.diagnostics import capture
 from tasdc.errors import TasdcError
 from tasdc.importer import ImportedModel, import_model
 from tasdc.module import verify
+from tasdc.passes.decompose_activations import DecomposeActivations
 from tasdc.passes.decompose_weights import DecomposeWeights
 from tasdc.passes.select_series import (
     SelectSeries,
@@ -150,8 +151,8 @@ class LayerChoice:
     why: str
     metric: str
     error: float
-    rel_error: float
-    l1_dropped: float
+    rel_error: float | None   # weight-space proxies: None for an activation series (TASD-A)
+    l1_dropped: float | None
     output_error: float | None
     lossless: bool
     cost: dict[str, float]
@@ -222,7 +223,8 @@ class TasderResult:
             if len(g) == 4 and g[0] > 1:
                 gemm = f"{g[0]}*{gemm}"
             lines.append(
-                f"{row.layer:<16} {gemm:<18} {row.chosen:<10} {row.error:>7.4f} {row.rel_error:>7.4f} "
+                f"{row.layer:<16} {gemm:<18} {row.chosen:<10} {row.error:>7.4f} "
+                f"{'-' if row.rel_error is None else format(row.rel_error, '.4f'):>7} "
                 f"{row.cost.get('latency_cycles', 0):>9.0f} {row.dense_cost.get('latency_cycles', 0):>9.0f} "
                 f"{row.cost.get('energy_j', 0) * 1e6:>9.3f} {row.dense_cost.get('energy_j', 0) * 1e6:>9.3f}  {row.why}"
             )
@@ -526,7 +528,7 @@ class TasderSession:
             passes = [SelectSeries(target=target, objective=objective, quality=quality, max_terms=max_terms,
                                    calib=self.calib or "", budget=budget, max_steps=steps,
                                    input_names=",".join(self.input_names)),
-                      DecomposeWeights()]
+                      DecomposeActivations(config="dense"), DecomposeWeights()]
             t = time.perf_counter()
             result = self.compile_with(passes, f"tasder:{target}")
             timings["select+decompose"] = timings.get("select+decompose", 0.0) + time.perf_counter() - t
@@ -644,7 +646,8 @@ class TasderSession:
             layers.append(LayerChoice(
                 layer=row.layer, op=row.op, gemm=list(row.stats.get("gemm", [])), chosen=sel["chosen"],
                 why=sel["why"], metric=sel["metric"], error=float(sel["error"]),
-                rel_error=float(chosen["rel_error"]), l1_dropped=float(chosen["l1_dropped"]),
+                rel_error=float(chosen["rel_error"]) if "rel_error" in chosen else None,  # none for activation series
+                l1_dropped=float(chosen["l1_dropped"]) if "l1_dropped" in chosen else None,
                 output_error=chosen.get("output_error"), lossless=bool(chosen["lossless"]),
                 cost={k2: float(chosen[k2]) for k2 in ("latency_cycles", "energy_j", "edp", "macs")},
                 dense_cost={k2: float(dense[k2]) for k2 in ("latency_cycles", "energy_j", "edp", "macs")},

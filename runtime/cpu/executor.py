@@ -39,6 +39,7 @@ from tasdc.errors import TasdcError
 from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.report import from_attr
+from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
@@ -281,7 +282,8 @@ def compile_for_cpu(module: ir.Module, entry: str = "main", opt_level: int = 3) 
     # Lowering is destructive: work on a copy in the same context.
     work = clone_module(module)
     arg_types, result_types = _signature(work, entry)
-    run_pipeline(work, parse_pipeline("tasd-lower-to-runtime-calls", work.context))
+    # TASD-A contractions first: a weight series whose dense operand is decomposed at run time is theirs.
+    run_pipeline(work, parse_pipeline("tasd-lower-activations-to-calls,tasd-lower-to-runtime-calls", work.context))
     kernels: list[Kernel] = []
     for op in work.body.operations:
         if op.operation.name == "func.func" and KERNEL_ATTR in op.attributes:
@@ -293,12 +295,13 @@ def compile_for_cpu(module: ir.Module, entry: str = "main", opt_level: int = 3) 
             for attr in (KERNEL_ATTR, WEIGHTS_ATTR, "tasd.stats"):
                 if attr in op.attributes:
                     del op.attributes[attr]
+    kernels += collect_act_kernels(work)  # type: ignore[arg-type] # same run/error/calls interface
     run_pipeline(work, parse_pipeline("tasd-cpu-to-llvm", work.context), verify_each=False)
     engine = ExecutionEngine(work, opt_level=opt_level)
     keep: list[Any] = []
     for kernel in kernels:
         in_rank, out_rank = len(kernel.info["dense_shape"]), len(kernel.info["result_shape"])
-        if kernel.info["kind"] == "matmul" and kernel.info["sparse_operand"] == 1:
+        if kernel.info["kind"] == "matmul" and kernel.info.get("sparse_operand") == 1:
             kernel.entry = make_cfunc_entry(kernel.packed[0], name=kernel.layer)
             callback = kernel.entry.ctypes
         else:
