@@ -170,6 +170,7 @@ def _small_target():
     data["name"] = "small"
     data["array"].update(rows=16, cols=8, count=3)
     data["memory"]["glb"].update(size_kib=16, metadata_size_kib=1)
+    data["sparsity"]["shared_metadata"] = False   # per-term metadata: the 1 KiB metadata bank overflows
     return hardware_from_dict(data, "small")
 
 
