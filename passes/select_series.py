@@ -982,9 +982,10 @@ class SelectSeries(ModulePass):
             "max_steps": int(self.max_steps),
             "path_used": [float(m.used) for m in path],
             "path_moves": [[cands[m.layer].layer, str(configs[m.dst])] for m in path],
-            "banned": sorted(f"{layer}@{series}" for layer, series in self.banned()),
             "totals": totals,
         }
+        if self.ban:
+            summary["banned"] = sorted(f"{layer}@{series}" for layer, series in self.banned())
         if taken < len(path):
             nxt = path[taken]
             summary["next_step"] = {"layer": cands[nxt.layer].layer, "series": str(configs[nxt.dst]),
