@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         session = make_session(args.models_dir / info["file"], None, calib, evaluation, metric)
         run_model(name, group, session, targets, rows, dict(info), args.max_probes, metric)
         del session
+        write(args.out, rows, targets, manifest, metric_name, time.perf_counter() - begin, partial=True)
     if args.with_shaped:
         for name, build, example_in in (("resnet50-shaped-p80", ResNet50Shaped, torch.randn(1, 3, 224, 224)),
                                         ("bert-base-shaped-p80", BertBaseShaped, torch.randn(128, 768))):
@@ -358,9 +359,16 @@ def main(argv: list[str] | None = None) -> int:
                       {"weight_sparsity": sparsity_of(model), "cost_only": True}, args.max_probes, False)
             del session
     total_s = time.perf_counter() - begin
-    summary = summary_of(rows, targets)
-    print_table(rows, summary, metric_name)
+    print_table(rows, summary_of(rows, targets), metric_name)
     print(f"total benchmark time {total_s:.0f}s")
+    write(args.out, rows, targets, manifest, metric_name, total_s, partial=False)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def write(out: Path, rows: list[dict[str, Any]], targets: tuple[str, ...], manifest: dict[str, Any],
+          metric_name: str, total_s: float, *, partial: bool) -> None:
+    """``results.json`` (rewritten after every model, ``"partial": true`` until the run ends)."""
     payload = {
         "quality_bound": QUALITY,
         "bound": metric_name,
@@ -368,13 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         "targets": targets,
         "paper": PAPER,
         "models": manifest["models"],
-        "summary": summary,
+        "summary": summary_of(rows, targets),
+        "partial": partial,
         "rows": rows,
         "total_s": total_s,
     }
-    args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    print(f"wrote {args.out}")
-    return 0
+    out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
