@@ -61,7 +61,7 @@ JSON schema (:meth:`SimReport.to_json`)
     }
     LAYER = {
       "name": str, "op": str,         # tasd.layer and the MLIR op name
-      "kind": "matmul" | "batch_matmul" | "conv2d",
+      "kind": "matmul" | "batch_matmul" | "conv2d" | "depthwise_conv2d" | "grouped_conv2d",
       "gemm": [batch, M, K, N],       # A[M, K] is the structured operand
       "tasd_a": bool,                 # A decomposed at run time
       "b_source": int,                # elements of B before im2col (conv: its input), DRAM reads it
