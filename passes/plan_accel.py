@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from torch_mlir import ir
 
-from tasdc.contractions import CONTRACTION_NAMES, scan
+from tasdc.contractions import CONTRACTION_NAMES, GROUPED_CONVS, b_source_elems, grouped_conv_gemm, scan
 from tasdc.diagnostics import remark
 from tasdc.dialects.tasd import activation_source, dense_operand_of, sparse_operand_of
 from tasdc.passes.base import ModulePass
@@ -42,6 +42,7 @@ class _Layer:
     note: str = ""
     explicit_a: bool = False  # TASD-A asked for by a tasd.decompose_activation op in the IR
     both: str = ""            # "W+A": weight and activation series on one contraction
+    b_source: int = 0         # elements of B before im2col (a conv's input), see b_source_elems
 
 
 def _shape(value: ir.Value) -> list[int]:
@@ -126,7 +127,10 @@ class PlanAccel(ModulePass):
 
     Layers are each ``tasd.series`` (its terms give the series) and each
     remaining dense ``linalg.matmul`` / ``linalg.batch_matmul`` /
-    ``linalg.conv_2d_nchw_fchw`` (weight or activation x activation), as the
+    ``linalg.conv_2d_nchw_fchw`` (weight or activation x activation) and
+    depthwise / grouped convolution (``linalg.depthwise_conv_2d_nchw_chw``,
+    ``linalg.conv_2d_ngchw_gfchw``: never decomposed, costed dense as one GEMM
+    per group, kind ``depthwise_conv2d`` / ``grouped_conv2d``), as the
     GEMM ``[batch, M, K, N]`` of their structured operand ``A[M, K]`` — the
     weight when there is one, else the lhs (a convolution: the filter), as in
     :mod:`tasdc.contractions`. ``target`` is a shipped target name (``dense``,
@@ -151,7 +155,9 @@ class PlanAccel(ModulePass):
 
     Every layer gets a ``tasd.layer`` name (the contraction scan's, made
     unique) and a ``tasd.accel`` dictionary: ``target``, ``mode``, ``kind``,
-    ``gemm``, ``operand``, ``tasd_a``, ``series`` (requested), ``executed``,
+    ``gemm``, ``b_source`` (elements of B before im2col: a convolution's
+    input, read once from DRAM per B pass; ``K*N`` for a GEMM), ``operand``,
+    ``tasd_a``, ``series`` (requested), ``executed``,
     ``mapped_from``/``mapped_to`` ("+"-joined, empty when nothing is mapped),
     ``terms`` (``t0``, ``t1``, … with ``requested``, ``executed``, ``speedup``,
     ``mapped``), the tiling (``fold_rows``, ``fold_cols``, ``folds``,
@@ -195,7 +201,7 @@ class PlanAccel(ModulePass):
             counted = name == "tasd.series" or operation in scan_names
             index = position[0]
             position[0] += counted
-            if name != "tasd.series" and name not in CONTRACTION_NAMES:
+            if name != "tasd.series" and name not in CONTRACTION_NAMES and name not in GROUPED_CONVS:
                 return ir.WalkResult.ADVANCE
             op = operation.opview
             if not _static(op):
@@ -212,12 +218,20 @@ class PlanAccel(ModulePass):
                 gemm = tuple(stats["gemm"]) if isinstance(stats, dict) and len(stats.get("gemm", [])) == 4 \
                     else _tasd_gemm(first)
                 layer = _Layer(op, existing, TASD_CONTRACTIONS[first.name], gemm,  # type: ignore[arg-type]
-                               tuple(terms), "weight")
+                               tuple(terms), "weight", b_source=b_source_elems(first, gemm))  # type: ignore[arg-type]
                 act = _act_series(dense_operand_of(first))
                 if act is not None:
                     layer.both = f"TASD-W {series_label(layer.terms)} and TASD-A {series_label(act)}"
                 layers.append(layer)
                 names.append(f"{TASD_CONTRACTIONS[first.name]}_{index}")
+                return ir.WalkResult.ADVANCE
+            if name in GROUPED_CONVS:  # not decomposed by TASD: costed as dense GEMMs, one per group
+                gemm = grouped_conv_gemm(op)
+                assert gemm is not None
+                layer = _Layer(op, existing, GROUPED_CONVS[name], gemm, (), "weight")
+                layer.b_source = b_source_elems(op, gemm)
+                layers.append(layer)
+                names.append(f"{GROUPED_CONVS[name]}_{index}")
                 return ir.WalkResult.ADVANCE
             kind = CONTRACTION_NAMES[name]
             cand = candidates.get(operation)
@@ -239,6 +253,7 @@ class PlanAccel(ModulePass):
                         layer.gemm = _swap(gemm)
                 elif operand == "activation" and act_series:
                     layer.terms, layer.tasd_a = act_series, True
+            layer.b_source = b_source_elems(op, layer.gemm)
             layers.append(layer)
             names.append(f"{kind}_{index}")
             return ir.WalkResult.ADVANCE
@@ -286,7 +301,8 @@ class PlanAccel(ModulePass):
         configs = list(dict.fromkeys(layer.terms for layer in layers))
         shapes = LayerShapes.from_arrays(
             [l.gemm[1] for l in layers], [l.gemm[2] for l in layers], [l.gemm[3] for l in layers],
-            [l.gemm[0] for l in layers], [l.tasd_a for l in layers], names=[l.name or "" for l in layers])
+            [l.gemm[0] for l in layers], [l.tasd_a for l in layers], names=[l.name or "" for l in layers],
+            b_source=[l.b_source for l in layers])
         table = evaluate(hw, shapes, configs, mode=self.mode)
         index = {c: j for j, c in enumerate(configs)}
         for i, layer in enumerate(layers):
@@ -339,6 +355,7 @@ class PlanAccel(ModulePass):
             "mode": self.mode,
             "kind": layer.kind,
             "gemm": [int(v) for v in layer.gemm],
+            "b_source": int(layer.b_source),
             "operand": layer.operand,
             "tasd_a": bool(layer.tasd_a),
             "series": series.label,

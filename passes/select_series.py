@@ -130,7 +130,7 @@ from torch_mlir import ir
 
 from tasdc import cache as _cache
 from tasdc.activation_stats import ActivationSeries, ActivationStats
-from tasdc.contractions import CONTRACTION_NAMES, Candidate, scan
+from tasdc.contractions import CONTRACTION_NAMES, Candidate, b_source_elems, scan
 from tasdc.decompose import Pattern, SeriesConfig, decompose, l1_dropped, relative_error
 from tasdc.diagnostics import remark
 from tasdc.arrays import read_arrays
@@ -806,7 +806,12 @@ def _shape(value: ir.Value) -> list[int]:
 
 
 def _fixed_gemm(op: ir.OpView) -> tuple[int, int, int, int] | None:
-    """GEMM of a contraction that stays dense (run-time x run-time), or None."""
+    """GEMM of a contraction that stays dense (run-time x run-time, depthwise / grouped conv), or None."""
+    from tasdc.contractions import grouped_conv_gemm  # noqa: PLC0415
+
+    grouped = grouped_conv_gemm(op)
+    if grouped is not None:
+        return grouped
     kind = CONTRACTION_NAMES.get(op.name)
     if kind is None:
         return None
@@ -869,7 +874,11 @@ class SelectSeries(ModulePass):
     ``calib`` (.npz/.npy of model inputs, optional; one array per input,
     named as in ``input-names``), ``budget`` (≥ 0
     overrides the quality-derived budget), ``max-steps`` (≥ 0 caps the greedy
-    path, 0 = all dense), ``activations`` (default true: on a target with
+    path, 0 = all dense), ``ban`` (space-separated ``layer@series`` moves
+    taken off the path, e.g. ``conv2d_0@2:4``: the measured search demotes
+    moves that broke the measured bound; the layer may still take its other
+    series; the module summary lists the path's moves, ``path_moves``),
+    ``activations`` (default true: on a target with
     TASD extraction units and with ``calib``, every layer may instead take a
     series on its *activation* operand, TASD-A, written as
     ``tasd.act_config`` for ``tasd-decompose-activations``; see below).
@@ -898,6 +907,17 @@ class SelectSeries(ModulePass):
     max_steps: int = -1
     input_names: str = ""  # the model's input names, comma-separated (calibration .npz keys)
     activations: bool = True
+    ban: str = ""
+
+    def banned(self) -> set[tuple[str, str]]:
+        """The ``ban`` option as ``{(layer, series)}``."""
+        out = set()
+        for item in self.ban.split():
+            layer, sep, series = item.partition("@")
+            if not sep or not layer or not series:
+                raise SelectionError(f"ban: '{item}' is not layer@series (e.g. conv2d_0@2:4)")
+            out.add((layer, series))
+        return out
 
     def __post_init__(self) -> None:
         check_options(self.target, self.objective, self.quality, self.max_terms)
@@ -905,6 +925,7 @@ class SelectSeries(ModulePass):
             raise SelectionError(f"budget must be a finite number (< 0: derived from quality), got '{self.budget}'")
         if self.max_steps < -1:
             raise SelectionError(f"max-steps must be >= -1, got {self.max_steps}")
+        self.banned()
         if self.calib:
             path = Path(self.calib)
             if not path.exists():
@@ -922,10 +943,12 @@ class SelectSeries(ModulePass):
         found = scan(module)
         cands = found.candidates
         fixed = []
+        fixed_ops = []
         for skipped in found.skipped:
             gemm = _fixed_gemm(skipped.op)
             if gemm is not None:
                 fixed.append((skipped.layer, gemm))
+                fixed_ops.append((skipped.op, gemm))
         names = [n for n in self.input_names.split(",") if n]
         act_configs: list[SeriesConfig] = []
         # An activation series is exact only on the inputs seen: quality 1.0 (exact on every input) admits none.
@@ -989,10 +1012,11 @@ class SelectSeries(ModulePass):
 
         # -- costs: one vectorised call ---------------------------------------
         gemms = [c.gemm for c in cands] + [g for _, g in fixed]
+        sources = [b_source_elems(c.op, c.gemm) for c in cands] + [b_source_elems(op, g) for op, g in fixed_ops]
         table = None
         if gemms:
             shapes = LayerShapes.from_arrays([g[1] for g in gemms], [g[2] for g in gemms], [g[3] for g in gemms],
-                                             [g[0] for g in gemms])
+                                             [g[0] for g in gemms], b_source=sources)
             table = evaluate(hw, shapes, weight_configs, mode="refuse")
             if act_configs and n_l:
                 table = _with_activation_options(hw, table, cands, act_configs)
@@ -1006,6 +1030,13 @@ class SelectSeries(ModulePass):
             float(a["energy_j"][n_l:, 0].sum()), float(a["latency_s"][n_l:, 0].sum()),
             float(a["latency_cycles"][n_l:, 0].sum()),
         )
+        bans = self.banned()
+        if bans:
+            labels = [str(c) for c in configs]
+            for i, cand in enumerate(cands):
+                for j, label in enumerate(labels):
+                    if j and (cand.layer, label) in bans:
+                        problem.valid[i, j] = False
         path = greedy_path(problem)
         choice, taken = cut_path(path, n_l, self.effective_budget, self.max_steps)
 
@@ -1156,8 +1187,11 @@ class SelectSeries(ModulePass):
             "steps_taken": taken,
             "max_steps": int(self.max_steps),
             "path_used": [float(m.used) for m in path],
+            "path_moves": [[cands[m.layer].layer, str(configs[m.dst])] for m in path],
             "totals": totals,
         }
+        if self.ban:
+            summary["banned"] = sorted(f"{layer}@{series}" for layer, series in self.banned())
         if taken < len(path):
             nxt = path[taken]
             summary["next_step"] = {"layer": cands[nxt.layer].layer, "series": str(configs[nxt.dst]),

@@ -360,6 +360,51 @@ def scan(module: ir.Module) -> ContractionScan:
     return result
 
 
+# Contractions TASD does not decompose but the accelerator model costs as dense GEMMs.
+GROUPED_CONVS = {
+    "linalg.depthwise_conv_2d_nchw_chw": "depthwise_conv2d",
+    "linalg.conv_2d_ngchw_gfchw": "grouped_conv2d",
+}
+
+
+def grouped_conv_gemm(op: ir.OpView) -> tuple[int, int, int, int] | None:
+    """``[batch, M, K, N]`` of a depthwise / grouped convolution as one GEMM
+    per group (filter rows x (channels per group * KH * KW) x output pixels),
+    or None (not one of those, or dynamic shapes)."""
+    if op.name not in GROUPED_CONVS:
+        return None
+    values = [*op.operands, *op.results]
+    if not all(isinstance(v.type, ir.RankedTensorType) and ir.RankedTensorType(v.type).has_static_shape
+               for v in values):
+        return None
+    if op.name == "linalg.depthwise_conv_2d_nchw_chw":
+        n, c, _, _ = _shape(op.operands[0])
+        _, kh, kw = _shape(op.operands[1])
+        _, _, oh, ow = _shape(op.results[0])
+        return (c, 1, kh * kw, n * oh * ow)
+    n, g, cg, _, _ = _shape(op.operands[0])
+    _, fg, _, kh, kw = _shape(op.operands[1])
+    _, _, _, oh, ow = _shape(op.results[0])
+    return (g, fg, cg * kh * kw, n * oh * ow)
+
+
+def b_source_elems(op: ir.OpView, gemm: tuple[int, int, int, int]) -> int:
+    """Elements of the GEMM's B operand as stored before im2col, per batch
+    element: a convolution's input ``N*C*H*W`` (``linalg.conv_2d_nchw_fchw``,
+    ``tasd.conv2d``, depthwise), else ``K*N``. The cost model reads a
+    convolution's input once from DRAM and forms the im2col on chip."""
+    _, _, k, n = gemm
+    if "conv" in op.name:
+        shape = _shape(op.operands[0])
+        elems = 1
+        for d in shape:
+            elems *= d
+        if op.name in GROUPED_CONVS:  # one GEMM per group: per group its share of the input
+            elems //= max(shape[1], 1)
+        return int(min(elems, k * n)) if elems > 0 else k * n
+    return k * n
+
+
 def _is_generic_contraction(op: ir.OpView) -> bool:
     if op.name != "linalg.generic" or "iterator_types" not in op.attributes:
         return False

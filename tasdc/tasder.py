@@ -135,6 +135,8 @@ class Probe:
     passed: bool | None
     measured: bool          # False when the same selection was measured before (cache)
     seconds: float
+    predicted: float | None = None   # quality the budget rule predicts: 1/sqrt(1 + Σ e²)
+    banned: list[str] = dataclasses.field(default_factory=list)   # moves demoted when probed (bisect)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -508,9 +510,16 @@ class TasderSession:
 
     # -- the search --------------------------------------------------------
     def compile(self, target: str, objective: str = "edp", quality: float = 0.99, max_terms: int = 2, *,
-                relax: bool = True, max_probes: int = 10) -> "TasderResult":
-        """Search the series per layer for ``target`` (see module docstring)."""
+                relax: bool = True, max_probes: int = 10, search: str = "ladder") -> "TasderResult":
+        """Search the series per layer for ``target`` (see module docstring).
+
+        ``search="ladder"``: the budget ladder with back-off / relaxation /
+        refinement above; ``search="bisect"``: bisection on the greedy path
+        with demotion of the moves that break the measured bound
+        (:mod:`tasdc.path_search`)."""
         check_options(target, objective, quality, max_terms)
+        if search not in ("ladder", "bisect"):
+            raise SelectionError(f"search must be 'ladder' or 'bisect', got '{search}'")
         if isinstance(max_probes, bool) or not isinstance(max_probes, int) or max_probes < 1:
             raise SelectionError(f"max_probes must be a positive integer, got '{max_probes}'")
         start_all = time.perf_counter()
@@ -519,7 +528,8 @@ class TasderSession:
         predicted = budget_for_quality(quality)
         measuring = bool(self.sets)
 
-        def select(level: float | None, exact: float | None = None, steps: int = -1) -> CompileResult:
+        def select(level: float | None, exact: float | None = None, steps: int = -1, ban: str = "",
+                   decompose: bool = True) -> CompileResult:
             """Compile at a budget level (None: all dense), an exact budget, or a path prefix of ``steps``."""
             budget = exact if exact is not None else (0.0 if level is None else
                                                       (_INF_BUDGET if math.isinf(level) else level))
@@ -527,8 +537,10 @@ class TasderSession:
                 steps = 0
             passes = [SelectSeries(target=target, objective=objective, quality=quality, max_terms=max_terms,
                                    calib=self.calib or "", budget=budget, max_steps=steps,
-                                   input_names=",".join(self.input_names)),
-                      DecomposeActivations(config="dense"), DecomposeWeights()]
+                                   input_names=",".join(self.input_names), ban=ban),
+                      DecomposeActivations(config="dense")]
+            if decompose:
+                passes.append(DecomposeWeights())
             t = time.perf_counter()
             result = self.compile_with(passes, f"tasder:{target}")
             timings["select+decompose"] = timings.get("select+decompose", 0.0) + time.perf_counter() - t
@@ -538,7 +550,13 @@ class TasderSession:
             return tuple(row.stats["select"]["chosen"] for row in result.report.layers if "select" in row.stats)
 
         probes: list[Probe] = []
-        if not measuring:
+        if measuring and search == "bisect":
+            if self._reference is None:
+                self.reference()
+                timings["reference"] = self.timings["reference"]
+            result, reports, initial, chosen_level = self._bisect(select, configs_of, quality, max_probes,
+                                                                  probes, timings, notes)
+        elif not measuring:
             result = select(None, exact=predicted)
             chosen_level: float = predicted
             initial = configs_of(result)
@@ -625,6 +643,55 @@ class TasderSession:
         timings["total"] = time.perf_counter() - start_all + self.timings["import"]
         return self._result(result, target, objective, quality, max_terms, reports, probes, initial,
                             chosen_level, predicted, timings, notes)
+
+    def _bisect(self, select: Any, configs_of: Any, quality: float, max_probes: int, probes: list[Probe],
+                timings: dict[str, float], notes: list[str]) -> tuple[CompileResult, dict[str, QualityReport],
+                                                                    tuple[str, ...], float]:
+        """The bisection-with-demotion search (:mod:`tasdc.path_search`) over compiled, measured prefixes."""
+        from tasdc.path_search import PathMove, bisect_with_demotion, predicted_quality
+
+        def ban_text(bans: frozenset[tuple[str, str]]) -> str:
+            return " ".join(sorted(f"{layer}@{series}" for layer, series in bans))
+
+        paths: dict[frozenset[tuple[str, str]], list[PathMove]] = {}
+        compiled: dict[tuple[frozenset[tuple[str, str]], int], tuple[CompileResult, dict[str, QualityReport], bool]] = {}
+
+        def path_of(bans: frozenset[tuple[str, str]]) -> list[PathMove]:
+            if bans not in paths:
+                summary = read_selection(select(math.inf, steps=0, ban=ban_text(bans), decompose=False).module)
+                paths[bans] = [PathMove(str(layer), str(series), float(used)) for (layer, series), used
+                               in zip(summary.get("path_moves", []), summary.get("path_used", []))]
+            return paths[bans]
+
+        def probe(steps: int, bans: frozenset[tuple[str, str]]) -> tuple[bool, bool]:
+            t = time.perf_counter()
+            result = select(math.inf, steps=steps, ban=ban_text(bans))
+            reps, cached = self.measure(result, configs_of(result))
+            ok = all(q.value >= quality - QUALITY_TOLERANCE for q in reps.values())
+            compiled[(bans, steps)] = (result, reps, ok)
+            dt = time.perf_counter() - t
+            timings["measure"] = timings.get("measure", 0.0) + dt
+            used = path_of(bans)[steps - 1].used if steps else 0.0
+            probes.append(Probe(f"step {steps}", used, steps, {k: q.value for k, q in reps.items()}, ok,
+                                not cached, dt, predicted_quality(used), sorted(ban_text(bans).split())))
+            return ok, not cached
+
+        dense_path = path_of(frozenset())
+        initial = configs_of(select(math.inf, exact=budget_for_quality(quality), decompose=False))
+        outcome = bisect_with_demotion(path_of, probe, max_probes)
+        bans = frozenset(tuple(b.split("@", 1)) for b in outcome.bans)  # type: ignore[misc]
+        key = (bans, outcome.steps)
+        if key not in compiled:   # steps 0 (all dense) is never probed: it is the reference
+            probe(outcome.steps, bans)
+        result, reports, _ = compiled[key]
+        if outcome.bans:
+            notes.append("moves demoted after breaking the measured bound: " + ", ".join(outcome.bans))
+        if outcome.exhausted:
+            notes.append(f"search stopped after {max_probes} measured configurations (max_probes)")
+        notes.append(f"bisection on the greedy path: {outcome.steps} of {len(outcome.path)} moves kept "
+                     f"(path of {len(dense_path)} moves before demotions)")
+        level = outcome.path[outcome.steps - 1].used if outcome.steps else 0.0
+        return result, reports, initial, level
 
     def _result(self, result: CompileResult, target: str, objective: str, quality: float, max_terms: int,
                 reports: dict[str, QualityReport], probes: list[Probe], initial: tuple[str, ...],

@@ -12,7 +12,12 @@ A layer is a GEMM ``C[Mo, No] = A[Mo, K] . B[K, No]`` repeated ``batch`` times
 operand: the weight for TASD-W (decomposed offline, stored compressed), or an
 activation for TASD-A (``tasd_a=True``: stored dense, decomposed at run time
 by the target's TASD extraction units). Convolutions are given as their im2col
-GEMM (``Mo`` = output channels, ``K`` = Cin*kh*kw, ``No`` = batch*oh*ow).
+GEMM (``Mo`` = output channels, ``K`` = Cin*kh*kw, ``No`` = batch*oh*ow) plus
+``b_source`` = the elements of their input (batch*Cin*H*W): a convolution
+runs as a convolution, its input read from DRAM once per B pass (a line
+buffer of kh rows in the GLB keeps the halo between consecutive column
+panels) and the im2col panels formed on chip (see *Memory*). For a GEMM
+``b_source`` = K*No.
 A *series* ``A ~ A1 + A2 + ...`` runs as ``A1.B + A2.B + ...`` accumulated into
 the same C; ``dense`` (no terms) runs A dense.
 
@@ -54,6 +59,12 @@ Compute (exactly SCALE-Sim 3's OS timing for dense; validated by
     mac_cycles     = waves * sum_t stream_t
     compute_cycles = waves * fold_cycles
 
+With ``array.fill_drain_overlap`` (double-buffered output registers; off in
+SCALE-Sim) consecutive folds pipeline: the skew is paid once per layer and a
+fold lasts at least the ``R`` cycles its C needs to drain::
+
+    compute_cycles = waves * max(sum_t stream_t, R) + (R + Cc - 2)
+
 Utilisation on shapes the array does not divide comes from the ceil tiling
 (``mapping_efficiency = Mo*No / (fr*R*fc*Cc)``) and from fill/drain
 (``mac_utilization = macs / (PEs * compute_cycles)``).
@@ -63,13 +74,20 @@ metadata bits per kept value; per batch element, then times ``batch``)::
 
     A_on  = Mo * sum_t kc_t * vb        (A as stored on chip: kept values, all terms)
     MD    = Mo * sum_t[sparse] kc_t * bits / 8
+            (``sparsity.shared_metadata`` and every sparse term of one M:
+             Mo * ceil(K/M) * min(M, sum_t[sparse] N_t * bits) / 8)
     B     = K * No * vb,   C = Mo * No * ob
+    B_src = min(B, b_source * vb)      (DRAM bytes of B per pass: a conv's input)
     A_dram (DRAM bytes of A per pass) = A_on + MD (TASD-W) | Mo * K * vb dense (TASD-A)
 
 *DRAM <-> GLB* (GLB = ``size_kib`` of data + ``metadata_size_kib`` of
 metadata). C is written once: partial sums never leave the PEs. Long
 reductions stream through the GLB in chunks of ``K_CHUNK`` = 256 K-elements
 (``A_stream`` = a double-buffered chunk of an A row panel). Passes::
+
+(B_src replaces B in DRAM reads and GLB writes below; the GLB's capacity
+rules and its reads of B keep the im2col panel sizes, a conservative bound
+for the line buffer of a convolution.)
 
     if  A_on + 2*B_panel + 2*C_tile <= GLB  and  MD <= GLB_md:   # A resident
         a_dram_passes = 1, b_dram_passes = 1          (B streamed once, panel by panel)
@@ -117,8 +135,8 @@ Energy (pJ -> J)::
 Not modelled: static / leakage power and clock gating of idle PEs (energy
 counts only issued work), the prologue before the first tile (first DRAM
 fill) and the epilogue (last write-back) which double buffering cannot hide,
-overlap of one fold's drain with the next fold's fill (SCALE-Sim does not
-overlap either), K-tiling with partial sums spilled to the GLB (DRAM reuse
+overlap of one fold's drain with the next fold's fill unless the hardware
+file sets ``array.fill_drain_overlap`` (SCALE-Sim does not overlap), K-tiling with partial sums spilled to the GLB (DRAM reuse
 is limited to one resident operand, as in an OS array that accumulates the
 full K in place), a row-chunked A-resident tiling (symmetric to the
 B-chunked one, within rounding), DRAM page/bank effects (bandwidth is a constant),
@@ -387,10 +405,16 @@ class LayerShapes:
     batch: np.ndarray
     tasd_a: np.ndarray
     names: tuple[str, ...] | None = None
+    b_source: np.ndarray | None = None   # elements of B's source per batch element (conv: its input)
+
+    @property
+    def b_source_elems(self) -> np.ndarray:
+        """Elements of B's source tensor per batch element (K*N for a GEMM)."""
+        return self.k * self.n if self.b_source is None else self.b_source
 
     @classmethod
     def from_arrays(cls, m: Any, k: Any, n: Any, batch: Any = 1, tasd_a: Any = False,
-                    names: Sequence[str] | None = None) -> "LayerShapes":
+                    names: Sequence[str] | None = None, b_source: Any = None) -> "LayerShapes":
         m = _as_int_array(m, "m")
         size = m.shape[0]
         k = _as_int_array(k, "k", size)
@@ -407,7 +431,12 @@ class LayerShapes:
             names = tuple(str(x) for x in names)
             if len(names) != size:
                 raise ValueError(f"LayerShapes.names: length {len(names)} != {size}")
-        return cls(m, k, n, batch, ta, names)
+        src = None
+        if b_source is not None:
+            src = _as_int_array(b_source, "b_source", size)
+            if src.shape != (size,):
+                raise ValueError(f"LayerShapes.b_source: length {src.shape[0]} != {size}")
+        return cls(m, k, n, batch, ta, names, src)
 
     @classmethod
     def from_list(cls, shapes: Iterable[Sequence[int]], tasd_a: Any = False,
@@ -424,8 +453,10 @@ class LayerShapes:
         return cls.from_arrays(np.array(m, dtype=np.int64), k, n, b, tasd_a, names)
 
     @classmethod
-    def single(cls, m: int, k: int, n: int, batch: int = 1, tasd_a: bool = False) -> "LayerShapes":
-        return cls.from_arrays(np.array([m]), [k], [n], [batch], [tasd_a])
+    def single(cls, m: int, k: int, n: int, batch: int = 1, tasd_a: bool = False,
+               b_source: int | None = None) -> "LayerShapes":
+        return cls.from_arrays(np.array([m]), [k], [n], [batch], [tasd_a],
+                               b_source=None if b_source is None else [b_source])
 
     def __len__(self) -> int:
         return int(self.m.shape[0])
@@ -434,8 +465,9 @@ class LayerShapes:
         sel = np.arange(len(self))[idx]
         sel = np.atleast_1d(sel)
         names = None if self.names is None else tuple(self.names[i] for i in sel)
+        src = None if self.b_source is None else self.b_source[sel]
         return LayerShapes(self.m[sel], self.k[sel], self.n[sel], self.batch[sel],
-                           self.tasd_a[sel], names)
+                           self.tasd_a[sel], names, src)
 
 
 # --------------------------------------------------------------------------
@@ -619,6 +651,19 @@ class CostTable:
 # --------------------------------------------------------------------------
 
 
+def _shared_md(plans: Sequence[SeriesPlan], bits: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per config: the common M of its sparse terms (0 if none or mixed) and
+    the shared per-block metadata bits ``min(M, sum_t N_t * bits)``."""
+    m_sh = np.zeros(len(plans))
+    bits_sh = np.zeros(len(plans))
+    for j, p in enumerate(plans):
+        sparse = [t.executed for t in p.terms if t.executed is not None]
+        if sparse and len({t.m for t in sparse}) == 1:
+            m_sh[j] = float(sparse[0].m)
+            bits_sh[j] = min(float(sparse[0].m), sum(t.n for t in sparse) * bits)
+    return m_sh, bits_sh
+
+
 def _plans_to_arrays(plans: Sequence[SeriesPlan]):
     C = len(plans)
     T = max(len(p.terms) for p in plans)
@@ -687,6 +732,7 @@ def evaluate(hw: Hardware | str | Path, layers: LayerShapes | Iterable[Sequence[
     No = layers.n.astype(np.float64)[:, None]
     bt = layers.batch.astype(np.float64)[:, None]
     ta = layers.tasd_a.astype(np.float64)[:, None]
+    src = layers.b_source_elems.astype(np.float64)[:, None]
     K3 = K[:, :, None]                                # [L, 1, 1]
 
     # ---- per term ----------------------------------------------------------
@@ -707,8 +753,11 @@ def evaluate(hw: Hardware | str | Path, layers: LayerShapes | Iterable[Sequence[
     waves = _ceil(folds / count)
     fill = R + Cc - 2.0
     mac_cycles = waves * sum_stream
-    fill_drain = np.broadcast_to(waves * fill, mac_cycles.shape)
-    compute = mac_cycles + fill_drain
+    if hw.array.fill_drain_overlap:   # pipelined folds: one skew per layer, a fold >= its drain (R)
+        compute = waves * np.maximum(sum_stream, R) + fill
+    else:                             # SCALE-Sim: skew fill + drain in every fold
+        compute = mac_cycles + waves * fill
+    fill_drain = compute - mac_cycles
     MN = Mo * No
     macs = bt * MN * sum_kc
     dense_macs = np.broadcast_to(bt * MN * K, macs.shape)
@@ -718,10 +767,16 @@ def evaluate(hw: Hardware | str | Path, layers: LayerShapes | Iterable[Sequence[
     # ---- sizes per batch element ------------------------------------------
     a_row = sum_kc * vb                               # on-chip A bytes per row (all terms)
     md_row = sum_kc_sparse * bits / 8.0
+    if hw.sparsity.shared_metadata:   # one mask per block for a same-M series
+        m_sh, bits_sh = (x[None, :] for x in _shared_md(plans, bits))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            md_sh = _ceil(K / np.where(m_sh > 0, m_sh, 1.0)) * bits_sh / 8.0
+        md_row = np.where(m_sh > 0, md_sh, md_row)
     A_on = Mo * a_row                                 # [L, C]
     MD = Mo * md_row
     dense_A = Mo * K * vb                             # [L, 1]
     B = K * No * vb
+    B_src = np.minimum(B, src * vb)                   # DRAM bytes of B per pass (conv: its input)
     Cb = MN * ob
     A_dram = ta * dense_A + (1.0 - ta) * A_on         # DRAM bytes of A per pass
     MD_dram = (1.0 - ta) * MD                         # TASD-A makes metadata on chip
@@ -748,12 +803,12 @@ def evaluate(hw: Hardware | str | Path, layers: LayerShapes | Iterable[Sequence[
     b_in_rf = (a_fits & (b_panel <= rf.size_bytes)).astype(np.float64)
 
     # ---- traffic (totals over batch) ---------------------------------------
-    dram_data = bt * (A_dram * a_passes + B * b_passes + Cb)
+    dram_data = bt * (A_dram * a_passes + B_src * b_passes + Cb)
     dram_md = bt * MD_dram * a_passes
     dram_bytes = dram_data + dram_md
 
     glb_b_reads = B * np.where(b_in_rf > 0, 1.0, fr)
-    glb_w = bt * (A_on * a_passes + B * b_passes + Cb)
+    glb_w = bt * (A_on * a_passes + B_src * b_passes + Cb)
     glb_r = bt * (A_on * fc + glb_b_reads + Cb)
     glb_md_w = bt * MD * a_passes
     glb_md_r = bt * MD * fc
@@ -824,7 +879,9 @@ def evaluate(hw: Hardware | str | Path, layers: LayerShapes | Iterable[Sequence[
 
 
 def cost_layer(hw: Hardware | str | Path, m: int, k: int, n: int, series: SeriesSpec = "dense",
-               batch: int = 1, *, tasd_a: bool = False, mode: str = "refuse") -> LayerCost:
-    """Cost of one GEMM layer under one series (a 1x1 :func:`evaluate`)."""
-    table = evaluate(hw, LayerShapes.single(m, k, n, batch, tasd_a), [series], mode=mode)
+               batch: int = 1, *, tasd_a: bool = False, mode: str = "refuse",
+               b_source: int | None = None) -> LayerCost:
+    """Cost of one GEMM layer under one series (a 1x1 :func:`evaluate`);
+    ``b_source``: elements of B's source tensor (a convolution's input)."""
+    table = evaluate(hw, LayerShapes.single(m, k, n, batch, tasd_a, b_source), [series], mode=mode)
     return table.layer_cost(0, 0)

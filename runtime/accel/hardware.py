@@ -24,6 +24,7 @@ at every level; integers must be TOML integers, numbers may be int or float)::
     rows = 32                                 # PE rows   (C rows / A rows, Mo)
     cols = 32                                 # PE columns (C columns / B columns, No)
     count = 1                                 # identical arrays sharing the buffers
+    fill_drain_overlap = false                # optional (default false): see "Options" below
 
     [datatype]
     value_bytes = 1                           # A and B elements
@@ -32,6 +33,7 @@ at every level; integers must be TOML integers, numbers may be int or float)::
     [sparsity]
     metadata_bits = 2                         # per kept value of A (index in block)
     patterns = [ { n = 2, m = 4, speedup = 2.0 } ]   # [] for a dense-only array
+    shared_metadata = false                   # optional (default false): see "Options" below
 
     [extraction]                              # optional: TASD units (TASD-A)
     units = 32
@@ -68,6 +70,29 @@ faster than dense): ``1 <= n <= m``; ``m`` a power of two; a sparse entry
 metadata) and ``1 <= speedup <= m / n`` (no more than the skipped zeros); an
 ``n == m`` entry is dense and must have ``speedup = 1``; no duplicates. Dense
 always runs on every target whether listed or not.
+
+Options (booleans, default ``false``; the SCALE-Sim cross-check runs with
+both off)::
+
+    array.fill_drain_overlap   The array double-buffers its output registers, so
+                               consecutive folds pipeline: the next fold's A/B
+                               enter right behind the previous fold's last
+                               values while that fold's C drains. A layer pays
+                               the skew fill + drain (rows + cols - 2 cycles)
+                               once per array instead of once per fold; a fold
+                               shorter than the drain (``rows`` cycles, one C
+                               row per cycle out of each column) waits for it.
+                               Off: every fold pays rows + cols - 2 (SCALE-Sim).
+    sparsity.shared_metadata   A series whose sparse terms all share one block
+                               size M stores one metadata word per block for
+                               the whole series: an M-bit mask of the kept
+                               positions (terms take the masked values in
+                               order; any split of a block's kept values among
+                               the terms gives the same sum), or the per-term
+                               indices when those are shorter, i.e.
+                               ``min(M, sum_t N_t * metadata_bits)`` bits per
+                               block. Off: ``metadata_bits`` per kept value
+                               per term.
 
 Every validation failure raises :class:`HardwareError` whose one-line message
 names the file and the dotted key.
@@ -131,6 +156,7 @@ class ArrayConfig:
     rows: int
     cols: int
     count: int
+    fill_drain_overlap: bool = False
 
     @property
     def pes(self) -> int:
@@ -161,6 +187,7 @@ class NativePattern:
 class Sparsity:
     metadata_bits: int
     patterns: tuple[NativePattern, ...]
+    shared_metadata: bool = False
 
     @property
     def sparse_patterns(self) -> tuple[NativePattern, ...]:
@@ -287,6 +314,7 @@ _N_POS = ("num", "pos", True)
 _N_NONNEG = ("num", "nonneg", True)
 _STR = ("str", None, True)
 _STR_OPT = ("str", None, False)
+_BOOL_OPT = ("bool", None, False)
 
 _PATTERN_SCHEMA: dict[str, Any] = {
     "n": ("int", None, True),
@@ -299,9 +327,11 @@ _SCHEMA: dict[str, Any] = {
     "name": _STR,
     "description": _STR_OPT,
     "technology": {"node_nm": _I_POS, "clock_ghz": _N_POS},
-    "array": {"dataflow": _STR, "rows": _I_POS, "cols": _I_POS, "count": _I_POS},
+    "array": {"dataflow": _STR, "rows": _I_POS, "cols": _I_POS, "count": _I_POS,
+              "fill_drain_overlap": _BOOL_OPT},
     "datatype": {"value_bytes": _N_POS, "output_bytes": _N_POS},
-    "sparsity": {"metadata_bits": _I_NONNEG, "patterns": ("patterns", None, True)},
+    "sparsity": {"metadata_bits": _I_NONNEG, "patterns": ("patterns", None, True),
+                 "shared_metadata": _BOOL_OPT},
     "extraction?": {
         "units": _I_POS,
         "cycles_per_block": _N_POS,
@@ -356,6 +386,10 @@ class _Checker:
 
     # -- leaves -------------------------------------------------------------
     def leaf(self, key: str, value: Any, kind: str, constraint: str | None) -> Any:
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise self.fail(key, f"expected true or false, got {_tname(value)}")
+            return value
         if kind == "str":
             if not isinstance(value, str):
                 raise self.fail(key, f"expected a string, got {_tname(value)}")
@@ -518,9 +552,10 @@ def _build(data: dict[str, Any], source: str) -> Hardware:
         name=d["name"],
         description=d["description"] or "",
         technology=Technology(**d["technology"]),
-        array=ArrayConfig(**arr),
+        array=ArrayConfig(**{**arr, "fill_drain_overlap": bool(arr["fill_drain_overlap"])}),
         datatype=DataType(**d["datatype"]),
-        sparsity=Sparsity(metadata_bits=bits, patterns=tuple(pats)),
+        sparsity=Sparsity(metadata_bits=bits, patterns=tuple(pats),
+                          shared_metadata=bool(sp["shared_metadata"])),
         extraction=None if ext is None else ExtractionUnits(**ext),
         memory=Memory(rf=RegisterFile(**mem["rf"]), glb=GlobalBuffer(**mem["glb"]),
                       dram=Dram(**mem["dram"])),

@@ -46,7 +46,10 @@ Every instruction is an :class:`Instr`; its fields are in elements and bytes
 ``EXTRACT``    TASD units -> GLB: one term of those rows extracted at run
                time; ``blocks`` block selections (0 for a dense term that
                passes through), ``bytes`` + ``md_bytes`` written.
-``DMA_B``      DRAM -> GLB: ``cols`` columns of B (all of K).
+``DMA_B``      DRAM -> GLB: ``cols`` columns of B (all of K); for a
+               convolution the share of its input those columns need
+               (the input is read once per B pass, the im2col panels are
+               formed on chip by ``LOAD_B``).
 ``LOAD_B``     GLB -> RF: the B column panel of a fold (``cols`` x K).
 ``LOAD_A_TERM`` GLB -> array edge: the fold's rows of one term, with
                metadata.
@@ -55,7 +58,11 @@ Every instruction is an :class:`Instr`; its fields are in elements and bytes
 ``MAC``        one term on one fold: ``cycles`` stream cycles, ``macs``
                issued, ``positions`` dense B values passing a PE,
                ``sparse`` (metadata register read per MAC).
-``DRAIN``      the fold's systolic skew (fill + drain), ``cycles``.
+``DRAIN``      the fold's systolic skew (fill + drain), ``cycles``; with
+               ``array.fill_drain_overlap`` only the part of the fold's C
+               drain (``rows`` cycles) its stream does not hide.
+``FILL``       (``array.fill_drain_overlap`` only) once per layer, outside
+               the folds: the one skew fill + drain of the pipelined folds.
 ``STORE_C``    array -> GLB -> DRAM: the fold's C tile, ``bytes``.
 =============  ==========================================================
 
@@ -98,7 +105,8 @@ __all__ = [
 
 ACCEL_ATTR = "tasd.accel"
 INSTRUCTION_KINDS = (
-    "DMA_A", "DMA_A_DENSE", "EXTRACT", "DMA_B", "LOAD_B", "LOAD_A_TERM", "FEED_B", "MAC", "DRAIN", "STORE_C",
+    "DMA_A", "DMA_A_DENSE", "EXTRACT", "DMA_B", "LOAD_B", "LOAD_A_TERM", "FEED_B", "MAC", "DRAIN", "FILL",
+    "STORE_C",
 )
 SCHEDULES = ("a_resident", "b_chunks", "tile")
 
@@ -191,6 +199,7 @@ class LayerPlan:
     schedule: str
     b_chunk_cols: int
     b_in_rf: bool
+    b_source: int = 0       # elements of B's source (a conv's input); 0 = K*N
     attrs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -209,7 +218,7 @@ class LayerPlan:
                        gemm=gemm,  # type: ignore[arg-type]
                        tasd_a=bool(d["tasd_a"]), series=str(d["series"]), executed=str(d["executed"]),
                        terms=terms, schedule=str(d["schedule"]), b_chunk_cols=int(d["b_chunk_cols"]),
-                       b_in_rf=bool(d["b_in_rf"]), attrs=dict(d))
+                       b_in_rf=bool(d["b_in_rf"]), b_source=int(d.get("b_source", 0)), attrs=dict(d))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ProgramError(f"layer '{name}': malformed {ACCEL_ATTR} attribute ({error})") from None
 
@@ -280,6 +289,20 @@ def term_geometry(index: int, term: PlanTerm, k: int) -> TermGeometry:
                         blocks, kpad, kept, stream)
 
 
+def metadata_bytes_per_row(hw: Hardware, terms: list[TermGeometry]) -> list[float]:
+    """Metadata bytes per row of A of each term: ``metadata_bits`` per kept
+    value, or, with ``sparsity.shared_metadata`` and one M for all sparse
+    terms, one ``min(M, sum N * bits)``-bit word per block shared by the
+    series (split among the terms in proportion to their N)."""
+    bits = hw.sparsity.metadata_bits
+    sparse = [t for t in terms if t.sparse]
+    if hw.sparsity.shared_metadata and sparse and len({t.m for t in sparse}) == 1:
+        total_n = sum(t.n for t in sparse)
+        word = min(sparse[0].m, total_n * bits)
+        return [t.blocks * word * t.n / total_n / 8.0 if t.sparse else 0.0 for t in terms]
+    return [t.kept * bits / 8.0 if t.sparse else 0.0 for t in terms]
+
+
 @dataclass(frozen=True)
 class Schedule:
     """How a layer's operands are staged in the GLB (see module docstring)."""
@@ -300,10 +323,9 @@ def choose_schedule(hw: Hardware, gemm: tuple[int, int, int, int], terms: list[T
     _, mo, k, no = gemm
     rows, cols = hw.array.rows, hw.array.cols
     vb, ob = hw.datatype.value_bytes, hw.datatype.output_bytes
-    bits = hw.sparsity.metadata_bits
     glb = hw.memory.glb
     a_row = sum(t.kept for t in terms) * vb
-    md_row = sum(t.kept for t in terms if t.sparse) * bits / 8.0
+    md_row = sum(metadata_bytes_per_row(hw, terms))
     rows_p, cols_p = min(rows, mo), min(cols, no)
     c_tiles = 2.0 * rows_p * cols_p * ob
     b_panel = k * cols_p * vb
@@ -407,11 +429,16 @@ def lower_layer(plan: LayerPlan, hw: Hardware) -> LayerProgram:
             f"{schedule.b_chunk_cols} columns, b_in_rf={schedule.b_in_rf}); re-run tasd-plan-accel")
     R, Cc = hw.array.rows, hw.array.cols
     vb, ob = hw.datatype.value_bytes, hw.datatype.output_bytes
-    md_per_value = hw.sparsity.metadata_bits / 8.0
+    md_row = metadata_bytes_per_row(hw, terms)
     skew = R + Cc - 2
+    overlap = hw.array.fill_drain_overlap
+    # exposed drain per fold: all of the skew, or (pipelined folds) what the stream does not hide
+    drain = max(0, R - sum(t.stream for t in terms)) if overlap else skew
+    # DRAM bytes of B per column: a conv reads its input (once per B pass), a GEMM its B
+    b_col_bytes = min(k * no, plan.b_source or k * no) / no * vb
 
     def md(t: TermGeometry, rows: int) -> float:
-        return rows * t.kept * md_per_value if t.sparse else 0.0
+        return rows * md_row[t.index]
 
     def fetch_a(rows: int) -> list[Instr]:
         if plan.tasd_a:
@@ -423,7 +450,7 @@ def lower_layer(plan: LayerPlan, hw: Hardware) -> LayerProgram:
                       sparse=t.sparse) for t in terms]
 
     def fetch_b(cols: int) -> Instr:
-        return Instr("DMA_B", cols=cols, bytes=k * cols * vb)
+        return Instr("DMA_B", cols=cols, bytes=cols * b_col_bytes)
 
     def load_b(cols: int) -> Instr:
         return Instr("LOAD_B", cols=cols, bytes=k * cols * vb)
@@ -441,7 +468,7 @@ def lower_layer(plan: LayerPlan, hw: Hardware) -> LayerProgram:
             body.append(Instr("FEED_B", term=t.index, rows=rows, cols=cols, bytes=cols * t.kpad * vb))
             body.append(Instr("MAC", term=t.index, rows=rows, cols=cols, cycles=t.stream,
                               macs=rows * cols * t.kept, positions=rows * cols * t.kpad, sparse=t.sparse))
-        body.append(Instr("DRAIN", rows=rows, cols=cols, cycles=skew))
+        body.append(Instr("DRAIN", rows=rows, cols=cols, cycles=drain))
         body.append(Instr("STORE_C", rows=rows, cols=cols, bytes=rows * cols * ob))
         return tuple(body)
 
@@ -466,6 +493,8 @@ def lower_layer(plan: LayerPlan, hw: Hardware) -> LayerProgram:
         for c, n in _runs(no, Cc):
             body.append(Loop("col_fold", n, tuple(row_folds(c, load=True, fetch=True))))
     root = Loop("batch", batch, tuple(body))
+    if overlap:
+        root = Loop("layer", 1, (root, Instr("FILL", cycles=skew)))
     return LayerProgram(plan=plan, schedule=schedule, terms=tuple(terms), root=root)
 
 

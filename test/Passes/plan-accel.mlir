@@ -13,9 +13,9 @@
 // of x[2, 8] . B is A[M=4, K=8] of the GEMM, N = 2 rows of x.
 // CHECK-LABEL: func.func @linear
 // CHECK: "tasd.series"
-// CHECK-SAME: tasd.accel = {a_dram_passes = 1 : i64, b_chunk_cols = 0 : i64, b_dram_passes = 1 : i64, b_in_rf = true, bound = "compute", compute_cycles = 68 : i64, dense_macs = 64 : i64,
+// CHECK-SAME: tasd.accel = {a_dram_passes = 1 : i64, b_chunk_cols = 0 : i64, b_dram_passes = 1 : i64, b_in_rf = true, b_source = 16 : i64, bound = "compute", compute_cycles = 94 : i64, dense_macs = 64 : i64,
 // CHECK-SAME: edp = {{.*}}, energy = {dram = {{.*}}, extraction = 0.000000e+00 : f64, glb = {{.*}}, mac = {{.*}}, metadata = {{.*}}, rf = {{.*}}}, energy_j = {{.*}}, executed = "2:4+1:4",
-// CHECK-SAME: fold_cols = 1 : i64, fold_rows = 1 : i64, folds = 1 : i64, gemm = array<i64: 1, 4, 8, 2>, glb_cycles = {{.*}}, kind = "matmul", latency_cycles = 6.800000e+01 : f64,
+// CHECK-SAME: fold_cols = 1 : i64, fold_rows = 1 : i64, folds = 1 : i64, gemm = array<i64: 1, 4, 8, 2>, glb_cycles = {{.*}}, kind = "matmul", latency_cycles = 9.400000e+01 : f64,
 // CHECK-SAME: mac_cycles = 6 : i64, macs = 48 : i64, mapped_from = "", mapped_to = "", mode = "map", operand = "weight",
 // CHECK-SAME: schedule = "a_resident", series = "2:4+1:4", target = "vegeta", tasd_a = false,
 // CHECK-SAME: terms = {t0 = {executed = "2:4", mapped = false, requested = "2:4", speedup = 2.000000e+00 : f64}, t1 = {executed = "1:4", mapped = false, requested = "1:4", speedup = 4.000000e+00 : f64}}, waves = 1 : i64}

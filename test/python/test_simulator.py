@@ -119,7 +119,8 @@ def test_trace_equals_cost_model(compiled, model, config):
             plan = plans[trace.name]
             where = f"{model} {config} {target} {trace.name}"
             batch, m, k, n = plan.gemm
-            cost = cost_layer(target, m, k, n, plan.series, batch, tasd_a=plan.tasd_a, mode="map")
+            cost = cost_layer(target, m, k, n, plan.series, batch, tasd_a=plan.tasd_a, mode="map",
+                              b_source=trace.b_source)
             assert_trace_matches(trace, cost, where)
             # ... and what the plan pass recorded from its one vectorised call
             for key, name in PLAN_FIELDS.items():
@@ -133,7 +134,8 @@ def test_trace_equals_cost_model(compiled, model, config):
         for trace in report.baseline.layers:
             batch, m, k, n = trace.gemm
             assert trace.series == "dense" and trace.executed == "dense"
-            assert_trace_matches(trace, cost_layer("dense", m, k, n, "dense", batch), f"baseline {trace.name}")
+            assert_trace_matches(trace, cost_layer("dense", m, k, n, "dense", batch, b_source=trace.b_source),
+                                 f"baseline {trace.name}")
 
 
 def test_tasd_a_trace_equals_cost_model(compiled):
@@ -144,7 +146,8 @@ def test_tasd_a_trace_equals_cost_model(compiled):
     assert len(tasd_a) == 4
     for trace in report.layers:
         batch, m, k, n = trace.gemm
-        cost = cost_layer("ttc-m8", m, k, n, trace.series, batch, tasd_a=trace.tasd_a, mode="map")
+        cost = cost_layer("ttc-m8", m, k, n, trace.series, batch, tasd_a=trace.tasd_a, mode="map",
+                          b_source=trace.b_source)
         assert_trace_matches(trace, cost, trace.name)
     for trace in tasd_a:
         assert trace.instructions["EXTRACT"] > 0 and trace.instructions["DMA_A_DENSE"] > 0
@@ -152,12 +155,13 @@ def test_tasd_a_trace_equals_cost_model(compiled):
         assert "DMA_A" not in trace.instructions
 
 
-def _plan(hw, gemm, series, tasd_a=False, mode="map") -> LayerPlan:
+def _plan(hw, gemm, series, tasd_a=False, mode="map", b_source=0) -> LayerPlan:
     sp = resolve_series(hw, series, mode)
     terms = tuple(PlanTerm(t.requested_label, t.executed_label, t.speedup, t.mapped) for t in sp.terms)
     schedule = choose_schedule(hw, gemm, [term_geometry(i, t, gemm[2]) for i, t in enumerate(terms)])
     return LayerPlan(f"l{gemm}", "linalg.matmul", hw.name, mode, "matmul", gemm, tasd_a, sp.label,
-                     sp.executed_label, terms, schedule.kind, schedule.b_chunk_cols, schedule.b_in_rf)
+                     sp.executed_label, terms, schedule.kind, schedule.b_chunk_cols, schedule.b_in_rf,
+                     b_source=b_source)
 
 
 def _small_target():
@@ -166,6 +170,7 @@ def _small_target():
     data["name"] = "small"
     data["array"].update(rows=16, cols=8, count=3)
     data["memory"]["glb"].update(size_kib=16, metadata_size_kib=1)
+    data["sparsity"]["shared_metadata"] = False   # per-term metadata: the 1 KiB metadata bank overflows
     return hardware_from_dict(data, "small")
 
 
@@ -186,6 +191,36 @@ def test_trace_equals_cost_model_on_every_schedule():
                     assert_trace_matches(trace, cost, f"{hw.name} {gemm} {series} tasd_a={tasd_a}")
                     seen.add((trace.schedule, hw.array.count > 1))
     assert {s for s, _ in seen} == {"a_resident", "b_chunks", "tile"} and (("tile", True) in seen)
+
+
+def _with_options(hw, overlap: bool, shared: bool):
+    data = tomllib.loads((HARDWARE_DIR / "ttc-m8.toml").read_text())
+    data["name"] = hw.name
+    data["array"].update(rows=hw.array.rows, cols=hw.array.cols, count=hw.array.count, fill_drain_overlap=overlap)
+    data["sparsity"]["shared_metadata"] = shared
+    data["memory"]["glb"].update(size_kib=hw.memory.glb.size_kib, metadata_size_kib=hw.memory.glb.metadata_size_kib)
+    return hardware_from_dict(data, hw.name)
+
+
+def test_trace_equals_cost_model_with_options_and_conv_sources():
+    """Fill/drain overlap, shared metadata and conv inputs (B read from its source) on every schedule."""
+    shapes = [(1, 33, 37, 65), (2, 100, 300, 70), (1, 64, 576, 784), (1, 513, 9, 12544), (1, 4096, 4096, 33),
+              (1, 64, 100000, 64), (3, 7, 64, 5)]
+    seen = set()
+    for base in (load_hardware("ttc-m8"), _small_target()):
+        for overlap, shared in ((True, True), (True, False), (False, True)):
+            hw = _with_options(base, overlap, shared)
+            for gemm in shapes:
+                for series in ("dense", "2:8+1:8", "4:8+2:8", "1:4", "2:4+1:4"):
+                    for source in (0, max(1, gemm[2] * gemm[3] // 9), gemm[2] * gemm[3] * 2):
+                        plan = _plan(hw, gemm, series, b_source=source)
+                        trace = simulate_program(lower_plans([plan], hw)).layers[0]
+                        cost = cost_layer(hw, gemm[1], gemm[2], gemm[3], series, gemm[0], mode="map",
+                                          b_source=source or None)
+                        assert_trace_matches(trace, cost, f"{hw.name} {overlap} {shared} {gemm} {series} {source}")
+                        assert trace.instructions.get("FILL", 0) == int(overlap)
+                        seen.add(trace.schedule)
+    assert seen == {"a_resident", "b_chunks", "tile"}
 
 
 def test_expanded_stream_matches_compact_program():
@@ -221,7 +256,9 @@ def test_stc_2to4_halves_and_vegeta_1to4_quarters_mac_cycles(compiled):
         assert trace.executed == "2:4" and dense.bound == "compute"
         assert 2 * trace.mac_cycles == dense.mac_cycles
         assert 2 * trace.macs == dense.macs == trace.dense_macs
-        assert trace.compute_cycles < dense.compute_cycles
+        # pipelined folds (fill_drain_overlap): a fold lasts at least its 32-cycle drain, so short-K layers tie
+        assert trace.compute_cycles <= dense.compute_cycles
+        assert trace.compute_cycles < dense.compute_cycles or dense.mac_cycles <= 32 * dense.waves
     veg = simulate_module(compiled("transformer", "1:4"), "vegeta")
     for trace in _compute_bound(veg, 4):
         dense = veg.baseline.layer(trace.name)
@@ -330,6 +367,54 @@ def test_custom_hardware_object(compiled):
     assert any("runs as" in r for r in report.run.remarks)  # mapping remarks are kept, not printed
     for trace in report.layers:
         batch, m, k, n = trace.gemm
-        assert_trace_matches(trace, cost_layer(hw, m, k, n, trace.series, batch, mode="map"), trace.name)
+        assert_trace_matches(trace, cost_layer(hw, m, k, n, trace.series, batch, mode="map",
+                                               b_source=trace.b_source), trace.name)
     assert json.loads(report.to_json())["baseline"] is None
     assert "total" in report.table() and "x lat" not in report.table()
+
+
+def test_every_contraction_is_costed_depthwise_and_grouped_as_dense():
+    """A depthwise-separable block: the depthwise and grouped convolutions are not decomposed but
+    are layers of both the TASD and the dense run (their MACs in both totals), costed as dense GEMMs
+    (one per group) whose input is read once from DRAM."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+            self.pw = nn.Conv2d(16, 32, 1, bias=False)
+            self.gc = nn.Conv2d(32, 32, 3, padding=1, groups=4, bias=False)
+
+        def forward(self, x):
+            return self.gc(torch.relu(self.pw(self.dw(x))))
+
+    torch.manual_seed(0)
+    imported = import_model(Block().eval(), (torch.randn(2, 16, 10, 10),))
+    module = imported.module.operation.clone()
+    with imported.context:
+        run_pipeline(module, parse_pipeline("tasd-sparsity-analysis,tasd-decompose-weights{config=2:4}",
+                                            imported.context))
+    report = simulate_module(module, "stc")
+    kinds = {t.kind: t for t in report.layers}
+    assert set(kinds) == {"depthwise_conv2d", "conv2d", "grouped_conv2d"}
+    dw, gc = kinds["depthwise_conv2d"], kinds["grouped_conv2d"]
+    assert dw.gemm == (16, 1, 9, 2 * 10 * 10) and dw.series == "dense" and dw.executed == "dense"
+    assert gc.gemm == (4, 8, 8 * 9, 2 * 10 * 10) and gc.series == "dense"
+    assert kinds["conv2d"].series == "2:4"
+    assert dw.b_source == 2 * 12 * 12        # per channel: its (padded) input plane, read once
+    assert gc.b_source == 2 * 8 * 12 * 12
+    for trace in report.layers:
+        batch, m, k, n = trace.gemm
+        assert_trace_matches(trace, cost_layer("stc", m, k, n, trace.series, batch, mode="map",
+                                               b_source=trace.b_source), trace.name)
+    base = {t.kind: t for t in report.baseline.layers}
+    assert base["depthwise_conv2d"].macs == dw.macs == 16 * 9 * 200
+    assert report.totals["macs"] == sum(t.macs for t in report.layers)
+    assert report.baseline.totals["dense_macs"] == sum(t.dense_macs for t in report.layers)
+    share = dw.dense_macs + gc.dense_macs
+    share /= sum(t.dense_macs for t in report.layers)
+    assert (f"not decomposed, costed dense in both runs: 2 depthwise/grouped convolution layers ({share:.1%} "
+            "of the contraction MACs)") in report.table()
+    assert "not modelled: non-contraction ops" in report.table()

@@ -223,3 +223,35 @@ def test_greedy_path_takes_free_moves_first_and_breaks_ties_by_layer_order():
     assert list(choice) == [2, 2] and taken == 2
     choice, _ = sel.cut_path(path, 2, 0.1)
     assert list(choice) == [1, 2]
+
+
+def test_bisect_search_meets_the_bound_and_reports_predicted_vs_measured(mlp_session):
+    result = mlp_session.compile("ttc-m8", "edp", 0.99, search="bisect", max_probes=6)
+    assert result.meets_bound
+    measured = [p for p in result.probes if p.measured]
+    assert 1 <= len(measured) <= 6
+    for p in result.probes:
+        assert p.predicted is not None and 0.0 < p.predicted <= 1.0
+        assert p.predicted == pytest.approx(1.0 / np.sqrt(1.0 + p.budget))
+    # the final selection is one the search measured as passing
+    final = [p for p in result.probes if p.steps == max((q.steps for q in result.probes if q.passed), default=0)]
+    assert any(p.passed for p in final)
+    assert any(n.startswith("bisection on the greedy path") for n in result.notes)
+
+
+def test_select_ban_takes_a_move_off_the_path(example_dir):
+    from tasdc.importer import import_model
+    from tasdc.pipeline import run_pipeline
+
+    model = import_model(example_dir / "mlp.pt2")
+    with model.context:
+        run_pipeline(model.module, [sel.SelectSeries(target="ttc-m8", max_steps=0)])
+    moves = sel.read_selection(model.module)["path_moves"]
+    layer, series = moves[0]
+    model = import_model(example_dir / "mlp.pt2")
+    with model.context:
+        run_pipeline(model.module, [sel.SelectSeries(target="ttc-m8", max_steps=0, ban=f"{layer}@{series}")])
+    summary = sel.read_selection(model.module)
+    assert [layer, series] not in summary["path_moves"] and summary["banned"] == [f"{layer}@{series}"]
+    with pytest.raises(TasdcError, match=r"ban: 'nope' is not layer@series"):
+        sel.SelectSeries(target="ttc-m8", ban="nope")
