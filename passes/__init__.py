@@ -19,6 +19,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-lower-to-runtime-calls": "lower_tasd_to_calls",
     "tasd-cpu-to-llvm": "lower_cpu_to_llvm",
     "tasd-cpu-vectorize-contractions": "vectorize_contractions",
+    "tasd-cpu-outline-loops": "outline_loops",
     "tasd-expand-to-linalg": "expand_to_linalg",
     "tasd-select": "select_series",
 }
