@@ -10,6 +10,8 @@ Commands:
   dense baseline; ``--input`` also runs the model for real outputs.
 * ``tasdc run MODEL --input x.npy [--config …] [-o y.npy]`` — compile, JIT
   for the CPU (Numba N:M kernels) and run; save the output or print a summary.
+  The machine code is kept in an on-disk compile cache (``--no-cache`` skips it).
+* ``tasdc cache dir|clear`` — print the compile cache's folder / empty it.
 
 User errors print one line (``tasdc: error: …``) and exit with status 2.
 """
@@ -191,7 +193,25 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="dense", help="TASD series for every weight (default: dense)")
     p.add_argument("-o", "--output", type=Path, help="save outputs: .npy, or .npz with key 'output'")
     p.add_argument("--repeat", type=int, default=1, help="run this many times and report the median latency")
+    p.add_argument("--no-cache", action="store_true", help="JIT from scratch: neither read nor write the compile cache")
     p.set_defaults(func=cmd_run)
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="the CPU runtime's on-disk compile cache: where it is, clear it")
+    p.add_argument("action", choices=("dir", "clear"), help="dir: print its folder; clear: delete its entries")
+    p.set_defaults(func=cmd_cache)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from tasdc.runtime.cpu import cache
+
+    if args.action == "dir":
+        print(cache.cache_dir())
+    else:
+        removed = cache.clear()
+        print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} from {cache.cache_dir()}")
+    return 0
 
 
 def _load_inputs(path: Path) -> list[Any]:
@@ -224,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = _load_inputs(args.input)
     result = compile_model(args.model, options=CompileOptions(config=args.config))
     start = time.perf_counter()
-    executable = result.cpu()
+    executable = result.cpu(cache=not args.no_cache)
     jit_seconds = time.perf_counter() - start
     times = []
     for _ in range(args.repeat):
@@ -246,7 +266,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"output shape {list(output.shape)} {output.dtype}  min {flat.min():.6g}  max {flat.max():.6g}  mean {flat.mean():.6g}")
         print(f"first values: {np.array2string(flat[:8], precision=5)}")
     label = args.config if args.model.suffix != ".mlir" or args.config != "dense" else "as compiled"
-    print(f"config {label}: compile {sum(result.timings.values()):.2f}s, JIT {jit_seconds:.2f}s, "
+    print(f"config {label}: compile {sum(result.timings.values()):.2f}s, "
+          f"JIT {jit_seconds:.2f}s{' (from the compile cache)' if executable.cache_hit else ''}, "
           f"run median {statistics.median(times) * 1e3:.3f} ms over {args.repeat}")
     return 0
 
@@ -260,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile(sub)
     _add_run(sub)
     _add_simulate(sub)
+    _add_cache(sub)
     return parser
 
 

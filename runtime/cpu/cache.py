@@ -21,7 +21,8 @@ symbols the code calls (kernels, ``malloc``, libm), the object file. Writes go
 to a temporary file in the same folder and are renamed into place (atomic
 on POSIX), so concurrent compiles never see half an entry; an entry whose
 checksum does not match is ignored (and rewritten by the next compile).
-``tasdc cache clear`` removes the folder's entries.
+Least recently used entries are deleted once the folder exceeds
+``$TASDC_CACHE_MAX_MB`` (default 4096). ``tasdc cache clear`` removes every entry.
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ def load_object(key: str) -> tuple[list[str], bytes] | None:
     names, newline, payload = body.partition(b"\n")
     if not newline or not payload:
         return None
+    try:
+        os.utime(entry_path(key))  # recently used: trimmed last
+    except OSError:
+        pass
     return names.decode().split(), payload
 
 
@@ -142,9 +147,38 @@ def store_engine(key: str, engine: Any, externals: list[str]) -> Path | None:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        trim(max_bytes(), keep=entry_path(key))
     except OSError:
         return None
     return entry_path(key)
+
+
+def max_bytes() -> int:
+    """Size limit of the cache: ``$TASDC_CACHE_MAX_MB`` (default 4096 MB)."""
+    try:
+        return int(float(os.environ.get("TASDC_CACHE_MAX_MB", "4096")) * 2**20)
+    except ValueError:
+        return 4096 * 2**20
+
+
+def trim(limit: int, keep: Path | None = None) -> None:
+    """Delete the least recently used entries until the folder holds at most ``limit`` bytes."""
+    entries = []
+    for path in _object_dir().glob(f"*{SUFFIX}"):
+        if path.name.startswith(".tmp-"):
+            continue
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        if path != keep:
+            path.unlink(missing_ok=True)
+            total -= size
 
 
 def clear() -> int:
