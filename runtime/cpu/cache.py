@@ -78,7 +78,7 @@ def _host_cpu() -> str:
 
 
 def _source_digest() -> str:
-    import importlib
+    import importlib.util
 
     digest = hashlib.sha256()
     for name in _SOURCES:
@@ -194,6 +194,29 @@ def clear() -> int:
     return removed
 
 
+_SYSTEM_LIBRARIES_LOADED = False
+
+
+def _load_system_libraries() -> None:
+    """Make libc and libm searchable by the linker: LLVM itself emits calls
+    (``expf``, ``memset``, …) that the MLIR module never declares."""
+    global _SYSTEM_LIBRARIES_LOADED
+    if _SYSTEM_LIBRARIES_LOADED:
+        return
+    import ctypes.util
+
+    import llvmlite.binding as llvm
+
+    for name in ("c", "m"):
+        path = ctypes.util.find_library(name)
+        if path:
+            try:
+                llvm.load_library_permanently(path)
+            except RuntimeError:
+                pass  # the process's own symbols are searched anyway
+    _SYSTEM_LIBRARIES_LOADED = True
+
+
 class LoadedObject:
     """Machine code from a cached object file, linked into this process by llvmlite's MCJIT."""
 
@@ -202,6 +225,7 @@ class LoadedObject:
 
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
+        _load_system_libraries()
         machine = llvm.Target.from_default_triple().create_target_machine()
         with _LINK_LOCK:
             # Symbols are resolved while the object is finalised (linked):

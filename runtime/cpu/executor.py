@@ -347,8 +347,11 @@ def compile_for_cpu(
         externals, payload = cached
         symbols = _symbol_table(kernels, externals)
         if symbols is not None:
-            engine = compile_cache.LoadedObject(payload, symbols)
-            function, hit = engine.lookup(entry), True
+            try:
+                engine = compile_cache.LoadedObject(payload, symbols)
+                function, hit = engine.lookup(entry), True
+            except (RuntimeError, OSError):  # an unusable entry costs a JIT, never the run
+                engine = None
     if engine is None:
         run_pipeline(work, parse_pipeline(lowering, work.context), verify_each=False)
         externals = _declared_functions(work)
