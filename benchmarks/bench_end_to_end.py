@@ -12,8 +12,8 @@ download):
 For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
 
 * ``compile s``: import + TASD passes;
-* ``JIT cold``: ``compile_for_cpu`` with an empty compile cache (lowering,
-  LLVM, kernel packing); ``JIT cached``: the same module again, machine code
+* ``JIT cold``: ``compile_for_cpu`` with an empty compile cache (kernel
+  packing, cache key, lowering, LLVM; the split is printed after the row); ``JIT cached``: the same module again, machine code
   loaded from the cache; with ``--compare-outline`` also ``JIT 1fn``, the
   cold JIT without ``tasd-cpu-outline-loops`` (one huge function, the old way);
 * the median latency over ``--repeat`` runs of the compiled model and of
@@ -118,6 +118,7 @@ def main() -> None:
             start = time.perf_counter()
             exe = compile_for_cpu(result.module)
             cold_s = time.perf_counter() - start
+            split = ", ".join(f"{k} {v:.2f}" for k, v in exe.timings.items())
             start = time.perf_counter()
             cached = compile_for_cpu(result.module)
             cached_s = time.perf_counter() - start
@@ -135,7 +136,8 @@ def main() -> None:
             t_tasdc = median_seconds(lambda: cached(x), args.repeat)
             diff = float(np.abs(cached(x) - expected).max())
             print(f"{name:<12} {config:<9} {compile_s:>9.2f} {cold_s:>8.2f} {cached_s:>10.2f} {one_fn}"
-                  f"{t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} {t_torch / t_tasdc:>11.2f} {diff:>10.2e}", flush=True)
+                  f"{t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} {t_torch / t_tasdc:>11.2f} {diff:>10.2e}  (cold JIT s: {split})",
+                  flush=True)
     print("max |diff| is against torch eager with the original dense weights (non-zero for lossy configs by design).")
 
 

@@ -195,6 +195,7 @@ class CpuExecutable:
     _keep: list[Any] = field(default_factory=list)
     _function: Any = None
     cache_hit: bool = False  # the machine code came from the compile cache
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per compile step
 
     def __call__(self, *inputs: Any) -> np.ndarray:
         arrays = self._check_inputs(inputs)
@@ -322,6 +323,7 @@ def compile_for_cpu(
     pipeline from linalg to the LLVM dialect.
     """
     start = time.perf_counter()
+    timings: dict[str, float] = {}
     # Lowering is destructive: work on a copy in the same context.
     work = clone_module(module)
     arg_types, result_type = _signature(work, entry)
@@ -338,6 +340,8 @@ def compile_for_cpu(
                 if attr in op.attributes:
                     del op.attributes[attr]
     keep = _bind_kernels(kernels)
+    timings["kernels"] = time.perf_counter() - start
+    step = time.perf_counter()
     key = compile_cache.cache_key(work, f"entry={entry} opt_level={opt_level} lowering={lowering}") if cache else None
     engine: Any = None
     function: Any = None
@@ -352,17 +356,22 @@ def compile_for_cpu(
                 function, hit = engine.lookup(entry), True
             except (RuntimeError, OSError):  # an unusable entry costs a JIT, never the run
                 engine = None
+    timings["cache"] = time.perf_counter() - step
     if engine is None:
+        step = time.perf_counter()
         run_pipeline(work, parse_pipeline(lowering, work.context), verify_each=False)
         externals = _declared_functions(work)
+        timings["lowering"] = time.perf_counter() - step
+        step = time.perf_counter()
         engine = ExecutionEngine(work, opt_level=opt_level)
         for kernel in kernels:
             engine.register_runtime(kernel.name, kernel.callback)
         # The engine generates machine code lazily, at the first lookup: do it
         # now so that compile time is paid (and reported) here, not by the first call.
         function = engine.lookup(entry)
+        timings["llvm"] = time.perf_counter() - step
         if key is not None:
             compile_cache.store_engine(key, engine, externals)
-    executable = CpuExecutable(kernels, engine, entry, arg_types, result_type, 0.0, keep, function, hit)
+    executable = CpuExecutable(kernels, engine, entry, arg_types, result_type, 0.0, keep, function, hit, timings)
     executable.compile_seconds = time.perf_counter() - start
     return executable
