@@ -20,14 +20,13 @@ Run: ``.venv/bin/python benchmarks/bench_dense_codegen.py [--quick]``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -52,21 +51,8 @@ def median_seconds(fn: Callable[[], object], min_runs: int, budget: float) -> tu
     return statistics.median(times), len(times)
 
 
-@contextlib.contextmanager
-def naive_loops() -> Iterator[None]:
-    """Make ``compile_for_cpu`` use the loop path (``tasd-cpu-to-llvm{vectorize=false}``)."""
-    original = executor.parse_pipeline
-
-    def patched(text: str, context):  # noqa: ANN001
-        if text == "tasd-cpu-to-llvm":
-            text = "tasd-cpu-to-llvm{vectorize=false}"
-        return original(text, context)
-
-    executor.parse_pipeline = patched
-    try:
-        yield
-    finally:
-        executor.parse_pipeline = original
+#: The loop path, for the "before" column.
+NAIVE_LOOPS = "tasd-cpu-to-llvm{vectorize=false}"
 
 
 def _t(shape: tuple[int, ...]) -> str:
@@ -141,8 +127,7 @@ def bench_contractions(shapes: list[tuple[str, tuple[int, ...]]], quick: bool) -
         ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
         scale = np.abs(ref).max() or 1.0
         after = executor.compile_for_cpu(contraction_module(sizes))
-        with naive_loops():
-            before = executor.compile_for_cpu(contraction_module(sizes))
+        before = executor.compile_for_cpu(contraction_module(sizes), lowering=NAIVE_LOOPS)
         err_after = np.abs(after(a, b) - ref).max() / scale
         err_before = np.abs(before(a, b) - ref).max() / scale
         naive_budget = 2.0 if quick else 8.0
@@ -196,8 +181,7 @@ def bench_end_to_end(quick: bool) -> None:
 
             t_torch, _ = median_seconds(eager, repeat, 1.0)
         after = result.cpu()
-        with naive_loops():
-            before = executor.compile_for_cpu(result.model.module)
+        before = executor.compile_for_cpu(result.model.module, lowering=NAIVE_LOOPS)
         t_after, _ = median_seconds(lambda: after(x), repeat, 1.0)
         t_before, _ = median_seconds(lambda: before(x), max(10, repeat // 5), 3.0)
         diff = float(np.abs(after(x) - expected).max())

@@ -1,15 +1,30 @@
-"""End-to-end latency: compiled models on the CPU runtime vs torch eager.
+"""End-to-end latency and JIT time: compiled models on the CPU runtime vs torch eager.
 
-For each example model (built by ``examples/build_models.py`` if missing) and
-each config (dense, 2:4, 2:4+1:4) it reports in one table:
+Models: the examples (``mlp``, ``cnn``, ``transformer``; built by
+``examples/build_models.py`` if missing) and encoders built from code with
+``torch.nn.TransformerEncoder`` (post-norm, ReLU FFN, random weights, no
+download):
 
-* first-run cost: TASD compile time (import + passes) and JIT time (lowering,
-  LLVM, Numba kernel packing/compilation);
-* the median latency over ``--repeat`` runs of the compiled model, of torch
-  eager (dense weights, ``torch.no_grad``, same input, same thread count) and
-  their ratio (>1 means tasdc is faster).
+* ``encoder4``  — 4 layers, d=256, 4 heads, FFN 1024, batch 8 × 64 tokens;
+* ``bert-base`` — 12 layers, d=768, 12 heads, FFN 3072 (BERT-base sized),
+  batch 1 × 128 tokens (slow to JIT cold: minutes on a loaded machine).
 
-Run: ``.venv/bin/python benchmarks/bench_end_to_end.py [--repeat 30]``.
+For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
+
+* ``compile s``: import + TASD passes;
+* ``JIT cold``: ``compile_for_cpu`` with an empty compile cache (kernel
+  packing, cache key, lowering, LLVM; the split is printed after the row); ``JIT cached``: the same module again, machine code
+  loaded from the cache; with ``--compare-outline`` also ``JIT 1fn``, the
+  cold JIT without ``tasd-cpu-outline-loops`` (one huge function, the old way);
+* the median latency over ``--repeat`` runs of the compiled model and of
+  torch eager (dense weights, ``torch.no_grad``, same input, same thread
+  count, same process) and their ratio (>1 means tasdc is faster).
+
+The compile cache is a fresh temporary folder for the run (the user's cache
+is not touched). ``--threads N`` sets torch's and Numba's thread counts.
+
+Run: ``.venv/bin/python benchmarks/bench_end_to_end.py [--models mlp,encoder4]
+[--configs dense,2:4] [--threads 1] [--repeat 30] [--compare-outline]``.
 """
 
 from __future__ import annotations
@@ -25,17 +40,22 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "examples" / "out"
+EXAMPLES = ("mlp", "cnn", "transformer")
+#: name -> (layers, d, heads, ffn, batch, tokens)
+ENCODERS = {"encoder4": (4, 256, 4, 1024, 8, 64), "bert-base": (12, 768, 12, 3072, 1, 128)}
 
 
-def median_seconds(fn, repeat: int) -> float:
+def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeat):
@@ -45,40 +65,79 @@ def median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def model_and_input(name: str) -> tuple[Any, torch.nn.Module, np.ndarray]:
+    """(source for compile_model, eager module, input) of a benchmark model."""
+    if name in ENCODERS:
+        layers, d, heads, ffn, batch, tokens = ENCODERS[name]
+        torch.manual_seed(0)
+        layer = torch.nn.TransformerEncoderLayer(d, heads, ffn, dropout=0.0, batch_first=True)
+        module = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()
+        x = torch.randn(batch, tokens, d).numpy()
+        return module, module, x
+    if name not in EXAMPLES:
+        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS))}")
+    if not (OUT / f"{name}.pt2").exists():
+        subprocess.run([sys.executable, str(ROOT / "examples" / "build_models.py"), "--out", str(OUT)], check=True)
+    x = np.load(OUT / f"{name}-eval.npz")["x"][:16]
+    return OUT / f"{name}.pt2", None, x  # eager module comes from the imported program
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--models", default="mlp,cnn,transformer")
+    parser.add_argument("--models", default="mlp,cnn,transformer,encoder4")
     parser.add_argument("--configs", default="dense,2:4,2:4+1:4")
+    parser.add_argument("--threads", type=int, default=0, help="torch and Numba threads (0: leave the defaults)")
+    parser.add_argument("--compare-outline", action="store_true", help="also JIT without tasd-cpu-outline-loops")
     args = parser.parse_args()
-    from tasdc.compiler import CompileOptions, compile_model
+    os.environ["TASDC_CACHE_DIR"] = tempfile.mkdtemp(prefix="tasdc-bench-cache-")
     import numba
 
-    if not (OUT / "transformer.pt2").exists():
-        subprocess.run([sys.executable, str(ROOT / "examples" / "build_models.py"), "--out", str(OUT)], check=True)
+    from tasdc.compiler import CompileOptions, compile_model
+    from tasdc.runtime.cpu.executor import compile_for_cpu
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
     print(f"torch threads {torch.get_num_threads()}, numba threads {numba.get_num_threads()}, "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, repeat {args.repeat}, load {os.getloadavg()[0]:.2f}")
-    header = f"{'model':<12} {'config':<9} {'compile s':>9} {'JIT s':>7} {'tasdc ms':>9} {'torch ms':>9} {'torch/tasdc':>11} {'max |diff|':>10}"
+    header = (f"{'model':<12} {'config':<9} {'compile s':>9} {'JIT cold':>8} {'JIT cached':>10} "
+              + (f"{'JIT 1fn':>8} " if args.compare_outline else "")
+              + f"{'tasdc ms':>9} {'torch ms':>9} {'torch/tasdc':>11} {'max |diff|':>10}")
     print(header)
     print("-" * len(header))
     for name in args.models.split(","):
-        x = np.load(OUT / f"{name}-eval.npz")["x"][:16]
+        source, eager, x = model_and_input(name)
         for config in args.configs.split(","):
             start = time.perf_counter()
-            result = compile_model(OUT / f"{name}.pt2", options=CompileOptions(config=config))
+            if eager is not None:
+                result = compile_model(source, (torch.from_numpy(x),), options=CompileOptions(config=config))
+            else:
+                result = compile_model(source, options=CompileOptions(config=config))
             compile_s = time.perf_counter() - start
             start = time.perf_counter()
-            exe = result.cpu()
-            jit_s = time.perf_counter() - start
-            module = result.model.program.module()
+            exe = compile_for_cpu(result.module)
+            cold_s = time.perf_counter() - start
+            split = ", ".join(f"{k} {v:.2f}" for k, v in exe.timings.items())
+            start = time.perf_counter()
+            cached = compile_for_cpu(result.module)
+            cached_s = time.perf_counter() - start
+            assert cached.cache_hit, "the second compile must come from the cache"
+            one_fn = ""
+            if args.compare_outline:
+                start = time.perf_counter()
+                compile_for_cpu(result.module, cache=False, lowering="tasd-cpu-to-llvm{outline=false}")
+                one_fn = f"{time.perf_counter() - start:>8.2f} "
+            module = eager if eager is not None else result.model.program.module()
             xt = torch.from_numpy(x)
             with torch.no_grad():
                 t_torch = median_seconds(lambda: module(xt), args.repeat)
                 expected = module(xt).numpy()
-            t_tasdc = median_seconds(lambda: exe(x), args.repeat)
-            diff = float(np.abs(exe(x) - expected).max())
-            print(f"{name:<12} {config:<9} {compile_s:>9.2f} {jit_s:>7.2f} {t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} "
-                  f"{t_torch / t_tasdc:>11.2f} {diff:>10.2e}")
+            t_tasdc = median_seconds(lambda: cached(x), args.repeat)
+            diff = float(np.abs(cached(x) - expected).max())
+            print(f"{name:<12} {config:<9} {compile_s:>9.2f} {cold_s:>8.2f} {cached_s:>10.2f} {one_fn}"
+                  f"{t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} {t_torch / t_tasdc:>11.2f} {diff:>10.2e}  (cold JIT s: {split})",
+                  flush=True)
     print("max |diff| is against torch eager with the original dense weights (non-zero for lossy configs by design).")
 
 

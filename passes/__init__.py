@@ -21,6 +21,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-lower-activations-to-calls": "lower_activations_to_calls",
     "tasd-cpu-to-llvm": "lower_cpu_to_llvm",
     "tasd-cpu-vectorize-contractions": "vectorize_contractions",
+    "tasd-cpu-outline-loops": "outline_loops",
     "tasd-expand-to-linalg": "expand_to_linalg",
     "tasd-select": "select_series",
 }

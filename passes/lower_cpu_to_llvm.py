@@ -11,6 +11,7 @@ from torch_mlir.passmanager import PassManager
 from tasdc.diagnostics import capture, record_mlir_error
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
+from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.vectorize_contractions import VectorizeContractions
 
 #: The upstream pipeline, in order. ``refback-munge-memref-copy`` rewrites
@@ -26,6 +27,7 @@ UPSTREAM_PIPELINE = (
     "func.func(refback-munge-memref-copy)",
     "func.func(convert-linalg-to-loops)",
     "func.func(convert-vector-to-scf{full-unroll=true})",
+    # (tasd-cpu-outline-loops runs here, see OUTLINE_BEFORE)
     "expand-strided-metadata",
     "lower-affine",
     "convert-scf-to-cf",
@@ -35,6 +37,9 @@ UPSTREAM_PIPELINE = (
     "convert-to-llvm",
     "reconcile-unrealized-casts",
 )
+
+#: ``tasd-cpu-outline-loops`` runs on loops over memrefs, right before this step.
+OUTLINE_BEFORE = "expand-strided-metadata"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +58,17 @@ class LowerCpuToLLVM(ModulePass):
     ``linalg.batch_matmul`` on static f32 tensors are first tiled and
     vectorized by ``tasd-cpu-vectorize-contractions``; everything else
     (convolutions, generics, fills) takes the loop path.
+
+    With ``outline`` (the default), every top-level loop nest is moved into
+    its own never-inlined function by ``tasd-cpu-outline-loops`` once the
+    loops exist, so LLVM optimises many small functions instead of one
+    huge one (JIT time linear in the model size).
     """
 
     name: ClassVar[str] = "tasd-cpu-to-llvm"
 
     vectorize: bool = True
+    outline: bool = True
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -77,9 +88,19 @@ class LowerCpuToLLVM(ModulePass):
         for op in module.body.operations:
             if op.operation.name == "func.func" and "sym_visibility" not in op.attributes:
                 op.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        split = UPSTREAM_PIPELINE.index(OUTLINE_BEFORE)
+        if self.outline:
+            self._upstream(module, UPSTREAM_PIPELINE[:split])
+            OutlineLoops().run(module)
+            self._upstream(module, UPSTREAM_PIPELINE[split:])
+        else:
+            self._upstream(module, UPSTREAM_PIPELINE)
+
+    @staticmethod
+    def _upstream(module: ir.Module, passes: tuple[str, ...]) -> None:
         with capture(module.context) as log:
             try:
-                PassManager.parse(f"builtin.module({','.join(UPSTREAM_PIPELINE)})").run(module.operation)
+                PassManager.parse(f"builtin.module({','.join(passes)})", module.context).run(module.operation)
             except ir.MLIRError as error:
                 record_mlir_error(error)
                 detail = log.errors[0].format() if log.errors else str(error).splitlines()[0]

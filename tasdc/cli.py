@@ -10,6 +10,8 @@ Commands:
   dense baseline; ``--input`` also runs the model for real outputs.
 * ``tasdc run MODEL --input x.npy [--config …] [-o y.npy]`` — compile, JIT
   for the CPU (Numba N:M kernels) and run; save the output or print a summary.
+  The machine code is kept in an on-disk compile cache (``--no-cache`` skips it).
+* ``tasdc cache dir|clear`` — print the compile cache's folder / empty it.
 * ``tasdc sweep SPEC.toml --out RESULTS`` — a grid of TASDER compiles on Dask
   (see :mod:`tasdc.sweep`); ``tasdc sweep --show RESULTS [--json]``.
 
@@ -247,7 +249,25 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--act-config", default="dense", help="TASD-A: series for the activation operand of every weight contraction, decomposed at run time (default: dense)")
     p.add_argument("-o", "--output", type=Path, help="save outputs: .npy, or .npz with key 'output' (output0, output1, … for several)")
     p.add_argument("--repeat", type=int, default=1, help="run this many times and report the median latency")
+    p.add_argument("--no-cache", action="store_true", help="JIT from scratch: neither read nor write the compile cache")
     p.set_defaults(func=cmd_run)
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="the CPU runtime's on-disk compile cache: where it is, clear it")
+    p.add_argument("action", choices=("dir", "clear"), help="dir: print its folder; clear: delete its entries")
+    p.set_defaults(func=cmd_cache)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from tasdc.runtime.cpu import cache
+
+    if args.action == "dir":
+        print(cache.cache_dir())
+    else:
+        removed = cache.clear()
+        print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} from {cache.cache_dir()}")
+    return 0
 
 
 def _load_inputs(model: Path, path: Path) -> tuple[Any, list[Any]]:
@@ -286,7 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     source, inputs = _load_inputs(args.model, args.input)
     result = compile_model(source, options=CompileOptions(config=args.config, act_config=args.act_config))
     start = time.perf_counter()
-    executable = result.cpu()
+    executable = result.cpu(cache=not args.no_cache)
     jit_seconds = time.perf_counter() - start
     times = []
     for _ in range(args.repeat):
@@ -315,7 +335,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     label = args.config if args.model.suffix != ".mlir" or args.config != "dense" else "as compiled"
     if args.act_config != "dense":
         label += f", activations {args.act_config}"
-    print(f"config {label}: compile {sum(result.timings.values()):.2f}s, JIT {jit_seconds:.2f}s, "
+    print(f"config {label}: compile {sum(result.timings.values()):.2f}s, "
+          f"JIT {jit_seconds:.2f}s{' (from the compile cache)' if executable.cache_hit else ''}, "
           f"run median {statistics.median(times) * 1e3:.3f} ms over {args.repeat}")
     return 0
 
@@ -381,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile(sub)
     _add_run(sub)
     _add_simulate(sub)
+    _add_cache(sub)
     _add_sweep(sub)
     return parser
 

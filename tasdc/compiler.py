@@ -74,12 +74,13 @@ class CompileResult:
     def mlir(self) -> str:
         return str(self.model.module)
 
-    def cpu(self, expand: bool = False) -> "CpuExecutable":
+    def cpu(self, expand: bool = False, cache: bool = True) -> "CpuExecutable":
         """The module JIT-compiled for the CPU (Numba N:M kernels for the series).
 
         With ``expand`` the series are first expanded back to dense linalg on
         their approximated weights (``tasd-expand-to-linalg``): the reference
-        path, same numbers, no N:M kernels.
+        path, same numbers, no N:M kernels. ``cache`` reads and writes the
+        on-disk compile cache (:mod:`tasdc.runtime.cpu.cache`).
         """
         from tasdc.runtime.cpu.executor import compile_for_cpu
 
@@ -91,7 +92,7 @@ class CompileResult:
 
                 module = clone_module(module)
                 run_pipeline(module, parse_pipeline("tasd-expand-to-linalg", module.context))
-            self._executables[key] = compile_for_cpu(module)
+            self._executables[key] = compile_for_cpu(module, cache=cache)
         return self._executables[key]
 
     def __call__(self, *inputs: Any) -> Any:

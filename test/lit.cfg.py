@@ -15,6 +15,8 @@ config.excludes = ["python", "Inputs", "lit.cfg.py", "Output", "expect_exit.py"]
 bin_dir = os.path.dirname(sys.executable)
 config.environment["PATH"] = os.pathsep.join([bin_dir, config.environment.get("PATH", os.environ.get("PATH", ""))])
 config.environment["TASDC_NO_PROGRESS"] = "1"
+# Tests that run code use a compile cache of their own, never the user's.
+config.environment["TASDC_CACHE_DIR"] = os.path.join(config.test_exec_root or os.path.dirname(__file__), "Output", "tasdc-cache")
 config.substitutions.append(("FileCheck", os.path.join(bin_dir, "filecheck")))
 config.substitutions.append(("tasdc-opt", os.path.join(bin_dir, "tasdc-opt")))
 config.substitutions.append(("%python", sys.executable))

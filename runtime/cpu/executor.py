@@ -6,8 +6,12 @@
    call to ``@tasd_kernel_k(%dense, %out)`` whose declaration carries the
    compressed weights;
 2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once);
-3. runs ``tasd-cpu-to-llvm`` and builds an ``ExecutionEngine``;
-4. registers one callback per kernel with the engine before the first call.
+3. looks the module up in the on-disk compile cache
+   (:mod:`tasdc.runtime.cpu.cache`) and links the cached machine code; or
+   runs ``tasd-cpu-to-llvm``, builds an ``ExecutionEngine`` and stores its
+   object file in the cache;
+4. binds one entry point per kernel (``_mlir_ciface_tasd_kernel_k``)
+   before the code is linked.
 
 Everything that is not a TASD series (elementwise ops, softmax, layer norm,
 padding, dense contractions of activations) is MLIR's own generated code.
@@ -40,6 +44,7 @@ from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
+from tasdc.runtime.cpu import cache as compile_cache
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
@@ -183,13 +188,15 @@ class CpuExecutable:
     """A module compiled for the CPU; call it with numpy arrays."""
 
     kernels: list[Kernel]
-    engine: ExecutionEngine
+    engine: Any  # MLIR's ExecutionEngine, or a cache.LoadedObject
     entry: str
     arg_types: list[tuple[tuple[int, ...], np.dtype]]
     result_type: tuple[tuple[int, ...], np.dtype]
     compile_seconds: float
     _keep: list[Any] = field(default_factory=list)
     _function: Any = None
+    cache_hit: bool = False  # the machine code came from the compile cache
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per compile step
     #: Every result of the entry; a call returns a tuple when there are several
     #: (the C interface then returns a struct of memref descriptors).
     result_types: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
@@ -276,9 +283,62 @@ def _signature(module: ir.Module, entry: str) -> tuple[list[tuple[tuple[int, ...
     raise TasdcError(f"no function @{entry} in the module")
 
 
-def compile_for_cpu(module: ir.Module, entry: str = "main", opt_level: int = 3) -> CpuExecutable:
-    """Lower a (TASD-decomposed) linalg-on-tensors module and JIT it."""
+def _declared_functions(module: ir.Module) -> list[str]:
+    """Functions the lowered (LLVM dialect) module calls but does not define."""
+    names = []
+    for op in module.body.operations:
+        if op.operation.name == "llvm.func" and not op.regions[0].blocks:
+            names.append(ir.StringAttr(op.attributes["sym_name"]).value)
+    return names
+
+
+def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
+    """Create every kernel's entry point (C function pointer); returns them to keep alive."""
+    keep: list[Any] = []
+    for kernel in kernels:
+        in_rank, out_rank = len(kernel.info["dense_shape"]), len(kernel.info["result_shape"])
+        if kernel.info["kind"] == "matmul" and kernel.info.get("sparse_operand") == 1:
+            kernel.entry = make_cfunc_entry(kernel.packed[0], name=kernel.layer)
+            callback = kernel.entry.ctypes
+        else:
+            callback = _make_callback(kernel, in_rank, out_rank)
+        kernel.callback = callback
+        keep.append(callback)
+    return keep
+
+
+def _symbol_table(kernels: list[Kernel], externals: list[str]) -> list[tuple[str, int]] | None:
+    """Addresses for every external symbol of a cached object (kernels, libc, libm), or
+    ``None`` if one cannot be found in this process (then the object is not loaded)."""
+    by_name = {f"_mlir_ciface_{k.name}": ctypes.cast(k.callback, ctypes.c_void_p).value for k in kernels}
+    table = []
+    for name in externals:
+        address = by_name.get(name)
+        if address is None:
+            try:
+                address = ctypes.cast(getattr(_LIBC, name), ctypes.c_void_p).value
+            except AttributeError:
+                return None
+        table.append((name, int(address)))
+    return table
+
+
+def compile_for_cpu(
+    module: ir.Module,
+    entry: str = "main",
+    opt_level: int = 3,
+    cache: bool = True,
+    lowering: str = "tasd-cpu-to-llvm",
+) -> CpuExecutable:
+    """Lower a (TASD-decomposed) linalg-on-tensors module and JIT it.
+
+    With ``cache`` the machine code is looked up in the on-disk compile cache
+    (:mod:`tasdc.runtime.cpu.cache`) first and stored there after a JIT; the
+    kernels are always rebuilt from the module's weights. ``lowering`` is the
+    pipeline from linalg to the LLVM dialect.
+    """
     start = time.perf_counter()
+    timings: dict[str, float] = {}
     # Lowering is destructive: work on a copy in the same context.
     work = clone_module(module)
     arg_types, result_types = _signature(work, entry)
@@ -296,22 +356,40 @@ def compile_for_cpu(module: ir.Module, entry: str = "main", opt_level: int = 3) 
                 if attr in op.attributes:
                     del op.attributes[attr]
     kernels += collect_act_kernels(work)  # type: ignore[arg-type] # same run/error/calls interface
-    run_pipeline(work, parse_pipeline("tasd-cpu-to-llvm", work.context), verify_each=False)
-    engine = ExecutionEngine(work, opt_level=opt_level)
-    keep: list[Any] = []
-    for kernel in kernels:
-        in_rank, out_rank = len(kernel.info["dense_shape"]), len(kernel.info["result_shape"])
-        if kernel.info["kind"] == "matmul" and kernel.info.get("sparse_operand") == 1:
-            kernel.entry = make_cfunc_entry(kernel.packed[0], name=kernel.layer)
-            callback = kernel.entry.ctypes
-        else:
-            callback = _make_callback(kernel, in_rank, out_rank)
-        kernel.callback = callback
-        keep.append(callback)
-        engine.register_runtime(kernel.name, callback)
-    executable = CpuExecutable(kernels, engine, entry, arg_types, result_types[0], 0.0, keep, result_types=result_types)
-    # The engine generates machine code lazily, at the first lookup: do it
-    # now so that compile time is paid (and reported) here, not by the first call.
-    executable._function = engine.lookup(entry)
+    keep = _bind_kernels(kernels)
+    timings["kernels"] = time.perf_counter() - start
+    step = time.perf_counter()
+    key = compile_cache.cache_key(work, f"entry={entry} opt_level={opt_level} lowering={lowering}") if cache else None
+    engine: Any = None
+    function: Any = None
+    hit = False
+    cached = compile_cache.load_object(key) if key is not None else None
+    if cached is not None:
+        externals, payload = cached
+        symbols = _symbol_table(kernels, externals)
+        if symbols is not None:
+            try:
+                engine = compile_cache.LoadedObject(payload, symbols)
+                function, hit = engine.lookup(entry), True
+            except (RuntimeError, OSError):  # an unusable entry costs a JIT, never the run
+                engine = None
+    timings["cache"] = time.perf_counter() - step
+    if engine is None:
+        step = time.perf_counter()
+        run_pipeline(work, parse_pipeline(lowering, work.context), verify_each=False)
+        externals = _declared_functions(work)
+        timings["lowering"] = time.perf_counter() - step
+        step = time.perf_counter()
+        engine = ExecutionEngine(work, opt_level=opt_level)
+        for kernel in kernels:
+            engine.register_runtime(kernel.name, kernel.callback)
+        # The engine generates machine code lazily, at the first lookup: do it
+        # now so that compile time is paid (and reported) here, not by the first call.
+        function = engine.lookup(entry)
+        timings["llvm"] = time.perf_counter() - step
+        if key is not None:
+            compile_cache.store_engine(key, engine, externals)
+    executable = CpuExecutable(kernels, engine, entry, arg_types, result_types[0], 0.0, keep, function, hit, timings,
+                               result_types=result_types)
     executable.compile_seconds = time.perf_counter() - start
     return executable

@@ -15,6 +15,14 @@ MODELS = ("mlp", "cnn", "transformer")
 os.environ.setdefault("TASDC_NO_PROGRESS", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test (and the CLIs it starts) uses a fresh compile cache, never the user's."""
+    folder = tmp_path_factory.mktemp("tasdc-cache")
+    os.environ["TASDC_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def example_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/build_models.py run into a temporary folder (2 epochs: quick)."""

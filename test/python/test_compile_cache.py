@@ -1,0 +1,157 @@
+"""The CPU runtime's on-disk compile cache.
+
+A second compile of the same module loads the stored machine code instead of
+running LLVM and must give bit-identical outputs (the same machine code runs
+on the same inputs, so exact equality is the right check). Damaged entries,
+entries naming symbols this process lacks and unwritable folders must never
+break a run: the module is JIT-compiled as if there were no cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from tasdc.compiler import CompileOptions, compile_model
+from tasdc.runtime.cpu import cache
+from tasdc.runtime.cpu.executor import compile_for_cpu
+
+
+@pytest.fixture()
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TASDC_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted((folder / "cpu").glob(f"*{cache.SUFFIX}"))
+
+
+@pytest.fixture(scope="module")
+def compiled(example_dir: Path) -> dict[str, tuple[object, np.ndarray]]:
+    """MLP at 2:4 (Numba cfunc kernels) and CNN at 2:4 (conv kernel through a ctypes callback)."""
+    out = {}
+    for name in ("mlp", "cnn"):
+        result = compile_model(example_dir / f"{name}.pt2", options=CompileOptions(config="2:4"))
+        out[name] = (result, np.load(example_dir / f"{name}-eval.npz")["x"][:16])
+    return out
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_second_compile_hits_and_gives_identical_outputs(compiled, cache_dir: Path, name: str) -> None:
+    result, x = compiled[name]
+    first = compile_for_cpu(result.module)
+    assert not first.cache_hit
+    assert len(_entries(cache_dir)) == 1
+    second = compile_for_cpu(result.module)
+    assert second.cache_hit
+    assert second.kernels, "the 2:4 series must still run through the N:M kernels"
+    np.testing.assert_array_equal(second(x), first(x))
+    uncached = compile_for_cpu(result.module, cache=False)
+    assert not uncached.cache_hit
+    np.testing.assert_array_equal(uncached(x), first(x))
+
+
+def test_options_are_part_of_the_key(compiled, cache_dir: Path) -> None:
+    result, x = compiled["mlp"]
+    compile_for_cpu(result.module, opt_level=3)
+    other = compile_for_cpu(result.module, opt_level=0)
+    assert not other.cache_hit
+    assert len(_entries(cache_dir)) == 2
+    assert compile_for_cpu(result.module, opt_level=0).cache_hit
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
+def test_damaged_entry_is_ignored_and_rebuilt(compiled, cache_dir: Path, damage: str) -> None:
+    result, x = compiled["mlp"]
+    expected = compile_for_cpu(result.module)(x)
+    (entry,) = _entries(cache_dir)
+    data = bytearray(entry.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) // 3]
+    else:
+        data = bytearray(b"not an object file at all")
+    entry.write_bytes(bytes(data))
+    rebuilt = compile_for_cpu(result.module)
+    assert not rebuilt.cache_hit
+    np.testing.assert_array_equal(rebuilt(x), expected)
+    assert compile_for_cpu(result.module).cache_hit, "the rebuilt entry must be stored again"
+
+
+def test_entry_naming_an_unknown_symbol_is_not_loaded(compiled, cache_dir: Path) -> None:
+    result, x = compiled["mlp"]
+    expected = compile_for_cpu(result.module)(x)
+    (entry,) = _entries(cache_dir)
+    data = entry.read_bytes()
+    head = len(cache.MAGIC) + 32
+    names, _, payload = data[head:].partition(b"\n")
+    body = names + b" tasdc_no_such_symbol_anywhere\n" + payload
+    entry.write_bytes(cache.MAGIC + hashlib.sha256(body).digest() + body)
+    again = compile_for_cpu(result.module)
+    assert not again.cache_hit
+    np.testing.assert_array_equal(again(x), expected)
+
+
+def test_unwritable_cache_folder_still_runs(compiled, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, x = compiled["mlp"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("TASDC_CACHE_DIR", str(blocker))
+    first = compile_for_cpu(result.module)
+    assert not first.cache_hit and not compile_for_cpu(result.module).cache_hit
+    np.testing.assert_array_equal(first(x), compile_for_cpu(result.module, cache=False)(x))
+
+
+def test_trim_keeps_the_newest_within_the_limit(cache_dir: Path) -> None:
+    folder = cache_dir / "cpu"
+    folder.mkdir(parents=True)
+    paths = []
+    for i in range(4):
+        path = folder / f"{i}{cache.SUFFIX}"
+        path.write_bytes(b"x" * 1000)
+
+
+        os.utime(path, (1000 + i, 1000 + i))
+        paths.append(path)
+    cache.trim(2500)
+    assert [p.exists() for p in paths] == [False, False, True, True]
+
+
+def test_location_follows_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TASDC_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_dir() == tmp_path / "xdg" / "tasdc"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.cache_dir() == tmp_path / "home" / ".cache" / "tasdc"
+    monkeypatch.setenv("TASDC_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache.cache_dir() == tmp_path / "mine"
+
+
+def test_cli_run_uses_the_cache_and_clear_empties_it(example_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
+    x = tmp_path / "x.npy"
+    np.save(x, np.load(example_dir / "mlp-eval.npz")["x"][:16])
+    model = str(example_dir / "mlp.pt2")
+    first = run_cli("run", model, "--input", str(x), "--config", "2:4")
+    assert first.returncode == 0, first.stderr
+    assert "from the compile cache" not in first.stdout
+    second = run_cli("run", model, "--input", str(x), "--config", "2:4")
+    assert second.returncode == 0, second.stderr
+    assert "from the compile cache" in second.stdout
+    assert first.stdout.splitlines()[:2] == second.stdout.splitlines()[:2]  # same output summary
+    no_cache = run_cli("run", model, "--input", str(x), "--config", "2:4", "--no-cache")
+    assert "from the compile cache" not in no_cache.stdout
+    where = run_cli("cache", "dir")
+    assert where.stdout.strip() == str(cache_dir)
+    cleared = run_cli("cache", "clear")
+    assert cleared.returncode == 0 and "removed 1 cache entry" in cleared.stdout
+    assert not _entries(cache_dir)
+    bad = run_cli("cache", "purge")
+    assert bad.returncode == 2
