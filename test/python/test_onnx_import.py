@@ -26,6 +26,12 @@ from tasdc.importer import load_exported_program
 
 RTOL = ATOL = 1e-4
 
+# The TorchScript exporter folds BatchNorm into the convolution weights (eval
+# mode), so the CNN's ONNX weights differ from the .pt2's, where BatchNorm
+# stays separate: compare the CNN with the lossless 2:4+2:4, the others with
+# the lossy 2:4 (same weights, so same errors and outputs).
+CONFIGS = {"mlp": "2:4", "cnn": "2:4+2:4", "transformer": "2:4"}
+
 
 def export_onnx(example_dir: Path, name: str, out: Path, **save: object) -> Path:
     """The example model ``name`` (weights from its .pt2) as an ONNX file."""
@@ -49,7 +55,7 @@ def export_onnx(example_dir: Path, name: str, out: Path, **save: object) -> Path
 def test_onnx_matches_pt2(example_dir: Path, tmp_path: Path, name: str) -> None:
     x = np.load(example_dir / f"{name}-eval.npz")["x"][:16]
     onnx_path = export_onnx(example_dir, name, tmp_path)
-    options = CompileOptions(config="2:4")
+    options = CompileOptions(config=CONFIGS[name])
     from_onnx = compile_model(onnx_path, options=options)
     from_pt2 = compile_model(example_dir / f"{name}.pt2", options=options)
     # The same weights reach the TASD passes: same layers, shapes, series and errors.
