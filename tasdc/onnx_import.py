@@ -24,7 +24,7 @@ from typing import Any
 from torch_mlir import ir
 from torch_mlir.passmanager import PassManager
 
-from tasdc.diagnostics import capture, resolve_location
+from tasdc.diagnostics import capture
 from tasdc.errors import InputError
 
 #: torch-mlir's lowering, ONNX ops (``torch.operator "onnx.*"``) → torch → linalg.
@@ -35,11 +35,6 @@ ONNX_TO_LINALG = (
 
 #: The entry function's name (the CPU runtime and the torch path use ``main``).
 ENTRY = "main"
-
-
-def looks_like_onnx(path: Path) -> bool:
-    """``.onnx`` suffix: the protobuf has no magic number to sniff."""
-    return path.suffix.lower() == ".onnx"
 
 
 def _first_line(error: BaseException) -> str:
@@ -125,15 +120,6 @@ def flatten_weight_matmuls(model: Any) -> int:
     return count
 
 
-def _lowering_error(path: Path, diagnostics: list[Any], error: Exception) -> InputError:
-    if diagnostics:
-        first = diagnostics[0]
-        _, line, _ = resolve_location(first.location) if hasattr(first, "location") else ("", 0, 0)
-        message = first.message if hasattr(first, "message") else str(first)
-        return InputError(f"{path}: torch-mlir cannot lower the ONNX model to linalg-on-tensors: {message}")
-    return InputError(f"{path}: torch-mlir cannot lower the ONNX model to linalg-on-tensors: {_first_line(error)}")
-
-
 def import_onnx(path: str | Path, context: ir.Context) -> tuple[ir.Module, Any]:
     """``path`` as a linalg-on-tensors module in ``context``, plus the ModelProto.
 
@@ -161,6 +147,7 @@ def import_onnx(path: str | Path, context: ir.Context) -> tuple[ir.Module, Any]:
         try:
             PassManager.parse(ONNX_TO_LINALG).run(module.operation)
         except ir.MLIRError as error:
-            diagnostics = list(getattr(error, "error_diagnostics", [])) or log.errors
-            raise _lowering_error(path, diagnostics, error) from None
+            diagnostics = list(getattr(error, "error_diagnostics", []))
+            detail = diagnostics[0].message if diagnostics else (log.errors[0].message if log.errors else _first_line(error))
+            raise InputError(f"{path}: torch-mlir cannot lower the ONNX model to linalg-on-tensors: {detail}") from None
     return module, model
