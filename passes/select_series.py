@@ -49,7 +49,8 @@ torch module tree and the IR). Per layer only ``XᵀX`` (K x K, float64) is
 kept, or the rows of ``X`` themselves while there are fewer rows than K;
 ``‖XΔ‖² = Σ (XᵀX Δ) ∘ Δ``. Statistics are cached per process (keyed by the
 module text and the calibration file), so repeated selections on the same
-model are cheap.
+model are cheap, and in the active :mod:`tasdc.cache` when there is one
+(keyed by digests of the module text and the calibration file's bytes).
 
 The error that drives the decision (``metric``): the layer-output relative
 error when calibration statistics exist for the layer, else the relative
@@ -127,6 +128,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from torch_mlir import ir
 
+from tasdc import cache as _cache
 from tasdc.contractions import CONTRACTION_NAMES, Candidate, scan
 from tasdc.decompose import Pattern, SeriesConfig, decompose, l1_dropped, relative_error
 from tasdc.diagnostics import remark
@@ -350,6 +352,37 @@ class CalibrationStats:
     layers: dict[str, list[_Gram]]
     key: str
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The statistics as named arrays (for :mod:`tasdc.cache`)."""
+        out = {"meta": np.array([self.samples, self.batches, self.batch_size], dtype=np.int64)}
+        for layer, grams in self.layers.items():
+            for i, g in enumerate(grams):
+                if g.gram is not None:
+                    out[f"{layer}|{i}|gram|{g.count}"] = g.gram
+                else:
+                    out[f"{layer}|{i}|rows|{g.count}"] = (np.concatenate(g.rows) if g.rows
+                                                         else np.zeros((0, g.k), dtype=np.float32))
+        return out
+
+    @classmethod
+    def from_arrays(cls, path: str, arrays: dict[str, np.ndarray], key: str) -> "CalibrationStats":
+        samples, batches, batch_size = (int(v) for v in arrays["meta"])
+        layers: dict[str, list[_Gram]] = {}
+        for name, value in arrays.items():
+            if name == "meta":
+                continue
+            layer, index, kind, count = name.rsplit("|", 3)
+            grams = layers.setdefault(layer, [])
+            while len(grams) <= int(index):
+                grams.append(_Gram(0))
+            g = grams[int(index)] = _Gram(value.shape[1])
+            g.count = int(count)
+            if kind == "gram":
+                g.gram = value
+            elif value.shape[0]:
+                g.rows = [value]
+        return cls(path, samples, batches, batch_size, layers, key)
+
 
 _calib_cache: dict[tuple, CalibrationStats] = {}
 
@@ -481,6 +514,13 @@ def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int]
     key = (resolved, st.st_mtime_ns, st.st_size, text_digest)
     if key in _calib_cache:
         return _calib_cache[key]
+    persistent_key = f"{text_digest}/{_cache.file_digest(resolved)}" if _cache.active() is not None else ""
+    found = _cache.lookup("calibration", persistent_key) if persistent_key else None
+    if found is not None:
+        stats = CalibrationStats.from_arrays(path, found, f"{resolved}:{st.st_mtime_ns}:{text_digest}")
+        _calib_cache.clear()
+        _calib_cache[key] = stats
+        return stats
     x_all = load_calibration_inputs(path)
     clone, entry, probes = _instrument(module)
     stats = CalibrationStats(path, 0, 0, 0, {}, f"{resolved}:{st.st_mtime_ns}:{text_digest}")
@@ -516,6 +556,8 @@ def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int]
             for g, r in zip(grams, rows):
                 g.add(r)
     stats = CalibrationStats(path, n, len(starts), batch, accumulators, stats.key)
+    if persistent_key:
+        _cache.store("calibration", persistent_key, stats.to_arrays())
     _calib_cache.clear()  # keep one model's statistics at a time
     _calib_cache[key] = stats
     return stats

@@ -10,6 +10,8 @@ Commands:
   dense baseline; ``--input`` also runs the model for real outputs.
 * ``tasdc run MODEL --input x.npy [--config …] [-o y.npy]`` — compile, JIT
   for the CPU (Numba N:M kernels) and run; save the output or print a summary.
+* ``tasdc sweep SPEC.toml --out RESULTS`` — a grid of TASDER compiles on Dask
+  (see :mod:`tasdc.sweep`); ``tasdc sweep --show RESULTS [--json]``.
 * ``tasdc report REPORT.json -o report.html`` — a JSON report as one
   self-contained HTML page with plots (``--html`` on compile/simulate does
   the same directly).
@@ -298,6 +300,58 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a grid of TASDER compiles (models x targets x bounds) on Dask; resumable")
+    p.add_argument("spec", nargs="?", type=Path, help="the sweep spec (.toml; see tasdc/sweep/spec.py)")
+    p.add_argument("--out", type=Path, help="the results file (SQLite); finished cells in it are skipped")
+    p.add_argument("--show", type=Path, metavar="RESULTS", help="print the cells of a results file and the Pareto fronts")
+    p.add_argument("--json", action="store_true", help="with --show: print the cells as JSON")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    p.add_argument("--workers", type=int, help="local cluster: worker processes (default: the number of cores)")
+    p.add_argument("--cache", type=Path, help="results file holding the decomposition / statistics cache (default: --out)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor fill the cache")
+    p.add_argument("--limit", type=int, help="run at most this many unfinished cells now")
+    p.add_argument("--retry-failed", action="store_true", help="also rerun the cells that failed before")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``tasdc sweep``: run a spec into a results file, or show one."""
+    from tasdc.sweep import Store, load_spec
+
+    if args.show is not None:
+        if args.spec is not None or args.out is not None:
+            raise TasdcError("--show takes only a results file (no spec, no --out)")
+        from tasdc.sweep import show
+
+        cells = Store(args.show, create=False).cells()
+        print(show.to_json(cells) if args.json else show.table(cells))
+        return 0
+    if args.spec is None or args.out is None:
+        raise TasdcError("sweep needs SPEC.toml and --out RESULTS (or --show RESULTS)")
+    if args.json:
+        raise TasdcError("--json goes with --show")
+    for flag, value in (("--workers", args.workers), ("--limit", args.limit)):
+        if value is not None and value < (1 if flag == "--workers" else 0):
+            raise TasdcError(f"{flag} must be >= {1 if flag == '--workers' else 0}, got {value}")
+    if args.scheduler and args.workers:
+        raise TasdcError("--workers sizes the local cluster; it does not go with --scheduler")
+    spec = load_spec(args.spec)
+    Store(args.out).close()  # fail early on a bad results file
+    from tasdc.sweep.run import run_sweep
+
+    try:
+        summary = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers, cache=args.cache,
+                            use_cache=not args.no_cache, limit=args.limit, retry_failed=args.retry_failed)
+    except KeyboardInterrupt:
+        print(f"tasdc: interrupted; finished cells are in {args.out}, rerun the same command to finish", file=sys.stderr)
+        return 130
+    print(f"sweep {args.spec}: {summary.total} cells: {summary.skipped} already in {args.out}, ran {summary.ran} "
+          f"({summary.failed} failed) on {summary.workers} workers in {summary.seconds:.1f}s"
+          + (f"; {summary.remaining} left (--limit)" if summary.remaining else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tasdc",
@@ -308,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_simulate(sub)
     _add_report(sub)
+    _add_sweep(sub)
     return parser
 
 

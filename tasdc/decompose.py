@@ -71,6 +71,7 @@ from typing import Any
 
 import numpy as np
 
+from tasdc import cache as _cache
 from tasdc.errors import TasdcError
 
 __all__ = [
@@ -680,11 +681,19 @@ def decompose(w: np.ndarray, config: SeriesConfig | str, axis: int) -> Decomposi
 
     Term ``i`` is :func:`extract_term` of the residual left by terms
     ``1..i-1``. The dense config gives no terms and ``approximation == w``.
+    With an active :mod:`tasdc.cache` the terms come from / go to the cache
+    (same arrays, bit for bit).
     """
     config = _as_config(config)
     w, axis = _check_weight(w, axis)
     if config.is_dense:
         return Decomposition(config, axis, [], w, np.zeros_like(w))
+    if _cache.active() is not None:
+        return _decompose_cached(w, config, axis)
+    return _decompose(w, config, axis)
+
+
+def _decompose(w: np.ndarray, config: SeriesConfig, axis: int) -> Decomposition:
     terms: list[CompressedTerm] = []
     work: _Work | None = None
     # consecutive terms with the same M are extracted in one pass over the data
@@ -699,6 +708,26 @@ def decompose(w: np.ndarray, config: SeriesConfig | str, axis: int) -> Decomposi
             terms.append(_make_term(p, v, i, work, axis, w.shape))
     assert work is not None
     return Decomposition(config, axis, terms, w, work.unpadded(axis))
+
+
+def _decompose_cached(w: np.ndarray, config: SeriesConfig, axis: int) -> Decomposition:
+    """:func:`decompose` through the active :mod:`tasdc.cache` (same result)."""
+    key = f"{_cache.array_digest(w)}/{axis}/{config}"
+    found = _cache.lookup("decomposition", key)
+    if found is None:
+        result = _decompose(w, config, axis)
+        arrays = {}
+        for i, term in enumerate(result.terms):
+            arrays[f"values{i}"], arrays[f"indices{i}"] = term.values, term.indices
+        _cache.store("decomposition", key, arrays)
+        return result
+    k = w.shape[axis]
+    terms = [CompressedTerm(p, found[f"values{i}"], found[f"indices{i}"], axis, tuple(w.shape), _padded_k(k, p.m) - k)
+             for i, p in enumerate(config.terms)]
+    residual = np.array(w, copy=True)
+    for term in terms:  # disjoint supports: every position is x - x or x - 0, exactly
+        residual -= term.to_dense()
+    return Decomposition(config, axis, terms, w, residual)
 
 
 # --------------------------------------------------------------------------
