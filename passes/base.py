@@ -4,6 +4,11 @@ A pass is a frozen dataclass: ``name`` is its kebab-case pipeline name, its
 fields are its options (typed; the option ``min-size`` is the field
 ``min_size``) and :meth:`ModulePass.run` rewrites a module in place. Options
 parse from the pipeline text ``name{key=value key2=v1,v2}``.
+
+:meth:`ModulePass.as_pass` wraps a pass for a native MLIR ``PassManager``
+(``pm.add(DecomposeWeights(config="2:4").as_pass(), name=..., argument=...)``
+or ``pm.add(*p.as_pass_args())``), so the pass can run between upstream
+passes with MLIR's own timing, IR printing and verification.
 """
 
 from __future__ import annotations
@@ -11,11 +16,34 @@ from __future__ import annotations
 import abc
 import dataclasses
 import typing
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from torch_mlir import ir
 
-from tasdc.errors import PipelineError
+from tasdc.errors import PipelineError, TasdcError
+
+
+class ModuleView:
+    """What a pass uses of an ``ir.Module``, built on the module's operation.
+
+    A native ``PassManager`` hands a Python pass the ``builtin.module``
+    operation, and the bindings cannot wrap an operation back into an
+    ``ir.Module``; passes only read ``operation``, ``body`` and ``context``.
+    """
+
+    def __init__(self, operation: ir.Operation) -> None:
+        self.operation = operation
+
+    @property
+    def body(self) -> ir.Block:
+        return self.operation.regions[0].blocks[0]
+
+    @property
+    def context(self) -> ir.Context:
+        return self.operation.context
+
+    def __str__(self) -> str:
+        return str(self.operation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +77,40 @@ class ModulePass(abc.ABC):
             return cls(**values)
         except (ValueError, TypeError) as error:
             raise PipelineError(f"pass '{cls.name}': {error}") from None
+
+    def as_pass(self) -> Callable[[ir.Operation, Any], None]:
+        """This pass as a callable for ``PassManager.add(callable, name=…, argument=…)``.
+
+        The callable takes ``(op, pass_)``, where ``op`` is the
+        ``builtin.module`` the PassManager runs on. A user error
+        (:class:`TasdcError`) becomes an error diagnostic on the module's
+        location and ``pass_.signal_pass_failure()``, so ``PassManager.run``
+        raises ``MLIRError`` carrying the message; anything else is a bug and
+        propagates. Add it to a module-level PassManager without ``op_name``
+        (a mismatched ``op_name`` aborts LLVM).
+        """
+
+        def run(op: ir.Operation, pass_: Any) -> None:
+            operation = op.operation if hasattr(op, "operation") else op
+            if operation.name != "builtin.module":
+                operation.location.emit_error(f"{self.name} runs on 'builtin.module', not '{operation.name}'")
+                pass_.signal_pass_failure()
+                return
+            try:
+                with operation.context, ir.Location.unknown():
+                    self.run(ModuleView(operation))  # type: ignore[arg-type]
+            except TasdcError as error:
+                operation.location.emit_error(f"{self.name}: {error}")
+                pass_.signal_pass_failure()
+
+        run.__name__ = self.name.replace("-", "_")
+        run.__doc__ = f"{self.describe()} as a native MLIR pass."
+        return run
+
+    def as_pass_args(self) -> tuple[Callable[[ir.Operation, Any], None], str, str, str]:
+        """``(callable, name, argument, description)`` for ``PassManager.add(*…)``."""
+        doc = (type(self).__doc__ or "").strip().splitlines()
+        return self.as_pass(), type(self).__name__, self.name, doc[0] if doc else ""
 
     def describe(self) -> str:
         """The pass as pipeline text, e.g. ``tasd-x{config=2:4 min-size=0}``."""

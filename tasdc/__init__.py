@@ -9,10 +9,12 @@ The Python API in three calls::
 
 See :mod:`tasdc.compiler` (stages and options), :mod:`tasdc.importer`
 (front end), :mod:`tasdc.decompose` (the TASD library) and
-:mod:`tasdc.simulate` (simulated accelerators).
+:mod:`tasdc.simulate` (simulated accelerators), :mod:`tasdc.dynamo`
+(``torch.compile(model, backend=tasdc.dynamo_backend(config="2:4"))``).
 """
 
 from tasdc.compiler import CompileOptions, CompileResult, compile_model
+from tasdc.dynamo import dynamo_backend
 from tasdc.importer import import_model
 
-__all__ = ["CompileOptions", "CompileResult", "compile_model", "import_model"]
+__all__ = ["CompileOptions", "CompileResult", "compile_model", "dynamo_backend", "import_model"]

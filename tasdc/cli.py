@@ -14,6 +14,11 @@ Commands:
 * ``tasdc cache dir|clear`` — print the compile cache's folder / empty it.
 * ``tasdc sweep SPEC.toml --out RESULTS`` — a grid of TASDER compiles on Dask
   (see :mod:`tasdc.sweep`); ``tasdc sweep --show RESULTS [--json]``.
+* ``tasdc report REPORT.json -o report.html`` — a JSON report as one
+  self-contained HTML page with plots (``--html`` on compile/simulate does
+  the same directly).
+
+MODEL is a ``.pt2``, a linalg-on-tensors ``.mlir`` or an ``.onnx`` file.
 
 User errors print one line (``tasdc: error: …``) and exit with status 2.
 """
@@ -49,6 +54,7 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", type=Path, help="TASDER: evaluation inputs on which quality is measured by running the model")
     p.add_argument("--metric", choices=("accuracy", "agreement", "cosine", "relerr"),
                    help="TASDER quality metric (default: accuracy with labels, agreement for classifier logits, else cosine)")
+    _add_html_flag(p)
     p.set_defaults(func=cmd_compile)
 
 
@@ -77,6 +83,7 @@ def cmd_tasder(args: argparse.Namespace) -> int:
         write_atomically(args.output, result.mlir())
     if args.json:
         write_json(args.json, result.to_json())
+    _write_html(args, result.to_json())
     print(result.table())
     if args.output:
         print(f"wrote {args.output}")
@@ -111,13 +118,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         simulation.source, simulation.config = result.model.source, args.config
     if args.output:
         write_atomically(args.output, result.mlir())
-    if args.json:
+    if args.json or args.html:
         data = {**result.report.to_json(), "timings_s": result.timings}
         if simulation is not None:
             import json
 
             data["simulation"] = json.loads(simulation.to_json())
-        write_json(args.json, data)
+        if args.json:
+            write_json(args.json, data)
+        _write_html(args, data)
     act = f"  act-config={args.act_config}" if args.act_config != "dense" else ""
     print(f"tasdc compile {args.model}  config={args.config}{act}  "
           f"(import {result.timings['import']:.2f}s, tasd {result.timings['tasd']:.2f}s)")
@@ -189,6 +198,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write the report as JSON (schema: tasdc/runtime/accel/simulator.py)")
     p.add_argument("--input", type=Path, help="also run the model on these inputs (.npy/.npz) and report real outputs")
     p.add_argument("-o", "--output", type=Path, help="with --input: save the outputs (.npy)")
+    _add_html_flag(p)
     p.set_defaults(func=cmd_simulate)
 
 
@@ -213,6 +223,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         report.config = f"{args.config}, activations {args.act_config} (TASD-A)"
     if args.json:
         write_atomically(args.json, report.to_json() + "\n")
+    if args.html:
+        import json
+
+        _write_html(args, {**result.report.to_json(), "simulation": json.loads(report.to_json())})
     print(report.table())
     if inputs is not None:
         # Numerics are real: the same compiled module on the CPU runtime.
@@ -341,6 +355,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_html_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--html", type=Path, help="also write the report as one self-contained HTML page with plots")
+
+
+def _write_html(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    """``--html PATH``: the report ``data`` as a page (tasdc/html_report.py)."""
+    if getattr(args, "html", None) is None:
+        return
+    from tasdc.compiler import write_atomically
+    from tasdc.html_report import render_html
+
+    write_atomically(args.html, render_html(data))
+    print(f"wrote {args.html}")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render a JSON report (compile, simulate or TASDER) as a self-contained HTML page")
+    p.add_argument("report", type=Path, help="a JSON report written by tasdc compile/simulate --json")
+    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the HTML page")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``tasdc report REPORT.json -o report.html``."""
+    from tasdc.compiler import write_atomically
+    from tasdc.html_report import render_file
+    from tasdc.module import read_text_file
+
+    write_atomically(args.output, render_file(str(args.report), read_text_file(args.report)))
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a grid of TASDER compiles (models x targets x bounds) on Dask; resumable")
     p.add_argument("spec", nargs="?", type=Path, help="the sweep spec (.toml; see tasdc/sweep/spec.py)")
@@ -403,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_simulate(sub)
     _add_cache(sub)
+    _add_report(sub)
     _add_sweep(sub)
     return parser
 

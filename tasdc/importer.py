@@ -4,7 +4,8 @@ Accepted sources:
 
 * a ``torch.nn.Module`` with example inputs (Python API);
 * a ``torch.export`` archive (``.pt2``, written by ``torch.export.save``);
-* an ``.mlir`` file in linalg-on-tensors form.
+* an ``.mlir`` file in linalg-on-tensors form;
+* an ONNX model (``.onnx``, through torch-mlir's ONNX importer: :mod:`tasdc.onnx_import`).
 
 PyTorch sources go through ``torch_mlir.fx.export_and_import(...,
 output_type="linalg-on-tensors")``; MLIR files through the bundled parser.
@@ -429,6 +430,12 @@ def import_file(path: str | Path) -> ImportedModel:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a .pt2 or .mlir file")
+    if path.suffix.lower() == ".onnx":  # an ONNX protobuf (tasdc/onnx_import.py)
+        from tasdc.onnx_import import import_onnx
+
+        module, proto = import_onnx(path, new_context())
+        check_linalg_on_tensors(module, str(path))
+        return ImportedModel(module=module, source=str(path), program=proto)  # proto owns the weight bytes
     head = path.open("rb").read(4)
     if head.startswith(b"PK"):
         return _import_program(load_exported_program(path), str(path))

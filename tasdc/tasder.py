@@ -137,6 +137,7 @@ class Probe:
     seconds: float
     predicted: float | None = None   # quality the budget rule predicts: 1/sqrt(1 + Σ e²)
     banned: list[str] = dataclasses.field(default_factory=list)   # moves demoted when probed (bisect)
+    cost: dict[str, float] = dataclasses.field(default_factory=dict)  # model totals of this selection (tasd-select)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -602,7 +603,8 @@ class TasderSession:
                 dt = time.perf_counter() - t
                 timings["measure"] = timings.get("measure", 0.0) + dt
                 probes.append(Probe(ladder.get(pos, f"step {pos}"), used[pos - 1] if pos else 0.0, pos,
-                                    {k: q.value for k, q in reps.items()}, ok, not was_cached, dt))
+                                    {k: q.value for k, q in reps.items()}, ok, not was_cached, dt,
+                                    dict(read_selection(result.module).get("totals", {}).get("selected", {}))))
                 return ok
 
             initial = configs_of(first)

@@ -3,6 +3,7 @@
 
     python3 tools/dev.py demo   # set up, build the examples, compile one, print its report
     python3 tools/dev.py test   # set up, then pytest (BLAS tests under both OpenBLAS kernels) and lit
+                                # (installs Debian's chromium for the HTML report test when missing)
 
 Needs only Python 3.11 and pip. The environment lives in ``.venv`` at the
 repository root; setup is skipped when ``pyproject.toml`` has not changed
@@ -88,7 +89,26 @@ def other_blas_env(env: dict[str, str]) -> tuple[dict[str, str], str]:
     return {**env, "OPENBLAS_CORETYPE": "Haswell"}, "OPENBLAS_CORETYPE=Haswell"
 
 
+def ensure_chromium() -> None:
+    """Debian's headless Chromium for the HTML report test; installed when missing (as root)."""
+    import shutil
+
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        print("chromium is missing and cannot be installed here (needs root and apt-get): "
+              "the HTML rendering test will be skipped", flush=True)
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        run("apt-get", "update", "-q", env=env, stdout=subprocess.DEVNULL)
+        run("apt-get", "install", "-y", "-q", "chromium", env=env, stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError as error:
+        print(f"installing chromium failed ({error}): the HTML rendering test will be skipped", flush=True)
+
+
 def test() -> None:
+    ensure_chromium()
     env = {**os.environ, "TASDC_NO_PROGRESS": "1"}
     start = time.perf_counter()
     pytest = (BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
