@@ -604,7 +604,7 @@ class TasderSession:
                 timings["measure"] = timings.get("measure", 0.0) + dt
                 probes.append(Probe(ladder.get(pos, f"step {pos}"), used[pos - 1] if pos else 0.0, pos,
                                     {k: q.value for k, q in reps.items()}, ok, not was_cached, dt,
-                                    dict(read_selection(result.module).get("totals", {}).get("selected", {}))))
+                                    cost=dict(read_selection(result.module).get("totals", {}).get("selected", {}))))
                 return ok
 
             initial = configs_of(first)

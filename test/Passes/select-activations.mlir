@@ -1,8 +1,9 @@
 // tasd-select with activation series (TASD-A) on ttc-m8: the calibration inputs hold at most one
 // non-zero per 8-block, so "A 1:8" is lossless on them and the cheapest option for the dense weight.
 // RUN: %python -c "import numpy as np; x = np.zeros((6, 16), np.float32); x[:, 3] = 1.5; x[:, 12] = -2.0; x[::2, 3] = 0.0; np.save('%t.npy', x)"
-// RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 calib=%t.npy}' | FileCheck %s
-// RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 calib=%t.npy},tasd-decompose-activations{config=dense},tasd-decompose-weights' | FileCheck %s --check-prefix=APPLY
+// budget=0: only lossless moves. The activation is 1-of-8 sparse on the calibration data, so "A 1:8" is lossless there; with the overlapped fill/drain model a lossy weight series on this tiny layer would otherwise outbid it.
+// RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 budget=0 calib=%t.npy}' | FileCheck %s
+// RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 budget=0 calib=%t.npy},tasd-decompose-activations{config=dense},tasd-decompose-weights' | FileCheck %s --check-prefix=APPLY
 // RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 calib=%t.npy activations=false}' | FileCheck %s --check-prefix=OFF
 // RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99}' | FileCheck %s --check-prefix=OFF
 // RUN: tasdc-opt %s -p 'tasd-select{target=vegeta quality=0.99 calib=%t.npy}' | FileCheck %s --check-prefix=OFF

@@ -17,7 +17,7 @@ from tasdc.decompose import NonFiniteWeightError
 from tasdc.reference import conv2d_nchw, decompose_activation
 from tasdc.runtime.cpu.act_kernels import ActKernel, act_conv2d, act_decompose, act_matmul, series_arrays
 
-CONFIGS = ["2:4", "1:4", "2:4+1:4", "2:8+1:4", "1:3", "4:8+2:8"]
+CONFIGS = ["2:4", "1:4", "2:4+1:4", "2:8+1:4", "1:2", "4:8+2:8"]
 U = 2.0 ** -24
 
 

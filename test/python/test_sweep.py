@@ -209,7 +209,7 @@ quality = [0.99]
     assert len(cells) == 4
     for target in ("stc", "vegeta"):
         bad = cells[("mlp-wrong-inputs", target)]
-        assert bad["status"] == "failed" and "inputs have shape" in bad["error"] and "\n" not in bad["error"]
+        assert bad["status"] == "failed" and "has shape" in bad["error"] and "\n" not in bad["error"]
 
     # Each row equals a TASDER compile of the same cell (same code path: exact equality).
     session = TasderSession(example_dir / "mlp.pt2", calib=example_dir / "mlp-calib.npz", progress=False)
