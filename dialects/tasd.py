@@ -336,7 +336,9 @@ def dense_operand_of(op: ir.OpView) -> ir.Value:
     return op.operands[1 - which]
 
 
-def _verify_series(op: ir.OpView) -> None:
+def _config_attr(op: ir.OpView, *, allow_dense: bool) -> Any:
+    """The series in the op's ``config`` attribute, parsed by
+    :func:`tasdc.decompose.parse_config`: the one rule for a valid config."""
     from tasdc.decompose import ConfigError, parse_config
 
     text = _str_attr(op, "config")
@@ -344,6 +346,52 @@ def _verify_series(op: ir.OpView) -> None:
         config = parse_config(text)
     except ConfigError as error:
         raise VerifyError(f"attribute 'config': {error}") from None
+    if config.is_dense and not allow_dense:
+        raise VerifyError("attribute 'config' must name at least one N:M term, got 'dense'")
+    return config
+
+
+STATS_ATTR = "tasd.stats"
+# Entries of a ``tasd.stats`` record that name a series (reports print them).
+STATS_SERIES_KEYS = ("config", "act_config")
+
+
+def verify_stats(op: ir.OpView) -> None:
+    """Check the series named in ``op``'s ``tasd.stats`` record, if it has one.
+
+    The passes record a layer's series there and the reports print it, so a
+    record read from an input file must hold what :func:`parse_config`
+    accepts, and on an op with its own ``config`` (``tasd.series``) the
+    recorded ``config`` must be that one. Raises :class:`VerifyError`.
+    """
+    from tasdc.decompose import ConfigError, parse_config
+
+    if STATS_ATTR not in op.attributes:
+        return
+    stats = op.attributes[STATS_ATTR]
+    if not isinstance(stats, ir.DictAttr):
+        raise VerifyError(f"attribute '{STATS_ATTR}' must be a dictionary, got {stats}")
+    for key in STATS_SERIES_KEYS:
+        if key not in stats:
+            continue
+        if not isinstance(stats[key], ir.StringAttr):
+            raise VerifyError(f"attribute '{STATS_ATTR}' entry '{key}' must be a string, got {stats[key]}")
+        text = ir.StringAttr(stats[key]).value
+        try:
+            parse_config(text)
+        except ConfigError as error:
+            raise VerifyError(f"attribute '{STATS_ATTR}' entry '{key}': {error}") from None
+    own = op.attributes["config"] if "config" in op.attributes else None
+    if "config" in stats and isinstance(own, ir.StringAttr) and ir.StringAttr(stats["config"]).value != own.value:
+        raise VerifyError(
+            f"attribute '{STATS_ATTR}' records config '{ir.StringAttr(stats['config']).value}' "
+            f"but the op's config is '{own.value}'"
+        )
+
+
+def _verify_series(op: ir.OpView) -> None:
+    config = _config_attr(op, allow_dense=True)
+    text = _str_attr(op, "config")
     terms = list(op.operands)
     if config.is_dense or len(terms) != len(config.terms):
         raise VerifyError(f"config '{text}' has {len(config.terms)} terms but the op has {len(terms)} operands")
@@ -364,6 +412,7 @@ def _verify_series(op: ir.OpView) -> None:
             dense_operand = other
         elif other != dense_operand:
             raise VerifyError(f"term #{i} contracts a different dense operand than term #0")
+    verify_stats(op)
 
 
 class SeriesOp(TASD.Operation, name="series"):
@@ -383,15 +432,7 @@ class SeriesOp(TASD.Operation, name="series"):
 
 
 def _verify_decompose_activation(op: ir.OpView) -> None:
-    from tasdc.decompose import ConfigError, parse_config
-
-    text = _str_attr(op, "config")
-    try:
-        config = parse_config(text)
-    except ConfigError as error:
-        raise VerifyError(f"attribute 'config': {error}") from None
-    if config.is_dense:
-        raise VerifyError("attribute 'config' must name at least one N:M term, got 'dense'")
+    _config_attr(op, allow_dense=False)
     axis = _int_attr(op, "axis")
     source = _ranked(op.operands[0], "input")
     result = _ranked(op.results[0], "result")
@@ -401,6 +442,7 @@ def _verify_decompose_activation(op: ir.OpView) -> None:
         raise VerifyError(f"result type {result} must equal the input type {source}")
     if not isinstance(source.element_type, (ir.F32Type, ir.F16Type, ir.BF16Type, ir.F64Type)):
         raise VerifyError(f"input must have a floating-point element type, got {source.element_type}")
+    verify_stats(op)
 
 
 class DecomposeActivationOp(TASD.Operation, name="decompose_activation"):

@@ -9,7 +9,7 @@ from torch_mlir import ir
 from torch_mlir.dialects import torch as torch_d
 
 from tasdc.diagnostics import capture, record_mlir_error, resolve_location
-from tasdc.dialects.tasd import load_into
+from tasdc.dialects.tasd import STATS_ATTR, VerifyError, load_into, verify_stats
 from tasdc.elements import MAX_BLOB_ALIGNMENT, BlobInfo, blobs_unchecked, check_resource_blobs
 from tasdc.errors import InputError, IRVerificationError
 
@@ -74,6 +74,57 @@ def scan_resource_blobs(text: str, filename: str) -> dict[str, BlobInfo]:
     return blobs
 
 
+# The custom assembly of these linalg ops spells one i64 array as ``keyword = [..]``.
+_ARRAY_OPS = re.compile(r'(?<![\w."$])linalg\.(?P<op>transpose|broadcast|reduce)(?![\w.$])')
+_ARRAY_KEYWORD = re.compile(r"(?<![\w.$%])(?P<key>permutation|dimensions)\s*=\s*")
+
+
+def check_linalg_arrays(text: str, filename: str, context: ir.Context) -> None:
+    """Refuse a malformed ``permutation``/``dimensions`` array of a custom-form
+    ``linalg.transpose``, ``linalg.broadcast`` or ``linalg.reduce``.
+
+    Upstream MLIR's parser of these three ops (``parseDenseI64ArrayAttr`` in
+    ``LinalgOps.cpp``) ignores a failed array parse and goes on with a null
+    attribute, so ``permutation = [nan, 0]`` (or ``[x]``, ``[1.5]``, an
+    out-of-range integer, a missing ``]``) crashes the whole process with a
+    SIGSEGV inside ``Module.parse`` (found by ``tools/fuzz.py``). The check
+    finds the ``keyword = [`` … ``]`` text after each such op and has MLIR
+    itself parse the elements as ``array<i64: …>``; valid arrays pass
+    unchanged, so MLIR still parses (and reports on) everything else.
+    """
+    checked: set[int] = set()
+    for op in _ARRAY_OPS.finditer(text):
+        line_start = text.rfind("\n", 0, op.start()) + 1
+        if "//" in text[line_start : op.start()]:
+            continue  # in a comment (e.g. a FileCheck line)
+        keyword = _ARRAY_KEYWORD.search(text, op.end())
+        if keyword is None or keyword.start() in checked:
+            continue  # a missing keyword is MLIR's own (clean) parse error
+        checked.add(keyword.start())
+        start = keyword.end()
+        close = text.find("]", start)
+        problem = ""
+        if not text.startswith("[", start):
+            problem = "expected '['"
+        elif close < 0:
+            problem = "missing ']'"
+        else:
+            inner = text[start + 1 : close]
+            with context, capture(context):
+                try:
+                    ir.Attribute.parse(f"array<i64: {inner}>" if inner.strip() else "array<i64>")
+                except ir.MLIRError as error:
+                    diagnostics = list(getattr(error, "error_diagnostics", []))
+                    problem = diagnostics[0].message if diagnostics else "expected integers"
+        if problem:
+            line = text.count("\n", 0, start) + 1
+            col = start - (text.rfind("\n", 0, start) + 1) + 1
+            raise InputError(
+                f"cannot parse {filename}: {filename}:{line}:{col}: malformed '{keyword['key']}' of "
+                f"linalg.{op['op']}: {problem}; write a list of integers such as [1, 0]"
+            )
+
+
 def parse_module(text: str, context: ir.Context, filename: str = "<stdin>") -> ir.Module:
     """Parse MLIR text; a parse error or a bad resource blob becomes an :class:`InputError`.
 
@@ -83,6 +134,7 @@ def parse_module(text: str, context: ir.Context, filename: str = "<stdin>") -> i
     contents then, and the module is verified again once the blobs passed.
     """
     blobs = scan_resource_blobs(text, filename)
+    check_linalg_arrays(text, filename, context)
     if not text.endswith("\n"):
         # MLIR's parser crashes (SIGSEGV, found by tools/fuzz.py) on a string
         # left open at the very end of the buffer after a large resource blob
@@ -96,9 +148,33 @@ def parse_module(text: str, context: ir.Context, filename: str = "<stdin>") -> i
             raise InputError(f"cannot parse {filename}: {_first_error(error, filename)}") from None
     with context:
         check_resource_blobs(module, blobs, filename)
+        _check_stats(module, filename)
     if blobs:
         _verify_parsed(module, filename)
     return module
+
+
+def _check_stats(module: ir.Module, filename: str) -> None:
+    """Refuse a ``tasd.stats`` record whose series does not parse, on ops the
+    TASD verifiers do not see (the ``linalg`` contractions the analysis
+    annotates); see :func:`tasdc.dialects.tasd.verify_stats`."""
+
+    problems: list[str] = []
+
+    def visit(operation: ir.Operation) -> ir.WalkResult:
+        if STATS_ATTR in operation.attributes:
+            try:
+                verify_stats(operation.opview)
+            except VerifyError as error:
+                file, line, col = resolve_location(operation.location)
+                where = f"{file if file not in ('', '-') else filename}:{line}:{col}: " if line else ""
+                problems.append(f"cannot parse {filename}: {where}'{operation.name}' op {error}")
+                return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    if problems:
+        raise InputError(problems[0])
 
 
 def _verify_parsed(module: ir.Module, filename: str) -> None:

@@ -18,11 +18,20 @@ Outcomes: ``exit 0``, ``exit 2 + one line`` (the contract for bad input),
 output of absurd magnitude). Offenders (anything but the first three) are
 saved under ``--out`` with their input, arguments and output; the exit
 status is 1 when there is any.
+
+Every finished case appends one JSON line (index, outcome, status, what,
+command) to ``--out/cases-seed<S>.jsonl``. The cases are a pure function of
+the seed and the seed texts, so a long run can be split and continued:
+``--shard I/N`` runs the cases whose index is I mod N (several shards may
+share one log), ``--resume`` skips the cases already in the log, and the
+final table counts every case of the log (all shards so far).
+``--table`` prints that table without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -335,7 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("fuzz-out"), help="where offenders are saved")
     parser.add_argument("--no-cli", action="store_true", help="skip the fixed command-line cases")
     parser.add_argument("--progress", type=int, default=0, help="print the running counts every N cases")
+    parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+                        help="run only the cases whose index is I modulo N (default 0/1: all)")
+    parser.add_argument("--resume", action="store_true", help="skip the cases already in the log of this seed")
+    parser.add_argument("--table", action="store_true", help="print the table of the log of this seed and stop")
     args = parser.parse_args(argv)
+    log_path = args.out / f"cases-seed{args.seed}.jsonl"
+    if args.table:
+        done = read_log(log_path)
+        print_table(Counter(entry["outcome"] for entry in done.values()), len(done), args.seed, log_path)
+        return 1 if any(entry["outcome"] not in GOOD for entry in done.values()) else 0
 
     os.environ["TASDC_NO_PROGRESS"] = "1"
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
@@ -353,35 +371,85 @@ def main(argv: list[str] | None = None) -> int:
         load()
     rng = random.Random(args.seed)
     cases = ([] if args.no_cli else cli_cases(fixtures)) + [mutant_case(rng, seeds, fixtures) for _ in range(args.cases)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    done = read_log(log_path) if args.resume else {}
+    for index, entry in done.items():
+        if index >= len(cases) or entry["what"] != cases[index].what:
+            sys.exit(f"fuzz.py: error: {log_path} case {index} ({entry['what']}) is not case {index} of this run; "
+                     "the seed, --cases, --no-cli or the seed texts differ")
+    if not args.resume:
+        log_path.write_text("")
+    shard, shards = args.shard
+    todo = [i for i in range(len(cases)) if i % shards == shard and i not in done]
+    if done:
+        print(f"resuming: {len(done)} cases already in {log_path}, {len(todo)} to run", flush=True)
     counts: Counter[str] = Counter()
-    offenders: list[tuple[int, str, Case]] = []
+    offenders = 0
     ran = 0
-    for index, case in enumerate(cases):
+    for index in todo:
+        case = cases[index]
         if args.seconds and time.monotonic() - start > args.seconds:
             break
+        began = time.monotonic()
         outcome, status, stdout, stderr = run_case(case, work / f"case{index}", args.timeout)
         counts[outcome] += 1
         ran += 1
         if outcome not in GOOD:
-            offenders.append((index, outcome, case))
+            offenders += 1
             target = args.out / outcome.replace(" ", "_") / f"case{index:05d}"
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(work / f"case{index}", target)
             (target / "command").write_text(f"{case.tool} {' '.join(case.args)}\n# {case.what}\n# status {status}\n")
             print(f"case {index}: {outcome}: {case.what}: {case.tool} {' '.join(case.args)}", file=sys.stderr)
         shutil.rmtree(work / f"case{index}", ignore_errors=True)
+        entry = {"index": index, "outcome": outcome, "status": status, "what": case.what,
+                 "command": [case.tool, *case.args], "seconds": round(time.monotonic() - began, 3)}
+        with log_path.open("a") as log:  # one short append per case: shards may share the log
+            log.write(json.dumps(entry) + "\n")
         if args.progress and ran % args.progress == 0:
             print(f"after {ran} cases ({time.monotonic() - start:.0f}s): "
                   + ", ".join(f"{o} {counts[o]}" for o in OUTCOMES), flush=True)
     shutil.rmtree(work, ignore_errors=True)
     elapsed = time.monotonic() - start
-    print(f"{ran} cases ({min(ran, len(cases) - args.cases if not args.no_cli else 0)} CLI) in {elapsed:.0f}s, seed {args.seed}")
+    cli = sum(1 for i in todo[:ran] if cases[i].what.startswith("cli: "))
+    print(f"{ran} cases ({cli} CLI) in {elapsed:.0f}s, seed {args.seed}, shard {shard}/{shards}")
+    logged = read_log(log_path)
+    if len(logged) != ran:  # other shards or earlier runs share the log: the table counts them all
+        counts = Counter(entry["outcome"] for entry in logged.values())
+    print_table(counts, max(ran, len(logged)), args.seed, log_path)
+    if offenders:
+        print(f"offenders saved under {args.out}")
+    return 1 if offenders or any(counts[o] for o in OUTCOMES if o not in GOOD) else 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        shard, shards = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, got {text!r}") from None
+    if not 0 <= shard < shards:
+        raise argparse.ArgumentTypeError(f"expected 0 <= I < N, got {text!r}")
+    return shard, shards
+
+
+def read_log(path: Path) -> dict[int, dict]:
+    """The finished cases of a log, by index (a half-written last line is ignored)."""
+    done: dict[int, dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[int(entry["index"])] = entry
+    return done
+
+
+def print_table(counts: Counter[str], total: int, seed: int, log_path: Path) -> None:
+    print(f"table of {total} cases, seed {seed} ({log_path})")
     print(f"{'outcome':24} {'cases':>7}")
     for outcome in OUTCOMES:
         print(f"{outcome:24} {counts[outcome]:7d}")
-    if offenders:
-        print(f"offenders saved under {args.out}")
-    return 1 if offenders else 0
 
 
 if __name__ == "__main__":
