@@ -46,3 +46,19 @@ func.func @integer_input(%x: tensor<2x8xi32>) -> tensor<2x8xi32> {
   %a = "tasd.decompose_activation"(%x) {config = "2:4", axis = 1 : i64} : (tensor<2x8xi32>) -> tensor<2x8xi32>
   return %a : tensor<2x8xi32>
 }
+
+// -----
+
+func.func @nan_config(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  // expected-error @+1 {{'tasd.decompose_activation' op attribute 'config': invalid N:M pattern 'nan:4': expected N:M with integers N and M}}
+  %a = "tasd.decompose_activation"(%x) {config = "2:4+nan:4", axis = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  return %a : tensor<2x8xf32>
+}
+
+// -----
+
+func.func @stats_act_config(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  // expected-error @+1 {{'tasd.decompose_activation' op attribute 'tasd.stats' entry 'act_config': invalid N:M pattern '1:3': M=3 is not one of the allowed M values (2, 4, 8, 16)}}
+  %a = "tasd.decompose_activation"(%x) {config = "2:4", axis = 1 : i64, tasd.stats = {act_config = "1:3"}} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  return %a : tensor<2x8xf32>
+}

@@ -172,3 +172,47 @@ func.func @series_dense_operand(%x: tensor<3x8xf32>, %x2: tensor<3x8xf32>, %v: t
   %y = "tasd.series"(%y1, %y2) {config = "2:4+2:4"} : (tensor<3x5xf32>, tensor<3x5xf32>) -> tensor<3x5xf32>
   return %y : tensor<3x5xf32>
 }
+
+// -----
+
+// A config that parse_config refuses (here a term with a non-integer N) is refused by the verifier.
+func.func @series_nan_config(%x: tensor<3x8xf32>, %v: tensor<4x5xf32>, %i: tensor<4x5xi8>) -> tensor<3x5xf32> {
+  %w = "tasd.sparse_weight"(%v, %i) {n = 2 : i64, m = 4 : i64, axis = 0 : i64, padding = 0 : i64} : (tensor<4x5xf32>, tensor<4x5xi8>) -> tensor<8x5xf32>
+  %y1 = "tasd.matmul"(%x, %w) {sparse_operand = 1 : i64} : (tensor<3x8xf32>, tensor<8x5xf32>) -> tensor<3x5xf32>
+  %w2 = "tasd.sparse_weight"(%v, %i) {n = 2 : i64, m = 4 : i64, axis = 0 : i64, padding = 0 : i64} : (tensor<4x5xf32>, tensor<4x5xi8>) -> tensor<8x5xf32>
+  %y2 = "tasd.matmul"(%x, %w2) {sparse_operand = 1 : i64} : (tensor<3x8xf32>, tensor<8x5xf32>) -> tensor<3x5xf32>
+  // expected-error @+1 {{'tasd.series' op attribute 'config': invalid N:M pattern 'nan:4': expected N:M with integers N and M}}
+  %y = "tasd.series"(%y1, %y2) {config = "2:4+nan:4"} : (tensor<3x5xf32>, tensor<3x5xf32>) -> tensor<3x5xf32>
+  return %y : tensor<3x5xf32>
+}
+
+// -----
+
+// The series a tasd.stats record names is what the report prints: it must parse too.
+func.func @series_stats_nan_config(%x: tensor<3x8xf32>, %v: tensor<4x5xf32>, %i: tensor<4x5xi8>) -> tensor<3x5xf32> {
+  %w = "tasd.sparse_weight"(%v, %i) {n = 2 : i64, m = 4 : i64, axis = 0 : i64, padding = 0 : i64} : (tensor<4x5xf32>, tensor<4x5xi8>) -> tensor<8x5xf32>
+  %y1 = "tasd.matmul"(%x, %w) {sparse_operand = 1 : i64} : (tensor<3x8xf32>, tensor<8x5xf32>) -> tensor<3x5xf32>
+  // expected-error @+1 {{'tasd.series' op attribute 'tasd.stats' entry 'config': invalid N:M pattern 'nan:4': expected N:M with integers N and M}}
+  %y = "tasd.series"(%y1) {config = "2:4", tasd.layer = "l0", tasd.stats = {config = "2:4+nan:4", rel_error = 0.5 : f64}} : (tensor<3x5xf32>) -> tensor<3x5xf32>
+  return %y : tensor<3x5xf32>
+}
+
+// -----
+
+func.func @series_stats_other_config(%x: tensor<3x8xf32>, %v: tensor<4x5xf32>, %i: tensor<4x5xi8>) -> tensor<3x5xf32> {
+  %w = "tasd.sparse_weight"(%v, %i) {n = 2 : i64, m = 4 : i64, axis = 0 : i64, padding = 0 : i64} : (tensor<4x5xf32>, tensor<4x5xi8>) -> tensor<8x5xf32>
+  %y1 = "tasd.matmul"(%x, %w) {sparse_operand = 1 : i64} : (tensor<3x8xf32>, tensor<8x5xf32>) -> tensor<3x5xf32>
+  // expected-error @+1 {{'tasd.series' op attribute 'tasd.stats' records config '1:4' but the op's config is '2:4'}}
+  %y = "tasd.series"(%y1) {config = "2:4", tasd.stats = {config = "1:4"}} : (tensor<3x5xf32>) -> tensor<3x5xf32>
+  return %y : tensor<3x5xf32>
+}
+
+// -----
+
+func.func @series_stats_not_a_dict(%x: tensor<3x8xf32>, %v: tensor<4x5xf32>, %i: tensor<4x5xi8>) -> tensor<3x5xf32> {
+  %w = "tasd.sparse_weight"(%v, %i) {n = 2 : i64, m = 4 : i64, axis = 0 : i64, padding = 0 : i64} : (tensor<4x5xf32>, tensor<4x5xi8>) -> tensor<8x5xf32>
+  %y1 = "tasd.matmul"(%x, %w) {sparse_operand = 1 : i64} : (tensor<3x8xf32>, tensor<8x5xf32>) -> tensor<3x5xf32>
+  // expected-error @+1 {{'tasd.series' op attribute 'tasd.stats' must be a dictionary, got "2:4"}}
+  %y = "tasd.series"(%y1) {config = "2:4", tasd.stats = "2:4"} : (tensor<3x5xf32>) -> tensor<3x5xf32>
+  return %y : tensor<3x5xf32>
+}

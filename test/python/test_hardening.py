@@ -293,3 +293,80 @@ def test_bfloat16_message_is_complete() -> None:
         import_model(model, (torch.ones(2, 4, dtype=torch.bfloat16),))
     message = str(info.value)
     assert "pip install ml_dtypes" in message and not message.rstrip().endswith(":"), message
+
+
+_TRANSPOSE = """func.func @f(%a: tensor<4x8xf32>) -> tensor<8x4xf32> {
+  %0 = tensor.empty() : tensor<8x4xf32>
+  %t = linalg.transpose ins(%a : tensor<4x8xf32>) outs(%0 : tensor<8x4xf32>) permutation = ARRAY
+  return %t : tensor<8x4xf32>
+}
+"""
+_BROADCAST = """func.func @f(%a: tensor<8xf32>, %b: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %t = linalg.broadcast ins(%a : tensor<8xf32>) outs(%b : tensor<4x8xf32>) dimensions = ARRAY
+  return %t : tensor<4x8xf32>
+}
+"""
+_REDUCE = """func.func @f(%a: tensor<4x8xf32>, %b: tensor<4xf32>) -> tensor<4xf32> {
+  %t = linalg.reduce ins(%a : tensor<4x8xf32>) outs(%b : tensor<4xf32>) dimensions = ARRAY
+    (%in: f32, %init: f32) {
+      %s = arith.addf %in, %init : f32
+      linalg.yield %s : f32
+    }
+  return %t : tensor<4xf32>
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "template, array, fragments",
+    [
+        (_TRANSPOSE, "[nan, 0]", ["bad.mlir:3:92:", "malformed 'permutation' of linalg.transpose", "expected integer literal"]),
+        (_TRANSPOSE, "[x, 0]", ["bad.mlir:3:92:", "'permutation'"]),
+        (_TRANSPOSE, "[1.5, 0]", ["bad.mlir:3:92:", "'permutation'"]),
+        (_TRANSPOSE, "[99999999999999999999, 0]", ["bad.mlir:3:92:", "integer constant out of range"]),
+        (_TRANSPOSE, "[1, 0", ["bad.mlir:3:92:", "'permutation'"]),  # no ']' before the next one
+        (_TRANSPOSE, "nan", ["bad.mlir:3:92:", "expected '['"]),
+        (_BROADCAST, "[x]", ["bad.mlir:2:89:", "malformed 'dimensions' of linalg.broadcast"]),
+        (_REDUCE, "[0x]", ["bad.mlir:2:86:", "malformed 'dimensions' of linalg.reduce"]),
+    ],
+    ids=["transpose-nan", "transpose-name", "transpose-float", "transpose-overflow", "transpose-open",
+         "transpose-no-list", "broadcast", "reduce"],
+)
+def test_malformed_linalg_array_exits_2_with_one_line(tmp_path: Path, template: str, array: str, fragments) -> None:
+    """Upstream MLIR's parser of these custom forms ignores a failed array
+    parse and segfaults (``permutation = [nan, 0]``, found by tools/fuzz.py);
+    the array is checked before MLIR parses the file. A subprocess, so a
+    regression is a failed test rather than a dead test run."""
+    path = tmp_path / "bad.mlir"
+    path.write_text(template.replace("ARRAY", array))
+    proc = run_cli(str(path), "-p", "canonicalize", tool="tasdc-opt")
+    _expect_one_line(proc, *fragments)
+
+
+@pytest.mark.parametrize(
+    "template, array",
+    [(_TRANSPOSE, "[1, 0]"), (_TRANSPOSE, "[0x1, 0] // a comment"), (_TRANSPOSE, "[1,\n    0]"), (_BROADCAST, "[0]"),
+     (_REDUCE, "[1]")],
+    ids=["transpose", "hex-and-comment", "two-lines", "broadcast", "reduce"],
+)
+def test_valid_linalg_arrays_still_parse(tmp_path: Path, template: str, array: str) -> None:
+    path = tmp_path / "good.mlir"
+    path.write_text("// CHECK: linalg.transpose permutation = [nan]\n" + template.replace("ARRAY", array))
+    assert opt.main([str(path), "-p", "canonicalize"]) == 0
+
+
+def test_stats_series_on_a_linalg_op_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The report prints the series of a ``tasd.stats`` record; on ops the TASD
+    verifiers do not see (a linalg contraction) it is checked at parse time
+    with the same rule (``parse_config``): ``2:4+nan:4`` used to compile with
+    exit 0 and print it."""
+    path = tmp_path / "stats.mlir"
+    path.write_text("""func.func @f(%a: tensor<4x8xf32>, %b: tensor<8x4xf32>, %c: tensor<4x4xf32>) -> tensor<4x4xf32> {
+  %y = linalg.matmul {tasd.layer = "matmul_0", tasd.stats = {act_config = "2:4+nan:4"}} ins(%a, %b : tensor<4x8xf32>, tensor<8x4xf32>) outs(%c : tensor<4x4xf32>) -> tensor<4x4xf32>
+  return %y : tensor<4x4xf32>
+}
+""")
+    assert cli.main(["compile", str(path), "--config", "dense"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "stats.mlir:2:8: 'linalg.matmul' op attribute 'tasd.stats' entry 'act_config'" in err, err
+    assert "invalid N:M pattern 'nan:4'" in err, err
