@@ -288,7 +288,8 @@ def _classify(op: ir.OpView, kind: Kind, layer: str) -> Candidate | Skipped:
     if not (_is_f32(lhs) and _is_f32(rhs) and _is_f32(op.results[0])):
         return Skipped(op, layer, "only contractions computed in f32 are decomposed (f16/bf16 weights widened "
                                   "to f32 by arith.extf are)")
-    if kind != "conv2d" and str(op.attributes["indexing_maps"]) != _DEFAULT_MAPS[kind]:
+    # A matmul built without ``indexing_maps`` (e.g. by tasd-expand-to-linalg) has the default ones.
+    if kind != "conv2d" and "indexing_maps" in op.attributes and str(op.attributes["indexing_maps"]) != _DEFAULT_MAPS[kind]:
         return Skipped(op, layer, "a matmul with explicit indexing_maps (transposed/broadcast form) is not supported")
     lhs_const, lhs_chain = constant_chain(lhs)
     rhs_const, rhs_chain = constant_chain(rhs)

@@ -3,6 +3,9 @@
 // constant equals the original weight, so canonicalize+cse can't tell them apart.
 // RUN: tasdc-opt %s --split-input-file -p 'tasd-decompose-weights{config=2:4+2:4},tasd-expand-to-linalg' | FileCheck %s
 // RUN: tasdc-opt %s --split-input-file -p 'tasd-decompose-weights{config=1:4},tasd-expand-to-linalg' | FileCheck %s --check-prefix=LOSSY
+// The expanded contractions are ordinary linalg again (the matmul has no
+// explicit indexing_maps): the analysis reads them, 1 non-zero per 4-block.
+// RUN: tasdc-opt %s --split-input-file -p 'tasd-decompose-weights{config=1:4},tasd-expand-to-linalg,tasd-sparsity-analysis' | FileCheck %s --check-prefix=AGAIN
 
 // CHECK-LABEL: func.func @matmul
 // CHECK-NOT: tasd.
@@ -12,6 +15,8 @@
 // LOSSY-LABEL: func.func @matmul
 // 1:4 keeps the largest of each column block: 7 and 8.
 // LOSSY: tasd_expanded_0: "0x040000000000000000000000000000000000000000000000000000000000E04000000041"
+// AGAIN-LABEL: func.func @matmul
+// AGAIN: linalg.matmul {tasd.layer = "matmul_0", tasd.stats = {cheapest_lossless = "1:8", density = 2.500000e-01 : f64, gemm = array<i64: 1, 2, 4, 3>, hist_m4 = array<i64: 0, 2, 0, 0, 0>
 func.func @matmul(%x: tensor<3x4xf32>) -> tensor<3x2xf32> {
   %w = arith.constant dense<[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]> : tensor<4x2xf32>
   %zero = arith.constant 0.0 : f32
