@@ -189,6 +189,8 @@ def seed_texts(models: Path | None, work: Path) -> list[tuple[str, str]]:
     """(name, text) of every seed: lit inputs and, with ``models``, compiled examples."""
     seeds = []
     for path in sorted((ROOT / "test").rglob("*.mlir")):
+        if "Output" in path.relative_to(ROOT).parts:
+            continue  # lit's scratch files: they come and go, and seeds must not (--resume)
         seeds.append((str(path.relative_to(ROOT)), path.read_text()))
     if models is not None:
         tasdc = Path(sys.executable).parent / "tasdc"
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     done = read_log(log_path) if args.resume else {}
     for index, entry in done.items():
-        if index >= len(cases) or entry["what"] != cases[index].what:
+        if index >= len(cases) or (entry["what"], entry["command"]) != (cases[index].what, [cases[index].tool, *cases[index].args]):
             sys.exit(f"fuzz.py: error: {log_path} case {index} ({entry['what']}) is not case {index} of this run; "
                      "the seed, --cases, --no-cli or the seed texts differ")
     if not args.resume:
