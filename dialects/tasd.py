@@ -57,13 +57,16 @@ slot ``j`` belongs to block ``j // n``; ``indices`` has the same shape, type
 
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects.ext import Dialect, Operand, Result
 
 from tasdc.elements import constant_elements
+
+if TYPE_CHECKING:
+    from tasdc.decompose import SeriesConfig
 
 
 class TASD(Dialect, name="tasd"):
@@ -336,7 +339,7 @@ def dense_operand_of(op: ir.OpView) -> ir.Value:
     return op.operands[1 - which]
 
 
-def _config_attr(op: ir.OpView, *, allow_dense: bool) -> Any:
+def _config_attr(op: ir.OpView, *, allow_dense: bool) -> "SeriesConfig":
     """The series in the op's ``config`` attribute, parsed by
     :func:`tasdc.decompose.parse_config`: the one rule for a valid config."""
     from tasdc.decompose import ConfigError, parse_config
@@ -351,7 +354,7 @@ def _config_attr(op: ir.OpView, *, allow_dense: bool) -> Any:
     return config
 
 
-STATS_ATTR = "tasd.stats"
+STATS_ATTR = "tasd.stats"  # the per-layer record the passes write (tasdc.report)
 # Entries of a ``tasd.stats`` record that name a series (reports print them).
 STATS_SERIES_KEYS = ("config", "act_config")
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from torch_mlir import ir
 
+from tasdc.dialects.tasd import STATS_ATTR
+
 LAYER_ATTR = "tasd.layer"
-STATS_ATTR = "tasd.stats"
 
 
 def to_attr(value: Any) -> ir.Attribute:
