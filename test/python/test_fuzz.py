@@ -34,3 +34,25 @@ def test_bounded_fuzz_run_has_no_offenders(example_dir: Path, tmp_path: Path) ->
     assert "200 cases" in proc.stdout
     counts = {line[:24].strip(): int(line[24:]) for line in proc.stdout.splitlines()[2:] if line[24:].strip().isdigit()}
     assert counts["exit 2 + one line"] > 0 and counts["exit 0"] > 0, "the mutants must reach both outcomes"
+
+
+def test_a_run_splits_into_shards_and_resumes(tmp_path: Path) -> None:
+    """Two shards share one log; the table counts both; a resumed run finds
+    nothing left to do; a log of other cases (another seed's) is refused."""
+    def fuzz(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz.py"), "--cases", "6", "--seed", "3", "--no-cli",
+                               "--out", str(tmp_path), *args], capture_output=True, text=True)
+
+    first = fuzz("--shard", "0/2")
+    assert "3 cases (0 CLI)" in first.stdout and "table of 3 cases" in first.stdout, first.stdout + first.stderr
+    second = fuzz("--shard", "1/2", "--resume")
+    assert "table of 6 cases" in second.stdout, second.stdout + second.stderr
+    log = (tmp_path / "cases-seed3.jsonl").read_text().splitlines()
+    assert sorted(int(line.split(",")[0].split(":")[1]) for line in log) == list(range(6))
+    again = fuzz("--resume")
+    assert "resuming: 6 cases" in again.stdout and "0 cases (0 CLI)" in again.stdout, again.stdout
+    table = fuzz("--table")
+    assert "table of 6 cases" in table.stdout and table.returncode == second.returncode
+    (tmp_path / "cases-seed3.jsonl").write_text(log[0].replace('"what": "', '"what": "other ') + "\n")
+    refused = fuzz("--resume")
+    assert refused.returncode != 0 and "is not case 0 of this run" in refused.stderr, refused.stderr
