@@ -81,9 +81,11 @@ def cmd_tasder(args: argparse.Namespace) -> int:
     )
     if args.output:
         write_atomically(args.output, result.mlir())
+    data = result.to_json()
+    data.pop("timings_s", None)  # wall-clock: the file stays the same for the same input (printed below instead)
     if args.json:
-        write_json(args.json, result.to_json())
-    _write_html(args, result.to_json())
+        write_json(args.json, data)
+    _write_html(args, data)
     print(result.table())
     if args.output:
         print(f"wrote {args.output}")
