@@ -22,8 +22,8 @@ status is 1 when there is any.
 Every finished case appends one JSON line (index, outcome, status, what,
 command) to ``--out/cases-seed<S>.jsonl``. The cases are a pure function of
 the seed and the seed texts, so a long run can be split and continued:
-``--shard I/N`` runs the cases whose index is I mod N (several shards may
-share one log), ``--resume`` skips the cases already in the log, and the
+``--shard I/N`` runs the cases whose index is I mod N (shards share one
+log and never empty it), ``--resume`` skips the cases already in the log, and the
 final table counts every case of the log (all shards so far).
 ``--table`` prints that table without running anything.
 """
@@ -374,15 +374,16 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     cases = ([] if args.no_cli else cli_cases(fixtures)) + [mutant_case(rng, seeds, fixtures) for _ in range(args.cases)]
     args.out.mkdir(parents=True, exist_ok=True)
-    done = read_log(log_path) if args.resume else {}
+    shard, shards = args.shard
+    append = args.resume or shards > 1  # shards started side by side share the log
+    done = read_log(log_path) if append else {}
     for index, entry in done.items():
         if index >= len(cases) or (entry["what"], _portable(entry["command"])) != (cases[index].what, _portable(
                 [cases[index].tool, *cases[index].args])):
             sys.exit(f"fuzz.py: error: {log_path} case {index} ({entry['what']}) is not case {index} of this run; "
                      "the seed, --cases, --no-cli or the seed texts differ")
-    if not args.resume:
+    if not append:
         log_path.write_text("")
-    shard, shards = args.shard
     todo = [i for i in range(len(cases)) if i % shards == shard and i not in done]
     if done:
         print(f"resuming: {len(done)} cases already in {log_path}, {len(todo)} to run", flush=True)

@@ -43,7 +43,7 @@ def test_a_run_splits_into_shards_and_resumes(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz.py"), "--cases", "6", "--seed", "3", "--no-cli",
                                "--out", str(tmp_path), *args], capture_output=True, text=True)
 
-    first = fuzz("--shard", "0/2")
+    first = fuzz("--shard", "0/2")  # shards append to the log: started side by side, neither empties it
     assert "3 cases (0 CLI)" in first.stdout and "table of 3 cases" in first.stdout, first.stdout + first.stderr
     second = fuzz("--shard", "1/2", "--resume")
     assert "table of 6 cases" in second.stdout, second.stdout + second.stderr
