@@ -270,7 +270,9 @@ def bind_inputs(arrays: dict[str, Any], specs: Sequence[InputSpec], where: str,
     ``labels``, are set aside); an ``.npy``, an ``.npz`` with ``arg0``,
     ``arg1``, … or a single array for a single-input model are taken in
     order. Shapes must match (dynamic dimensions match anything) and dtypes
-    must be castable within their kind (float to float, int to int).
+    must be castable within their kind (float to float, int to int); a
+    2-byte void array (how ``np.save`` stores ml_dtypes' bfloat16) is read
+    as bfloat16 for a bfloat16 input.
     """
     import numpy as np
 
@@ -296,6 +298,8 @@ def bind_inputs(arrays: dict[str, Any], specs: Sequence[InputSpec], where: str,
         if not shape_ok:
             raise InputError(f"{where}: input '{spec.name}' has shape {list(array.shape)}, the model takes "
                              f"{list(spec.shape)}")
+        if array.dtype == np.dtype("V2") and spec.dtype == _bf16():
+            array = array.view(spec.dtype)  # np.save writes bfloat16 (ml_dtypes) as 2-byte void
         if spec.dtype != np.dtype(object) and array.dtype != spec.dtype:
             if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
                 raise InputError(f"{where}: input '{spec.name}' has dtype {array.dtype}, the model takes {spec.dtype}")
@@ -393,6 +397,49 @@ def check_linalg_on_tensors(module: ir.Module, source: str) -> None:
         )
 
 
+def check_initialized_outputs(module: ir.Module, source: str) -> None:
+    """Refuse a linalg op that reads an output operand made by ``tensor.empty``.
+
+    A ``tensor.empty`` has no defined contents. An op whose body reads its
+    output (every contraction accumulates into it: ``linalg.matmul`` into
+    ``tensor.empty`` instead of a ``linalg.fill`` of zeros) computes from
+    whatever memory the buffer gets: different garbage on every run, in any
+    element type. Writing into a ``tensor.empty`` (a body that ignores its
+    output argument) is fine.
+    """
+    from tasdc.diagnostics import resolve_location
+
+    bad: list[ir.Operation] = []
+
+    def visit(op: ir.Operation) -> ir.WalkResult:
+        if not op.name.startswith("linalg.") or not len(op.regions) or "operandSegmentSizes" not in op.attributes:
+            return ir.WalkResult.ADVANCE
+        segments = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))
+        blocks = op.regions[0].blocks
+        if len(segments) != 2 or not len(blocks):
+            return ir.WalkResult.ADVANCE
+        ins, outs = segments
+        arguments = list(blocks[0].arguments)
+        if len(arguments) != ins + outs:
+            return ir.WalkResult.ADVANCE
+        for index in range(outs):
+            owner = op.operands[ins + index].owner
+            if isinstance(owner, ir.OpView):
+                owner = owner.operation
+            if isinstance(owner, ir.Operation) and owner.name == "tensor.empty" and list(arguments[ins + index].uses):
+                bad.append(op)
+                return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    if bad:
+        _, line, col = resolve_location(bad[0].location)
+        raise InputError(
+            f"{source}:{line}:{col}: '{bad[0].name}' reads its output operand, a tensor.empty (uninitialized "
+            "values); initialize it first (e.g. linalg.fill with 0 for a sum)"
+        )
+
+
 def import_module(model: Any, example_inputs: Sequence[Any]) -> ImportedModel:
     """Import a ``torch.nn.Module`` called on ``example_inputs``."""
     import torch
@@ -450,6 +497,7 @@ def import_file(path: str | Path) -> ImportedModel:
     context = new_context()
     module = parse_module(text, context, str(path))
     check_linalg_on_tensors(module, str(path))
+    check_initialized_outputs(module, str(path))
     if not any(op.operation.name == "func.func" for op in module.body.operations):
         raise InputError(f"{path}: the module has no function to compile (empty or not a model)")
     names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))
