@@ -353,6 +353,22 @@ def entry_function(module: ir.Module) -> ir.OpView | None:
     return None
 
 
+def output_names(model: "ImportedModel") -> tuple[str, ...]:
+    """Names of the entry function's results: the keys of the program's output
+    (a dict or a ``transformers`` output class such as ``last_hidden_state``,
+    ``pooler_output``) when it is a flat keyed container of tensors with one
+    result each, else ``output0``, ``output1``, … (how ``tasdc run`` saves them)."""
+    entry = entry_function(model.module)
+    count = len(ir.FunctionType(ir.TypeAttr(entry.attributes["function_type"]).value).results) if entry else 0
+    default = tuple(f"output{i}" for i in range(count))
+    spec = getattr(getattr(model.program, "call_spec", None), "out_spec", None)
+    keys = getattr(spec, "context", None)
+    if (spec is None or not isinstance(keys, (list, tuple)) or len(keys) != count
+            or getattr(spec, "num_leaves", -1) != count or not all(isinstance(k, str) for k in keys)):
+        return default
+    return tuple(keys)
+
+
 def entry_arguments(module: ir.Module) -> list[tuple[list[int], Any]]:
     """``(shape, numpy dtype)`` of each argument of the entry function (``-1`` for a dynamic size)."""
     import numpy as np
