@@ -151,13 +151,17 @@ class BlobInfo:
     line: int
 
 
-def check_resource_blobs(module: ir.Module, blobs: dict[str, BlobInfo], filename: str) -> None:
+def check_resource_blobs(module: ir.Module, blobs: dict[str, BlobInfo], filename: str, reparsed: bool = False) -> None:
     """Every ``dense_resource`` in ``module`` has a blob of exactly its size.
 
     MLIR does not check this, and its element getters index the blob without
     bounds checks: a missing or short blob would make every later read (passes,
     verifiers, kernels) read memory outside it. ``blobs`` comes from
-    :func:`tasdc.module.scan_resource_blobs` on the parsed text.
+    :func:`tasdc.module.scan_resource_blobs` on the parsed text. ``reparsed``
+    says the context held parsed blobs before this parse, so MLIR may have
+    renamed this file's keys (``key_1``, …); only then is a key looked up
+    under its un-suffixed name (a missing ``w_2`` next to a present ``w`` in
+    a fresh context is missing, not renamed).
     """
     from tasdc.diagnostics import resolve_location
 
@@ -183,7 +187,7 @@ def check_resource_blobs(module: ir.Module, blobs: dict[str, BlobInfo], filename
             # Parsing into a context that already holds a blob of the same key
             # renames the new one key_1, key_2, …; look up the file's key.
             base = key
-            while info is None and re.fullmatch(r".+_\d+", base):
+            while info is None and reparsed and re.fullmatch(r".+_\d+", base):
                 base = base.rsplit("_", 1)[0]
                 info = blobs.get(base)
             if info is None:

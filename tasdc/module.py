@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from pathlib import Path
 
 from torch_mlir import ir
@@ -125,6 +126,11 @@ def check_linalg_arrays(text: str, filename: str, context: ir.Context) -> None:
             )
 
 
+# Contexts that parse_module has parsed resource blobs into (MLIR renames a
+# key that a context already holds, see check_resource_blobs).
+_HOLDS_PARSED_BLOBS: "weakref.WeakSet[ir.Context]" = weakref.WeakSet()
+
+
 def parse_module(text: str, context: ir.Context, filename: str = "<stdin>") -> ir.Module:
     """Parse MLIR text; a parse error or a bad resource blob becomes an :class:`InputError`.
 
@@ -146,8 +152,11 @@ def parse_module(text: str, context: ir.Context, filename: str = "<stdin>") -> i
         except ir.MLIRError as error:
             record_mlir_error(error)
             raise InputError(f"cannot parse {filename}: {_first_error(error, filename)}") from None
+    reparsed = context in _HOLDS_PARSED_BLOBS
+    if blobs:
+        _HOLDS_PARSED_BLOBS.add(context)
     with context:
-        check_resource_blobs(module, blobs, filename)
+        check_resource_blobs(module, blobs, filename, reparsed=reparsed)
         _check_stats(module, filename)
     if blobs:
         _verify_parsed(module, filename)

@@ -100,6 +100,21 @@ def test_bad_blob_exits_2_with_one_line(tmp_path: Path, values, indices, extra, 
     _expect_one_line(proc, *fragments)
 
 
+@pytest.mark.parametrize("command", ["opt", "run"])
+def test_missing_blob_whose_key_looks_renamed(tmp_path: Path, command: str) -> None:
+    """``w_values_1`` is missing while ``w_values`` is present: in a fresh
+    context that is a missing blob, not MLIR's renaming of a key parsed twice
+    (found by tools/fuzz.py: ``tasdc run`` died in the ExecutionEngine)."""
+    path = tmp_path / "bad.mlir"
+    path.write_text(_module(_hex(_VALUES, 4)).replace("dense_resource<w_values>", "dense_resource<w_values_1>"))
+    if command == "opt":
+        proc = run_cli(str(path), "-p", "tasd-expand-to-linalg", tool="tasdc-opt")
+    else:
+        np.save(tmp_path / "x.npy", np.ones((3, 4), np.float32))
+        proc = run_cli("run", str(path), "--input", str(tmp_path / "x.npy"))
+    _expect_one_line(proc, "bad.mlir:3:10:", "its blob 'w_values_1' is missing")
+
+
 def test_file_truncated_inside_the_resource_section(tmp_path: Path) -> None:
     """A large blob, then a blob string cut off at the end of the file: MLIR's
     parser used to segfault on this (found by tools/fuzz.py)."""
