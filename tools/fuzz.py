@@ -25,7 +25,9 @@ the seed and the seed texts, so a long run can be split and continued:
 ``--shard I/N`` runs the cases whose index is I mod N (shards share one
 log and never empty it), ``--resume`` skips the cases already in the log, and the
 final table counts every case of the log (all shards so far).
-``--table`` prints that table without running anything.
+``--table`` prints that table without running anything. The seed texts
+are kept in ``--out/seeds-seed<S>/`` and a resumed run reads them from there,
+so it continues the same cases after the lit inputs or the compiler changed.
 """
 
 from __future__ import annotations
@@ -203,6 +205,25 @@ def seed_texts(models: Path | None, work: Path) -> list[tuple[str, str]]:
     return seeds
 
 
+def save_seeds(folder: Path, seeds: list[tuple[str, str]]) -> None:
+    """Keep a run's seed texts beside its log, so ``--resume`` regenerates the
+    same cases after the lit inputs or the compiler changed."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    manifest = []
+    for i, (name, text) in enumerate(seeds):
+        file = f"{i:03d}-{name.replace('/', '_')}"
+        (folder / file).write_text(text, errors="surrogateescape")
+        manifest.append({"name": name, "file": file})
+    (folder / "seeds.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def load_seeds(folder: Path) -> list[tuple[str, str]]:
+    """The seed texts that :func:`save_seeds` kept."""
+    return [(e["name"], (folder / e["file"]).read_text(errors="surrogateescape"))
+            for e in json.loads((folder / "seeds.json").read_text())]
+
+
 def make_fixtures(work: Path, model: str | None) -> dict[str, str]:
     """The files the CLI cases name."""
     import numpy as np
@@ -361,7 +382,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="tasdc-fuzz-"))
-    seeds = seed_texts(args.models, work)
+    shard, shards = args.shard
+    append = args.resume or shards > 1  # shards started side by side share the log
+    snapshot = args.out / f"seeds-seed{args.seed}"
+    if append and (snapshot / "seeds.json").exists():
+        seeds = load_seeds(snapshot)  # the run's own seeds, whatever the repository holds now
+    else:
+        seeds = seed_texts(args.models, work)
+        save_seeds(snapshot, seeds)
+    for name, text in seeds:
+        if not name.startswith("test/"):  # compiled models: the CLI cases name one as a file
+            (work / name).write_text(text)
     model = next((str(work / name) for name, _ in seeds if name.startswith("cnn-dense")), None)
     fixtures = make_fixtures(work, model)
     # Import everything once; every forked case inherits it.
@@ -373,9 +404,6 @@ def main(argv: list[str] | None = None) -> int:
         load()
     rng = random.Random(args.seed)
     cases = ([] if args.no_cli else cli_cases(fixtures)) + [mutant_case(rng, seeds, fixtures) for _ in range(args.cases)]
-    args.out.mkdir(parents=True, exist_ok=True)
-    shard, shards = args.shard
-    append = args.resume or shards > 1  # shards started side by side share the log
     done = read_log(log_path) if append else {}
     for index, entry in done.items():
         if index >= len(cases) or (entry["what"], _portable(entry["command"])) != (cases[index].what, _portable(

@@ -49,6 +49,7 @@ def test_a_run_splits_into_shards_and_resumes(tmp_path: Path) -> None:
     assert "table of 6 cases" in second.stdout, second.stdout + second.stderr
     log = (tmp_path / "cases-seed3.jsonl").read_text().splitlines()
     assert sorted(int(line.split(",")[0].split(":")[1]) for line in log) == list(range(6))
+    assert (tmp_path / "seeds-seed3" / "seeds.json").exists()  # the seeds a resumed run reads
     again = fuzz("--resume")
     assert "resuming: 6 cases" in again.stdout and "0 cases (0 CLI)" in again.stdout, again.stdout
     table = fuzz("--table")
