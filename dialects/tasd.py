@@ -356,7 +356,7 @@ def _config_attr(op: ir.OpView, *, allow_dense: bool) -> "SeriesConfig":
 
 STATS_ATTR = "tasd.stats"  # the per-layer record the passes write (tasdc.report)
 # Entries of a ``tasd.stats`` record that name a series (reports print them).
-STATS_SERIES_KEYS = ("config", "act_config")
+STATS_SERIES_KEYS = ("config", "act_config", "cheapest_lossless")
 
 
 def verify_stats(op: ir.OpView) -> None:

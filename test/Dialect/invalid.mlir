@@ -216,3 +216,13 @@ func.func @series_stats_not_a_dict(%x: tensor<3x8xf32>, %v: tensor<4x5xf32>, %i:
   %y = "tasd.series"(%y1) {config = "2:4", tasd.stats = "2:4"} : (tensor<3x5xf32>) -> tensor<3x5xf32>
   return %y : tensor<3x5xf32>
 }
+
+// -----
+
+func.func @series_stats_cheapest_lossless(%x: tensor<3x8xf32>, %v: tensor<4x5xf32>, %i: tensor<4x5xi8>) -> tensor<3x5xf32> {
+  %w = "tasd.sparse_weight"(%v, %i) {n = 2 : i64, m = 4 : i64, axis = 0 : i64, padding = 0 : i64} : (tensor<4x5xf32>, tensor<4x5xi8>) -> tensor<8x5xf32>
+  %y1 = "tasd.matmul"(%x, %w) {sparse_operand = 1 : i64} : (tensor<3x8xf32>, tensor<8x5xf32>) -> tensor<3x5xf32>
+  // expected-error @+1 {{'tasd.series' op attribute 'tasd.stats' entry 'cheapest_lossless': invalid N:M pattern '2:nan': expected N:M with integers N and M}}
+  %y = "tasd.series"(%y1) {config = "2:4", tasd.stats = {cheapest_lossless = "2:nan+2:4", config = "2:4"}} : (tensor<3x5xf32>) -> tensor<3x5xf32>
+  return %y : tensor<3x5xf32>
+}
