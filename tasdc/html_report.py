@@ -182,6 +182,24 @@ def _tasder_path(data: dict[str, Any]) -> str | None:
     return _svg(fig)
 
 
+def _probe_rows(data: dict[str, Any]) -> tuple[list[str], list[list[Any]]] | None:
+    """One row per search probe: position, predicted quality (budget rule), measured quality per set, verdict."""
+    probes = [p for p in data.get("probes", []) if isinstance(p, dict)]
+    if not probes:
+        return None
+    datasets = sorted({d for p in probes for d in (p.get("quality") or {})})
+    header = ["position", "moves", "predicted", *(f"measured ({d})" for d in datasets), "bound", "run", "demoted moves"]
+    rows = []
+    for p in probes:
+        predicted = p.get("predicted")
+        quality = p.get("quality") or {}
+        verdict = "" if p.get("passed") is None else ("met" if p["passed"] else "missed")
+        rows.append([p.get("level", ""), p.get("steps", ""), "-" if predicted is None else float(predicted),
+                     *(float(quality[d]) if d in quality else "-" for d in datasets), verdict,
+                     "measured" if p.get("measured") else "cached", " ".join(p.get("banned") or []) or "-"])
+    return header, rows
+
+
 def _histograms(layers: list[dict[str, Any]]) -> str | None:
     rows = [l for l in layers if l.get("hist_m4") or l.get("hist_m8")]
     if not rows:
@@ -288,6 +306,11 @@ def render_html(data: dict[str, Any], title: str | None = None) -> str:
         else:
             parts.append('<p class="note">Quality was not measured (no calibration or evaluation inputs): the '
                          "selection used the predicted budget only.</p>")
+        probes = _probe_rows(data)
+        if probes:
+            header, rows = probes
+            parts.append("<h3>Probes: predicted vs measured quality</h3>")
+            parts.append(_table(header, rows, left={0, len(header) - 1}))
 
     parts.append("<h2>Block non-zero histograms of the weights</h2>")
     hist = _histograms(_compile_layers(data, kind))
