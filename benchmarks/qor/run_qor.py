@@ -39,7 +39,6 @@ cores; ``--targets ttc-m8`` for the headline target only).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -59,6 +58,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+from sparse_models import _masks, sparsity_of  # noqa: E402  (this folder; run as a script)
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("stc", "vegeta", "ttc-m8")
 QUALITY = 0.99
@@ -67,86 +68,23 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 
 # --------------------------------------------------------------------------
-# pruning
-# --------------------------------------------------------------------------
-
-
-def prunable(model: nn.Module) -> list[nn.Parameter]:
-    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def magnitude_prune(model: nn.Module, sparsity: float, *, global_threshold: bool = False) -> list[torch.Tensor]:
-    """Zero the smallest-magnitude ``sparsity`` fraction of the conv / linear
-    weights — per layer, or with one threshold over all of them
-    (``global_threshold``); return the masks."""
-    masks = []
-    weights = prunable(model)
-    with torch.no_grad():
-        if global_threshold:
-            everything = torch.cat([w.abs().flatten() for w in weights])
-            k = int(round(sparsity * everything.numel()))
-            threshold = everything.kthvalue(k).values if k else torch.tensor(-1.0)
-        for w in weights:
-            if not global_threshold:
-                k = int(round(sparsity * w.numel()))
-                threshold = w.abs().flatten().kthvalue(k).values if k else torch.tensor(-1.0)
-            mask = (w.abs() > threshold).to(w.dtype)
-            w.mul_(mask)
-            masks.append(mask)
-    return masks
-
-
-def sparsity_of(model: nn.Module) -> float:
-    weights = prunable(model)
-    return 1.0 - sum(int((w != 0).sum()) for w in weights) / sum(w.numel() for w in weights)
-
-
-# --------------------------------------------------------------------------
 # shaped models with random weights (cost only)
 # --------------------------------------------------------------------------
 
 
-class Bottleneck(nn.Module):
-    def __init__(self, cin: int, width: int, stride: int) -> None:
-        super().__init__()
-        cout = 4 * width
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+def resnet50_shaped() -> nn.Module:
+    """ResNet-50's layer shapes: the zoo's torchvision ResNet with bottlenecks [3, 4, 6, 3], width 64, 1000 classes."""
+    from tasdc.zoo import ResNet, _Bottleneck
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return F.relu(out + (x if self.down is None else self.down(x)))
+    return ResNet(_Bottleneck, [3, 4, 6, 3], width=64, classes=1000)
 
 
-class ResNet50Shaped(nn.Module):
-    """ResNet-50's layer shapes (torchvision's v1.5: stride on the 3x3)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        blocks: list[nn.Module] = []
-        cin = 64
-        for width, count, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
-            for i in range(count):
-                blocks.append(Bottleneck(cin, width, stride if i == 0 else 1))
-                cin = 4 * width
-        self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(2048, 1000)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
-        x = self.blocks(x)
-        return self.fc(x.mean(dim=(2, 3)))
+def magnitude_prune(model: nn.Module, sparsity: float) -> None:
+    """Zero the smallest-magnitude ``sparsity`` fraction of every conv / linear weight (per layer, one shot)."""
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        for w, mask in zip(weights, _masks(weights, sparsity)):
+            w.mul_(mask)
 
 
 class BertLayer(nn.Module):
@@ -191,35 +129,19 @@ def summarize(result: Any) -> str:
     return " ".join(f"{series}x{n}" for series, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def accuracy_metric_supported() -> bool:
-    """True when tasdc's TASDER measures dense-relative accuracy (``metric="accuracy"``)."""
+def make_session(source: Any, example: Any, calib: Path | None, evaluation: Path | None, metric: str | None) -> Any:
     from tasdc.tasder import TasderSession
 
-    return any("metric" in inspect.signature(f).parameters
-               for f in (TasderSession.__init__, TasderSession.compile))
-
-
-def make_session(source: Any, example: Any, calib: Path | None, evaluation: Path | None, metric: bool) -> Any:
-    from tasdc.tasder import TasderSession
-
-    kwargs: dict[str, Any] = {"calib": calib, "eval": evaluation, "progress": False}
-    if metric and "metric" in inspect.signature(TasderSession.__init__).parameters:
-        kwargs["metric"] = "accuracy"
-    return TasderSession(source, example, **kwargs)
+    return TasderSession(source, example, calib=calib, eval=evaluation, progress=False, metric=metric)
 
 
 def run_model(name: str, group: str, session: Any, targets: tuple[str, ...], rows: list[dict[str, Any]],
-              info: dict[str, Any], max_probes: int, metric: bool) -> None:
-    from tasdc.tasder import TasderSession
-
+              info: dict[str, Any], max_probes: int) -> None:
     for target in targets:
         start = time.perf_counter()
-        kwargs: dict[str, Any] = {"max_probes": max_probes, "search": "bisect"}
-        if metric and "metric" in inspect.signature(TasderSession.compile).parameters:
-            kwargs["metric"] = "accuracy"
-        result = session.compile(target, "edp", QUALITY, **kwargs)
+        result = session.compile(target, "edp", QUALITY, max_probes=max_probes, search="bisect")
         seconds = time.perf_counter() - start
-        ev = result.measured.get("eval")
+        ev, cal = result.measured.get("eval"), result.measured.get("calibration")
         ratio = None
         if ev is not None and ev.accuracy is not None and ev.dense_accuracy:
             ratio = ev.accuracy / ev.dense_accuracy
@@ -239,7 +161,11 @@ def run_model(name: str, group: str, session: Any, targets: tuple[str, ...], row
             "accuracy": ev.accuracy if ev else None,
             "dense_accuracy": ev.dense_accuracy if ev else None,
             "quality_ratio": ratio,
+            "calibration_quality": cal.value if cal else None,
             "meets_bound": result.meets_bound,
+            "tasd_a_layers": sum(layer.chosen.startswith("A ") for layer in result.layers),
+            "measured_probes": sum(p.measured for p in result.probes),
+            "probes_exhausted": any("max_probes" in note for note in result.notes),
             "search_s": seconds,
             "import_s": session.timings["import"],
             "notes": result.notes,
@@ -248,7 +174,8 @@ def run_model(name: str, group: str, session: Any, targets: tuple[str, ...], row
             **info,
         }
         rows.append(row)
-        acc = f"acc {ratio:.3f} of dense" if ratio is not None else "cost only"
+        acc = (f"acc {ratio:.3f} of dense" if ratio is not None else
+               f"{result.quality_metric} {ev.value:.4f}" if ev is not None else "cost only")
         print(f"  {name:<18} {target:<7} {row['series']:<36} EDP {-row['edp_reduction']:+.1%} {acc} "
               f"({seconds:.0f}s, {sum(p.measured for p in result.probes)} measured probes)",
               file=sys.stderr, flush=True)
@@ -329,12 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_qor: no models in {args.models_dir}: run benchmarks/qor/sparse_models.py first", file=sys.stderr)
         return 2
     manifest = json.loads(manifest_path.read_text())
-    metric = accuracy_metric_supported()
-    metric_name = ("accuracy >= 0.99 x dense accuracy" if metric
-                   else "top-1 agreement with the dense model >= 0.99 (stricter; metric='accuracy' not available)")
+    metric_name = "accuracy >= 0.99 x dense accuracy (labelled models); cosine similarity >= 0.99 (sentence embeddings)"
     torch.set_num_threads(1)
-    calib, evaluation = args.models_dir / manifest["calib"], args.models_dir / manifest["eval"]
-    example = torch.from_numpy(np.load(evaluation)["x"][:manifest["batch"]])
     only = {m for m in args.only.split(",") if m}
     rows: list[dict[str, Any]] = []
     begin = time.perf_counter()
@@ -342,21 +265,26 @@ def main(argv: list[str] | None = None) -> int:
         if only and name not in only:
             continue
         group = "sparse" if info["sparse"] else "dense"
-        print(f"{name}: accuracy {info['test_accuracy_torch']:.4f} (torch), sparsity {info['weight_sparsity']:.3f}",
-              file=sys.stderr, flush=True)
-        session = make_session(args.models_dir / info["file"], None, calib, evaluation, metric)
-        run_model(name, group, session, targets, rows, dict(info), args.max_probes, metric)
+        acc = info.get("test_accuracy_torch")
+        print(f"{name}: accuracy {'n/a' if acc is None else format(acc, '.4f')} (torch), "
+              f"sparsity {info['weight_sparsity']:.3f}", file=sys.stderr, flush=True)
+        calib = args.models_dir / info.get("calib", manifest["calib"])
+        evaluation = args.models_dir / info.get("eval", manifest["eval"])
+        labelled = "y" in np.load(evaluation).files
+        session = make_session(args.models_dir / info["file"], None, calib, evaluation,
+                               "accuracy" if labelled else None)
+        run_model(name, group, session, targets, rows, dict(info), args.max_probes)
         del session
         write(args.out, rows, targets, manifest, metric_name, time.perf_counter() - begin, partial=True)
     if args.with_shaped:
-        for name, build, example_in in (("resnet50-shaped-p80", ResNet50Shaped, torch.randn(1, 3, 224, 224)),
+        for name, build, example_in in (("resnet50-shaped-p80", resnet50_shaped, torch.randn(1, 3, 224, 224)),
                                         ("bert-base-shaped-p80", BertBaseShaped, torch.randn(128, 768))):
             torch.manual_seed(0)
             model = build().eval()
             magnitude_prune(model, 0.8)
-            session = make_session(model, (example_in,), None, None, False)
+            session = make_session(model, (example_in,), None, None, None)
             run_model(name, "cost-only", session, targets, rows,
-                      {"weight_sparsity": sparsity_of(model), "cost_only": True}, args.max_probes, False)
+                      {"weight_sparsity": sparsity_of(model), "cost_only": True}, args.max_probes)
             del session
     total_s = time.perf_counter() - begin
     print_table(rows, summary_of(rows, targets), metric_name)
