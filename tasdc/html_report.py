@@ -160,8 +160,8 @@ def _tasder_path(data: dict[str, Any]) -> str | None:
     colors = {"calibration": TASD_COLOR, "eval": "#2ca02c"}
     chosen_budget = float(data.get("error_used", -1.0))
     for dataset in datasets:
-        pts = sorted((p["cost"][key] / dense if dense else p["cost"][key], p["quality"][dataset], p)
-                     for p in probes if dataset in p["quality"])
+        pts = sorted(((p["cost"][key] / dense if dense else p["cost"][key], p["quality"][dataset], p)
+                      for p in probes if dataset in p["quality"]), key=lambda t: (t[0], t[1]))
         ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker=markers.get(dataset, "^"), color=colors.get(dataset, "#9467bd"),
                 linestyle="-", alpha=0.8, label=f"measured on {dataset}")
         for x, y, p in pts:

@@ -749,7 +749,7 @@ def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality:
                    calib: Path | str | None = None, eval: Path | str | None = None,  # noqa: A002
                    progress: bool = True, example_inputs: Sequence[Any] | None = None,
                    relax: bool = True, max_probes: int = 10, metric: str | None = None,
-                   search: str = "bisect") -> TasderResult:
+                   search: str = "ladder") -> TasderResult:
     """Compile ``source`` with per-layer TASD series chosen for ``target``.
 
     ``source``: a ``.pt2`` / ``.mlir`` path or a ``torch.nn.Module`` (with
@@ -758,12 +758,13 @@ def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality:
     ``labels``, used to measure layer-output errors and checked against the
     bound; ``eval``: held-out inputs of the same form on which the bound is
     also checked. ``metric``: accuracy | agreement | cosine | relerr (default:
-    the rule in the module docstring). ``search``: ``"bisect"`` (the default
-    here and in ``tasdc compile``: bisection on the greedy path with demotion
-    of failing moves, :mod:`tasdc.path_search`) or ``"ladder"`` (the budget
-    ladder; :meth:`TasderSession.compile`'s default, under which a looser
-    bound never gives a costlier model). Invalid targets, objectives or
-    quality values raise one-line :class:`~tasdc.errors.TasdcError`.
+    the rule in the module docstring). ``search``: ``"ladder"`` (the budget
+    ladder above, under which a looser bound never gives a costlier model;
+    the default of the Python API, the sweep and the torch.compile backend)
+    or ``"bisect"`` (bisection on the greedy path with demotion of failing
+    moves, :mod:`tasdc.path_search`; what ``tasdc compile`` runs by
+    default). Invalid targets, objectives or quality values raise one-line
+    :class:`~tasdc.errors.TasdcError`.
     """
     check_options(target, objective, quality, max_terms)
     session = TasderSession(source, example_inputs, calib=calib, eval=eval, progress=progress, metric=metric)
