@@ -269,12 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     begin = time.perf_counter()
     if args.resume and args.out.is_file():
-        rows = [r for r in json.loads(args.out.read_text()).get("rows", []) if r["target"] in targets]
+        previous = json.loads(args.out.read_text())
+        rows, begin = previous.get("rows", []), begin - float(previous.get("total_s", 0.0))
     done = {(r["model"], r["target"]) for r in rows}
     models = [(name, info) for name, info in manifest["models"].items() if not only or name in only]
     models.sort(key=lambda item: not item[1]["sparse"])          # sparse models first
     sessions: dict[str, Any] = {}
-    # The headline target first, every model on it, so that an interrupted run has the headline rows.
+    # The headline target first, every model on it, so that an interrupted run has the headline rows;
+    # then the other targets in the order given.
     for target in sorted(targets, key=lambda t: t != "ttc-m8"):
         for name, info in models:
             if (name, target) in done:
@@ -290,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "accuracy" if labelled else None)
             run_model(name, "sparse" if info["sparse"] else "dense", sessions[name], (target,), rows, dict(info),
                       args.max_probes)
-            write(args.out, rows, targets, manifest, metric_name, time.perf_counter() - begin, partial=True)
+            write(args.out, rows, manifest, metric_name, time.perf_counter() - begin, partial=True)
     if args.with_shaped:
         for name, build, example_in in (("resnet50-shaped-p80", resnet50_shaped, torch.randn(1, 3, 224, 224)),
                                         ("bert-base-shaped-p80", BertBaseShaped, torch.randn(128, 768))):
@@ -304,22 +306,25 @@ def main(argv: list[str] | None = None) -> int:
     total_s = time.perf_counter() - begin
     print_table(rows, metric_name)
     print(f"total benchmark time {total_s:.0f}s")
-    write(args.out, rows, targets, manifest, metric_name, total_s, partial=False)
+    write(args.out, rows, manifest, metric_name, total_s, partial=False)
     print(f"wrote {args.out}")
     return 0
 
 
-def write(out: Path, rows: list[dict[str, Any]], targets: tuple[str, ...], manifest: dict[str, Any],
+def write(out: Path, rows: list[dict[str, Any]], manifest: dict[str, Any],
           metric_name: str, total_s: float, *, partial: bool) -> None:
-    """``results.json`` (rewritten after every model, ``"partial": true`` until the run ends)."""
+    """``results.json`` (rewritten after every row, ``"partial": true`` until the run ends)."""
+    present = tuple(t for t in TARGETS if any(r["target"] == t for r in rows))
     payload = {
         "quality_bound": QUALITY,
         "bound": metric_name,
         "search": "bisect",
-        "targets": targets,
+        "targets": present,
+        "cells_missing": [f"{name}@{t}" for t in TARGETS for name in manifest["models"]
+                          if (name, t) not in {(r["model"], r["target"]) for r in rows}],
         "paper": PAPER,
         "models": manifest["models"],
-        "summary": summary_of(rows, targets),
+        "summary": summary_of(rows, present),
         "summary_all_targets": summary_of(rows),
         "partial": partial,
         "rows": rows,
