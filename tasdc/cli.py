@@ -54,6 +54,9 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", type=Path, help="TASDER: evaluation inputs on which quality is measured by running the model")
     p.add_argument("--metric", choices=("accuracy", "agreement", "cosine", "relerr"),
                    help="TASDER quality metric (default: accuracy with labels, agreement for classifier logits, else cosine)")
+    p.add_argument("--metric-output", metavar="NAME|INDEX",
+                   help="TASDER: the model output the metric is computed on (index, output<i> or the program's output "
+                        "name, e.g. pooler_output; default: the first)")
     p.add_argument("--search", choices=("bisect", "ladder"),
                    help="TASDER measured search (with --calib/--eval): bisection on the greedy path with demotion of "
                    "moves that break the bound (default), or the budget ladder (a looser bound never costs more)")
@@ -84,6 +87,7 @@ def cmd_tasder(args: argparse.Namespace) -> int:
     result = tasder_compile(
         args.model, target=args.target, objective=args.objective or "edp", quality=args.quality,
         max_terms=args.max_terms, calib=args.calib, eval=args.eval, progress=True, metric=args.metric,
+        metric_output=args.metric_output,
         search=args.search or "bisect", max_probes=10 if args.max_probes is None else args.max_probes,
     )
     if args.output:
@@ -102,10 +106,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     args.config = _normalise_config(args.config)
-    tasder_flags = (args.objective, args.metric, args.search, args.max_probes)
+    tasder_flags = (args.objective, args.metric, args.metric_output, args.search, args.max_probes)
     if args.quality is not None or any(flag is not None for flag in tasder_flags):
         if args.quality is None:
-            raise TasdcError("--objective, --metric, --search and --max-probes need --quality (and --target)")
+            raise TasdcError("--objective, --metric, --metric-output, --search and --max-probes need --quality "
+                             "(and --target)")
         return cmd_tasder(args)
 
     _check_act_config(args)
