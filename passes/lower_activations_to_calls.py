@@ -7,15 +7,15 @@ from typing import ClassVar
 
 import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import arith, bufferization, func, memref
+from torch_mlir.dialects import arith
 
-from tasdc.contractions import scan
+from tasdc.contractions import conv_attr, scan
 from tasdc.dialects.tasd import activation_source, dense_operand_of, sparse_operand_of
 from tasdc.elements import make_elements
 from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.decompose_weights import _erase_if_dead, _is_zero_fill
-from tasdc.passes.lower_tasd_to_calls import _erase_dead, dynamic_memref
+from tasdc.passes.lower_tasd_to_calls import _erase_dead, emit_kernel_call
 from tasdc.reference import series_weight
 from tasdc.report import LAYER_ATTR, to_attr
 
@@ -25,20 +25,6 @@ ACT_KERNEL_PREFIX = "tasd_act_kernel_"
 
 _KINDS = {"linalg.matmul": "matmul", "linalg.batch_matmul": "batch_matmul", "linalg.conv_2d_nchw_fchw": "conv2d",
           "tasd.matmul": "matmul", "tasd.batch_matmul": "batch_matmul", "tasd.conv2d": "conv2d"}
-
-
-def _strided(shape: list[int], element: ir.Type) -> ir.MemRefType:
-    dyn = ir.ShapedType.get_dynamic_stride_or_offset()
-    return ir.MemRefType.get(shape, element, ir.StridedLayoutAttr.get(dyn, [dyn] * len(shape)))
-
-
-def _i64s(op: ir.OpView, key: str) -> list[int]:
-    if key not in op.attributes:
-        return [1, 1]
-    attr = op.attributes[key]
-    if isinstance(attr, ir.DenseI64ArrayAttr):
-        return list(attr)
-    return [int(v) for v in np.array(ir.DenseIntElementsAttr(attr))]
 
 
 @dataclasses.dataclass
@@ -125,6 +111,7 @@ class LowerActivationsToCalls(ModulePass):
                 source.results[0].replace_all_uses_with(value)
             source.operation.erase()
 
+
 def _call(names: "_Names", module: ir.Module, at: ir.OpView, source: ir.OpView, which: int,
           weight: np.ndarray | None, layer: str, contraction: ir.OpView | None = None) -> ir.Value:
     """Emit the call before ``at``; returns the result tensor (``at``'s result type)."""
@@ -132,7 +119,6 @@ def _call(names: "_Names", module: ir.Module, at: ir.OpView, source: ir.OpView, 
     x = source.operands[0]
     x_type = ir.RankedTensorType(x.type)
     result_type = ir.RankedTensorType(at.results[0].type)
-    element = x_type.element_type
     op = contraction if contraction is not None else at
     config = ir.StringAttr(source.attributes["config"]).value
     info: dict[str, object] = {
@@ -145,20 +131,10 @@ def _call(names: "_Names", module: ir.Module, at: ir.OpView, source: ir.OpView, 
         "layer": ir.StringAttr(at.attributes[LAYER_ATTR]).value if LAYER_ATTR in at.attributes else layer,
     }
     if weight is not None and _KINDS[op.name] == "conv2d":
-        info["strides"] = _i64s(op, "strides")
-        info["dilations"] = _i64s(op, "dilations")
-    in_type = dynamic_memref(x_type.rank, element)
-    out_type = dynamic_memref(result_type.rank, element)
-    with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
-        decl = func.FuncOp(name, ir.FunctionType.get([in_type, out_type], []), visibility="private")
-    decl.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
-    decl.attributes[ACT_KERNEL_ATTR] = to_attr(info)
+        info["strides"] = conv_attr(op, "strides")
+        info["dilations"] = conv_attr(op, "dilations")
+    attributes = {ACT_KERNEL_ATTR: to_attr(info)}
     if weight is not None:
         weight = np.ascontiguousarray(weight, dtype=np.float32)
-        decl.attributes[ACT_WEIGHTS_ATTR] = ir.ArrayAttr.get([make_elements(weight, f"{name}_weight")])
-    with ir.InsertionPoint(at), at.location:
-        buffer = bufferization.ToBufferOp(_strided(list(x_type.shape), element), x, read_only=True).result
-        buffer = memref.CastOp(in_type, buffer).result
-        out = memref.AllocOp(ir.MemRefType.get(list(result_type.shape), element), [], [], alignment=64).result
-        func.CallOp(decl, [buffer, memref.CastOp(out_type, out).result])
-        return bufferization.ToTensorOp(result_type, out, restrict=True, writable=True).result
+        attributes[ACT_WEIGHTS_ATTR] = ir.ArrayAttr.get([make_elements(weight, f"{name}_weight")])
+    return emit_kernel_call(module, at, name, x, result_type, attributes)

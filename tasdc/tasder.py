@@ -87,15 +87,10 @@ from tasdc.importer import ImportedModel, import_model
 from tasdc.module import verify
 from tasdc.passes.decompose_activations import DecomposeActivations
 from tasdc.passes.decompose_weights import DecomposeWeights
-from tasdc.passes.select_series import (
-    SelectSeries,
-    SelectionError,
-    budget_for_quality,
-    check_options,
-    input_batches,
-    load_input_set,
-    read_selection,
-)
+from tasdc.allocation import budget_for_quality
+from tasdc.calibration import input_batches, load_input_set
+from tasdc.errors import SelectionError
+from tasdc.passes.select_series import SelectSeries, check_options, read_selection
 from tasdc.passes.sparsity_analysis import SparsityAnalysis
 from tasdc.pipeline import run_pipeline
 from tasdc.progress import progress as _progress

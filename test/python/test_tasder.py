@@ -13,6 +13,7 @@ from tasdc.compiler import CompileOptions, compile_model
 from tasdc.decompose import decompose, l1_dropped, parse_config, relative_error
 from tasdc.errors import PipelineError, TasdcError
 from tasdc.module import new_context
+from tasdc import allocation, calibration, layer_errors
 from tasdc.passes import select_series as sel
 from tasdc.pipeline import parse_pipeline
 from tasdc.runtime.accel.hardware import load_hardware
@@ -135,9 +136,9 @@ def test_selection_is_deterministic(example_dir):
                 f"calib={example_dir / 'cnn-calib.npz'}}}")
     runs = []
     for _ in range(2):
-        sel._calib_cache.clear()
-        sel._output_cache.clear()
-        sel._weight_cache.clear()
+        calibration._calib_cache.clear()
+        layer_errors._output_cache.clear()
+        layer_errors._weight_cache.clear()
         result = compile_model(example_dir / "cnn.pt2", options=CompileOptions(pipeline=pipeline))
         runs.append([(row.layer, json.dumps(row.stats.get("select"), sort_keys=True)) for row in result.report.layers])
     assert runs[0] == runs[1]
@@ -158,7 +159,7 @@ def test_weight_errors_match_the_decomposition():
     w = rng.standard_normal((30, 22)).astype(np.float32) * (rng.random((30, 22)) < 0.4)
     configs = [parse_config(c) for c in ("dense", "1:4", "2:4", "2:4+1:4", "4:8+2:8", "2:8+1:8", "2:4+1:8", "4:4")]
     for axis in (0, 1):
-        for config, (rel, l1, exact) in zip(configs, sel.weight_errors(w, axis, configs)):
+        for config, (rel, l1, exact) in zip(configs, layer_errors.weight_errors(w, axis, configs)):
             d = decompose(w, config, axis)
             assert exact == d.is_exact
             assert rel == pytest.approx(relative_error(w, d.approximation), abs=1e-12)
@@ -171,11 +172,11 @@ def test_output_error_is_the_relative_error_of_the_layer_output(rows):
     rng = np.random.default_rng(2)
     w = rng.standard_normal((24, 7)).astype(np.float32)  # [K, N], reduction axis 0
     x = rng.standard_normal((rows, 24)).astype(np.float32)
-    gram = sel._Gram(24)
+    gram = calibration.Gram(24)
     gram.add(x[: rows // 2])
     gram.add(x[rows // 2:])
     configs = [parse_config(c) for c in ("dense", "2:4", "1:4")]
-    errors = sel.output_errors([gram], w, 0, "matmul", configs, [True, False, False])
+    errors = layer_errors.output_errors([gram], w, 0, "matmul", configs, [True, False, False])
     assert errors[0] == 0.0
     for config, err in zip(configs[1:], errors[1:]):
         approx = decompose(w, config, 0).approximation
@@ -183,12 +184,12 @@ def test_output_error_is_the_relative_error_of_the_layer_output(rows):
         assert err == pytest.approx(expected, rel=1e-6)
 
 
-def _problem(rng: np.random.Generator, layers: int = 6, configs: int = 5, objective: str = "edp") -> sel.Problem:
+def _problem(rng: np.random.Generator, layers: int = 6, configs: int = 5, objective: str = "edp") -> allocation.Problem:
     energy = rng.random((layers, configs)) + 0.5
     latency = rng.random((layers, configs)) + 0.5
     err2 = np.concatenate([np.zeros((layers, 1)), rng.random((layers, configs - 1))], axis=1)
     err2[0, 2] = 0.0  # a lossless candidate
-    return sel.Problem(objective, energy, latency * 1e-6, latency * 1e3, err2, np.ones((layers, configs), bool),
+    return allocation.Problem(objective, energy, latency * 1e-6, latency * 1e3, err2, np.ones((layers, configs), bool),
                        1.0, 1e-6, 1e3)
 
 
@@ -197,31 +198,31 @@ def test_greedy_path_prefixes_are_monotone_in_the_budget(objective):
     rng = np.random.default_rng(3)
     for _ in range(20):
         problem = _problem(rng, objective=objective)
-        path = sel.greedy_path(problem)
+        path = allocation.greedy_path(problem)
         objs = [m.objective for m in path]
         assert all(b < a for a, b in zip(objs, objs[1:]))  # every step strictly lowers the objective
         previous = np.inf
         for budget in (0.0, 0.01, 0.1, 0.3, 1.0, 3.0, 1e9):
-            choice, taken = sel.cut_path(path, problem.err2.shape[0], budget)
+            choice, taken = allocation.cut_path(path, problem.err2.shape[0], budget)
             e, ts, tc = problem.totals_of(choice)
             value = float(problem.total(e, ts, tc))
             assert value <= previous * (1 + 1e-12)
             assert float(problem.err2[np.arange(len(choice)), choice].sum()) <= budget + 1e-9
             previous = value
-        assert sel.greedy_path(problem) == path  # deterministic
+        assert allocation.greedy_path(problem) == path  # deterministic
 
 
 def test_greedy_path_takes_free_moves_first_and_breaks_ties_by_layer_order():
     # Two identical layers: the tie goes to layer 0; the lossless move comes first.
     energy = np.array([[2.0, 1.0, 1.5], [2.0, 1.0, 1.5]])
     err2 = np.array([[0.0, 0.1, 0.0], [0.0, 0.1, 0.0]])
-    problem = sel.Problem("energy", energy, energy * 0, energy * 0, err2, np.ones((2, 3), bool))
-    path = sel.greedy_path(problem)
+    problem = allocation.Problem("energy", energy, energy * 0, energy * 0, err2, np.ones((2, 3), bool))
+    path = allocation.greedy_path(problem)
     assert [(m.layer, m.dst) for m in path[:2]] == [(0, 2), (1, 2)]
     assert [(m.layer, m.dst) for m in path[2:]] == [(0, 1), (1, 1)]
-    choice, taken = sel.cut_path(path, 2, 0.0)
+    choice, taken = allocation.cut_path(path, 2, 0.0)
     assert list(choice) == [2, 2] and taken == 2
-    choice, _ = sel.cut_path(path, 2, 0.1)
+    choice, _ = allocation.cut_path(path, 2, 0.1)
     assert list(choice) == [1, 2]
 
 
