@@ -23,8 +23,7 @@ ACT_KERNEL_ATTR = "tasd.act_kernel"
 ACT_WEIGHTS_ATTR = "tasd.act_weights"
 ACT_KERNEL_PREFIX = "tasd_act_kernel_"
 
-_KINDS = {"linalg.matmul": "matmul", "linalg.batch_matmul": "batch_matmul", "linalg.conv_2d_nchw_fchw": "conv2d",
-          "tasd.matmul": "matmul", "tasd.batch_matmul": "batch_matmul", "tasd.conv2d": "conv2d"}
+_KINDS = {"tasd.matmul": "matmul", "tasd.batch_matmul": "batch_matmul", "tasd.conv2d": "conv2d"}
 
 
 @dataclasses.dataclass
@@ -78,7 +77,8 @@ class LowerActivationsToCalls(ModulePass):
             weight = candidate.weight
             if candidate.kind == "conv2d":
                 weight = weight.reshape(ir.RankedTensorType(candidate.op.operands[1].type).shape)
-            value = _call(names, module, candidate.op, source, which, weight, candidate.layer)
+            # (a batch_matmul with a weight broadcast over the batch is the matmul of its folded rows)
+            value = _call(names, module, candidate.op, source, which, weight, candidate.layer, candidate.kind)
             init = candidate.op.operands[len(candidate.op.operands) - 1]
             if not _is_zero_fill(init):
                 with ir.InsertionPoint(candidate.op), candidate.op.location:
@@ -96,7 +96,8 @@ class LowerActivationsToCalls(ModulePass):
                 kh, kw = list(ir.DenseI64ArrayAttr(terms[0].attributes["kernel_size"]))
                 weight = weight.reshape(weight.shape[0], -1, kh, kw)
             layer = ir.StringAttr(series.attributes[LAYER_ATTR]).value if LAYER_ATTR in series.attributes else "series"
-            value = _call(names, module, series, source, which, weight, layer, contraction=terms[0])
+            value = _call(names, module, series, source, which, weight, layer, _KINDS[terms[0].name],
+                          contraction=terms[0])
             series.results[0].replace_all_uses_with(value)
             series.operation.erase()
             producers: list[ir.OpView] = []
@@ -107,14 +108,15 @@ class LowerActivationsToCalls(ModulePass):
             _erase_dead(terms + producers)
         for source in ops_named(module, "tasd.decompose_activation"):
             if any(True for _ in source.results[0].uses):
-                value = _call(names, module, source, source, 0, None, "activation")
+                value = _call(names, module, source, source, 0, None, "activation", "")
                 source.results[0].replace_all_uses_with(value)
             source.operation.erase()
 
 
 def _call(names: "_Names", module: ir.Module, at: ir.OpView, source: ir.OpView, which: int,
-          weight: np.ndarray | None, layer: str, contraction: ir.OpView | None = None) -> ir.Value:
-    """Emit the call before ``at``; returns the result tensor (``at``'s result type)."""
+          weight: np.ndarray | None, layer: str, kind: str, contraction: ir.OpView | None = None) -> ir.Value:
+    """Emit the call before ``at`` (``kind``: matmul, batch_matmul or conv2d; ignored without a
+    weight); returns the result tensor (``at``'s result type)."""
     name = names.fresh()
     x = source.operands[0]
     x_type = ir.RankedTensorType(x.type)
@@ -122,7 +124,7 @@ def _call(names: "_Names", module: ir.Module, at: ir.OpView, source: ir.OpView, 
     op = contraction if contraction is not None else at
     config = ir.StringAttr(source.attributes["config"]).value
     info: dict[str, object] = {
-        "kind": f"act_{_KINDS[op.name]}" if weight is not None else "act_decompose",
+        "kind": f"act_{kind}" if weight is not None else "act_decompose",
         "act_operand": which,
         "config": config,
         "axis": int(ir.IntegerAttr(source.attributes["axis"]).value),
@@ -130,7 +132,7 @@ def _call(names: "_Names", module: ir.Module, at: ir.OpView, source: ir.OpView, 
         "result_shape": list(result_type.shape),
         "layer": ir.StringAttr(at.attributes[LAYER_ATTR]).value if LAYER_ATTR in at.attributes else layer,
     }
-    if weight is not None and _KINDS[op.name] == "conv2d":
+    if weight is not None and kind == "conv2d":
         info["strides"] = conv_attr(op, "strides")
         info["dilations"] = conv_attr(op, "dilations")
     attributes = {ACT_KERNEL_ATTR: to_attr(info)}

@@ -244,9 +244,11 @@ class SelectSeries(ModulePass):
     on the calibration inputs (:mod:`tasdc.activation_stats`: the run-time
     decomposition ``X̂`` of each layer's real input; 0 when the input's
     block-nnz histogram shows the series is lossless on that data). Without
-    calibration data, and at ``quality=1`` (exact on every
-    input, which only a weight series can promise), there are no activation
-    options.
+    calibration data there are no activation options. The options, and so the
+    greedy path, do not depend on ``quality``: an activation series is never
+    promised exact (its error is measured on the calibration inputs only), so
+    a zero budget (``quality=1``: exact on every input) stops the path at its
+    first activation move (:mod:`tasdc.allocation`).
     """
 
     name: ClassVar[str] = "tasd-select"
@@ -303,8 +305,8 @@ class SelectSeries(ModulePass):
                 fixed_ops.append((skipped.op, gemm))
         names = [n for n in self.input_names.split(",") if n]
         act_configs: list[SeriesConfig] = []
-        # An activation series is exact only on the inputs seen: quality 1.0 (exact on every input) admits none.
-        if self.activations and self.calib and hw.extraction is not None and self.quality < 1.0:
+        # The options do not depend on the bound: quality 1.0 cuts the same path before its first activation move.
+        if self.activations and self.calib and hw.extraction is not None:
             act_configs = [ActivationSeries(c.terms) for c in weight_configs[1:]]
         calib = (collect_calibration(module, self.calib, input_names=names, act_series=act_configs)
                  if self.calib and cands else None)
@@ -381,6 +383,7 @@ class SelectSeries(ModulePass):
             a["energy_j"][:n_l], a["latency_s"][:n_l], a["latency_cycles"][:n_l], np.square(err), valid,
             float(a["energy_j"][n_l:, 0].sum()), float(a["latency_s"][n_l:, 0].sum()),
             float(a["latency_cycles"][n_l:, 0].sum()),
+            calib_only=np.arange(n_c)[None, :].repeat(n_l, axis=0) >= n_w,
         )
         bans = self.banned()
         if bans:
@@ -469,6 +472,9 @@ class SelectSeries(ModulePass):
                 return (f"left dense: the measured search stopped the greedy path before the step that would make it "
                         f"{configs[pending.dst]} (saves {pending.saving / dense_obj:.2%} of the model {obj}, "
                         f"adds e^2={_fmt(pending.added)})")
+            if pending is not None and pending.calib_only and budget <= 0.0:
+                return (f"left dense: the next greedy step would make it {configs[pending.dst]}, an activation "
+                        f"series, exact on the calibration inputs at best, and the bound asks for exact on every input")
             if pending is not None:
                 used = path[taken - 1].used if taken else 0.0
                 return (f"left dense: nothing fits the error budget: the next greedy step would make it "
@@ -477,7 +483,12 @@ class SelectSeries(ModulePass):
             return (f"left dense: no native series lowers the model {obj} on '{hw.name}' "
                     f"(cheapest series {self._best_series(problem, i, configs)})")
         config = configs[j]
-        if err[i, j] == 0.0:
+        calib_only = problem.calib_only is not None and bool(problem.calib_only[i, j])
+        if err[i, j] == 0.0 and calib_only:
+            text = (f"lossless on the calibration inputs (block-nnz histogram of the layer's input) and the "
+                    f"cheapest such option: free greedy step {last.step if last else '?'} saves "
+                    f"{(last.saving if last else 0.0) / dense_obj:.2%} of the model {obj}")
+        elif err[i, j] == 0.0:
             nnz = config.max_nnz_per_block
             block = (f"at most {nnz} non-zero{'s' if nnz != 1 else ''} in every {config.m}-block"
                      if config.same_m else "the terms cover every non-zero")
@@ -490,7 +501,10 @@ class SelectSeries(ModulePass):
             text = (f"greedy step {last.step}: best {obj} saving per unit error, saves "
                     f"{last.saving / dense_obj:.2%} of the dense model {obj} for e={err[i, j]:.4f} "
                     f"(e^2 {_fmt(last.added)}, ratio {_fmt(ratio / dense_obj)}/unit)")
-        if pending is not None:
+        if pending is not None and pending.calib_only and budget <= 0.0:
+            text += (f"; stopped before {configs[pending.dst]} (an activation series is exact on the calibration "
+                     f"inputs only, and the bound asks for exact on every input)")
+        elif pending is not None:
             text += f"; stopped before {configs[pending.dst]} (would exceed the error budget)"
         return text
 
@@ -540,6 +554,7 @@ class SelectSeries(ModulePass):
             "max_steps": int(self.max_steps),
             "path_used": [float(m.used) for m in path],
             "path_moves": [[cands[m.layer].layer, str(configs[m.dst])] for m in path],
+            "path_exact_steps": cut_path(path, n_l, 0.0)[1],  # the prefix a zero budget (quality 1.0) keeps
             "totals": totals,
         }
         if self.ban:

@@ -19,7 +19,9 @@ cosine similarity to be at least ``quality`` gives the budget
     D ≤ B(quality) = 1/quality² − 1      (≈ 2·(1 − quality); 0 at quality 1.0)
 
 so ``quality=0.99`` allows ``ε̂ ≈ 0.142`` (e.g. 0.08 per layer over three
-layers), and ``quality=1.0`` allows only exactly lossless series. This is a
+layers), and ``quality=1.0`` allows only series that are exact on every
+input: lossless weight series (an activation series measured exact on the
+calibration inputs is not: see the budget cut). This is a
 *prediction*; ``tasdc.tasder`` measures the real quality by running the
 compiled model and moves along the same path (below) until the measured bound
 holds. ``budget=B`` (B ≥ 0) overrides ``B(quality)``.
@@ -32,7 +34,10 @@ Allocation rule (global, deterministic)
    move: EDP = total energy x total latency, latency = total cycles, energy =
    total joules, fixed layers included). If some such move adds no error
    (``Δ(e²) ≤ 0``: lossless, or more accurate and cheaper), take the one with
-   the largest saving; otherwise take the one with the largest *saving per
+   the largest saving, first among the moves to options whose error holds on
+   every input (weight series), then among the rest (``calib_only``:
+   activation series, whose error is known on the calibration inputs only);
+   otherwise take the one with the largest *saving per
    unit of added error* ``ΔObjective / Δ(e²)``. Ties go to the lower layer
    index, then to the candidate order (dense, then ascending density, fewer
    terms, text). Stop when no move lowers the objective. Each step strictly
@@ -42,9 +47,12 @@ Allocation rule (global, deterministic)
    multiple-choice-knapsack greedy.
 2. *Budget cut.* Take the longest prefix of the path whose accumulated ``D``
    stays ``≤ budget`` (``max-steps`` ≥ 0 additionally caps the number of
-   steps; ``max-steps=0`` keeps every layer dense). Because every budget
-   selects a prefix of the same path, a looser bound never gives a costlier
-   model, and stepping back along the path (what the driver's back-off does)
+   steps; ``max-steps=0`` keeps every layer dense). A budget of 0
+   (``quality=1.0``: exact on every input) also stops at the first move to a
+   ``calib_only`` option, whatever its measured error: no activation series is
+   promised exact. Every bound, 1.0 included, selects a prefix of the *same*
+   path (the options do not depend on the bound), so a looser bound never
+   gives a costlier model, and stepping back along the path (what the driver's back-off does)
    undoes first the moves that bought the least objective per unit of error.
 """
 
@@ -68,7 +76,6 @@ def budget_for_quality(quality: float) -> float:
         return math.inf
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Move:
     """One step of the greedy path."""
@@ -81,11 +88,14 @@ class Move:
     added: float           # added error contribution Δ(e²)
     objective: float       # model objective after the step
     used: float            # accumulated D after the step
+    calib_only: bool = False  # the new option's error is known on the calibration inputs only
 
 
 @dataclasses.dataclass
 class Problem:
-    """Per-layer costs [L, C] and error contributions ``e²`` [L, C]."""
+    """Per-layer costs [L, C] and error contributions ``e²`` [L, C]; ``calib_only``
+    [L, C] marks the options whose error holds on the calibration inputs only
+    (activation series; None: none)."""
 
     objective: str
     energy: np.ndarray
@@ -96,6 +106,7 @@ class Problem:
     fixed_energy: float = 0.0
     fixed_latency_s: float = 0.0
     fixed_latency_cycles: float = 0.0
+    calib_only: np.ndarray | None = None
 
     def total(self, e: np.ndarray | float, ts: np.ndarray | float, tc: np.ndarray | float) -> Any:
         if self.objective == "edp":
@@ -133,7 +144,10 @@ def greedy_path(problem: Problem) -> list[Move]:
         if not ok.any():
             break
         free = ok & (added <= 0.0)
-        if free.any():
+        sure = free if problem.calib_only is None else free & ~problem.calib_only
+        if sure.any():
+            score = np.where(sure, saving, -np.inf)
+        elif free.any():
             score = np.where(free, saving, -np.inf)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -147,26 +161,27 @@ def greedy_path(problem: Problem) -> list[Move]:
         tc_tot += float(dtc[layer, dst])
         obj_new = float(problem.total(e_tot, ts_tot, tc_tot))
         used += float(added[layer, dst])
-        path.append(Move(step, layer, src, dst, obj - obj_new, float(added[layer, dst]), obj_new, used))
+        calib_only = bool(problem.calib_only[layer, dst]) if problem.calib_only is not None else False
+        path.append(Move(step, layer, src, dst, obj - obj_new, float(added[layer, dst]), obj_new, used, calib_only))
         obj = obj_new
     return path
 
 
 def cut_path(path: Sequence[Move], n_layers: int, budget: float, max_steps: int = -1) -> tuple[np.ndarray, int]:
     """Per-layer choice after the longest prefix within ``budget`` (and
-    ``max_steps`` when ≥ 0); returns (choice, steps taken)."""
+    ``max_steps`` when ≥ 0; a zero budget also stops at the first
+    ``calib_only`` move); returns (choice, steps taken)."""
     choice = np.zeros(n_layers, dtype=np.int64)
     taken = 0
     tol = 1e-12 * max(1.0, budget)
     for move in path:
         if max_steps >= 0 and taken >= max_steps:
             break
-        if move.used > budget + tol:
+        if move.used > budget + tol or (move.calib_only and budget <= tol):
             break
         choice[move.layer] = move.dst
         taken += 1
     return choice, taken
-
 
 
 __all__ = ["BUDGET_RULE", "Move", "Problem", "budget_for_quality", "cut_path", "greedy_path"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -55,13 +56,21 @@ def test_chosen_configuration_meets_the_bound_on_its_calibration_data(mlp_sessio
 
 @pytest.mark.parametrize("target,objective", [("vegeta", "edp"), ("ttc-m8", "latency")])
 def test_a_looser_bound_never_gives_a_costlier_model(mlp_session, target, objective):
+    """Every bound cuts one greedy path; on ttc-m8 (TASD units, calibration data) that path holds
+    activation series too, and quality 1.0 stops before the first of them instead of dropping them."""
     key = {"edp": "edp", "latency": "latency_cycles"}[objective]
-    costs = []
+    costs, chosen = [], []
     for quality in (1.0, 0.999, 0.99, 0.95, 0.8, 0.5):
         result = mlp_session.compile(target, objective, quality)
         assert result.meets_bound
         costs.append(result.totals["selected"][key])
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(costs, costs[1:])), costs
+        chosen.append([layer.chosen for layer in result.layers])
+        offered = {c["series"] for layer in result.layers for c in layer.candidates}
+        assert any(s.startswith("A ") for s in offered) == (target == "ttc-m8"), offered
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(costs, costs[1:])), (costs, chosen)
+    assert not any(s.startswith("A ") for s in chosen[0]), chosen[0]  # 1.0: exact on every input
+    if target == "ttc-m8":  # the post-ReLU layers' inputs are sparse enough for some bound to take TASD-A
+        assert any(s.startswith("A ") for row in chosen[1:] for s in row), chosen
 
 
 def _masked_mlp() -> tuple[nn.Module, np.ndarray]:
@@ -224,6 +233,27 @@ def test_greedy_path_takes_free_moves_first_and_breaks_ties_by_layer_order():
     assert list(choice) == [2, 2] and taken == 2
     choice, _ = allocation.cut_path(path, 2, 0.1)
     assert list(choice) == [1, 2]
+
+
+def test_options_measured_on_calibration_only_are_on_the_same_path_but_not_exact():
+    # Layer 0: a lossless weight series (column 1) and a cheaper activation series that showed no error on the
+    # calibration inputs (column 2, calib_only). Layer 1: the same activation option only.
+    energy = np.array([[4.0, 3.0, 2.0], [4.0, 4.0, 1.0]])
+    err2 = np.zeros((2, 3))
+    calib_only = np.array([[False, False, True], [False, False, True]])
+    problem = allocation.Problem("energy", energy, energy * 0, energy * 0, err2, np.ones((2, 3), bool),
+                                 calib_only=calib_only)
+    path = allocation.greedy_path(problem)
+    # The exact move first (although the activation move saves more), then the measured-exact ones by saving.
+    assert [(m.layer, m.dst, m.calib_only) for m in path] == [(0, 1, False), (1, 2, True), (0, 2, True)]
+    assert all(m.used == 0.0 for m in path)
+    choice, taken = allocation.cut_path(path, 2, 0.0)   # quality 1.0: exact on every input
+    assert list(choice) == [1, 0] and taken == 1
+    choice, taken = allocation.cut_path(path, 2, 1e-9)  # any positive budget: the same path, further along
+    assert list(choice) == [2, 2] and taken == 3
+    # Without the mark the cheaper activation move would come first: the flag changes order and cut only.
+    unmarked = allocation.greedy_path(dataclasses.replace(problem, calib_only=None))
+    assert [(m.layer, m.dst) for m in unmarked] == [(1, 2), (0, 2)]
 
 
 def test_bisect_search_meets_the_bound_and_reports_predicted_vs_measured(mlp_session):
