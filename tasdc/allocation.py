@@ -37,8 +37,8 @@ Allocation rule (global, deterministic)
    the largest saving, first among the moves to options whose error holds on
    every input (weight series), then among the rest (``calib_only``:
    activation series, whose error is known on the calibration inputs only);
-   otherwise take the one with the largest *saving per
-   unit of added error* ``ΔObjective / Δ(e²)``. Ties go to the lower layer
+   otherwise take the one with the largest *saving per unit of added error*
+   ``ΔObjective / Δ(e²)``. Ties go to the lower layer
    index, then to the candidate order (dense, then ascending density, fewer
    terms, text). Stop when no move lowers the objective. Each step strictly
    lowers the objective, so the path ends; for additive objectives the
@@ -52,8 +52,9 @@ Allocation rule (global, deterministic)
    ``calib_only`` option, whatever its measured error: no activation series is
    promised exact. Every bound, 1.0 included, selects a prefix of the *same*
    path (the options do not depend on the bound), so a looser bound never
-   gives a costlier model, and stepping back along the path (what the driver's back-off does)
-   undoes first the moves that bought the least objective per unit of error.
+   gives a costlier model, and stepping back along the path (what the
+   driver's back-off does) undoes first the moves that bought the least
+   objective per unit of error.
 """
 
 from __future__ import annotations
