@@ -197,3 +197,27 @@ def test_batch_matmul_with_a_broadcast_weight_and_the_expand_path() -> None:
     kernels, expanded = both(x), both.cpu(expand=True)(x)
     np.testing.assert_allclose(kernels, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
     np.testing.assert_allclose(expanded, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+class LeftSharedWeightBmm(nn.Module):
+    """``bmm`` with the shared weight on the left: ``W[M, K] · X[b][K, N]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(self.w.unsqueeze(0).expand(x.shape[0], -1, -1), x)
+
+
+def test_batch_matmul_with_a_broadcast_weight_on_the_left() -> None:
+    """The activation is decomposed along its K axis (axis 1 of ``[B, K, N]``) in every batch entry."""
+    torch.manual_seed(0)
+    model = LeftSharedWeightBmm().eval()
+    x = np.random.default_rng(2).standard_normal((3, 16, 5)).astype(np.float32)
+    _check_margin(np.moveaxis(x, 1, -1).reshape(-1, 16), 2, 4)
+    result = compile_model(model, (torch.from_numpy(x),), CompileOptions(act_config="2:4"))
+    (kernel,) = [k for k in result.cpu().kernels if k.info["kind"] == "act_matmul"]
+    assert kernel.info["dense_shape"] == [3, 16, 5] and kernel.info["axis"] == 1
+    ref = model.w.detach().double().numpy() @ decompose_activation(x.astype(np.float64), "2:4", 1)
+    np.testing.assert_allclose(result(x), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
