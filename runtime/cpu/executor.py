@@ -7,7 +7,7 @@
    compressed weights;
 2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once);
 3. looks the module up in the on-disk compile cache
-   (:mod:`tasdc.runtime.cpu.cache`) and links the cached machine code; or
+   (:mod:`tasdc.runtime.cpu.object_cache`) and links the cached machine code; or
    runs ``tasd-cpu-to-llvm``, builds an ``ExecutionEngine`` and stores its
    object file in the cache;
 4. binds one entry point per kernel (``_mlir_ciface_tasd_kernel_k``)
@@ -44,7 +44,7 @@ from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
-from tasdc.runtime.cpu import cache as compile_cache
+from tasdc.runtime.cpu import object_cache
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
@@ -333,7 +333,7 @@ def compile_for_cpu(
     """Lower a (TASD-decomposed) linalg-on-tensors module and JIT it.
 
     With ``cache`` the machine code is looked up in the on-disk compile cache
-    (:mod:`tasdc.runtime.cpu.cache`) first and stored there after a JIT; the
+    (:mod:`tasdc.runtime.cpu.object_cache`) first and stored there after a JIT; the
     kernels are always rebuilt from the module's weights. ``lowering`` is the
     pipeline from linalg to the LLVM dialect.
     """
@@ -359,17 +359,17 @@ def compile_for_cpu(
     keep = _bind_kernels(kernels)
     timings["kernels"] = time.perf_counter() - start
     step = time.perf_counter()
-    key = compile_cache.cache_key(work, f"entry={entry} opt_level={opt_level} lowering={lowering}") if cache else None
+    key = object_cache.cache_key(work, f"entry={entry} opt_level={opt_level} lowering={lowering}") if cache else None
     engine: Any = None
     function: Any = None
     hit = False
-    cached = compile_cache.load_object(key) if key is not None else None
+    cached = object_cache.load_object(key) if key is not None else None
     if cached is not None:
         externals, payload = cached
         symbols = _symbol_table(kernels, externals)
         if symbols is not None:
             try:
-                engine = compile_cache.LoadedObject(payload, symbols)
+                engine = object_cache.LoadedObject(payload, symbols)
                 function, hit = engine.lookup(entry), True
             except (RuntimeError, OSError):  # an unusable entry costs a JIT, never the run
                 engine = None
@@ -388,7 +388,7 @@ def compile_for_cpu(
         function = engine.lookup(entry)
         timings["llvm"] = time.perf_counter() - step
         if key is not None:
-            compile_cache.store_engine(key, engine, externals)
+            object_cache.store_engine(key, engine, externals)
     executable = CpuExecutable(kernels, engine, entry, arg_types, result_types[0], 0.0, keep, function, hit, timings,
                                result_types=result_types)
     executable.compile_seconds = time.perf_counter() - start

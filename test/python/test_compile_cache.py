@@ -18,7 +18,7 @@ import pytest
 
 from conftest import run_cli
 from tasdc.compiler import CompileOptions, compile_model
-from tasdc.runtime.cpu import cache
+from tasdc.runtime.cpu import object_cache as cache
 from tasdc.runtime.cpu.executor import compile_for_cpu
 
 
