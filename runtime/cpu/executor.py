@@ -42,6 +42,7 @@ from tasdc.elements import element_dtype, read_elements
 from tasdc.errors import TasdcError
 from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
+from tasdc.passes.bind_constants import BindConstants, bound_values
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import object_cache
@@ -200,6 +201,10 @@ class CpuExecutable:
     #: Every result of the entry; a call returns a tuple when there are several
     #: (the C interface then returns a struct of memref descriptors).
     result_types: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
+    #: Values of the entry's bound arguments (``tasd-cpu-bind-constants``),
+    #: passed after the inputs on every call; the code only reads them.
+    bound: list[np.ndarray] = field(default_factory=list)
+    _bound_descriptors: list[ctypes.Structure] | None = None
 
     def __call__(self, *inputs: Any) -> np.ndarray:
         arrays = self._check_inputs(inputs)
@@ -217,7 +222,9 @@ class CpuExecutable:
             fields = [(f"r{i}", _descriptor_class(len(shape))) for i, (shape, _) in enumerate(result_types)]
             result = type("Results", (ctypes.Structure,), {"_fields_": fields})()
             parts = [getattr(result, f"r{i}") for i in range(len(result_types))]
-        descriptors = [_descriptor_of(a) for a in arrays]
+        if self._bound_descriptors is None:
+            self._bound_descriptors = [_descriptor_of(a) for a in self.bound]
+        descriptors = [_descriptor_of(a) for a in arrays] + self._bound_descriptors
         pointers = [ctypes.pointer(ctypes.pointer(result))] + [ctypes.pointer(ctypes.pointer(d)) for d in descriptors]
         packed = (ctypes.c_void_p * len(pointers))(*[ctypes.cast(p, ctypes.c_void_p) for p in pointers])
         before = [self._calls(kernel) for kernel in self.kernels]
@@ -329,13 +336,16 @@ def compile_for_cpu(
     opt_level: int = 3,
     cache: bool = True,
     lowering: str = "tasd-cpu-to-llvm",
+    bind_constants: bool = True,
 ) -> CpuExecutable:
     """Lower a (TASD-decomposed) linalg-on-tensors module and JIT it.
 
     With ``cache`` the machine code is looked up in the on-disk compile cache
     (:mod:`tasdc.runtime.cpu.object_cache`) first and stored there after a JIT; the
     kernels are always rebuilt from the module's weights. ``lowering`` is the
-    pipeline from linalg to the LLVM dialect.
+    pipeline from linalg to the LLVM dialect. With ``bind_constants`` (the
+    default) large constants are not compiled into the code but passed to it
+    as arguments (``tasd-cpu-bind-constants``), read from the module once here.
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -358,6 +368,13 @@ def compile_for_cpu(
     kernels += collect_act_kernels(work)  # type: ignore[arg-type] # same run/error/calls interface
     keep = _bind_kernels(kernels)
     timings["kernels"] = time.perf_counter() - start
+    step = time.perf_counter()
+    # Large constants (dense weights, biases) become arguments: the machine code
+    # holds no weights, and the cache key below covers the code only.
+    if bind_constants:
+        BindConstants(entry=entry).run(work)
+    bound = bound_values(work, entry)
+    timings["weights"] = time.perf_counter() - step
     step = time.perf_counter()
     key = object_cache.cache_key(work, f"entry={entry} opt_level={opt_level} lowering={lowering}") if cache else None
     engine: Any = None
@@ -390,6 +407,6 @@ def compile_for_cpu(
         if key is not None:
             object_cache.store_engine(key, engine, externals)
     executable = CpuExecutable(kernels, engine, entry, arg_types, result_types[0], 0.0, keep, function, hit, timings,
-                               result_types=result_types)
+                               result_types=result_types, bound=bound)
     executable.compile_seconds = time.perf_counter() - start
     return executable

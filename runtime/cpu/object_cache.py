@@ -46,6 +46,7 @@ _SOURCES = (
     "tasdc.passes.outline_loops",
     "tasdc.passes.vectorize_contractions",
     "tasdc.passes.lower_tasd_to_calls",
+    "tasdc.passes.bind_constants",
     "tasdc.runtime.cpu.executor",
 )
 #: llvmlite's symbol table is process-wide: bind and link one object at a time.
