@@ -9,6 +9,13 @@ download):
 * ``bert-base`` — 12 layers, d=768, 12 heads, FFN 3072 (BERT-base sized),
   batch 1 × 128 tokens (slow to JIT cold: minutes on a loaded machine).
 
+and members of the model zoo (:mod:`tasdc.zoo`), exported as the zoo does
+(inputs by name): ``zoo:minilm`` (the pretrained 6-layer, 384-wide
+all-MiniLM-L6-v2, batch 2 × 16 tokens), ``zoo:resnet50`` and any other zoo
+name, and ``hf-bert-base``: ``transformers``' ``BertModel`` at BERT-base size
+(``BertConfig()`` defaults, random weights, batch 1 × 128 tokens). For
+models with several outputs the first (the hidden states) is compared.
+
 For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
 
 * ``compile s``: import + TASD passes;
@@ -56,7 +63,8 @@ ENCODERS = {"encoder4": (4, 256, 4, 1024, 8, 64), "bert-base": (12, 768, 12, 307
 
 
 def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    fn()  # warm-up
+    for _ in range(3):  # warm-up (an exported program is slow for its first few calls)
+        fn()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -65,21 +73,43 @@ def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
-def model_and_input(name: str) -> tuple[Any, torch.nn.Module, np.ndarray]:
-    """(source for compile_model, eager module, input) of a benchmark model."""
+def _first_output(out: Any) -> np.ndarray:
+    leaves = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+    return leaves[0].detach().numpy()
+
+
+def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]]:
+    """(source for compile_model, eager call returning the first output, inputs) of a benchmark model."""
+    if name.startswith("zoo:") or name == "hf-bert-base":
+        from tasdc import zoo
+
+        if name == "hf-bert-base":
+            from transformers import BertConfig, BertModel
+
+            torch.manual_seed(0)
+            ids = torch.randint(0, 30522, (1, 128), generator=torch.Generator().manual_seed(1))
+            model = zoo.ZooModel(name, BertModel(BertConfig()).eval(),
+                                 {"input_ids": ids, "attention_mask": torch.ones(1, 128, dtype=torch.long)})
+        else:
+            model = zoo.build(name[4:])
+        inputs = dict(model.inputs)
+        return model.export(), lambda: _first_output(model.module(**inputs)), [t.numpy() for t in inputs.values()]
     if name in ENCODERS:
         layers, d, heads, ffn, batch, tokens = ENCODERS[name]
         torch.manual_seed(0)
         layer = torch.nn.TransformerEncoderLayer(d, heads, ffn, dropout=0.0, batch_first=True)
         module = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()
-        x = torch.randn(batch, tokens, d).numpy()
-        return module, module, x
+        x = torch.randn(batch, tokens, d)
+        return module, lambda: module(x).numpy(), [x.numpy()]
     if name not in EXAMPLES:
-        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS))}")
+        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS))}, zoo:NAME, hf-bert-base")
     if not (OUT / f"{name}.pt2").exists():
         subprocess.run([sys.executable, str(ROOT / "examples" / "build_models.py"), "--out", str(OUT)], check=True)
-    x = np.load(OUT / f"{name}-eval.npz")["x"][:16]
-    return OUT / f"{name}.pt2", None, x  # eager module comes from the imported program
+    x = torch.from_numpy(np.load(OUT / f"{name}-eval.npz")["x"][:16])
+    from tasdc.importer import import_model
+
+    program = import_model(OUT / f"{name}.pt2").program.module()
+    return OUT / f"{name}.pt2", lambda: program(x).numpy(), [x.numpy()]
 
 
 def main() -> None:
@@ -107,11 +137,11 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name in args.models.split(","):
-        source, eager, x = model_and_input(name)
+        source, eager, inputs = model_and_input(name)
         for config in args.configs.split(","):
             start = time.perf_counter()
-            if eager is not None:
-                result = compile_model(source, (torch.from_numpy(x),), options=CompileOptions(config=config))
+            if isinstance(source, torch.nn.Module):
+                result = compile_model(source, tuple(torch.from_numpy(a) for a in inputs), options=CompileOptions(config=config))
             else:
                 result = compile_model(source, options=CompileOptions(config=config))
             compile_s = time.perf_counter() - start
@@ -128,13 +158,16 @@ def main() -> None:
                 start = time.perf_counter()
                 compile_for_cpu(result.module, cache=False, lowering="tasd-cpu-to-llvm{outline=false}")
                 one_fn = f"{time.perf_counter() - start:>8.2f} "
-            module = eager if eager is not None else result.model.program.module()
-            xt = torch.from_numpy(x)
             with torch.no_grad():
-                t_torch = median_seconds(lambda: module(xt), args.repeat)
-                expected = module(xt).numpy()
-            t_tasdc = median_seconds(lambda: cached(x), args.repeat)
-            diff = float(np.abs(cached(x) - expected).max())
+                t_torch = median_seconds(eager, args.repeat)
+                expected = eager()
+
+            def first() -> np.ndarray:
+                out = cached(*inputs)
+                return out[0] if isinstance(out, tuple) else out
+
+            t_tasdc = median_seconds(first, args.repeat)
+            diff = float(np.abs(first() - expected).max())
             print(f"{name:<12} {config:<9} {compile_s:>9.2f} {cold_s:>8.2f} {cached_s:>10.2f} {one_fn}"
                   f"{t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} {t_torch / t_tasdc:>11.2f} {diff:>10.2e}  (cold JIT s: {split})",
                   flush=True)

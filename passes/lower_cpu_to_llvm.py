@@ -21,6 +21,7 @@ from tasdc.passes.vectorize_contractions import VectorizeContractions
 #: they do nothing. ``expand-strided-metadata`` must precede ``lower-affine``.
 UPSTREAM_PIPELINE = (
     "func.func(convert-elementwise-to-linalg)",
+    # (with fuse: FUSION runs here, on tensors, before bufferization)
     "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map "
     "unknown-type-conversion=identity-layout-map}",
     "buffer-deallocation-pipeline",
@@ -37,6 +38,13 @@ UPSTREAM_PIPELINE = (
     "convert-to-llvm",
     "reconcile-unrealized-casts",
 )
+
+#: Elementwise fusion on tensors: producers of elementwise ``linalg.generic``
+#: ops (bias adds, activations, broadcasts, casts, scalings) are fused into
+#: their consumers, so one loop nest computes the chain without
+#: materialising the intermediate tensors; canonicalize and cse clean up.
+FUSION = ("func.func(linalg-fuse-elementwise-ops)", "canonicalize", "cse")
+FUSE_AFTER = "func.func(convert-elementwise-to-linalg)"
 
 #: ``tasd-cpu-outline-loops`` runs on loops over memrefs, right before this step.
 OUTLINE_BEFORE = "expand-strided-metadata"
@@ -59,6 +67,9 @@ class LowerCpuToLLVM(ModulePass):
     vectorized by ``tasd-cpu-vectorize-contractions``; everything else
     (convolutions, generics, fills) takes the loop path.
 
+    With ``fuse`` (the default), elementwise ops are fused into one loop
+    nest per chain on tensors, before bufferization (``FUSION``).
+
     With ``outline`` (the default), every top-level loop nest is moved into
     its own never-inlined function by ``tasd-cpu-outline-loops`` once the
     loops exist, so LLVM optimises many small functions instead of one
@@ -69,6 +80,7 @@ class LowerCpuToLLVM(ModulePass):
 
     vectorize: bool = True
     outline: bool = True
+    fuse: bool = True
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -88,13 +100,17 @@ class LowerCpuToLLVM(ModulePass):
         for op in module.body.operations:
             if op.operation.name == "func.func" and "sym_visibility" not in op.attributes:
                 op.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
-        split = UPSTREAM_PIPELINE.index(OUTLINE_BEFORE)
+        pipeline = UPSTREAM_PIPELINE
+        if self.fuse:
+            at = pipeline.index(FUSE_AFTER) + 1
+            pipeline = pipeline[:at] + FUSION + pipeline[at:]
+        split = pipeline.index(OUTLINE_BEFORE)
         if self.outline:
-            self._upstream(module, UPSTREAM_PIPELINE[:split])
+            self._upstream(module, pipeline[:split])
             OutlineLoops().run(module)
-            self._upstream(module, UPSTREAM_PIPELINE[split:])
+            self._upstream(module, pipeline[split:])
         else:
-            self._upstream(module, UPSTREAM_PIPELINE)
+            self._upstream(module, pipeline)
 
     @staticmethod
     def _upstream(module: ir.Module, passes: tuple[str, ...]) -> None:
