@@ -43,6 +43,7 @@ from tasdc.errors import TasdcError
 from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.passes.bind_constants import BindConstants, bound_values
+from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import object_cache
@@ -372,6 +373,7 @@ def compile_for_cpu(
     # Large constants (dense weights, biases) become arguments: the machine code
     # holds no weights, and the cache key below covers the code only.
     if bind_constants:
+        FoldBatchBroadcasts().run(work)  # first: a weight's transpose then has one user and folds too
         BindConstants(entry=entry).run(work)
     bound = bound_values(work, entry)
     timings["weights"] = time.perf_counter() - step

@@ -47,6 +47,7 @@ _SOURCES = (
     "tasdc.passes.vectorize_contractions",
     "tasdc.passes.lower_tasd_to_calls",
     "tasdc.passes.bind_constants",
+    "tasdc.passes.fold_batch_broadcasts",
     "tasdc.runtime.cpu.executor",
 )
 #: llvmlite's symbol table is process-wide: bind and link one object at a time.
