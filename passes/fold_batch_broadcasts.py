@@ -10,6 +10,7 @@ from torch_mlir.dialects import linalg, tensor
 
 from tasdc.contractions import _broadcast_dims
 from tasdc.passes.base import ModulePass
+from tasdc.passes.vectorize_contractions import _DEFAULT_MAPS
 
 
 def _reassociation(groups: list[list[int]]) -> ir.ArrayAttr:
@@ -73,8 +74,10 @@ class FoldBatchBroadcasts(ModulePass):
 
     @staticmethod
     def _fold(op: ir.OpView) -> None:
-        if "indexing_maps" in op.attributes or len(op.operands) != 3 or len(op.results) != 1:
+        if len(op.operands) != 3 or len(op.results) != 1:
             return
+        if "indexing_maps" in op.attributes and str(op.attributes["indexing_maps"]) != _DEFAULT_MAPS["linalg.batch_matmul"]:
+            return  # a transposed or broadcast form of its own
         lhs, rhs, init = op.operands
         matrix = _broadcast_matrix(rhs)
         if matrix is None or not all(_static(v) for v in (lhs, init, matrix)):
@@ -88,9 +91,9 @@ class FoldBatchBroadcasts(ModulePass):
             lhs2 = tensor.CollapseShapeOp(ir.RankedTensorType.get([b * m, k], ir.RankedTensorType(lhs.type).element_type), lhs, flat).result
             init2 = tensor.CollapseShapeOp(ir.RankedTensorType.get([b * m, n], element), init, flat).result
             product = linalg.matmul(lhs2, matrix, outs=[init2])
-            for named in op.attributes:
-                if named.name.startswith("tasd."):
-                    product.owner.attributes[named.name] = named.attr
+            for name in [getattr(a, "name", a) for a in op.attributes]:
+                if name.startswith("tasd."):
+                    product.owner.attributes[name] = op.attributes[name]
             value = tensor.ExpandShapeOp(result_type, product, flat, [], [b, m, n]).result
         op.results[0].replace_all_uses_with(value)
         broadcast = rhs.owner
