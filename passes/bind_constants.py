@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 from torch_mlir import ir
 
-from tasdc.elements import UnsupportedElementType, as_elements_attr, element_dtype, read_elements
+from tasdc.elements import UnsupportedElementType, as_elements_attr, element_dtype, read_elements, read_elements_transposed
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
 
@@ -153,10 +153,13 @@ def bound_values(module: ir.Module, entry: str = "main", strip: bool = True) -> 
     for attributes in dicts:
         if BOUND_ATTR not in attributes:
             continue
-        array = read_elements(attributes[BOUND_ATTR])
-        if PERMUTATION_ATTR in attributes:
-            permutation = list(ir.DenseI64ArrayAttr(attributes[PERMUTATION_ATTR]))
-            array = array.transpose(permutation)
+        permutation = list(ir.DenseI64ArrayAttr(attributes[PERMUTATION_ATTR])) if PERMUTATION_ATTR in attributes else None
+        if permutation == [1, 0]:  # nn.Linear's weight: transposed while it is read
+            array = read_elements_transposed(attributes[BOUND_ATTR])
+        else:
+            array = read_elements(attributes[BOUND_ATTR])
+            if permutation is not None:
+                array = array.transpose(permutation)
         values.append(np.ascontiguousarray(array))
         if strip:
             attributes.pop(BOUND_ATTR)

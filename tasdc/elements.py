@@ -89,6 +89,40 @@ def _reader(dtype: np.dtype) -> Callable[[int, int, np.ndarray], None]:
     return read
 
 
+@lru_cache(maxsize=None)
+def _transposing_reader(dtype: np.dtype) -> Callable[[int, int, int, np.ndarray], None]:
+    """Like :func:`_reader` for a ``rows x cols`` blob, writing its transpose
+    (``out[j, i] = blob[i * cols + j]``) in 64 x 64 blocks: one pass, cache friendly."""
+    import numba
+
+    suffix, ctype = _GETTERS[dtype]
+    cfn = getattr(_capi(), f"mlirDense{suffix}ResourceElementsAttrGetValue")
+    getter = ctypes.CFUNCTYPE(ctype, ctypes.c_void_p, ctypes.c_ssize_t)(ctypes.cast(cfn, ctypes.c_void_p).value)
+
+    @numba.njit(cache=False)
+    def read(attr_ptr: int, rows: int, cols: int, out: np.ndarray) -> None:  # pragma: no cover - jitted
+        for i0 in range(0, rows, 64):
+            for j0 in range(0, cols, 64):
+                for i in range(i0, min(i0 + 64, rows)):
+                    for j in range(j0, min(j0 + 64, cols)):
+                        out[j, i] = getter(attr_ptr, i * cols + j)
+
+    return read
+
+
+def read_elements_transposed(attr: ir.Attribute) -> np.ndarray:
+    """The transpose of a 2-D elements attribute, C-contiguous, read in one pass."""
+    attr = as_elements_attr(attr) or attr
+    shaped = ir.ShapedType(attr.type)
+    dtype = element_dtype(shaped.element_type)
+    if isinstance(attr, ir.DenseResourceElementsAttr) and shaped.rank == 2 and dtype in _GETTERS:
+        rows, cols = shaped.shape
+        out = np.empty((cols, rows), dtype=dtype)
+        _transposing_reader(dtype)(_attr_pointer(attr), rows, cols, out)
+        return out
+    return np.ascontiguousarray(read_elements(attr).T)
+
+
 def _attr_pointer(attr: ir.Attribute) -> int:
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype = ctypes.c_void_p

@@ -73,3 +73,17 @@ def test_attention_projection_broadcast_is_folded(encoder) -> None:
     # One in-projection per layer was a batch_matmul on the broadcast weight;
     # the two attention products (activation x activation) stay.
     assert before == 6 and _count(work, "linalg.batch_matmul") == 4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.float64])
+def test_transposed_read_is_the_transpose(dtype) -> None:
+    from torch_mlir import ir
+
+    from tasdc.elements import make_elements, read_elements_transposed
+    from tasdc.module import new_context
+
+    data = (np.arange(70 * 130) * 3 % 97).astype(dtype).reshape(70, 130)  # not multiples of the 64 x 64 blocks
+    with new_context(), ir.Location.unknown():
+        got = read_elements_transposed(make_elements(data, "w"))
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, data.T)  # a copy: exact
