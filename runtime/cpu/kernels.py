@@ -205,6 +205,112 @@ def prefetch(typingctx, arr, idx):
     return types.none(arr, idx), codegen
 
 
+# --------------------------------------------------------------------------
+# explicit 16-lane f32 vectors (AVX-512: one zmm register each)
+# --------------------------------------------------------------------------
+
+
+class _Vec16fType(types.Type):
+    def __init__(self) -> None:
+        super().__init__(name="Vec16f")
+
+
+_vec16f = _Vec16fType()
+_V16 = ir.VectorType(ir.FloatType(), 16)
+
+
+@register_model(_Vec16fType)
+class _Vec16fModel(PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _V16)
+
+
+def _vec16_ptr(context, builder, arrty, arr, idx):
+    a = context.make_array(arrty)(context, builder, arr)
+    return builder.bitcast(builder.gep(a.data, [idx]), _V16.as_pointer())
+
+
+@intrinsic
+def vload16(typingctx, arr, idx):
+    """Unaligned load of ``arr[idx : idx + 16]`` (no bounds or wraparound check)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        return builder.load(_vec16_ptr(context, builder, sig.args[0], args[0], idx), align=4)
+
+    return _vec16f(arr, idx), codegen
+
+
+@intrinsic
+def vstore16(typingctx, arr, idx, v):
+    """Unaligned store of ``v`` to ``arr[idx : idx + 16]``."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(v, _Vec16fType)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        builder.store(args[2], _vec16_ptr(context, builder, sig.args[0], args[0], idx), align=4)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v), codegen
+
+
+@intrinsic
+def vbcast16(typingctx, x):
+    """Broadcast a scalar to all 16 lanes."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        val = context.cast(builder, args[0], sig.args[0], types.float32)
+        v = builder.insert_element(ir.Constant(_V16, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(_V16, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
+
+    return _vec16f(x), codegen
+
+
+@intrinsic
+def vfma16(typingctx, a, b, c):
+    """``a * b + c`` lane-wise (llvm.fma.v16f32)."""
+    if not all(isinstance(t, _Vec16fType) for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        mod = builder.module
+        fn = mod.globals.get("llvm.fma.v16f32")
+        if fn is None:
+            fn = ir.Function(mod, ir.FunctionType(_V16, [_V16, _V16, _V16]), "llvm.fma.v16f32")
+        return builder.call(fn, list(args))
+
+    return _vec16f(a, b, c), codegen
+
+
+def host_has_avx512() -> bool:
+    """Whether this CPU has AVX-512 F (16-lane f32 FMA), from LLVM's host feature list."""
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
+
+def wide_kernel_isa() -> str:
+    """The wide micro-kernel picked at load time: ``avx512`` where the CPU has
+    AVX-512 F, else ``avx2``; ``$TASDC_KERNEL_ISA`` (``avx2`` / ``avx512``)
+    forces one (the 16-lane kernel still runs without AVX-512: LLVM splits
+    its vectors)."""
+    import os
+
+    forced = os.environ.get("TASDC_KERNEL_ISA", "").strip().lower()
+    if forced in ("avx2", "avx512"):
+        return forced
+    return "avx512" if host_has_avx512() else "avx2"
+
+
+#: The wide micro-kernel of this process, picked once when the module loads.
+_WIDE_ISA = wide_kernel_isa()
+
+
 def _shuf(builder, a, b, mask):
     return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
 
@@ -632,6 +738,79 @@ def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, p
 
 
 @njit(fastmath=True, cache=True, nogil=True)
+def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+    """:func:`_wide_item` with 16-lane vectors (AVX-512): two weight rows at a
+    time, 4 zmm accumulators each (8 independent FMA chains, as the 8-lane
+    kernel has), so per slot one broadcast + four FMAs instead of eight."""
+    o2 = no - no % 2
+    for oi in range(0, o2, 2):
+        for r in range(2):
+            if oi + r < pf_rows:
+                pb = pf_base + (oi + r) * pf_rs
+                for ln in range(pf_lines):
+                    prefetch(xbuf, pb + ln * 16)
+        ab = oi * 64
+        p0 = wb + (o0 + oi) * cnt
+        la = w_loc[p0 : p0 + cnt]
+        lb = w_loc[p0 + cnt : p0 + 2 * cnt]
+        wa = w_val[p0 : p0 + cnt]
+        wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        b0 = vload16(acc, ab + 64)
+        b1 = vload16(acc, ab + 80)
+        b2 = vload16(acc, ab + 96)
+        b3 = vload16(acc, ab + 112)
+        for s in range(cnt):
+            ka = np.intp(la[s]) * 64
+            kb_ = np.intp(lb[s]) * 64
+            va = vbcast16(wa[s])
+            vb = vbcast16(wb_[s])
+            a0 = vfma16(va, vload16(xp, ka), a0)
+            a1 = vfma16(va, vload16(xp, ka + 16), a1)
+            a2 = vfma16(va, vload16(xp, ka + 32), a2)
+            a3 = vfma16(va, vload16(xp, ka + 48), a3)
+            b0 = vfma16(vb, vload16(xp, kb_), b0)
+            b1 = vfma16(vb, vload16(xp, kb_ + 16), b1)
+            b2 = vfma16(vb, vload16(xp, kb_ + 32), b2)
+            b3 = vfma16(vb, vload16(xp, kb_ + 48), b3)
+        vstore16(acc, ab, a0)
+        vstore16(acc, ab + 16, a1)
+        vstore16(acc, ab + 32, a2)
+        vstore16(acc, ab + 48, a3)
+        vstore16(acc, ab + 64, b0)
+        vstore16(acc, ab + 80, b1)
+        vstore16(acc, ab + 96, b2)
+        vstore16(acc, ab + 112, b3)
+    for oi in range(o2, no):
+        if oi < pf_rows:
+            pb = pf_base + oi * pf_rs
+            for ln in range(pf_lines):
+                prefetch(xbuf, pb + ln * 16)
+        ab = oi * 64
+        p = wb + (o0 + oi) * cnt
+        wl = w_loc[p : p + cnt]
+        wv = w_val[p : p + cnt]
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        for s in range(cnt):
+            k = np.intp(wl[s]) * 64
+            v = vbcast16(wv[s])
+            a0 = vfma16(v, vload16(xp, k), a0)
+            a1 = vfma16(v, vload16(xp, k + 16), a1)
+            a2 = vfma16(v, vload16(xp, k + 32), a2)
+            a3 = vfma16(v, vload16(xp, k + 48), a3)
+        vstore16(acc, ab, a0)
+        vstore16(acc, ab + 16, a1)
+        vstore16(acc, ab + 32, a2)
+        vstore16(acc, ab + 48, a3)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
 def _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
     """Like _wide_item with 16 X rows per tile, four weight rows at a time."""
     o4 = no - no % 4
@@ -696,7 +875,7 @@ def _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth):
+def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
     """Y[t, o] (+)= Σ_k X[t, k] W[o, k] on flat buffers with element strides."""
     if T <= 0 or O <= 0:
         return
@@ -752,7 +931,10 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
                     elif xs0 == 1:  # K-major: kb rows of tv contiguous elements
                         pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
                         pf_base = xoff + (kt + 1) * kb * xs1 + t0
-                _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+                if wide16:
+                    _wide_item16(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+                else:
+                    _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
             else:
                 _narrow_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val)
         if ys1 == 1:
@@ -799,13 +981,13 @@ _series_kernel_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_se
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _run_series(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth):
+def _run_series(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
     """Dispatch to the serial or the parallel kernel by the amount of work."""
     work = T * w_loc.size  # slot-FMAs: every row of X meets every stored slot
     if nth <= 1 or work < SERIAL_WORK:
-        _series_kernel_serial(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth)
+        _series_kernel_serial(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
     else:
-        _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth)
+        _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
 
 
 def _flat(a: np.ndarray, what: str, writable: bool) -> tuple[np.ndarray, int, int, int]:
@@ -827,9 +1009,14 @@ def series_matmul(
     packed: PackedSeries,
     out: np.ndarray | None = None,
     accumulate: bool = False,
+    isa: str | None = None,
 ) -> np.ndarray:
     """``out[..., O] (+)= x[..., K] @ W_totalᵀ`` with W_total the sum of the
     packed series.
+
+    ``isa`` picks the wide micro-kernel (``avx2``: 8-lane, ``avx512``:
+    16-lane); by default :func:`wide_kernel_isa` (the host's best, picked at
+    load time).
 
     ``x`` is float32 with any leading dims and any (non-negative) strides; a
     strided 2-D view is read in place (no copy), e.g. ``cols.T`` of a K-major
@@ -845,6 +1032,10 @@ def series_matmul(
     """
     if not isinstance(packed, PackedSeries):
         raise KernelError(f"packed must be a PackedSeries (from pack_series), got {type(packed).__name__}")
+    if isa is None:
+        isa = _WIDE_ISA
+    elif isa not in ("avx2", "avx512"):
+        raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
     x = np.asarray(x)
     if x.dtype != np.float32:
         raise KernelError(f"x must be float32, got {x.dtype}")
@@ -886,7 +1077,7 @@ def series_matmul(
         if not accumulate:
             y2[...] = 0
         return out
-    _run_series(xb, xo, xs0, xs1, t, k, yb, yo, ys0, ys1, o, bool(accumulate), packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads())
+    _run_series(xb, xo, xs0, xs1, t, k, yb, yo, ys0, ys1, o, bool(accumulate), packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512")
     return out
 
 
@@ -926,8 +1117,8 @@ def memref_descriptor(a: np.ndarray) -> MemRef2D:
 
 # params record shared between Python and the C entry (int64 slots)
 _P_MAGIC, _P_O, _P_K, _P_NTILES, _P_KB, _P_WLOC, _P_WVAL, _P_TCNT, _P_TPTR = range(9)
-_P_NSLOTS, _P_NTH, _P_ACC, _P_STATUS, _P_A, _P_B, _P_CALLS = range(9, 16)
-_P_LEN = 16
+_P_NSLOTS, _P_NTH, _P_ACC, _P_STATUS, _P_A, _P_B, _P_CALLS, _P_WIDE16 = range(9, 17)
+_P_LEN = 17
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -1014,7 +1205,7 @@ def _cfunc_generic_py(xd_a, yd_a, prm_a):
     w_val = carray(_ptr_f32(prm[_P_WVAL]), nslots)
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), ntiles)
     tptr = carray(_ptr_i64(prm[_P_TPTR]), ntiles + 1)
-    _run_series(xbuf, 0, xd[5], xd[6], T, K, ybuf, 0, yd[5], yd[6], O, acc, w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH])
+    _run_series(xbuf, 0, xd[5], xd[6], T, K, ybuf, 0, yd[5], yd[6], O, acc, w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 
@@ -1129,7 +1320,7 @@ class CFuncEntry:
         return int(self.ctypes(ctypes.addressof(xd), ctypes.addressof(yd)))
 
 
-def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulate: bool = False) -> CFuncEntry:
+def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulate: bool = False, isa: str | None = None) -> CFuncEntry:
     """Build the C entry ``int32 <name>(memref2d *x, memref2d *y)`` for
     ``packed``: X is ``[T, K]``, Y is ``[T, O]``, both f32 with any
     non-negative strides and offsets (``memref<?x?xf32, strided<[?, ?],
@@ -1141,7 +1332,8 @@ def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulat
     ``func.func private @<name>(memref<?x?xf32>, memref<?x?xf32>) [-> i32]
     attributes {llvm.emit_c_interface}`` and register ``entry.ctypes`` under
     ``<name>`` (``register_runtime`` adds the ``_mlir_ciface_`` prefix). A void
-    declaration is fine too (the status is still recorded).
+    declaration is fine too (the status is still recorded). ``isa`` picks the
+    wide micro-kernel (``avx2`` or ``avx512``; default :func:`wide_kernel_isa`).
     """
     if not isinstance(packed, PackedSeries):
         raise KernelError(f"packed must be a PackedSeries, got {type(packed).__name__}")
@@ -1163,6 +1355,9 @@ def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulat
     prm[_P_NSLOTS] = packed.w_loc.size
     prm[_P_NTH] = numba.get_num_threads()
     prm[_P_ACC] = int(bool(accumulate))
+    if isa is not None and isa not in ("avx2", "avx512"):
+        raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
+    prm[_P_WIDE16] = int((isa or _WIDE_ISA) == "avx512")
     addr = _trampoline(_generic_cfunc().address, prm.ctypes.data, name)
     return CFuncEntry(name=name, packed=packed, accumulate=bool(accumulate), address=addr, ctypes=_CFUNC_PROTO(addr), params=prm)
 

@@ -422,3 +422,32 @@ def test_serial_and_parallel_dispatch_agree_with_numpy(t, k, o):
     assert (work >= K.SERIAL_WORK) == (t == 256)
     dense = sum(term.to_dense() for term in d.terms).astype(np.float64)
     np.testing.assert_allclose(series_matmul(x, p), x.astype(np.float64) @ dense.T, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("t,o", [(64, 1), (65, 7), (130, 12), (200, 33)])
+def test_wide_micro_kernels(isa, t, o):
+    """Both wide micro-kernels (8-lane AVX2, 16-lane AVX-512; the latter runs
+    anywhere, LLVM splits its vectors without AVX-512) against numpy, and
+    against each other: per output they do the same FMAs in the same slot
+    order, so their results are identical."""
+    rng = np.random.default_rng(t * 7 + o)
+    k = 300
+    d = decompose(_weight(rng, o, k, density=0.8), "2:4+1:8", axis=1)
+    p = pack_series(d, kb=128)
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    y = series_matmul(x, p, isa=isa)
+    _check(y, x, _dense_of(d))
+    other = "avx2" if isa == "avx512" else "avx512"
+    np.testing.assert_array_equal(y, series_matmul(x, p, isa=other))
+    entry = make_cfunc_entry(p, isa=isa)
+    ye = np.zeros((t, o), np.float32)
+    assert entry(x, ye) == 0
+    np.testing.assert_array_equal(ye, y)
+
+
+def test_isa_choice():
+    assert K.wide_kernel_isa() in ("avx2", "avx512")
+    assert K.wide_kernel_isa() == ("avx512" if K.host_has_avx512() else "avx2") or os.environ.get("TASDC_KERNEL_ISA")
+    with pytest.raises(KernelError, match="isa must be"):
+        series_matmul(np.zeros((2, 4), np.float32), pack_series(decompose(np.ones((3, 4), np.float32), "2:4", axis=1)), isa="sse")
