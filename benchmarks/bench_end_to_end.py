@@ -12,8 +12,11 @@ download):
 and members of the model zoo (:mod:`tasdc.zoo`), exported as the zoo does
 (inputs by name): ``zoo:minilm`` (the pretrained 6-layer, 384-wide
 all-MiniLM-L6-v2, batch 2 × 16 tokens), ``zoo:resnet50`` and any other zoo
-name, and ``hf-bert-base``: ``transformers``' ``BertModel`` at BERT-base size
-(``BertConfig()`` defaults, random weights, batch 1 × 128 tokens). For
+name, ``hf-bert-base``: ``transformers``' ``BertModel`` at BERT-base size
+(``BertConfig()`` defaults, random weights, batch 1 × 128 tokens) and
+``hf-minilm``: the same at all-MiniLM-L6-v2's size (6 layers, 384 wide, FFN
+1536, random weights; batch 8 × 32 tokens) for machines without the
+pretrained package. For
 models with several outputs the first (the hidden states) is compared.
 
 For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
@@ -60,6 +63,11 @@ OUT = ROOT / "examples" / "out"
 EXAMPLES = ("mlp", "cnn", "transformer")
 #: name -> (layers, d, heads, ffn, batch, tokens)
 ENCODERS = {"encoder4": (4, 256, 4, 1024, 8, 64), "bert-base": (12, 768, 12, 3072, 1, 128)}
+#: transformers BertModel (random weights): name -> (BertConfig sizes, batch, tokens)
+HF_BERTS = {
+    "hf-bert-base": ({}, 1, 128),  # BertConfig() defaults: 12 layers, 768 wide, FFN 3072
+    "hf-minilm": (dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536), 8, 32),
+}
 
 
 def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
@@ -80,16 +88,17 @@ def _first_output(out: Any) -> np.ndarray:
 
 def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]]:
     """(source for compile_model, eager call returning the first output, inputs) of a benchmark model."""
-    if name.startswith("zoo:") or name == "hf-bert-base":
+    if name.startswith("zoo:") or name in HF_BERTS:
         from tasdc import zoo
 
-        if name == "hf-bert-base":
+        if name in HF_BERTS:
             from transformers import BertConfig, BertModel
 
+            sizes, batch, tokens = HF_BERTS[name]
             torch.manual_seed(0)
-            ids = torch.randint(0, 30522, (1, 128), generator=torch.Generator().manual_seed(1))
-            model = zoo.ZooModel(name, BertModel(BertConfig()).eval(),
-                                 {"input_ids": ids, "attention_mask": torch.ones(1, 128, dtype=torch.long)})
+            ids = torch.randint(0, 30522, (batch, tokens), generator=torch.Generator().manual_seed(1))
+            model = zoo.ZooModel(name, BertModel(BertConfig(**sizes)).eval(),
+                                 {"input_ids": ids, "attention_mask": torch.ones(batch, tokens, dtype=torch.long)})
         else:
             model = zoo.build(name[4:])
         inputs = dict(model.inputs)
@@ -102,7 +111,7 @@ def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]
         x = torch.randn(batch, tokens, d)
         return module, lambda: module(x).numpy(), [x.numpy()]
     if name not in EXAMPLES:
-        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS))}, zoo:NAME, hf-bert-base")
+        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS) + tuple(HF_BERTS))}, zoo:NAME")
     if not (OUT / f"{name}.pt2").exists():
         subprocess.run([sys.executable, str(ROOT / "examples" / "build_models.py"), "--out", str(OUT)], check=True)
     x = torch.from_numpy(np.load(OUT / f"{name}-eval.npz")["x"][:16])
