@@ -6,20 +6,24 @@
    call to ``@tasd_kernel_k(%dense, %out)`` whose declaration carries the
    compressed weights;
 2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once);
-3. looks the module up in the on-disk compile cache
+3. folds weight broadcasts over a batch (``tasd-cpu-fold-batch-broadcasts``)
+   and turns large constants into arguments (``tasd-cpu-bind-constants``):
+   their values are read from the module once, here, and passed on every
+   call, so the machine code holds no weights;
+4. looks the module up in the on-disk compile cache
    (:mod:`tasdc.runtime.cpu.object_cache`) and links the cached machine code; or
    runs ``tasd-cpu-to-llvm``, builds an ``ExecutionEngine`` and stores its
    object file in the cache;
-4. binds one entry point per kernel (``_mlir_ciface_tasd_kernel_k``)
+5. binds one entry point per kernel (``_mlir_ciface_tasd_kernel_k``)
    before the code is linked.
 
 Everything that is not a TASD series (elementwise ops, softmax, layer norm,
 padding, dense contractions of activations) is MLIR's own generated code.
 
 Kernel callbacks: a 2-D ``tasd.matmul`` with a sparse right operand (the
-``nn.Linear`` case) is served by the kernels' C entry (a Numba ``cfunc``,
-no Python on the call path); other forms (sparse left operand,
-``batch_matmul``, ``conv2d``) go through a ctypes callback that views the
+``nn.Linear`` case) and a ``tasd.conv2d`` are served by the kernels' C
+entries (Numba ``cfunc`` functions, no Python on the call path); other forms (sparse
+left operand, ``batch_matmul``) go through a ctypes callback that views the
 memref descriptors as numpy arrays and calls the same Numba kernel (about
 10 µs of Python per call). Errors inside a callback are recorded, never
 raised into C; :meth:`CpuExecutable.__call__` raises them afterwards as
@@ -47,7 +51,7 @@ from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import object_cache
-from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, pack_series, pack_term, series_matmul
+from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
 _LIBC.free.argtypes = [ctypes.c_void_p]
@@ -307,6 +311,11 @@ def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
         in_rank, out_rank = len(kernel.info["dense_shape"]), len(kernel.info["result_shape"])
         if kernel.info["kind"] == "matmul" and kernel.info.get("sparse_operand") == 1:
             kernel.entry = make_cfunc_entry(kernel.packed[0], name=kernel.layer)
+            callback = kernel.entry.ctypes
+        elif kernel.info["kind"] == "conv2d":
+            kh, kw = kernel.info["kernel_size"]
+            kernel.entry = make_conv_cfunc_entry(kernel.packed[0], kh, kw, tuple(kernel.info["strides"]),
+                                                 tuple(kernel.info["dilations"]), name=kernel.layer)
             callback = kernel.entry.ctypes
         else:
             callback = _make_callback(kernel, in_rank, out_rank)

@@ -81,6 +81,7 @@ __all__ = [
     "series_matmul",
     "CFuncEntry",
     "make_cfunc_entry",
+    "make_conv_cfunc_entry",
     "im2col",
     "conv2d_series",
     "MEMREF2D_FIELDS",
@@ -1118,7 +1119,9 @@ def memref_descriptor(a: np.ndarray) -> MemRef2D:
 # params record shared between Python and the C entry (int64 slots)
 _P_MAGIC, _P_O, _P_K, _P_NTILES, _P_KB, _P_WLOC, _P_WVAL, _P_TCNT, _P_TPTR = range(9)
 _P_NSLOTS, _P_NTH, _P_ACC, _P_STATUS, _P_A, _P_B, _P_CALLS, _P_WIDE16 = range(9, 17)
-_P_LEN = 17
+# conv2d entries only: filter size, strides, dilations
+_P_KH, _P_KW, _P_SH, _P_SW, _P_DH, _P_DW = range(17, 23)
+_P_LEN = 23
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -1130,6 +1133,7 @@ STATUS_Y_ROWS = 4
 STATUS_Y_COLS = 5
 STATUS_BAD_STRIDES = 6
 STATUS_INCOMPLETE = 7
+STATUS_CONV_SHAPE = 8
 
 _STATUS_TEXT = {
     STATUS_NULL_DESCRIPTOR: "null memref descriptor or data pointer (X or Y)",
@@ -1139,6 +1143,7 @@ _STATUS_TEXT = {
     STATUS_Y_COLS: "Y has {a} columns, the weight has O={b} outputs",
     STATUS_BAD_STRIDES: "negative strides, or a zero stride in Y (X strides {a}, Y strides {b})",
     STATUS_INCOMPLETE: "the kernel did not complete (internal error)",
+    STATUS_CONV_SHAPE: "conv2d operands do not match the filter and geometry (input dims {a}, output dims {b})",
 }
 
 
@@ -1212,6 +1217,94 @@ def _cfunc_generic_py(xd_a, yd_a, prm_a):
 
 _cfunc_lock = threading.Lock()
 _cfunc_obj: Any = None
+
+
+def _conv_cfunc_py(xd_a, yd_a, prm_a):
+    """int32 status = entry(X memref4d*, Y memref4d*, params*) for a conv2d
+    (NCHW input, NFHW output, no padding: torch-mlir pads with tensor.pad
+    first); im2col into a K-major buffer, then the series kernel writes each
+    image's ``[F, OH*OW]`` plane through a transposed view. Never raises."""
+    prm = carray(_ptr_i64(prm_a), _P_LEN)
+    if prm[_P_MAGIC] != _MAGIC:
+        return STATUS_BAD_PARAMS
+    prm[_P_CALLS] += 1
+    if xd_a == 0 or yd_a == 0:
+        prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
+        return STATUS_NULL_DESCRIPTOR
+    xd = carray(_ptr_i64(xd_a), 11)
+    yd = carray(_ptr_i64(yd_a), 11)
+    n, c, h, w = xd[3], xd[4], xd[5], xd[6]
+    f, oh, ow = yd[4], yd[5], yd[6]
+    kh, kw, sh, sw, dh, dw = prm[_P_KH], prm[_P_KW], prm[_P_SH], prm[_P_SW], prm[_P_DH], prm[_P_DW]
+    K = prm[_P_K]
+    ok = (yd[3] == n and f == prm[_P_O] and c * kh * kw == K
+          and oh == (h - dh * (kh - 1) - 1) // sh + 1 and ow == (w - dw * (kw - 1) - 1) // sw + 1
+          and oh > 0 and ow > 0)
+    if not ok:
+        prm[_P_STATUS] = STATUS_CONV_SHAPE
+        prm[_P_A] = ((n * 100003 + c) * 100003 + h) * 100003 + w
+        prm[_P_B] = ((yd[3] * 100003 + f) * 100003 + oh) * 100003 + ow
+        return STATUS_CONV_SHAPE
+    if n == 0 or f == 0:
+        prm[_P_STATUS] = STATUS_OK
+        return STATUS_OK
+    if xd[1] == 0 or yd[1] == 0:
+        prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
+        return STATUS_NULL_DESCRIPTOR
+    for i in range(7, 11):
+        if xd[i] < 0 or yd[i] < 0:
+            prm[_P_STATUS] = STATUS_BAD_STRIDES
+            return STATUS_BAD_STRIDES
+    prm[_P_STATUS] = STATUS_INCOMPLETE
+    p = oh * ow
+    np_ = n * p
+    xspan = 1 + (n - 1) * xd[7] + (c - 1) * xd[8] + (h - 1) * xd[9] + (w - 1) * xd[10]
+    yspan = 1 + (n - 1) * yd[7] + (f - 1) * yd[8] + (oh - 1) * yd[9] + (ow - 1) * yd[10]
+    xbuf = carray(_ptr_f32(xd[1] + 4 * xd[2]), xspan)
+    ybuf = carray(_ptr_f32(yd[1] + 4 * yd[2]), yspan)
+    cols = np.empty(K * np_, np.float32)  # K-major: cols[k * (N*P) + n*P + t]
+    for ci in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                kk = (ci * kh + i) * kw + j
+                for ni in range(n):
+                    dst = kk * np_ + ni * p
+                    for y in range(oh):
+                        src = ni * xd[7] + ci * xd[8] + (y * sh + i * dh) * xd[9] + j * dw * xd[10]
+                        row = dst + y * ow
+                        for x in range(ow):
+                            cols[row + x] = xbuf[src + x * sw * xd[10]]
+    w_loc = carray(_ptr_u8(prm[_P_WLOC]), prm[_P_NSLOTS])
+    w_val = carray(_ptr_f32(prm[_P_WVAL]), prm[_P_NSLOTS])
+    tcnt = carray(_ptr_i64(prm[_P_TCNT]), prm[_P_NTILES])
+    tptr = carray(_ptr_i64(prm[_P_TPTR]), prm[_P_NTILES] + 1)
+    if yd[10] == 1 and yd[9] == ow:  # an output plane [F, OH*OW] per image, rows of ow contiguous
+        for ni in range(n):
+            _run_series(cols, ni * p, 1, np_, p, K, ybuf, ni * yd[7], 1, yd[8], f, False,
+                        w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+    else:  # any other layout: through a contiguous [N*P, F] buffer
+        tmp = np.empty(np_ * f, np.float32)
+        _run_series(cols, 0, 1, np_, np_, K, tmp, 0, f, 1, f, False,
+                    w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+        for ni in range(n):
+            for fi in range(f):
+                for y in range(oh):
+                    for x in range(ow):
+                        ybuf[ni * yd[7] + fi * yd[8] + y * yd[9] + x * yd[10]] = tmp[(ni * p + y * ow + x) * f + fi]
+    prm[_P_STATUS] = STATUS_OK
+    return STATUS_OK
+
+
+_conv_cfunc_obj: Any = None
+
+
+def _conv_cfunc() -> Any:
+    """The shared Numba @cfunc of conv2d entries (compiled or loaded from Numba's cache on first use)."""
+    global _conv_cfunc_obj
+    with _cfunc_lock:
+        if _conv_cfunc_obj is None:
+            _conv_cfunc_obj = cfunc(_CFUNC_SIG, cache=True, nogil=True)(_conv_cfunc_py)
+        return _conv_cfunc_obj
 
 
 def _generic_cfunc() -> Any:
@@ -1298,6 +1391,15 @@ class CFuncEntry:
         a, b = int(self.params[_P_A]), int(self.params[_P_B])
         if code == STATUS_BAD_STRIDES:
             a, b = divmod(a, 1000003), divmod(b, 1000003)
+        elif code == STATUS_CONV_SHAPE:
+            def dims(v: int) -> list[int]:
+                out = []
+                for _ in range(4):
+                    v, r = divmod(v, 100003)
+                    out.append(r)
+                return out[::-1]
+
+            a, b = dims(a), dims(b)  # type: ignore[assignment]
         text = _STATUS_TEXT.get(code, "unknown status {code}").format(a=a, b=b, code=code)
         return f"{self.name} ({self.packed.series}, O={self.packed.out_features}, K={self.packed.in_features}): {text}"
 
@@ -1360,6 +1462,28 @@ def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulat
     prm[_P_WIDE16] = int((isa or _WIDE_ISA) == "avx512")
     addr = _trampoline(_generic_cfunc().address, prm.ctypes.data, name)
     return CFuncEntry(name=name, packed=packed, accumulate=bool(accumulate), address=addr, ctypes=_CFUNC_PROTO(addr), params=prm)
+
+
+def make_conv_cfunc_entry(
+    packed: PackedSeries, kh: int, kw: int, stride: Any = 1, dilation: Any = 1, *,
+    name: str | None = None, isa: str | None = None,
+) -> CFuncEntry:
+    """The C entry ``int32 <name>(memref4d *x, memref4d *y)`` of a conv2d
+    (NCHW input ``x``, NFHW output ``y``, no padding, groups 1) with the
+    filter series ``packed`` (``[F, C*kh*kw]`` along axis 1, as for
+    :func:`conv2d_series`): one shared Numba ``@cfunc`` behind a trampoline,
+    like :func:`make_cfunc_entry`, so JIT'ed code calls it without Python.
+    Shapes are checked on every call (status, never an exception)."""
+    entry = make_cfunc_entry(packed, name=name, isa=isa)
+    sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
+    if min(sh, sw, dh, dw, kh, kw) < 1:
+        raise KernelError(f"invalid conv geometry: kernel {kh}x{kw}, stride {(sh, sw)}, dilation {(dh, dw)}")
+    prm = entry.params
+    prm[_P_KH], prm[_P_KW], prm[_P_SH], prm[_P_SW], prm[_P_DH], prm[_P_DW] = kh, kw, sh, sw, dh, dw
+    entry.address = _trampoline(_conv_cfunc().address, prm.ctypes.data, entry.name)
+    entry.ctypes = _CFUNC_PROTO(entry.address)
+    return entry
 
 
 # --------------------------------------------------------------------------

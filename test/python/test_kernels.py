@@ -451,3 +451,45 @@ def test_isa_choice():
     assert K.wide_kernel_isa() == ("avx512" if K.host_has_avx512() else "avx2") or os.environ.get("TASDC_KERNEL_ISA")
     with pytest.raises(KernelError, match="isa must be"):
         series_matmul(np.zeros((2, 4), np.float32), pack_series(decompose(np.ones((3, 4), np.float32), "2:4", axis=1)), isa="sse")
+
+
+@pytest.mark.parametrize(
+    "n,c,h,w,f,kh,kw,stride,dilation,cfg,transposed_out",
+    [
+        (1, 3, 9, 11, 5, 3, 3, 1, 1, "2:4", False),
+        (2, 4, 9, 9, 6, 3, 2, (2, 1), (1, 2), "2:8+1:8", False),
+        (3, 8, 20, 20, 70, 3, 3, 1, 1, "2:4+1:4", False),   # T = 324 per image: wide micro-kernel
+        (2, 3, 12, 10, 7, 3, 3, 2, 1, "1:4", True),         # an output that is not NFHW-contiguous
+    ],
+)
+def test_conv_cfunc_entry_matches_torch(n, c, h, w, f, kh, kw, stride, dilation, cfg, transposed_out):
+    """The conv2d C entry (what JIT'ed code calls, no Python) on memref
+    descriptors, against torch in f64 on the approximated filter; a bad
+    shape is a status, never a crash."""
+    from tasdc.runtime.cpu.executor import _descriptor_of
+
+    rng = np.random.default_rng(n * c + f)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    filt = rng.standard_normal((f, c, kh, kw)).astype(np.float32)
+    d = decompose(filt.reshape(f, -1), cfg, axis=1)
+    entry = K.make_conv_cfunc_entry(pack_series(d), kh, kw, stride, dilation)
+    approx = torch.from_numpy(np.ascontiguousarray(d.approximation.reshape(f, c, kh, kw)))
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x).double(), approx.double(), stride=stride, dilation=dilation).numpy()
+    if transposed_out:  # y[n, f, oh, ow] stored as [n, oh, ow, f]
+        store = np.zeros((n,) + ref.shape[2:] + (f,), np.float32)
+        y = store.transpose(0, 3, 1, 2)
+    else:
+        y = np.zeros(ref.shape, np.float32)
+    xd = _descriptor_of(x)
+    yd = _descriptor_of(np.ascontiguousarray(y)) if not transposed_out else _descriptor_of(store)
+    if transposed_out:  # the descriptor of the strided view
+        yd.shape[:] = y.shape
+        yd.strides[:] = [s // 4 for s in y.strides]
+    assert entry.ctypes(ctypes.addressof(xd), ctypes.addressof(yd)) == 0
+    entry.check_status()
+    got = y if transposed_out else np.ctypeslib.as_array(ctypes.cast(yd.aligned, ctypes.POINTER(ctypes.c_float)), shape=ref.shape)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * math.sqrt(c * kh * kw))
+    bad = _descriptor_of(np.zeros((n, f + 1) + ref.shape[2:], np.float32))
+    assert entry.ctypes(ctypes.addressof(xd), ctypes.addressof(bad)) == K.STATUS_CONV_SHAPE
+    with pytest.raises(KernelError, match="conv2d operands do not match"):
+        entry.check_status()
