@@ -21,6 +21,7 @@ from conftest import MODELS, run_cli
 from tasdc.compiler import CompileOptions, compile_model
 from tasdc.errors import TasdcError
 from tasdc.runtime.cpu import executor
+from tasdc.runtime.cpu import kernels as K
 from tasdc.runtime.cpu.kernels import KernelError
 
 # Compared against BLAS results: run again under the other OpenBLAS kernel (tools/dev.py).
@@ -78,19 +79,45 @@ def test_corrupted_index_array_is_rejected_at_pack_time(cnn_2of4) -> None:
         executor._pack(kernel.name, {**kernel.info, "terms": [term]}, [values, indices])
 
 
-def test_failing_callback_raises_python_error_and_process_survives(example_dir: Path, cnn_2of4) -> None:
+def test_failing_conv_entry_raises_python_error_and_process_survives(example_dir: Path, cnn_2of4) -> None:
     exe = cnn_2of4.cpu()
     x = _inputs(example_dir, "cnn")
     kernel = next(k for k in exe.kernels if k.info["kind"] == "conv2d")
-    saved = kernel.info["dense_shape"]
-    kernel.info["dense_shape"] = [1, 2, 3, 4]  # the kernel now refuses its operand
+    assert kernel.entry is not None, "conv2d series run through the C entry (no Python callback)"
+    saved = kernel.entry.params.copy()
+    kernel.entry.params[K._P_KH] += 1  # the entry now refuses its operands' geometry
     try:
-        with pytest.raises(KernelError, match="compiled for"):
+        with pytest.raises(KernelError, match="conv2d operands do not match"):
             exe(x)
     finally:
-        kernel.info["dense_shape"] = saved
+        kernel.entry.params[:] = saved
     # The executable still works afterwards.
     assert np.isfinite(exe(x)).all()
+
+
+def test_failing_python_callback_raises_python_error(example_dir: Path, cnn_2of4) -> None:
+    """The ctypes callback path (batch_matmul and sparse-left series) records
+    an error raised in Python and the call raises it afterwards."""
+    import ctypes
+
+    from tasdc.runtime.cpu.executor import _make_callback
+
+    exe = cnn_2of4.cpu()
+    kernel = next(k for k in exe.kernels if k.info["kind"] == "conv2d")
+    callback = _make_callback(kernel, 4, 4)
+    saved = kernel.info["dense_shape"]
+    kernel.info["dense_shape"] = [1, 2, 3, 4]  # Kernel.run now refuses its operand
+    try:
+        x = np.zeros(saved, np.float32)
+        y = np.zeros(kernel.info["result_shape"], np.float32)
+        from tasdc.runtime.cpu.executor import _descriptor_of
+
+        xd, yd = _descriptor_of(x), _descriptor_of(y)
+        callback(ctypes.addressof(xd), ctypes.addressof(yd))  # must not raise into C
+        assert isinstance(kernel.error, KernelError) and "compiled for" in str(kernel.error)
+    finally:
+        kernel.info["dense_shape"] = saved
+        kernel.error = None
 
 
 def test_failing_cfunc_entry_raises_python_error(example_dir: Path) -> None:
