@@ -95,9 +95,10 @@ class BindConstants(ModulePass):
         dicts = _arg_dicts(fn, len(ftype.inputs))
         inputs = list(ftype.inputs)
         false = ir.BoolAttr.get(False, module.context)
-        for op in list(block.operations):
-            if op.operation.name != "arith.constant" or not self._wanted(op):
-                continue
+        # Select first: the loop erases transposes and tensor.empty ops of the
+        # block, whose Python handles must not be touched afterwards.
+        constants = [op for op in block.operations if op.operation.name == "arith.constant" and self._wanted(op)]
+        for op in constants:
             value = op.results[0]
             attributes = {WRITABLE_ATTR: false, BOUND_ATTR: op.attributes["value"]}
             replaced = value
