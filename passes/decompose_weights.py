@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import arith, tensor
+from torch_mlir.dialects import arith, linalg, tensor
 
 from tasdc.contractions import Candidate, scan
 from tasdc.decompose import Decomposition, SeriesConfig, decompose, l1_dropped, parse_config, relative_error
@@ -70,6 +70,36 @@ def _reassociation(groups: list[list[int]]) -> ir.ArrayAttr:
     return ir.ArrayAttr.get([ir.ArrayAttr.get([ir.IntegerAttr.get(i64, d) for d in g]) for g in groups])
 
 
+def _transpose_batch(value: ir.Value) -> ir.Value:
+    """``[A, B, C]`` -> ``[B, A, C]`` (``linalg.transpose``) at the current insertion point."""
+    a, b, c = ir.RankedTensorType(value.type).shape
+    init = tensor.EmptyOp([b, a, c], ir.F32Type.get()).result
+    op = linalg.transpose(value, outs=[init], permutation=[1, 0, 2])
+    return op if isinstance(op, ir.Value) else op.results[0]
+
+
+def folded_activation(candidate: Candidate, value: ir.Value) -> ir.Value:
+    """The activation of a ``fold_batch`` candidate as its ``tasd.matmul`` terms see it, built at the
+    current insertion point: ``[B, M, K]`` -> ``[B*M, K]`` rows (weight on the right), ``[B, K, N]`` ->
+    ``[K, B*N]`` columns (weight on the left: transposed to ``[K, B, N]`` first)."""
+    b, d1, d2 = ir.RankedTensorType(value.type).shape
+    if candidate.sparse_operand == 1:
+        return tensor.CollapseShapeOp(ir.RankedTensorType.get([b * d1, d2], ir.F32Type.get()), value,
+                                      _reassociation([[0, 1], [2]])).result
+    return tensor.CollapseShapeOp(ir.RankedTensorType.get([d1, b * d2], ir.F32Type.get()), _transpose_batch(value),
+                                  _reassociation([[0], [1, 2]])).result
+
+
+def _unfolded_result(candidate: Candidate, value: ir.Value, result_type: ir.Type) -> ir.Value:
+    """The inverse of :func:`folded_activation` on the series' result, back to ``result_type`` ``[B, M, N]``."""
+    b, m, n = ir.RankedTensorType(result_type).shape
+    if candidate.sparse_operand == 1:
+        return tensor.ExpandShapeOp(result_type, value, _reassociation([[0, 1], [2]]), [], [b, m, n]).result
+    expanded = tensor.ExpandShapeOp(ir.RankedTensorType.get([m, b, n], ir.F32Type.get()), value,
+                                    _reassociation([[0], [1, 2]]), [], [m, b, n]).result
+    return _transpose_batch(expanded)
+
+
 def term_attributes(candidate: Candidate, decomposition: Decomposition) -> list[tuple[ir.Attribute, ir.Attribute]]:
     """(values, indices) ``dense_resource`` attributes of every term."""
     out = []
@@ -87,7 +117,10 @@ def build_series(candidate: Candidate, decomposition: Decomposition,
     one weight share the same term constants. A ``fold_batch`` candidate (a
     ``batch_matmul`` of ``[B, M, K]`` with a broadcast ``[K, N]`` weight) is
     emitted as ``collapse_shape`` to ``[B*M, K]``, the series of
-    ``tasd.matmul`` terms, and ``expand_shape`` back to ``[B, M, N]``.
+    ``tasd.matmul`` terms, and ``expand_shape`` back to ``[B, M, N]``; with
+    the broadcast ``[M, K]`` weight on the left, the activation ``[B, K, N]``
+    is transposed to ``[K, B, N]`` and collapsed to ``[K, B*N]``, and the
+    ``[M, B*N]`` result expanded and transposed back to ``[B, M, N]``.
     """
     op = candidate.op
     loc = op.location
@@ -100,12 +133,10 @@ def build_series(candidate: Candidate, decomposition: Decomposition,
     with ir.InsertionPoint(op), loc:
         series_type = result_type
         if candidate.fold_batch:
-            b, m, k = ir.RankedTensorType(dense_operand.type).shape
-            n = ir.RankedTensorType(result_type).shape[2]
-            dense_operand = tensor.CollapseShapeOp(
-                ir.RankedTensorType.get([b * m, k], ir.F32Type.get()), dense_operand, _reassociation([[0, 1], [2]])
-            ).result
-            series_type = ir.RankedTensorType.get([b * m, n], ir.F32Type.get())
+            b, m, n = ir.RankedTensorType(result_type).shape
+            dense_operand = folded_activation(candidate, dense_operand)
+            rows, cols = (b * m, n) if candidate.sparse_operand == 1 else (m, b * n)
+            series_type = ir.RankedTensorType.get([rows, cols], ir.F32Type.get())
         for term, (values_attr, indices_attr) in zip(decomposition.terms, attributes):
             values = arith.ConstantOp(
                 ir.RankedTensorType.get(list(term.values.shape), ir.F32Type.get()), values_attr
@@ -144,8 +175,7 @@ def build_series(candidate: Candidate, decomposition: Decomposition,
         del series.attributes["operandSegmentSizes"]
         value = series.result
         if candidate.fold_batch:
-            shape = list(ir.RankedTensorType(result_type).shape)
-            value = tensor.ExpandShapeOp(result_type, value, _reassociation([[0, 1], [2]]), [], shape).result
+            value = _unfolded_result(candidate, value, result_type)
         init = op.operands[len(op.operands) - 1]
         if not _is_zero_fill(init):
             value = arith.AddFOp(value, init).result

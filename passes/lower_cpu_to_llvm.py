@@ -19,9 +19,17 @@ from tasdc.passes.vectorize_contractions import VectorizeContractions
 #: The vector passes lower what ``tasd-cpu-vectorize-contractions`` left
 #: (transfers of rank > 1, then 1-D vectors to LLVM); without vector ops
 #: they do nothing. ``expand-strided-metadata`` must precede ``lower-affine``.
+#: ``math-expand-ops{ops=fpowi}`` turns ``math.fpowi`` (torch-mlir's
+#: ``pow(x, 3.0)``, e.g. GPT-2's gelu_new) into multiplications for a
+#: constant exponent and into ``math.powf`` (libm ``pow``) otherwise, so no
+#: ``llvm.powi`` reaches LLVM: with an i64 exponent LLVM can only expand it
+#: when the exponent is a visible constant and otherwise emits a call to
+#: ``__powisf2``, which takes a C ``int`` ("POWI exponent does not match
+#: sizeof(int)", then garbage).
 UPSTREAM_PIPELINE = (
     "func.func(convert-elementwise-to-linalg)",
     # (with fuse: FUSION runs here, on tensors, before bufferization)
+    "func.func(math-expand-ops{ops=fpowi})",
     "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map "
     "unknown-type-conversion=identity-layout-map}",
     "buffer-deallocation-pipeline",

@@ -38,7 +38,12 @@ class OutlineLoops(ModulePass):
 
     Rule: an ``scf.for`` / ``scf.parallel`` / ``scf.forall`` whose parent is
     a ``func.func`` body becomes a call; values it uses from outside become
-    arguments (constants are cloned in). Nested loops stay inside their
+    arguments. An argument that receives an ``arith.constant`` at the call
+    is replaced inside the new function by a clone of that constant (the
+    argument stays, unused), so LLVM still sees every constant the nest
+    saw before outlining: trip counts, scalars such as the exponent of
+    ``math.fpowi`` (a constant exponent is expanded into multiplications;
+    a variable one becomes a libm call). Nested loops stay inside their
     outlined nest. Functions that are only declarations are untouched.
 
     Why: after bufferization a whole model is one function with thousands of
@@ -96,6 +101,38 @@ class OutlineLoops(ModulePass):
             return ir.WalkResult.ADVANCE
 
         module.operation.walk(untag)
+        self._propagate_constants(module, before)
+
+    @staticmethod
+    def _propagate_constants(module: ir.Module, before: set[str]) -> None:
+        """Inside every new function, use a clone of each constant its call passes instead of the argument."""
+        functions = {
+            ir.StringAttr(op.attributes["sym_name"]).value: op
+            for op in module.body.operations
+            if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value not in before
+        }
+        calls: dict[str, list[ir.Operation]] = {}
+
+        def collect(op: ir.Operation) -> ir.WalkResult:
+            if op.name == "func.call":
+                callee = ir.FlatSymbolRefAttr(op.attributes["callee"]).value
+                if callee in functions:
+                    calls.setdefault(callee, []).append(op)
+            return ir.WalkResult.ADVANCE
+
+        module.operation.walk(collect)
+        for callee, sites in calls.items():
+            entry = functions[callee].regions[0].blocks[0]
+            start = ir.InsertionPoint(entry.operations[0])
+            for index, argument in enumerate(entry.arguments):
+                if not list(argument.uses):
+                    continue
+                constants = [_constant_of(site.operands[index]) for site in sites]
+                first = constants[0]
+                if first is None or not all(c is not None and c.attributes["value"] == first.attributes["value"]
+                                            for c in constants):
+                    continue
+                argument.replace_all_uses_with(first.clone(ip=start).results[0])
 
     @staticmethod
     def _function_names(module: ir.Module) -> set[str]:
@@ -104,3 +141,13 @@ class OutlineLoops(ModulePass):
             for op in module.body.operations
             if op.operation.name == "func.func"
         }
+
+
+def _constant_of(value: ir.Value) -> ir.Operation | None:
+    """The ``arith.constant`` that defines ``value``, if one does."""
+    owner = value.owner
+    if isinstance(owner, ir.OpView):
+        owner = owner.operation
+    if isinstance(owner, ir.Operation) and owner.name == "arith.constant":
+        return owner
+    return None

@@ -136,6 +136,7 @@ from tasdc.diagnostics import remark
 from tasdc.arrays import read_arrays
 from tasdc.errors import TasdcError
 from tasdc.passes.base import ModulePass
+from tasdc.passes.decompose_weights import folded_activation
 from tasdc.progress import progress
 from tasdc.report import LAYER_ATTR, annotate, from_attr, read_stats, to_attr
 from tasdc.runtime.accel.costmodel import LayerShapes, evaluate
@@ -511,12 +512,10 @@ def _instrument(module: ir.Module) -> tuple[ir.Module, str, list[_Probe]]:
             vtype = ir.RankedTensorType(value.type)
             if not vtype.has_static_shape or not isinstance(vtype.element_type, ir.F32Type):
                 raise SelectionError(f"calibration: layer {cand.layer} has a dynamically shaped or non-f32 input")
-            if cand.fold_batch:  # the layer sees the batch folded into its rows
-                b, m, k = vtype.shape
-                vtype = ir.RankedTensorType.get([b * m, k], vtype.element_type)
-                assoc = ir.ArrayAttr.get([ir.ArrayAttr.get([ir.IntegerAttr.get(ir.IntegerType.get_signless(64), d)
-                                                            for d in g]) for g in ([0, 1], [2])])
-                value = tensor_d.CollapseShapeOp(vtype, value, assoc, ip=ir.InsertionPoint(ret)).result
+            if cand.fold_batch:  # the layer sees the batch folded (as the tasd.matmul terms will)
+                with ir.InsertionPoint(ret), ret.location:
+                    value = folded_activation(cand, value)
+                vtype = ir.RankedTensorType(value.type)
             shape = tuple(vtype.shape)
             size = int(np.prod(shape))
             probe = _Probe(cand.layer, cand.kind, cand.sparse_operand, shape, offset, size)

@@ -54,6 +54,9 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", type=Path, help="TASDER: evaluation inputs on which quality is measured by running the model")
     p.add_argument("--metric", choices=("accuracy", "agreement", "cosine", "relerr"),
                    help="TASDER quality metric (default: accuracy with labels, agreement for classifier logits, else cosine)")
+    p.add_argument("--metric-output", metavar="NAME|INDEX",
+                   help="TASDER: the model output the metric is computed on (index, output<i> or the program's output "
+                        "name, e.g. pooler_output; default: the first)")
     _add_html_flag(p)
     p.set_defaults(func=cmd_compile)
 
@@ -78,6 +81,7 @@ def cmd_tasder(args: argparse.Namespace) -> int:
     result = tasder_compile(
         args.model, target=args.target, objective=args.objective or "edp", quality=args.quality,
         max_terms=args.max_terms, calib=args.calib, eval=args.eval, progress=True, metric=args.metric,
+        metric_output=args.metric_output,
     )
     if args.output:
         write_atomically(args.output, result.mlir())
@@ -95,9 +99,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     args.config = _normalise_config(args.config)
-    if args.quality is not None or args.objective is not None or args.metric is not None:
+    if args.quality is not None or args.objective is not None or args.metric is not None or args.metric_output is not None:
         if args.quality is None:
-            raise TasdcError("--objective and --metric need --quality (and --target)")
+            raise TasdcError("--objective, --metric and --metric-output need --quality (and --target)")
         return cmd_tasder(args)
 
     _check_act_config(args)

@@ -18,7 +18,9 @@ weights are widened exactly). A ``batch_matmul`` whose right operand is a
 constant broadcast over the batch (HF attention projections, ``nn.LSTM`` /
 ``nn.GRU`` input weights, ``nn.MultiheadAttention`` in-projections) is
 described as the plain GEMM of the underlying matrix over the folded batch
-(``fold_batch``): one weight, one set of terms for every batch entry.
+(``fold_batch``): one weight, one set of terms for every batch entry. A
+weight broadcast on the *left* (``W[M, K] · X[b]``) folds the same way with
+the activation transposed to ``[K, B*N]``.
 
 Everything else that contracts (two run-time operands such as attention's
 QKᵀ, ``linalg.generic`` contractions, other element types) is listed as
@@ -91,8 +93,9 @@ class Candidate:
     axis is ``axis`` (conv filters become ``[F, C*KH*KW]``). With
     ``fold_batch`` the op is a ``batch_matmul`` whose weight is ``chain``'s
     last op broadcasting a matrix over the batch: ``kind`` is then
-    ``"matmul"`` and :attr:`weight` that matrix (``[K, N]``), applied to the
-    activation's ``[B*M, K]`` rows.
+    ``"matmul"`` and :attr:`weight` that matrix: on the right (``[K, N]``)
+    applied to the activation's ``[B*M, K]`` rows, on the left (``[M, K]``,
+    ``sparse_operand`` 0) to the activation transposed to ``[K, B*N]``.
     """
 
     op: ir.OpView
@@ -314,10 +317,8 @@ def _classify(op: ir.OpView, kind: Kind, layer: str) -> Candidate | Skipped:
     assert lhs_const is not None
     m, k = _shape(lhs)[-2:]
     n = _shape(rhs)[-1]
-    if kind == "batch_matmul" and _batch_broadcast(lhs_chain):
-        return Skipped(op, layer, "a weight broadcast over the batch on the left of a batch_matmul is not folded "
-                                  "(it would need the activation transposed to [K, B*N]); left dense rather than "
-                                  "decomposing one copy per batch entry")
+    if kind == "batch_matmul" and _batch_broadcast(lhs_chain):  # W[M, K] · X[b]: W · (X as [K, B*N])
+        return Candidate(op, "matmul", layer, 0, 1, lhs_const, lhs_chain, (1, m, k, batch * n), fold_batch=True)
     axis = 2 if kind == "batch_matmul" else 1
     return Candidate(op, kind, layer, 0, axis, lhs_const, lhs_chain, (batch, m, k, n))
 

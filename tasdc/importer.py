@@ -270,7 +270,9 @@ def bind_inputs(arrays: dict[str, Any], specs: Sequence[InputSpec], where: str,
     ``labels``, are set aside); an ``.npy``, an ``.npz`` with ``arg0``,
     ``arg1``, … or a single array for a single-input model are taken in
     order. Shapes must match (dynamic dimensions match anything) and dtypes
-    must be castable within their kind (float to float, int to int).
+    must be castable within their kind (float to float, int to int); a
+    2-byte void array (how ``np.save`` stores ml_dtypes' bfloat16) is read
+    as bfloat16 for a bfloat16 input.
     """
     import numpy as np
 
@@ -296,6 +298,8 @@ def bind_inputs(arrays: dict[str, Any], specs: Sequence[InputSpec], where: str,
         if not shape_ok:
             raise InputError(f"{where}: input '{spec.name}' has shape {list(array.shape)}, the model takes "
                              f"{list(spec.shape)}")
+        if array.dtype == np.dtype("V2") and spec.dtype == _bf16():
+            array = array.view(spec.dtype)  # np.save writes bfloat16 (ml_dtypes) as 2-byte void
         if spec.dtype != np.dtype(object) and array.dtype != spec.dtype:
             if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
                 raise InputError(f"{where}: input '{spec.name}' has dtype {array.dtype}, the model takes {spec.dtype}")
@@ -349,6 +353,22 @@ def entry_function(module: ir.Module) -> ir.OpView | None:
     return None
 
 
+def output_names(model: "ImportedModel") -> tuple[str, ...]:
+    """Names of the entry function's results: the keys of the program's output
+    (a dict or a ``transformers`` output class such as ``last_hidden_state``,
+    ``pooler_output``) when it is a flat keyed container of tensors with one
+    result each, else ``output0``, ``output1``, … (how ``tasdc run`` saves them)."""
+    entry = entry_function(model.module)
+    count = len(ir.FunctionType(ir.TypeAttr(entry.attributes["function_type"]).value).results) if entry else 0
+    default = tuple(f"output{i}" for i in range(count))
+    spec = getattr(getattr(model.program, "call_spec", None), "out_spec", None)
+    keys = getattr(spec, "context", None)
+    if (spec is None or not isinstance(keys, (list, tuple)) or len(keys) != count
+            or getattr(spec, "num_leaves", -1) != count or not all(isinstance(k, str) for k in keys)):
+        return default
+    return tuple(keys)
+
+
 def entry_arguments(module: ir.Module) -> list[tuple[list[int], Any]]:
     """``(shape, numpy dtype)`` of each argument of the entry function (``-1`` for a dynamic size)."""
     import numpy as np
@@ -390,6 +410,49 @@ def check_linalg_on_tensors(module: ir.Module, source: str) -> None:
         raise InputError(
             f"{source}:{line}:{col}: '{bad[0].name}' is not linalg-on-tensors; "
             "import the model with torch-mlir's linalg-on-tensors output"
+        )
+
+
+def check_initialized_outputs(module: ir.Module, source: str) -> None:
+    """Refuse a linalg op that reads an output operand made by ``tensor.empty``.
+
+    A ``tensor.empty`` has no defined contents. An op whose body reads its
+    output (every contraction accumulates into it: ``linalg.matmul`` into
+    ``tensor.empty`` instead of a ``linalg.fill`` of zeros) computes from
+    whatever memory the buffer gets: different garbage on every run, in any
+    element type. Writing into a ``tensor.empty`` (a body that ignores its
+    output argument) is fine.
+    """
+    from tasdc.diagnostics import resolve_location
+
+    bad: list[ir.Operation] = []
+
+    def visit(op: ir.Operation) -> ir.WalkResult:
+        if not op.name.startswith("linalg.") or not len(op.regions) or "operandSegmentSizes" not in op.attributes:
+            return ir.WalkResult.ADVANCE
+        segments = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))
+        blocks = op.regions[0].blocks
+        if len(segments) != 2 or not len(blocks):
+            return ir.WalkResult.ADVANCE
+        ins, outs = segments
+        arguments = list(blocks[0].arguments)
+        if len(arguments) != ins + outs:
+            return ir.WalkResult.ADVANCE
+        for index in range(outs):
+            owner = op.operands[ins + index].owner
+            if isinstance(owner, ir.OpView):
+                owner = owner.operation
+            if isinstance(owner, ir.Operation) and owner.name == "tensor.empty" and list(arguments[ins + index].uses):
+                bad.append(op)
+                return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    if bad:
+        _, line, col = resolve_location(bad[0].location)
+        raise InputError(
+            f"{source}:{line}:{col}: '{bad[0].name}' reads its output operand, a tensor.empty (uninitialized "
+            "values); initialize it first (e.g. linalg.fill with 0 for a sum)"
         )
 
 
@@ -450,6 +513,7 @@ def import_file(path: str | Path) -> ImportedModel:
     context = new_context()
     module = parse_module(text, context, str(path))
     check_linalg_on_tensors(module, str(path))
+    check_initialized_outputs(module, str(path))
     if not any(op.operation.name == "func.func" for op in module.body.operations):
         raise InputError(f"{path}: the module has no function to compile (empty or not a model)")
     names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))

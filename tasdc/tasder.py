@@ -25,8 +25,10 @@
    * ``relerr``: ``1 − ‖y − y_dense‖ / ‖y_dense‖`` (default for rank-1 or
      single-column outputs).
 
-   The metric is computed on the model's first output; ``metric=`` chooses
-   one explicitly and the report names the metric and why it was chosen.
+   The metric is computed on the model's first output, or on the one
+   ``metric_output=`` names (an index, ``output<i>``, or a key of the
+   program's output such as ``pooler_output``); ``metric=`` chooses one
+   explicitly and the report names the metric, the output and why.
    The bound holds when the metric is ``>= quality`` (minus 1e-6 for float
    reordering) on *every* measured set (calibration and evaluation);
 4. move along the selection's greedy path until the measured bound holds.
@@ -306,17 +308,17 @@ _METRIC_NAMES = {"accuracy": "accuracy / dense accuracy", "agreement": "top-1 ag
                  "cosine": "cosine similarity", "relerr": "1 - relative error"}
 
 
-def _final_linear(module: ir.Module) -> bool:
-    """Whether the entry's first result comes from a contraction (through bias adds and reshapes only)."""
+def _final_linear(module: ir.Module, index: int = 0) -> bool:
+    """Whether the entry's result ``index`` comes from a contraction (through bias adds and reshapes only)."""
     from tasdc.importer import entry_function
 
     entry = entry_function(module)
     if entry is None:
         return False
     ret = list(entry.regions[0].blocks[0].operations)[-1]
-    if not len(ret.operands):
+    if len(ret.operands) <= index:
         return False
-    value = ret.operands[0]
+    value = ret.operands[index]
     for _ in range(16):
         owner = value.owner
         if not isinstance(owner, ir.OpView):
@@ -337,15 +339,16 @@ def _final_linear(module: ir.Module) -> bool:
     return False
 
 
-def choose_metric(output: np.ndarray, has_labels: bool, final_linear: bool, requested: str | None) -> tuple[str, str]:
-    """(metric, why) by the documented rule (see the module docstring)."""
+def choose_metric(output: np.ndarray, has_labels: bool, final_linear: bool, requested: str | None,
+                  label: str = "the model's first output") -> tuple[str, str]:
+    """(metric, why) by the documented rule (see the module docstring); ``label`` names the output in errors."""
     if requested is not None:
         if requested not in METRICS:
             raise SelectionError(f"unknown metric '{requested}'; expected one of {', '.join(METRICS)}")
         if requested == "accuracy" and not has_labels:
             raise SelectionError("metric 'accuracy' needs 'labels' in the calibration / evaluation files")
         if requested in ("accuracy", "agreement") and not (output.ndim == 2 and output.shape[1] > 1):
-            raise SelectionError(f"metric '{requested}' needs a 2-D output of class scores; the model's first output "
+            raise SelectionError(f"metric '{requested}' needs a 2-D output of class scores; {label} "
                                  f"has shape {list(output.shape)}")
         return requested, "requested"
     if output.ndim == 2 and output.shape[1] > 1 and has_labels:
@@ -358,12 +361,36 @@ def choose_metric(output: np.ndarray, has_labels: bool, final_linear: bool, requ
     return "relerr", f"a scalar-per-sample output {list(output.shape)}"
 
 
+def resolve_output(wanted: str | int | None, names: Sequence[str]) -> tuple[int, str]:
+    """``(index, label)`` of the output the metric is computed on.
+
+    ``wanted``: ``None`` (the first output; label ``""``), an index (``1`` or
+    ``"1"``), ``output<i>``, or one of ``names`` (the program's output keys).
+    The label reads "output 1 'pooler_output'" for the report.
+    """
+    if wanted is None:
+        return 0, ""
+    text = str(wanted).strip()
+    index: int | None = None
+    if text in names:
+        index = list(names).index(text)
+    elif text.lstrip("-").isdigit():
+        index = int(text)
+    elif text.startswith("output") and text[6:].isdigit():
+        index = int(text[6:])
+    if index is None or not 0 <= index < len(names):
+        listed = ", ".join(f"{i} '{n}'" for i, n in enumerate(names)) or "none"
+        raise SelectionError(f"metric output '{text}' is not an output of the model (outputs: {listed})")
+    return index, f"output {index} '{names[index]}'"
+
+
 class TasderSession:
     """One imported model, its dense reference and cached measurements."""
 
     def __init__(self, source: Any, example_inputs: Sequence[Any] | None = None, *,
                  calib: Path | str | None = None, eval: Path | str | None = None,  # noqa: A002
-                 progress: bool = True, jit_opt_level: int = 0, metric: str | None = None) -> None:
+                 progress: bool = True, jit_opt_level: int = 0, metric: str | None = None,
+                 metric_output: str | int | None = None) -> None:
         self.progress = progress
         # LLVM -O0 for the measurement JIT: on the example transformer it JITs
         # ~12x faster than -O3 and the naive-loop code it runs is not slower.
@@ -378,7 +405,7 @@ class TasderSession:
         self.metric_why = ""
         self.model = import_model(source, example_inputs)
         verify(self.model.module, after="import")
-        from tasdc.importer import entry_arguments
+        from tasdc.importer import entry_arguments, output_names
 
         self.arg_types = [(tuple(shape), dtype) for shape, dtype in entry_arguments(self.model.module)]
         self.input_names = list(self.model.input_names) or [f"arg{i}" for i in range(len(self.arg_types))]
@@ -386,7 +413,8 @@ class TasderSession:
         for name, path in (("calibration", calib), ("eval", eval)):
             if path is not None:
                 self.sets[name] = load_input_set(path, self.input_names, self.arg_types)
-        self._final_linear = _final_linear(self.model.module)
+        self.output_index, self.output_label = resolve_output(metric_output, output_names(self.model))
+        self._final_linear = _final_linear(self.model.module, self.output_index)
         with capture(self.model.context):
             run_pipeline(self.model.module, [SparsityAnalysis()])
         self.source = self.model.source
@@ -429,7 +457,7 @@ class TasderSession:
         return self._jit[2]
 
     def _run(self, result: CompileResult, inputs: list[np.ndarray], desc: str) -> np.ndarray:
-        """The model's first output on every sample of ``inputs`` (one array per model input)."""
+        """The measured output (the first, or ``metric_output``) on every sample of ``inputs`` (one array per model input)."""
         executable = self._executable(result)
         batch = self.arg_types[0][0][0] if self.arg_types and self.arg_types[0][0] else 1
         self._batch = batch
@@ -439,7 +467,7 @@ class TasderSession:
         for chunk, real in iterator:
             out = executable(*chunk)
             if isinstance(out, tuple):
-                out = out[0]
+                out = out[self.output_index]
             if real < batch:
                 if out.shape[0] != batch:
                     continue  # cannot tell padded rows apart: drop the partial batch
@@ -458,7 +486,10 @@ class TasderSession:
                 self._metric = "none"
             else:
                 has_labels = all(y is not None for _, y in self.sets.values())
-                key, self.metric_why = choose_metric(first, has_labels, self._final_linear, self.requested_metric)
+                key, self.metric_why = choose_metric(first, has_labels, self._final_linear, self.requested_metric,
+                                                     self.output_label or "the model's first output")
+                if self.output_label:
+                    self.metric_why = f"{self.metric_why}; on {self.output_label}"
                 self._metric = _METRIC_NAMES[key]
             self.timings["reference"] = time.perf_counter() - start
         return self._reference
@@ -746,7 +777,8 @@ class TasderSession:
 def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality: float = 0.99, max_terms: int = 2,
                    calib: Path | str | None = None, eval: Path | str | None = None,  # noqa: A002
                    progress: bool = True, example_inputs: Sequence[Any] | None = None,
-                   relax: bool = True, max_probes: int = 10, metric: str | None = None) -> TasderResult:
+                   relax: bool = True, max_probes: int = 10, metric: str | None = None,
+                   metric_output: str | int | None = None) -> TasderResult:
     """Compile ``source`` with per-layer TASD series chosen for ``target``.
 
     ``source``: a ``.pt2`` / ``.mlir`` path or a ``torch.nn.Module`` (with
@@ -755,9 +787,11 @@ def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality:
     ``labels``, used to measure layer-output errors and checked against the
     bound; ``eval``: held-out inputs of the same form on which the bound is
     also checked. ``metric``: accuracy | agreement | cosine | relerr (default:
-    the rule in the module docstring). Invalid targets, objectives or quality
+    the rule in the module docstring), computed on output ``metric_output``
+    (index or name; default: the first). Invalid targets, objectives or quality
     values raise one-line :class:`~tasdc.errors.TasdcError`.
     """
     check_options(target, objective, quality, max_terms)
-    session = TasderSession(source, example_inputs, calib=calib, eval=eval, progress=progress, metric=metric)
+    session = TasderSession(source, example_inputs, calib=calib, eval=eval, progress=progress, metric=metric,
+                            metric_output=metric_output)
     return session.compile(target, objective, quality, max_terms, relax=relax, max_probes=max_probes)

@@ -200,6 +200,17 @@ def _vit() -> tuple[nn.Module, dict[str, torch.Tensor]]:
 # -- torchvision architectures (torchvision.models.resnet / mobilenetv2, shrunk) --------------
 
 
+def _downsample(cin: int, cout: int, stride: int) -> nn.Sequential | None:
+    """torchvision's residual shortcut: a strided 1x1 conv + BN when the shape changes, else none."""
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+def _shortcut(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return x if block.downsample is None else block.downsample(x)
+
+
 class _BasicBlock(nn.Module):
     expansion = 1
 
@@ -210,12 +221,10 @@ class _BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != width:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False), nn.BatchNorm2d(width))
+        self.downsample = _downsample(cin, width, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+        identity = _shortcut(self, x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
@@ -234,12 +243,10 @@ class _Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != out:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+        self.downsample = _downsample(cin, out, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+        identity = _shortcut(self, x)
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))

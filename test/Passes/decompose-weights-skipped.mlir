@@ -54,18 +54,3 @@ func.func @depthwise(%x: tensor<1x4x6x6xf32>) -> tensor<1x4x4x4xf32> {
   %y = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%x, %w : tensor<1x4x6x6xf32>, tensor<4x3x3xf32>) outs(%init : tensor<1x4x4x4xf32>) -> tensor<1x4x4x4xf32>
   return %y : tensor<1x4x4x4xf32>
 }
-
-// -----
-
-// A weight broadcast over the batch on the left of a batch_matmul is not folded.
-func.func @left_broadcast(%x: tensor<2x4x3xf32>) -> tensor<2x2x3xf32> {
-  %w = arith.constant dense<[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]> : tensor<2x4xf32>
-  %eb = tensor.empty() : tensor<2x2x4xf32>
-  %wb = linalg.broadcast ins(%w : tensor<2x4xf32>) outs(%eb : tensor<2x2x4xf32>) dimensions = [0]
-  %zero = arith.constant 0.0 : f32
-  %e = tensor.empty() : tensor<2x2x3xf32>
-  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<2x2x3xf32>) -> tensor<2x2x3xf32>
-  // expected-remark @+1 {{batch_matmul_0 (linalg.batch_matmul) left dense: a weight broadcast over the batch on the left of a batch_matmul is not folded (it would need the activation transposed to [K, B*N]); left dense rather than decomposing one copy per batch entry}}
-  %y = linalg.batch_matmul ins(%wb, %x : tensor<2x2x4xf32>, tensor<2x4x3xf32>) outs(%init : tensor<2x2x3xf32>) -> tensor<2x2x3xf32>
-  return %y : tensor<2x2x3xf32>
-}

@@ -32,6 +32,33 @@ func.func @broadcast_batch_matmul(%x: tensor<2x3x4xf32>) -> tensor<2x3x2xf32> {
 
 // -----
 
+// A weight broadcast on the left (W[M, K] · X[b]): the same one series, with
+// the activation transposed to [K, B, N] and collapsed to [K, B*N], and the
+// [M, B*N] result expanded and transposed back to [B, M, N].
+// CHECK-LABEL: func.func @left_broadcast
+// CHECK: %[[T:.*]] = linalg.transpose ins(%arg0 : tensor<2x4x3xf32>) outs(%{{.*}} : tensor<4x2x3xf32>) permutation = [1, 0, 2]
+// CHECK: %[[X:.*]] = tensor.collapse_shape %[[T]] {{\[\[}}0], [1, 2]] : tensor<4x2x3xf32> into tensor<4x6xf32>
+// CHECK: "tasd.sparse_weight"({{.*}}) {axis = 1 : i64, m = 4 : i64, n = 2 : i64, padding = 0 : i64} : (tensor<2x2xf32>, tensor<2x2xi8>) -> tensor<2x4xf32>
+// CHECK: "tasd.matmul"({{.*}}, %[[X]]) {sparse_operand = 0 : i64} : (tensor<2x4xf32>, tensor<4x6xf32>) -> tensor<2x6xf32>
+// CHECK: %[[S:.*]] = "tasd.series"({{.*}}) {{{.*}}folded_batch = 2 : i64{{.*}}} : (tensor<2x6xf32>) -> tensor<2x6xf32>
+// CHECK: %[[E:.*]] = tensor.expand_shape %[[S]] {{\[\[}}0], [1, 2]] output_shape [2, 2, 3] : tensor<2x6xf32> into tensor<2x2x3xf32>
+// CHECK: %[[R:.*]] = linalg.transpose ins(%[[E]] : tensor<2x2x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>) permutation = [1, 0, 2]
+// CHECK: return %[[R]]
+// CHECK-NOT: linalg.batch_matmul
+// CHECK-NOT: linalg.broadcast
+func.func @left_broadcast(%x: tensor<2x4x3xf32>) -> tensor<2x2x3xf32> {
+  %w = arith.constant dense<[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]> : tensor<2x4xf32>
+  %eb = tensor.empty() : tensor<2x2x4xf32>
+  %wb = linalg.broadcast ins(%w : tensor<2x4xf32>) outs(%eb : tensor<2x2x4xf32>) dimensions = [0]
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x2x3xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<2x2x3xf32>) -> tensor<2x2x3xf32>
+  %y = linalg.batch_matmul ins(%wb, %x : tensor<2x2x4xf32>, tensor<2x4x3xf32>) outs(%init : tensor<2x2x3xf32>) -> tensor<2x2x3xf32>
+  return %y : tensor<2x2x3xf32>
+}
+
+// -----
+
 // linalg.broadcast works the same way.
 // CHECK-LABEL: func.func @linalg_broadcast
 // CHECK: tensor.collapse_shape %arg0

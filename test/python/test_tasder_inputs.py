@@ -116,3 +116,55 @@ def test_cli_metric_and_named_inputs(files):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         f"tasdc: error: {out / 'wrong-names.npz'}: inputs do not match the model: expected x, gate; found g, inputs"]
+
+
+class TwoOutputModel(TwoInputClassifier):
+    """An embedding (LayerNorm) first and class logits second, returned by name."""
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = super().forward(x, gate)
+        return {"embedding": nn.functional.layer_norm(logits, (4,)), "logits": logits}
+
+
+@pytest.fixture(scope="module")
+def two_outputs(files):
+    torch.manual_seed(0)
+    x, gate = files["x"], files["gate"]
+    program = torch.export.export(TwoOutputModel().eval(), (torch.from_numpy(x[:8]), torch.from_numpy(gate[:8])))
+    path = files["dir"] / "two-outputs.pt2"
+    torch.export.save(program, path)
+    return path
+
+
+def test_metric_output_chooses_the_measured_output(files, two_outputs):
+    out = files["dir"]
+    first = TasderSession(two_outputs, calib=out / "classifier-nolabels.npz", progress=False)
+    assert first.metric == "cosine similarity" and "on output" not in first.metric_why
+    for wanted in ("logits", 1, "output1"):
+        session = TasderSession(two_outputs, calib=out / "classifier-nolabels.npz", progress=False,
+                                metric_output=wanted)
+        assert session.metric == "top-1 agreement", wanted
+        assert session.metric_why.endswith("; on output 1 'logits'")
+    result = session.compile("vegeta", "edp", 0.99)
+    # Independently: top-1 agreement of the compiled and dense models' logits (second output) on the calibration set.
+    x, gate = files["x"][:24], files["gate"][:24]
+    dense = session.compile_with([], "dense")
+    agree = np.mean(np.concatenate([
+        result(x[i:i + 8], gate[i:i + 8])[1].argmax(1) == dense(x[i:i + 8], gate[i:i + 8])[1].argmax(1)
+        for i in range(0, 24, 8)]))
+    assert result.measured["calibration"].value == pytest.approx(agree)
+    assert "on output 1 'logits'" in result.table()
+
+
+def test_metric_output_errors(files, two_outputs):
+    out = files["dir"]
+    with pytest.raises(TasdcError, match=r"metric output 'scores' is not an output of the model \(outputs: "
+                                         r"0 'embedding', 1 'logits'\)"):
+        TasderSession(two_outputs, calib=out / "classifier-nolabels.npz", progress=False, metric_output="scores")
+    bad = run_cli("compile", str(two_outputs), "--target", "stc", "--quality", "0.99",
+                  "--calib", str(out / "classifier-nolabels.npz"), "--metric-output", "2")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "tasdc: error: metric output '2' is not an output of the model (outputs: 0 'embedding', 1 'logits')"]
+    alone = run_cli("compile", str(two_outputs), "--metric-output", "logits")
+    assert alone.returncode == 2 and "need --quality" in alone.stderr

@@ -68,13 +68,7 @@ def _close(got: list[np.ndarray], want: list[np.ndarray]) -> float:
     return worst
 
 
-# GPT-2 regressed when the outlined JIT (issue 13) met the zoo (issue 10) in one merge:
-# "POWI exponent does not match sizeof(int)" from LLVM on gelu_new's pow, then outputs off by ~1e-3.
-# Known and open (issue 13 note); every other member must pass.
-_KNOWN = {"gpt2": pytest.mark.xfail(reason="LLVM powi lowering regression after the outlining merge (open)", strict=False)}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_KNOWN[n]) if n in _KNOWN else n for n in zoo.SMALL])
+@pytest.mark.parametrize("name", zoo.SMALL)
 def test_zoo_model(name: str) -> None:
     model = zoo.build(name)
     base = import_model(model.export())
