@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/bench_tasd_a.py [--model examples/out/cnn.pt2] [--repeat 20]
     .venv/bin/python benchmarks/bench_tasd_a.py --resnet 64 [--configs dense,4:8]   # ResNet-50-shaped, 64x64
+    .venv/bin/python benchmarks/bench_tasd_a.py --zoo resnet18 [--configs dense,2:8]  # a model of tasdc/zoo.py
+
+``--zoo NAME`` exports that zoo model (random weights, eval mode) and runs it
+on 8 random samples shaped like its example input; like ``--resnet`` it has
+no accuracy, only agreement with the dense build.
 
 ``--resnet S`` uses the model zoo's ResNet-50-shaped network
 (``benchmarks/qor/run_qor.py``; random weights, BatchNorm in eval mode) at
@@ -45,6 +50,7 @@ def main() -> None:
     parser.add_argument("--target", default="ttc-m8")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--resnet", type=int, default=0, help="ResNet-50-shaped model at this input size instead of --model")
+    parser.add_argument("--zoo", default="", help="a model of tasdc/zoo.py (single input) instead of --model")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
     if args.resnet:
@@ -61,6 +67,22 @@ def main() -> None:
         labels = None
         args.model = Path(tempfile.mkdtemp()) / "resnet50.pt2"
         torch.export.save(torch.export.export(ResNet50Shaped().eval(), (torch.from_numpy(xs[:2]),)), str(args.model))
+    elif args.zoo:
+        import tempfile
+
+        import torch
+
+        from tasdc import zoo
+
+        model = zoo.build(args.zoo)
+        if len(model.inputs) != 1:
+            parser.error(f"--zoo: {args.zoo} takes {len(model.inputs)} inputs; this benchmark feeds one")
+        (example,) = model.inputs.values()
+        shape = (8,) + tuple(example.shape[1:])
+        xs = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        labels = None
+        args.model = Path(tempfile.mkdtemp()) / f"{args.zoo}.pt2"
+        torch.export.save(model.export(), str(args.model))
     else:
         data = np.load(args.model.with_name(f"{args.model.stem}-eval.npz"))
         xs, labels = data["x"].astype(np.float32), data["y"]

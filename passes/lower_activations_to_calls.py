@@ -7,15 +7,15 @@ from typing import ClassVar
 
 import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import arith, bufferization, func, memref
+from torch_mlir.dialects import arith
 
-from tasdc.contractions import scan
+from tasdc.contractions import conv_attr, scan
 from tasdc.dialects.tasd import activation_source, dense_operand_of, sparse_operand_of
 from tasdc.elements import make_elements
 from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.decompose_weights import _erase_if_dead, _is_zero_fill
-from tasdc.passes.lower_tasd_to_calls import _erase_dead, dynamic_memref
+from tasdc.passes.lower_tasd_to_calls import _erase_dead, emit_kernel_call
 from tasdc.reference import series_weight
 from tasdc.report import LAYER_ATTR, to_attr
 
@@ -23,22 +23,7 @@ ACT_KERNEL_ATTR = "tasd.act_kernel"
 ACT_WEIGHTS_ATTR = "tasd.act_weights"
 ACT_KERNEL_PREFIX = "tasd_act_kernel_"
 
-_KINDS = {"linalg.matmul": "matmul", "linalg.batch_matmul": "batch_matmul", "linalg.conv_2d_nchw_fchw": "conv2d",
-          "tasd.matmul": "matmul", "tasd.batch_matmul": "batch_matmul", "tasd.conv2d": "conv2d"}
-
-
-def _strided(shape: list[int], element: ir.Type) -> ir.MemRefType:
-    dyn = ir.ShapedType.get_dynamic_stride_or_offset()
-    return ir.MemRefType.get(shape, element, ir.StridedLayoutAttr.get(dyn, [dyn] * len(shape)))
-
-
-def _i64s(op: ir.OpView, key: str) -> list[int]:
-    if key not in op.attributes:
-        return [1, 1]
-    attr = op.attributes[key]
-    if isinstance(attr, ir.DenseI64ArrayAttr):
-        return list(attr)
-    return [int(v) for v in np.array(ir.DenseIntElementsAttr(attr))]
+_KINDS = {"tasd.matmul": "matmul", "tasd.batch_matmul": "batch_matmul", "tasd.conv2d": "conv2d"}
 
 
 @dataclasses.dataclass
@@ -92,7 +77,8 @@ class LowerActivationsToCalls(ModulePass):
             weight = candidate.weight
             if candidate.kind == "conv2d":
                 weight = weight.reshape(ir.RankedTensorType(candidate.op.operands[1].type).shape)
-            value = _call(names, module, candidate.op, source, which, weight, candidate.layer)
+            # (a batch_matmul with a weight broadcast over the batch is the matmul of its folded rows)
+            value = _call(names, module, candidate.op, source, which, weight, candidate.layer, candidate.kind)
             init = candidate.op.operands[len(candidate.op.operands) - 1]
             if not _is_zero_fill(init):
                 with ir.InsertionPoint(candidate.op), candidate.op.location:
@@ -110,7 +96,8 @@ class LowerActivationsToCalls(ModulePass):
                 kh, kw = list(ir.DenseI64ArrayAttr(terms[0].attributes["kernel_size"]))
                 weight = weight.reshape(weight.shape[0], -1, kh, kw)
             layer = ir.StringAttr(series.attributes[LAYER_ATTR]).value if LAYER_ATTR in series.attributes else "series"
-            value = _call(names, module, series, source, which, weight, layer, contraction=terms[0])
+            value = _call(names, module, series, source, which, weight, layer, _KINDS[terms[0].name],
+                          contraction=terms[0])
             series.results[0].replace_all_uses_with(value)
             series.operation.erase()
             producers: list[ir.OpView] = []
@@ -121,22 +108,23 @@ class LowerActivationsToCalls(ModulePass):
             _erase_dead(terms + producers)
         for source in ops_named(module, "tasd.decompose_activation"):
             if any(True for _ in source.results[0].uses):
-                value = _call(names, module, source, source, 0, None, "activation")
+                value = _call(names, module, source, source, 0, None, "activation", "")
                 source.results[0].replace_all_uses_with(value)
             source.operation.erase()
 
+
 def _call(names: "_Names", module: ir.Module, at: ir.OpView, source: ir.OpView, which: int,
-          weight: np.ndarray | None, layer: str, contraction: ir.OpView | None = None) -> ir.Value:
-    """Emit the call before ``at``; returns the result tensor (``at``'s result type)."""
+          weight: np.ndarray | None, layer: str, kind: str, contraction: ir.OpView | None = None) -> ir.Value:
+    """Emit the call before ``at`` (``kind``: matmul, batch_matmul or conv2d; ignored without a
+    weight); returns the result tensor (``at``'s result type)."""
     name = names.fresh()
     x = source.operands[0]
     x_type = ir.RankedTensorType(x.type)
     result_type = ir.RankedTensorType(at.results[0].type)
-    element = x_type.element_type
     op = contraction if contraction is not None else at
     config = ir.StringAttr(source.attributes["config"]).value
     info: dict[str, object] = {
-        "kind": f"act_{_KINDS[op.name]}" if weight is not None else "act_decompose",
+        "kind": f"act_{kind}" if weight is not None else "act_decompose",
         "act_operand": which,
         "config": config,
         "axis": int(ir.IntegerAttr(source.attributes["axis"]).value),
@@ -144,21 +132,11 @@ def _call(names: "_Names", module: ir.Module, at: ir.OpView, source: ir.OpView, 
         "result_shape": list(result_type.shape),
         "layer": ir.StringAttr(at.attributes[LAYER_ATTR]).value if LAYER_ATTR in at.attributes else layer,
     }
-    if weight is not None and _KINDS[op.name] == "conv2d":
-        info["strides"] = _i64s(op, "strides")
-        info["dilations"] = _i64s(op, "dilations")
-    in_type = dynamic_memref(x_type.rank, element)
-    out_type = dynamic_memref(result_type.rank, element)
-    with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
-        decl = func.FuncOp(name, ir.FunctionType.get([in_type, out_type], []), visibility="private")
-    decl.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
-    decl.attributes[ACT_KERNEL_ATTR] = to_attr(info)
+    if weight is not None and kind == "conv2d":
+        info["strides"] = conv_attr(op, "strides")
+        info["dilations"] = conv_attr(op, "dilations")
+    attributes = {ACT_KERNEL_ATTR: to_attr(info)}
     if weight is not None:
         weight = np.ascontiguousarray(weight, dtype=np.float32)
-        decl.attributes[ACT_WEIGHTS_ATTR] = ir.ArrayAttr.get([make_elements(weight, f"{name}_weight")])
-    with ir.InsertionPoint(at), at.location:
-        buffer = bufferization.ToBufferOp(_strided(list(x_type.shape), element), x, read_only=True).result
-        buffer = memref.CastOp(in_type, buffer).result
-        out = memref.AllocOp(ir.MemRefType.get(list(result_type.shape), element), [], [], alignment=64).result
-        func.CallOp(decl, [buffer, memref.CastOp(out_type, out).result])
-        return bufferization.ToTensorOp(result_type, out, restrict=True, writable=True).result
+        attributes[ACT_WEIGHTS_ATTR] = ir.ArrayAttr.get([make_elements(weight, f"{name}_weight")])
+    return emit_kernel_call(module, at, name, x, result_type, attributes)

@@ -26,6 +26,35 @@ def dynamic_memref(rank: int, element_type: ir.Type) -> ir.MemRefType:
     return ir.MemRefType.get([dyn] * rank, element_type, layout)
 
 
+def emit_kernel_call(module: ir.Module, at: ir.OpView, name: str, dense: ir.Value, result_type: ir.RankedTensorType,
+                     attributes: dict[str, ir.Attribute]) -> ir.Value:
+    """Declare ``func.func private @name(memref, memref)`` (``llvm.emit_c_interface``,
+    plus ``attributes``) and call it before ``at`` in destination-passing form::
+
+        %x = bufferization.to_buffer %dense read_only
+        %y = memref.alloc()
+        func.call @name(%x, %y)
+        %r = bufferization.to_tensor %y restrict writable
+
+    Both memrefs are passed fully dynamic and strided; returns ``%r``."""
+    dense_type = ir.RankedTensorType(dense.type)
+    in_type = dynamic_memref(dense_type.rank, dense_type.element_type)
+    out_type = dynamic_memref(result_type.rank, result_type.element_type)
+    with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
+        decl = func.FuncOp(name, ir.FunctionType.get([in_type, out_type], []), visibility="private")
+    decl.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+    for key, value in attributes.items():
+        decl.attributes[key] = value
+    dyn = ir.ShapedType.get_dynamic_stride_or_offset()
+    with ir.InsertionPoint(at), at.location:
+        static_in = ir.MemRefType.get(list(dense_type.shape), dense_type.element_type,
+                                      ir.StridedLayoutAttr.get(dyn, [dyn] * dense_type.rank))
+        buffer = memref.CastOp(in_type, bufferization.ToBufferOp(static_in, dense, read_only=True).result).result
+        out = memref.AllocOp(ir.MemRefType.get(list(result_type.shape), result_type.element_type), [], [],
+                             alignment=64).result
+        func.CallOp(decl, [buffer, memref.CastOp(out_type, out).result])
+        return bufferization.ToTensorOp(result_type, out, restrict=True, writable=True).result
+
 
 def _erase_dead(ops: list[ir.OpView]) -> None:
     """Erase ``ops`` (consumers first) when nothing uses them any more."""
@@ -78,7 +107,6 @@ class LowerTasdToCalls(ModulePass):
         dense = dense_operand_of(first)
         result_type = ir.RankedTensorType(series.results[0].type)
         dense_type = ir.RankedTensorType(dense.type)
-        element = result_type.element_type
         info: dict[str, object] = {
             "kind": first.operation.name.split(".", 1)[1],
             "sparse_operand": which,
@@ -108,25 +136,10 @@ class LowerTasdToCalls(ModulePass):
                 weights.append(owner.attributes["value"])
                 producers.append(owner)
             producers.insert(0, weight)
-        in_type = dynamic_memref(dense_type.rank, element)
-        out_type = dynamic_memref(result_type.rank, element)
-        with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
-            decl = func.FuncOp(name, ir.FunctionType.get([in_type, out_type], []), visibility="private")
-        decl.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
-        decl.attributes[KERNEL_ATTR] = to_attr(info)
-        decl.attributes[WEIGHTS_ATTR] = ir.ArrayAttr.get(weights)
+        attributes = {KERNEL_ATTR: to_attr(info), WEIGHTS_ATTR: ir.ArrayAttr.get(weights)}
         if STATS_ATTR in series.attributes:
-            decl.attributes[STATS_ATTR] = series.attributes[STATS_ATTR]
-        with ir.InsertionPoint(series), series.location:
-            static_in = ir.MemRefType.get(list(dense_type.shape), element, ir.StridedLayoutAttr.get(
-                ir.ShapedType.get_dynamic_stride_or_offset(),
-                [ir.ShapedType.get_dynamic_stride_or_offset()] * dense_type.rank))
-            buffer = bufferization.ToBufferOp(static_in, dense, read_only=True).result
-            buffer = memref.CastOp(in_type, buffer).result
-            out = memref.AllocOp(ir.MemRefType.get(list(result_type.shape), element), [], [], alignment=64).result
-            out_dyn = memref.CastOp(out_type, out).result
-            func.CallOp(decl, [buffer, out_dyn])
-            value = bufferization.ToTensorOp(result_type, out, restrict=True, writable=True).result
+            attributes[STATS_ATTR] = series.attributes[STATS_ATTR]
+        value = emit_kernel_call(module, series, name, dense, result_type, attributes)
         series.results[0].replace_all_uses_with(value)
         series.operation.erase()
         # Terms first, then the weights and their constants.

@@ -28,75 +28,20 @@ a product of totals).
 
 Errors
 ======
-For every layer and candidate the pass always records two weight-space
-proxies, the relative Frobenius error ``‖W − Ŵ‖/‖W‖`` and the L1 mass
-dropped ``Σ|W − Ŵ| / Σ|W|`` (``Ŵ`` = the sum of the series' terms). With
-``calib=PATH`` (an ``.npz`` with the model input ``x``, or an ``.npy``) it
-also measures the *layer-output* relative error ``‖X(W − Ŵ)‖/‖XW‖`` of the
-contraction on the calibration inputs (bias excluded; ``X`` = the layer's
-actual input activations, im2col patches for a convolution).
+Per layer and candidate: the weight-space proxies (relative Frobenius error,
+L1 mass dropped) and, with ``calib=PATH``, the layer-output relative error
+``‖X(W − Ŵ)‖/‖XW‖`` on the calibration inputs; the output error drives the
+decision when it exists (:mod:`tasdc.layer_errors`). The layer inputs come
+from running an instrumented dense clone of the module on the calibration
+inputs (:mod:`tasdc.calibration`).
 
-How the activations are obtained: the module itself is evaluated, not the
-PyTorch program. A clone of the module has every candidate's run-time operand
-flattened and packed (``tensor.collapse_shape`` + ``tensor.insert_slice``)
-into one result vector; that dense clone is JIT-compiled by the CPU runtime
-(:func:`tasdc.runtime.cpu.executor.compile_for_cpu`) and run on the
-calibration inputs in batches of the function's batch size (a trailing partial
-batch is padded with zeros and its padded rows dropped). This works for every
-source (``.pt2``, ``nn.Module``, ``.mlir``), and the layers are by
-construction exactly the ops being decomposed (no name matching between a
-torch module tree and the IR). Per layer only ``XᵀX`` (K x K, float64) is
-kept, or the rows of ``X`` themselves while there are fewer rows than K;
-``‖XΔ‖² = Σ (XᵀX Δ) ∘ Δ``. Statistics are cached per process (keyed by the
-module text and the calibration file), so repeated selections on the same
-model are cheap, and in the active :mod:`tasdc.cache` when there is one
-(keyed by digests of the module text and the calibration file's bytes).
-
-The error that drives the decision (``metric``): the layer-output relative
-error when calibration statistics exist for the layer, else the relative
-Frobenius error (which equals the output error for white inputs). Exactly
-lossless series have error 0 by definition (no float noise from ``XᵀX``).
-
-Quality bound → error budget
-============================
-Model-level error ``D = Σ_layers e_l²`` with ``e_l`` the layer's metric.
-Reading: each layer perturbs its output by a relative ``e_l``; independent
-perturbations propagated with unit relative gain add in quadrature, so the
-model output's relative error is predicted as ``ε̂ = sqrt(D)``, and an output
-perturbed by a random direction of relative size ``ε̂`` keeps a cosine
-similarity ``1/sqrt(1 + ε̂²)`` with the dense output. Requiring that predicted
-cosine similarity to be at least ``quality`` gives the budget
-
-    D ≤ B(quality) = 1/quality² − 1      (≈ 2·(1 − quality); 0 at quality 1.0)
-
-so ``quality=0.99`` allows ``ε̂ ≈ 0.142`` (e.g. 0.08 per layer over three
-layers), and ``quality=1.0`` allows only exactly lossless series. This is a
-*prediction*; ``tasdc.tasder`` measures the real quality by running the
-compiled model and moves along the same path (below) until the measured bound
-holds. ``budget=B`` (B ≥ 0) overrides ``B(quality)``.
-
-Allocation rule (global, deterministic)
-=======================================
-1. *Greedy path* (independent of the budget). Start with every layer dense.
-   Repeatedly consider every move "layer l → candidate c" that strictly lowers
-   the model objective (computed exactly from the model totals after the
-   move: EDP = total energy x total latency, latency = total cycles, energy =
-   total joules, fixed layers included). If some such move adds no error
-   (``Δ(e²) ≤ 0``: lossless, or more accurate and cheaper), take the one with
-   the largest saving; otherwise take the one with the largest *saving per
-   unit of added error* ``ΔObjective / Δ(e²)``. Ties go to the lower layer
-   index, then to the candidate order (dense, then ascending density, fewer
-   terms, text). Stop when no move lowers the objective. Each step strictly
-   lowers the objective, so the path ends; for additive objectives the
-   steepest move from the current point is exactly the next vertex of the
-   layer's lower convex hull of (error, cost), i.e. this is the classic
-   multiple-choice-knapsack greedy.
-2. *Budget cut.* Take the longest prefix of the path whose accumulated ``D``
-   stays ``≤ budget`` (``max-steps`` ≥ 0 additionally caps the number of
-   steps; ``max-steps=0`` keeps every layer dense). Because every budget
-   selects a prefix of the same path, a looser bound never gives a costlier
-   model, and stepping back along the path (what the driver's back-off does)
-   undoes first the moves that bought the least objective per unit of error.
+Allocation
+==========
+The model-level error ``D = Σ_layers e_l²`` must stay within the budget
+``B(quality) = 1/quality² − 1`` (``budget=B`` overrides it); the layers'
+series are one prefix of a budget-independent global greedy path, best
+objective saving per unit of added error first (:mod:`tasdc.allocation`
+states the rule and why a looser bound never gives a costlier model).
 
 Output
 ======
@@ -118,27 +63,31 @@ same target.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import math
-import os
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from torch_mlir import ir
 
-from tasdc import cache as _cache
-from tasdc.activation_stats import ActivationSeries, ActivationStats
-from tasdc.contractions import CONTRACTION_NAMES, Candidate, b_source_elems, scan
-from tasdc.decompose import Pattern, SeriesConfig, decompose, l1_dropped, relative_error
+from tasdc.activation_stats import ActivationSeries
+from tasdc.allocation import BUDGET_RULE, Move, Problem, budget_for_quality, cut_path, greedy_path
+from tasdc.calibration import (
+    CalibrationStats,
+    collect_calibration,
+    input_batches,
+    load_calibration_inputs,
+    load_input_set,
+)
+from tasdc.contractions import CONTRACTION_NAMES, Candidate, b_source_elems, has_default_maps, scan
+from tasdc.decompose import Pattern, SeriesConfig
 from tasdc.diagnostics import remark
-from tasdc.arrays import read_arrays
-from tasdc.errors import TasdcError
+from tasdc.errors import SelectionError
+from tasdc.layer_errors import array_digest, output_energy, output_errors, weight_errors, weight_k_major
 from tasdc.passes.base import ModulePass
-from tasdc.passes.decompose_weights import folded_activation
 from tasdc.progress import progress
-from tasdc.report import LAYER_ATTR, annotate, from_attr, read_stats, to_attr
+from tasdc.report import annotate, from_attr, to_attr
 from tasdc.runtime.accel.costmodel import LayerShapes, evaluate
 from tasdc.runtime.accel.hardware import Hardware, load_hardware
 
@@ -150,25 +99,11 @@ SUMMARY_ATTR = "tasd.selection"
 #: objective option -> how the model total is formed from (energy J, latency s, latency cycles)
 OBJECTIVES = ("edp", "latency", "energy")
 MAX_TERMS_LIMIT = 4
-BUDGET_RULE = "sum over layers of e^2 <= 1/quality^2 - 1 (predicted output cosine similarity >= quality)"
-
-
-class SelectionError(TasdcError, ValueError):
-    """An invalid option or unusable calibration data for ``tasd-select`` (one line)."""
 
 
 # --------------------------------------------------------------------------
 # options
 # --------------------------------------------------------------------------
-
-
-def budget_for_quality(quality: float) -> float:
-    """Error budget ``B(q) = 1/q² − 1`` on ``Σ e_l²`` (see module docstring);
-    infinite when ``q²`` underflows (any series meets such a bound)."""
-    try:
-        return 1.0 / (quality * quality) - 1.0
-    except (ZeroDivisionError, OverflowError):
-        return math.inf
 
 
 def check_options(target: str, objective: str, quality: float, max_terms: int) -> Hardware:
@@ -217,585 +152,6 @@ def native_series(hw: Hardware, max_terms: int) -> list[SeriesConfig]:
 
 
 # --------------------------------------------------------------------------
-# weight-space errors
-# --------------------------------------------------------------------------
-
-_CACHE_LIMIT = 200_000
-_weight_cache: dict[tuple, tuple[float, float, bool]] = {}
-_output_cache: dict[tuple, float] = {}
-
-
-def _digest(array: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8), digest_size=16).hexdigest()
-
-
-def _sorted_block_stats(w: np.ndarray, axis: int, m: int) -> tuple[np.ndarray, np.ndarray, int, float, float]:
-    """Column sums of the ascending per-block squares and magnitudes, the
-    largest non-zero count of a block, and the totals."""
-    moved = np.moveaxis(w, axis, -1)
-    k = moved.shape[-1]
-    kp = -(-k // m) * m
-    rows = moved.reshape(-1, k)
-    if kp != k:
-        padded = np.zeros((rows.shape[0], kp), dtype=w.dtype)
-        padded[:, :k] = rows
-        rows = padded
-    s = np.abs(rows.reshape(-1, m))
-    s.sort(axis=1)  # ascending magnitudes per block (in place: ``s`` is a fresh array)
-    col_abs = s.sum(axis=0, dtype=np.float64)
-    col_sq = np.einsum("ij,ij->j", s, s, dtype=np.float64)
-    # sorted ascending: the largest non-zero count is m minus the first column holding a non-zero
-    nonzero_cols = np.flatnonzero(s.max(axis=0) > 0) if s.size else np.zeros(0, dtype=np.intp)
-    max_nnz = int(m - nonzero_cols[0]) if nonzero_cols.size else 0
-    return col_sq, col_abs, max_nnz, float(col_sq.sum()), float(col_abs.sum())
-
-
-def weight_errors(w: np.ndarray, axis: int, configs: Sequence[SeriesConfig], digest: str | None = None
-                  ) -> list[tuple[float, float, bool]]:
-    """``(relative Frobenius error, L1 dropped, lossless)`` of each config.
-
-    Equal-M series come from one sort per block size (a series with equal M
-    keeps the top ΣN magnitudes of every block, so the dropped mass is that
-    of the M − ΣN smallest); mixed-M series are decomposed.
-    """
-    out: list[tuple[float, float, bool] | None] = [None] * len(configs)
-    todo = []
-    for j, config in enumerate(configs):
-        key = (digest, axis, str(config)) if digest else None
-        if key is not None and key in _weight_cache:
-            out[j] = _weight_cache[key]
-        elif config.is_dense:
-            out[j] = (0.0, 0.0, True)
-        else:
-            todo.append(j)
-    stats: dict[int, tuple] = {}
-    for j in todo:
-        config = configs[j]
-        if config.same_m:
-            m = config.m
-            if m not in stats:
-                stats[m] = _sorted_block_stats(w, axis, m)
-            col_sq, col_abs, max_nnz, tot_sq, tot_abs = stats[m]
-            drop = max(m - config.max_nnz_per_block, 0)
-            lossless = max_nnz <= config.max_nnz_per_block
-            if lossless or tot_sq == 0.0:
-                value = (0.0, 0.0, True)
-            else:
-                value = (math.sqrt(float(col_sq[:drop].sum()) / tot_sq), float(col_abs[:drop].sum()) / tot_abs, False)
-        else:
-            result = decompose(w, config, axis)
-            exact = result.is_exact
-            value = (0.0, 0.0, True) if exact else (relative_error(w, result.approximation),
-                                                    l1_dropped(w, result.approximation), False)
-        out[j] = value
-        if digest:
-            if len(_weight_cache) > _CACHE_LIMIT:
-                _weight_cache.clear()
-            _weight_cache[(digest, axis, str(config))] = value
-    return out  # type: ignore[return-value]
-
-
-# --------------------------------------------------------------------------
-# calibration: layer inputs from the module itself
-# --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Probe:
-    """How to turn one layer's flattened run-time operand into GEMM rows."""
-
-    layer: str
-    kind: str
-    sparse_operand: int
-    shape: tuple[int, ...]
-    offset: int
-    size: int
-    kernel: tuple[int, int] = (1, 1)
-    strides: tuple[int, int] = (1, 1)
-    dilations: tuple[int, int] = (1, 1)
-
-
-class _Gram:
-    """Per GEMM batch: rows of X [S, K] while S < K, then XᵀX (float64)."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-        self.rows: list[np.ndarray] = []
-        self.count = 0
-        self.gram: np.ndarray | None = None
-
-    def add(self, x: np.ndarray) -> None:
-        self.count += x.shape[0]
-        if self.gram is None and self.count <= self.k:
-            self.rows.append(np.array(x, dtype=np.float32))
-            return
-        if self.gram is None:
-            self.gram = np.zeros((self.k, self.k), dtype=np.float64)
-            for r in self.rows:
-                r64 = r.astype(np.float64)
-                self.gram += r64.T @ r64
-            self.rows = []
-        x64 = x.astype(np.float64)
-        self.gram += x64.T @ x64
-
-    def energy(self, d: np.ndarray) -> float:
-        """``‖X D‖_F²`` for ``D`` of shape [K, out]."""
-        d64 = d.astype(np.float64)
-        if self.gram is not None:
-            return float(np.einsum("ij,ij->", self.gram @ d64, d64))
-        total = 0.0
-        for r in self.rows:
-            p = r.astype(np.float64) @ d64
-            total += float(np.einsum("ij,ij->", p, p))
-        return total
-
-
-@dataclasses.dataclass
-class CalibrationStats:
-    """Per layer name: one :class:`_Gram` per GEMM batch element."""
-
-    path: str
-    samples: int
-    batches: int
-    batch_size: int
-    layers: dict[str, list[_Gram]]
-    key: str
-    activations: ActivationStats | None = None  # TASD-A statistics of the same inputs (when asked for)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The statistics as named arrays (for :mod:`tasdc.cache`)."""
-        out = {"meta": np.array([self.samples, self.batches, self.batch_size], dtype=np.int64)}
-        for layer, grams in self.layers.items():
-            for i, g in enumerate(grams):
-                if g.gram is not None:
-                    out[f"{layer}|{i}|gram|{g.count}"] = g.gram
-                else:
-                    out[f"{layer}|{i}|rows|{g.count}"] = (np.concatenate(g.rows) if g.rows
-                                                         else np.zeros((0, g.k), dtype=np.float32))
-        return out
-
-    @classmethod
-    def from_arrays(cls, path: str, arrays: dict[str, np.ndarray], key: str) -> "CalibrationStats":
-        samples, batches, batch_size = (int(v) for v in arrays["meta"])
-        layers: dict[str, list[_Gram]] = {}
-        for name, value in arrays.items():
-            if name == "meta":
-                continue
-            layer, index, kind, count = name.rsplit("|", 3)
-            grams = layers.setdefault(layer, [])
-            while len(grams) <= int(index):
-                grams.append(_Gram(0))
-            g = grams[int(index)] = _Gram(value.shape[1])
-            g.count = int(count)
-            if kind == "gram":
-                g.gram = value
-            elif value.shape[0]:
-                g.rows = [value]
-        return cls(path, samples, batches, batch_size, layers, key)
-
-
-_calib_cache: dict[tuple, CalibrationStats] = {}
-
-
-def load_calibration_inputs(path: str | Path) -> np.ndarray:
-    """The single model input of a calibration / evaluation file: ``x`` of an
-    ``.npz`` (or its only array), or an ``.npy`` array."""
-    path = Path(path)
-    arrays = read_arrays(path, what="calibration")
-    if "" in arrays:
-        x = arrays[""]
-    elif "x" in arrays:
-        x = arrays["x"]
-    elif len(arrays) == 1:
-        (x,) = arrays.values()
-    else:
-        raise SelectionError(f"{path}: expected an array named 'x' (found {', '.join(arrays) or 'none'})")
-    if x.dtype.kind not in "fiub" or x.ndim < 1 or x.shape[0] < 1:
-        raise SelectionError(f"{path}: 'x' must be a non-empty numeric array, got {x.dtype} {list(x.shape)}")
-    return x
-
-
-#: Keys of a calibration / evaluation file that hold labels, not model inputs ("y": older files).
-LABEL_KEYS = ("labels", "y")
-
-
-def load_input_set(path: str | Path, names: Sequence[str],
-                   arg_types: Sequence[tuple[tuple[int, ...], Any]]) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """(one array per model input, samples first; labels or None) of a calibration / evaluation file.
-
-    An ``.npz`` holds one array per model input, by the input's name
-    (``names``: the program's argument names, ``arg0``, … for MLIR), plus
-    optional ``labels``; a single-input model also takes ``x`` (and ``y``
-    labels) or an ``.npy``. Every array has the samples on axis 0 (as many in
-    each) and the model's per-sample shape after it.
-    """
-    from tasdc.importer import InputError, InputSpec, bind_inputs
-
-    path = Path(path)
-    arrays = read_arrays(path, what="calibration")
-    labels = None
-    for key in LABEL_KEYS:
-        if key in arrays and not (key in names):
-            labels = np.asarray(arrays.pop(key))
-            break
-    specs = [InputSpec(n, (-1,) + tuple(shape[1:]), dtype) for n, (shape, dtype) in zip(names, arg_types)]
-    try:
-        inputs = bind_inputs(arrays, specs, str(path))
-    except InputError as error:
-        raise SelectionError(str(error)) from None
-    counts = {a.shape[0] for a in inputs}
-    if len(counts) != 1 or 0 in counts:
-        raise SelectionError(f"{path}: every input needs the same number of samples (> 0); found "
-                             + ", ".join(f"{n}: {a.shape[0]}" for n, a in zip(names, inputs)))
-    if labels is not None and labels.shape[:1] != inputs[0].shape[:1]:
-        raise SelectionError(f"{path}: 'labels' has {labels.shape[0] if labels.ndim else 0} entries for "
-                             f"{inputs[0].shape[0]} samples")
-    return inputs, labels
-
-
-def input_batches(inputs: Sequence[np.ndarray], arg_types: Sequence[tuple[tuple[int, ...], Any]]
-                  ) -> list[tuple[list[np.ndarray], int]]:
-    """Model-sized batches of ``inputs`` (samples first): (arrays, real samples); a short last batch is zero-padded."""
-    batch = arg_types[0][0][0] if arg_types and arg_types[0][0] else 1
-    n = inputs[0].shape[0]
-    out = []
-    for start in range(0, n, batch):
-        chunk = []
-        real = min(batch, n - start)
-        for array, (shape, dtype) in zip(inputs, arg_types):
-            part = array[start:start + batch].astype(dtype, copy=False)
-            if real < batch:
-                part = np.concatenate([part, np.zeros((batch - real,) + part.shape[1:], dtype=part.dtype)])
-            chunk.append(part)
-        out.append((chunk, real))
-    return out
-
-
-def _function_of(op: ir.OpView) -> ir.OpView | None:
-    parent = op.operation.parent
-    if parent is None or parent.name != "func.func":
-        return None
-    return parent.opview
-
-
-def _instrument(module: ir.Module) -> tuple[ir.Module, str, list[_Probe]]:
-    """A clone of ``module`` whose function returns every candidate's run-time
-    operand, flattened and packed into one f32 vector."""
-    from torch_mlir.dialects import func as func_d
-    from torch_mlir.dialects import tensor as tensor_d
-
-    context = module.context
-    with context, ir.Location.unknown(context):
-        clone = ir.Module.create()
-        for op in module.body.operations:
-            op.operation.clone(ip=ir.InsertionPoint(clone.body))
-        found = scan(clone)
-        if not found.candidates:
-            return clone, "", []
-        functions = {}
-        for cand in found.candidates:
-            fn = _function_of(cand.op)
-            if fn is None:
-                raise SelectionError(f"calibration: layer {cand.layer} is not at the top level of a function")
-            functions[ir.StringAttr(fn.attributes["sym_name"]).value] = fn
-        if len(functions) != 1:
-            raise SelectionError(f"calibration: the layers are spread over several functions ({', '.join(sorted(functions))})")
-        (name, fn), = functions.items()
-        ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
-        block = fn.regions[0].blocks[0]
-        ret = list(block.operations)[-1]
-        probes: list[_Probe] = []
-        values = []
-        offset = 0
-        for cand in found.candidates:
-            value = cand.op.operands[1 - cand.sparse_operand]
-            vtype = ir.RankedTensorType(value.type)
-            if not vtype.has_static_shape or not isinstance(vtype.element_type, ir.F32Type):
-                raise SelectionError(f"calibration: layer {cand.layer} has a dynamically shaped or non-f32 input")
-            if cand.fold_batch:  # the layer sees the batch folded (as the tasd.matmul terms will)
-                with ir.InsertionPoint(ret), ret.location:
-                    value = folded_activation(cand, value)
-                vtype = ir.RankedTensorType(value.type)
-            shape = tuple(vtype.shape)
-            size = int(np.prod(shape))
-            probe = _Probe(cand.layer, cand.kind, cand.sparse_operand, shape, offset, size)
-            if cand.kind == "conv2d":
-                _, _, kh, kw = ir.RankedTensorType(cand.op.operands[1].type).shape
-                probe.kernel = (kh, kw)
-                probe.strides = tuple(_i64s(cand.op, "strides"))  # type: ignore[assignment]
-                probe.dilations = tuple(_i64s(cand.op, "dilations"))  # type: ignore[assignment]
-            probes.append(probe)
-            values.append((value, shape, size))
-            offset += size
-        ip = ir.InsertionPoint(ret)
-        f32 = ir.F32Type.get()
-        # One spare element: a single slice covering the whole result would fold
-        # into returning a view of the function argument, which the CPU
-        # lowering cannot return.
-        acc = tensor_d.EmptyOp([offset + 1], f32, ip=ip).result
-        for (value, shape, size), probe in zip(values, probes):
-            flat = value
-            if len(shape) != 1:
-                assoc = ir.ArrayAttr.get([ir.ArrayAttr.get(
-                    [ir.IntegerAttr.get(ir.IntegerType.get_signless(64), i) for i in range(len(shape))])])
-                flat = tensor_d.CollapseShapeOp(ir.RankedTensorType.get([size], f32), value, assoc, ip=ip).result
-            acc = tensor_d.InsertSliceOp(flat, acc, [], [], [], [probe.offset], [size], [1], ip=ip).result
-        func_d.ReturnOp([acc], ip=ip)
-        ret.erase()
-        fn.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(list(ftype.inputs), [acc.type]))
-        for other in list(clone.body.operations):
-            if other.operation.name == "func.func" and ir.StringAttr(other.attributes["sym_name"]).value != name:
-                pass  # other functions stay (they may be callees)
-    return clone, name, probes
-
-
-def _i64s(op: ir.OpView, name: str) -> list[int]:
-    if name not in op.attributes:
-        return [1, 1]
-    attr = op.attributes[name]
-    if isinstance(attr, ir.DenseI64ArrayAttr):
-        return list(attr)
-    return [int(v) for v in np.array(ir.DenseIntElementsAttr(attr))]
-
-
-def _gemm_rows(probe: _Probe, x: np.ndarray) -> list[np.ndarray]:
-    """The layer input as rows ``[S, K]`` (one array per GEMM batch element)."""
-    if probe.kind == "conv2d":
-        from tasdc.runtime.cpu.kernels import im2col
-
-        cols, _, _ = im2col(np.ascontiguousarray(x, dtype=np.float32), probe.kernel[0], probe.kernel[1],
-                            probe.strides, 0, probe.dilations)
-        return [cols]
-    if probe.kind == "matmul":
-        return [x if probe.sparse_operand == 1 else x.T]
-    return [x[b] if probe.sparse_operand == 1 else x[b].T for b in range(x.shape[0])]
-
-
-def collect_calibration(module: ir.Module, path: str, *, rows_of: dict[str, int] | None = None,
-                        input_names: Sequence[str] = (), act_series: Sequence[SeriesConfig] = ()) -> CalibrationStats:
-    """Run the instrumented dense clone on the calibration inputs (cached).
-    With ``act_series`` the same run also fills :class:`ActivationStats`."""
-    resolved = os.path.realpath(path)
-    try:
-        st = os.stat(resolved)
-    except OSError:
-        raise SelectionError(f"{path}: no such calibration file") from None
-    text_digest = hashlib.blake2b(str(module).encode(), digest_size=16).hexdigest()
-    key = (resolved, st.st_mtime_ns, st.st_size, text_digest, tuple(str(a) for a in act_series))
-    if key in _calib_cache:
-        return _calib_cache[key]
-    persistent_key = f"{text_digest}/{_cache.file_digest(resolved)}" if _cache.active() is not None else ""
-    found = _cache.lookup("calibration", persistent_key) if persistent_key and not act_series else None
-    if found is not None:
-        stats = CalibrationStats.from_arrays(path, found, f"{resolved}:{st.st_mtime_ns}:{text_digest}")
-        _calib_cache.clear()
-        _calib_cache[key] = stats
-        return stats
-    clone, entry, probes = _instrument(module)
-    stats = CalibrationStats(path, 0, 0, 0, {}, f"{resolved}:{st.st_mtime_ns}:{text_digest}")
-    if not probes:
-        return stats
-    from tasdc.runtime.cpu.executor import compile_for_cpu
-
-    executable = compile_for_cpu(clone, entry=entry, opt_level=0)  # -O0: far quicker to JIT, as fast to run here
-    arg_types = executable.arg_types
-    names = list(input_names) if len(input_names) == len(arg_types) else [f"arg{i}" for i in range(len(arg_types))]
-    inputs, _ = load_input_set(path, names, arg_types)
-    batch = arg_types[0][0][0] if arg_types and arg_types[0][0] else 1
-    n = inputs[0].shape[0]
-    accumulators: dict[str, list[_Gram]] = {}
-    act = ActivationStats(act_series, _Gram) if act_series else None
-    batches = input_batches(inputs, arg_types)
-    starts = list(range(len(batches)))
-    for chunk, real in progress(batches, desc="tasd-select calibration", unit="batch"):
-        flat = executable(*chunk)
-        for probe in probes:
-            x = flat[probe.offset:probe.offset + probe.size].reshape(probe.shape)
-            if real < batch:
-                x = _drop_padding(probe, x, real, batch)
-                if x is None:
-                    continue
-            rows = _gemm_rows(probe, x)
-            if act is not None:
-                act.add(probe.layer, probe.kind, probe.sparse_operand, x, lambda a, p=probe: _gemm_rows(p, a))
-            grams = accumulators.get(probe.layer)
-            if grams is None:
-                grams = accumulators[probe.layer] = [_Gram(r.shape[1]) for r in rows]
-            for g, r in zip(grams, rows):
-                g.add(r)
-    stats = CalibrationStats(path, n, len(starts), batch, accumulators, stats.key, act)
-    if persistent_key and act is None:  # the persistent cache holds the weight statistics only
-        _cache.store("calibration", persistent_key, stats.to_arrays())
-    _calib_cache.clear()  # keep one model's statistics at a time
-    _calib_cache[key] = stats
-    return stats
-
-
-def _drop_padding(probe: _Probe, x: np.ndarray, real: int, batch: int) -> np.ndarray | None:
-    """Remove the rows that come from zero-padded samples when the model's
-    batch dimension is visible in the layer input; else skip the batch."""
-    if probe.kind == "conv2d" and x.shape[0] == batch:
-        return x[:real]
-    if probe.kind == "matmul" and probe.sparse_operand == 1 and x.shape[0] % batch == 0:
-        per = x.shape[0] // batch
-        return x[: real * per]
-    if probe.kind == "batch_matmul" and x.shape[0] == batch:
-        return None  # per-sample weights cannot be sliced consistently; skip the partial batch
-    if probe.kind == "matmul" and probe.sparse_operand == 0 and x.shape[1] % batch == 0:
-        per = x.shape[1] // batch
-        return x[:, : real * per]
-    return None
-
-
-def weight_k_major(a: np.ndarray, axis: int, kind: str) -> list[np.ndarray]:
-    """A weight (or weight residual) as ``[K, out]`` matrices, one per GEMM batch element."""
-    if kind == "batch_matmul":
-        sub = axis - 1
-        return [np.moveaxis(a[b], sub, 0).reshape(a.shape[axis], -1) for b in range(a.shape[0])]
-    return [np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)]
-
-
-def output_energy(grams: list[_Gram], w: np.ndarray, axis: int, kind: str) -> float:
-    """``‖X W‖²`` of a layer on the calibration inputs."""
-    return sum(g.energy(d) for g, d in zip(grams, weight_k_major(w, axis, kind)))
-
-
-def output_errors(grams: list[_Gram], w: np.ndarray, axis: int, kind: str, configs: Sequence[SeriesConfig],
-                  lossless: Sequence[bool], cache_key: tuple | None = None) -> list[float] | None:
-    """Relative layer-output error ``‖X(W − Ŵ)‖/‖XW‖`` of each config (None if
-    the layer output is identically zero on the calibration data)."""
-
-    def k_major(a: np.ndarray) -> list[np.ndarray]:
-        return weight_k_major(a, axis, kind)
-
-    ref = sum(g.energy(d) for g, d in zip(grams, k_major(w)))
-    if not ref > 0.0:
-        return None
-    out = []
-    for config, exact in zip(configs, lossless):
-        if config.is_dense or exact:
-            out.append(0.0)
-            continue
-        key = cache_key + (str(config),) if cache_key else None
-        if key is not None and key in _output_cache:
-            out.append(_output_cache[key])
-            continue
-        residual = decompose(w, config, axis).residual
-        err = sum(g.energy(d) for g, d in zip(grams, k_major(residual)))
-        value = math.sqrt(max(err, 0.0) / ref)
-        if key is not None:
-            if len(_output_cache) > _CACHE_LIMIT:
-                _output_cache.clear()
-            _output_cache[key] = value
-        out.append(value)
-    return out
-
-
-# --------------------------------------------------------------------------
-# the allocation
-# --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Move:
-    """One step of the greedy path."""
-
-    step: int
-    layer: int
-    src: int
-    dst: int
-    saving: float          # objective before - after (model total)
-    added: float           # added error contribution Δ(e²)
-    objective: float       # model objective after the step
-    used: float            # accumulated D after the step
-
-
-@dataclasses.dataclass
-class Problem:
-    """Per-layer costs [L, C] and error contributions ``e²`` [L, C]."""
-
-    objective: str
-    energy: np.ndarray
-    latency_s: np.ndarray
-    latency_cycles: np.ndarray
-    err2: np.ndarray
-    valid: np.ndarray
-    fixed_energy: float = 0.0
-    fixed_latency_s: float = 0.0
-    fixed_latency_cycles: float = 0.0
-
-    def total(self, e: np.ndarray | float, ts: np.ndarray | float, tc: np.ndarray | float) -> Any:
-        if self.objective == "edp":
-            return e * ts
-        if self.objective == "latency":
-            return tc
-        return e
-
-    def totals_of(self, choice: np.ndarray) -> tuple[float, float, float]:
-        rows = np.arange(len(choice))
-        return (self.fixed_energy + float(self.energy[rows, choice].sum()),
-                self.fixed_latency_s + float(self.latency_s[rows, choice].sum()),
-                self.fixed_latency_cycles + float(self.latency_cycles[rows, choice].sum()))
-
-
-def greedy_path(problem: Problem) -> list[Move]:
-    """The budget-independent greedy path (rule 1 of the module docstring)."""
-    n_layers, n_configs = problem.err2.shape
-    if n_layers == 0:
-        return []
-    cur = np.zeros(n_layers, dtype=np.int64)
-    rows = np.arange(n_layers)
-    e_tot, ts_tot, tc_tot = problem.totals_of(cur)
-    obj = float(problem.total(e_tot, ts_tot, tc_tot))
-    used = 0.0
-    path: list[Move] = []
-    for step in range(n_layers * n_configs * 4 + 1):
-        de = problem.energy - problem.energy[rows, cur][:, None]
-        dts = problem.latency_s - problem.latency_s[rows, cur][:, None]
-        dtc = problem.latency_cycles - problem.latency_cycles[rows, cur][:, None]
-        new = problem.total(e_tot + de, ts_tot + dts, tc_tot + dtc)
-        saving = obj - new
-        added = problem.err2 - problem.err2[rows, cur][:, None]
-        ok = problem.valid & (saving > 1e-12 * abs(obj))
-        if not ok.any():
-            break
-        free = ok & (added <= 0.0)
-        if free.any():
-            score = np.where(free, saving, -np.inf)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                score = np.where(ok, saving / added, -np.inf)
-        flat = int(np.argmax(score))  # first maximum: lowest layer, then candidate order
-        layer, dst = divmod(flat, n_configs)
-        src = int(cur[layer])
-        cur[layer] = dst
-        e_tot += float(de[layer, dst])
-        ts_tot += float(dts[layer, dst])
-        tc_tot += float(dtc[layer, dst])
-        obj_new = float(problem.total(e_tot, ts_tot, tc_tot))
-        used += float(added[layer, dst])
-        path.append(Move(step, layer, src, dst, obj - obj_new, float(added[layer, dst]), obj_new, used))
-        obj = obj_new
-    return path
-
-
-def cut_path(path: Sequence[Move], n_layers: int, budget: float, max_steps: int = -1) -> tuple[np.ndarray, int]:
-    """Per-layer choice after the longest prefix within ``budget`` (and
-    ``max_steps`` when ≥ 0); returns (choice, steps taken)."""
-    choice = np.zeros(n_layers, dtype=np.int64)
-    taken = 0
-    tol = 1e-12 * max(1.0, budget)
-    for move in path:
-        if max_steps >= 0 and taken >= max_steps:
-            break
-        if move.used > budget + tol:
-            break
-        choice[move.layer] = move.dst
-        taken += 1
-    return choice, taken
-
-
-# --------------------------------------------------------------------------
 # the pass
 # --------------------------------------------------------------------------
 
@@ -822,11 +178,8 @@ def _fixed_gemm(op: ir.OpView) -> tuple[int, int, int, int] | None:
         f, _, kh, kw = _shape(op.operands[1])
         _, _, oh, ow = _shape(op.results[0])
         return (1, f, c * kh * kw, n * oh * ow)
-    if "indexing_maps" in op.attributes:
-        from tasdc.contractions import _DEFAULT_MAPS
-
-        if str(op.attributes["indexing_maps"]) != _DEFAULT_MAPS[kind]:
-            return None
+    if not has_default_maps(op, kind):
+        return None
     lhs, rhs = _shape(op.operands[0]), _shape(op.operands[1])
     batch = lhs[0] if kind == "batch_matmul" else 1
     return (batch, lhs[-2], lhs[-1], rhs[-1])
@@ -891,9 +244,11 @@ class SelectSeries(ModulePass):
     on the calibration inputs (:mod:`tasdc.activation_stats`: the run-time
     decomposition ``X̂`` of each layer's real input; 0 when the input's
     block-nnz histogram shows the series is lossless on that data). Without
-    calibration data, and at ``quality=1`` (exact on every
-    input, which only a weight series can promise), there are no activation
-    options.
+    calibration data there are no activation options. The options, and so the
+    greedy path, do not depend on ``quality``: an activation series is never
+    promised exact (its error is measured on the calibration inputs only), so
+    a zero budget (``quality=1``: exact on every input) stops the path at its
+    first activation move (:mod:`tasdc.allocation`).
     """
 
     name: ClassVar[str] = "tasd-select"
@@ -950,8 +305,8 @@ class SelectSeries(ModulePass):
                 fixed_ops.append((skipped.op, gemm))
         names = [n for n in self.input_names.split(",") if n]
         act_configs: list[SeriesConfig] = []
-        # An activation series is exact only on the inputs seen: quality 1.0 (exact on every input) admits none.
-        if self.activations and self.calib and hw.extraction is not None and self.quality < 1.0:
+        # The options do not depend on the bound: quality 1.0 cuts the same path before its first activation move.
+        if self.activations and self.calib and hw.extraction is not None:
             act_configs = [ActivationSeries(c.terms) for c in weight_configs[1:]]
         calib = (collect_calibration(module, self.calib, input_names=names, act_series=act_configs)
                  if self.calib and cands else None)
@@ -976,7 +331,7 @@ class SelectSeries(ModulePass):
                 valid[i, 1:] = False
                 notes[i] = "the weight contains NaN or Inf"
                 continue
-            digest = _digest(w)
+            digest = array_digest(w)
             errs = weight_errors(w, cand.axis, weight_configs, digest)
             for j, (r, a, exact) in enumerate(errs):
                 rel[i, j], l1[i, j], lossless[i, j] = r, a, exact
@@ -1028,6 +383,7 @@ class SelectSeries(ModulePass):
             a["energy_j"][:n_l], a["latency_s"][:n_l], a["latency_cycles"][:n_l], np.square(err), valid,
             float(a["energy_j"][n_l:, 0].sum()), float(a["latency_s"][n_l:, 0].sum()),
             float(a["latency_cycles"][n_l:, 0].sum()),
+            calib_only=np.arange(n_c)[None, :].repeat(n_l, axis=0) >= n_w,
         )
         bans = self.banned()
         if bans:
@@ -1116,6 +472,9 @@ class SelectSeries(ModulePass):
                 return (f"left dense: the measured search stopped the greedy path before the step that would make it "
                         f"{configs[pending.dst]} (saves {pending.saving / dense_obj:.2%} of the model {obj}, "
                         f"adds e^2={_fmt(pending.added)})")
+            if pending is not None and pending.calib_only and budget <= 0.0:
+                return (f"left dense: the next greedy step would make it {configs[pending.dst]}, an activation "
+                        f"series, exact on the calibration inputs at best, and the bound asks for exact on every input")
             if pending is not None:
                 used = path[taken - 1].used if taken else 0.0
                 return (f"left dense: nothing fits the error budget: the next greedy step would make it "
@@ -1124,7 +483,12 @@ class SelectSeries(ModulePass):
             return (f"left dense: no native series lowers the model {obj} on '{hw.name}' "
                     f"(cheapest series {self._best_series(problem, i, configs)})")
         config = configs[j]
-        if err[i, j] == 0.0:
+        calib_only = problem.calib_only is not None and bool(problem.calib_only[i, j])
+        if err[i, j] == 0.0 and calib_only:
+            text = (f"lossless on the calibration inputs (block-nnz histogram of the layer's input) and the "
+                    f"cheapest such option: free greedy step {last.step if last else '?'} saves "
+                    f"{(last.saving if last else 0.0) / dense_obj:.2%} of the model {obj}")
+        elif err[i, j] == 0.0:
             nnz = config.max_nnz_per_block
             block = (f"at most {nnz} non-zero{'s' if nnz != 1 else ''} in every {config.m}-block"
                      if config.same_m else "the terms cover every non-zero")
@@ -1137,7 +501,10 @@ class SelectSeries(ModulePass):
             text = (f"greedy step {last.step}: best {obj} saving per unit error, saves "
                     f"{last.saving / dense_obj:.2%} of the dense model {obj} for e={err[i, j]:.4f} "
                     f"(e^2 {_fmt(last.added)}, ratio {_fmt(ratio / dense_obj)}/unit)")
-        if pending is not None:
+        if pending is not None and pending.calib_only and budget <= 0.0:
+            text += (f"; stopped before {configs[pending.dst]} (an activation series is exact on the calibration "
+                     f"inputs only, and the bound asks for exact on every input)")
+        elif pending is not None:
             text += f"; stopped before {configs[pending.dst]} (would exceed the error budget)"
         return text
 
@@ -1187,6 +554,7 @@ class SelectSeries(ModulePass):
             "max_steps": int(self.max_steps),
             "path_used": [float(m.used) for m in path],
             "path_moves": [[cands[m.layer].layer, str(configs[m.dst])] for m in path],
+            "path_exact_steps": cut_path(path, n_l, 0.0)[1],  # the prefix a zero budget (quality 1.0) keeps
             "totals": totals,
         }
         if self.ban:
@@ -1207,10 +575,17 @@ def read_selection(module: ir.Module) -> dict[str, Any]:
 
 __all__ = [
     "SelectSeries",
-    "SelectionError",
-    "budget_for_quality",
     "check_options",
     "native_series",
+    "read_selection",
+    "CONFIG_ATTR",
+    "ACT_CONFIG_ATTR",
+    "SELECT_ATTR",
+    "SUMMARY_ATTR",
+    "OBJECTIVES",
+    # the selection's parts, importable from here as before they had modules of their own
+    "SelectionError",
+    "budget_for_quality",
     "weight_errors",
     "output_errors",
     "collect_calibration",
@@ -1221,9 +596,4 @@ __all__ = [
     "cut_path",
     "Problem",
     "Move",
-    "read_selection",
-    "CONFIG_ATTR",
-    "SELECT_ATTR",
-    "SUMMARY_ATTR",
-    "OBJECTIVES",
 ]

@@ -3,7 +3,7 @@ input looks like on calibration data, and what each activation series would
 cost it in output error.
 
 ``tasd-select`` runs the model once over the calibration inputs (its
-instrumented dense clone, :func:`tasdc.passes.select_series.collect_calibration`)
+instrumented dense clone, :func:`tasdc.calibration.collect_calibration`)
 and hands every layer's input batch to :meth:`ActivationStats.add`. Per layer
 this keeps
 

@@ -11,7 +11,7 @@ library consults it at two points and fills it on a miss:
   term's ``values`` and ``indices`` (the residual is recomputed exactly:
   terms have disjoint support, so ``w − Σ termᵢ`` is ``x − x`` or ``x − 0``
   at every position);
-* :func:`tasdc.passes.select_series.collect_calibration` — kind
+* :func:`tasdc.calibration.collect_calibration` — kind
   ``"calibration"``, key ``digest(module text) / digest(calibration file
   bytes)``; the entry is every layer's rows or ``XᵀX``.
 

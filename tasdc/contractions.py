@@ -280,6 +280,24 @@ def _shape(value: ir.Value) -> list[int]:
     return list(ir.RankedTensorType(value.type).shape)
 
 
+def has_default_maps(op: ir.OpView, kind: str) -> bool:
+    """Whether a ``linalg.matmul`` / ``batch_matmul`` has its plain maps: no
+    ``indexing_maps`` attribute (ops built by the Python builders, e.g. after
+    ``tasd-expand-to-linalg``) or one equal to the default (as torch-mlir
+    prints them). Explicit maps that transpose or broadcast are not."""
+    return "indexing_maps" not in op.attributes or str(op.attributes["indexing_maps"]) == _DEFAULT_MAPS[kind]
+
+
+def conv_attr(op: ir.OpView, name: str) -> list[int]:
+    """A convolution's ``strides`` / ``dilations`` as integers ([1, 1] when absent)."""
+    if name not in op.attributes:
+        return [1, 1]
+    attr = op.attributes[name]
+    if isinstance(attr, ir.DenseI64ArrayAttr):
+        return list(attr)
+    return [int(v) for v in np.array(ir.DenseIntElementsAttr(attr))]
+
+
 def _is_f32(value: ir.Value) -> bool:
     return isinstance(value.type, ir.RankedTensorType) and isinstance(
         ir.RankedTensorType(value.type).element_type, ir.F32Type
@@ -291,7 +309,7 @@ def _classify(op: ir.OpView, kind: Kind, layer: str) -> Candidate | Skipped:
     if not (_is_f32(lhs) and _is_f32(rhs) and _is_f32(op.results[0])):
         return Skipped(op, layer, "only contractions computed in f32 are decomposed (f16/bf16 weights widened "
                                   "to f32 by arith.extf are)")
-    if kind != "conv2d" and str(op.attributes["indexing_maps"]) != _DEFAULT_MAPS[kind]:
+    if kind != "conv2d" and not has_default_maps(op, kind):
         return Skipped(op, layer, "a matmul with explicit indexing_maps (transposed/broadcast form) is not supported")
     lhs_const, lhs_chain = constant_chain(lhs)
     rhs_const, rhs_chain = constant_chain(rhs)

@@ -38,6 +38,10 @@ class IRVerificationError(TasdcError):
     """IR that fails verification after a pass or after parsing."""
 
 
+class SelectionError(TasdcError, ValueError):
+    """An invalid option or unusable calibration data for ``tasd-select`` / TASDER (one line)."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with the drivers' error contract: a bad argument prints one
     line, ``prog: error: …``, and exits with status 2 (no usage dump)."""

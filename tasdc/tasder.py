@@ -50,7 +50,10 @@ rung of the largest level not above the pass's predicted budget
   cost saved;
 * bound met and ``relax`` on (default) → climb the rungs while the measured
   bound keeps holding: the budget rule is a conservative prediction (for a
-  classifier a 14 % output perturbation rarely flips a top-1 decision);
+  classifier a 14 % output perturbation rarely flips a top-1 decision).
+  Not at ``quality=1.0``: that bound asks for a model exact on every input
+  (lossless weight series only), which no measurement on finite inputs can
+  show;
 * then *refine*: between the last rung that held and the rung above it that
   failed, add one greedy step at a time while the bound holds.
 
@@ -89,15 +92,10 @@ from tasdc.importer import ImportedModel, import_model
 from tasdc.module import verify
 from tasdc.passes.decompose_activations import DecomposeActivations
 from tasdc.passes.decompose_weights import DecomposeWeights
-from tasdc.passes.select_series import (
-    SelectSeries,
-    SelectionError,
-    budget_for_quality,
-    check_options,
-    input_batches,
-    load_input_set,
-    read_selection,
-)
+from tasdc.allocation import budget_for_quality
+from tasdc.calibration import input_batches, load_input_set
+from tasdc.errors import SelectionError
+from tasdc.passes.select_series import SelectSeries, check_options, read_selection
 from tasdc.passes.sparsity_analysis import SparsityAnalysis
 from tasdc.pipeline import run_pipeline
 from tasdc.progress import progress as _progress
@@ -609,6 +607,8 @@ class TasderSession:
                 lv = levels[i]
                 if lv is None:
                     return 0
+                if lv == 0.0:  # what a zero budget keeps (it also stops at the first activation move)
+                    return int(summary.get("path_exact_steps", 0))
                 return sum(1 for u in used if u <= lv + 1e-12 * max(1.0, lv if math.isfinite(lv) else 1.0))
 
             # Distinct path positions reached by the ladder, ascending, with the level naming each.
@@ -645,7 +645,7 @@ class TasderSession:
             fail: int | None = None
             if probe(start, first):
                 best = start
-                if relax:
+                if relax and quality < 1.0:  # 1.0 = exact on every input: no measurement can show it
                     k += 1
                     while k < len(rungs) and measured_count[0] < max_probes:
                         if not probe(rungs[k]):

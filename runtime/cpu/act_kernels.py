@@ -10,7 +10,10 @@ add nothing), and the kernels use exactly those: they never build the
 decomposed activation as a dense tensor.
 
 * :func:`act_matmul` — ``Y[T, O] = approx(X[T, K]) · W[K, O]``, ``X`` and
-  ``Y`` of any strides (so ``W·X`` runs as ``Yᵀ = approx(Xᵀ)·Wᵀ``). Per row:
+  ``Y`` of any strides (so ``W·X`` runs as ``Yᵀ = approx(Xᵀ)·Wᵀ``; a
+  ``batch_matmul`` of ``[B, T, K]`` with a weight broadcast over the batch
+  runs as one matmul of the ``B·T`` rows, one with the weight on the left as
+  ``Y[b]ᵀ = approx(X[b]ᵀ)·Wᵀ`` per batch entry). Per row:
   select the kept positions (a K-entry magnitude scratch per thread, the
   row's residual), then ``y_row = Σ_kept x[k] · W[k, :]`` in ascending ``k``.
 * :func:`act_conv2d` — unpadded NCHW convolution of ``approx(X)`` (decomposed
@@ -253,7 +256,13 @@ class ActKernel:
             act_decompose(x, self.ns, self.ms, info["axis"], y)
         elif kind == "act_matmul":
             assert w is not None
-            if which == 0:
+            if x.ndim == 3 and which == 0:  # X[b] · W, W broadcast over the batch: one matmul of all B*T rows
+                rows = act_matmul(x.reshape(-1, x.shape[-1]), w, self.ns, self.ms)
+                y[...] = rows.reshape(y.shape)
+            elif x.ndim == 3:  # W · X[b], W broadcast over the batch
+                for b in range(x.shape[0]):
+                    act_matmul(x[b].T, w.T, self.ns, self.ms, out=y[b].T)
+            elif which == 0:
                 act_matmul(x, w, self.ns, self.ms, out=y)
             else:  # Y = W X  <=>  Yᵀ = approx(Xᵀ) Wᵀ
                 act_matmul(x.T, w.T, self.ns, self.ms, out=y.T)

@@ -162,7 +162,7 @@ def prepare_model(task: dict[str, Any], cache_path: str) -> bool:
     worked (a failure is left to the cells to report, one line each)."""
     _quiet()
     from tasdc import cache
-    from tasdc.passes.select_series import collect_calibration
+    from tasdc.calibration import collect_calibration
 
     store = Store(cache_path)
     try:

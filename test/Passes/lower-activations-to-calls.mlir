@@ -1,6 +1,8 @@
 // RUN: tasdc-opt %s --split-input-file -p 'tasd-lower-activations-to-calls' | FileCheck %s
 // RUN: tasdc-opt %s --split-input-file -p 'tasd-lower-activations-to-calls,tasd-lower-to-runtime-calls,tasd-cpu-to-llvm' | FileCheck %s --check-prefix=LLVM
 // RUN: %expect-exit 2 tasdc-opt %s --split-input-file -p 'tasd-cpu-to-llvm' | FileCheck %s --check-prefix=ORDER
+// The reference path (series expanded back to dense linalg) meets matmuls built without indexing_maps:
+// RUN: tasdc-opt %s --split-input-file -p 'tasd-expand-to-linalg,tasd-lower-activations-to-calls' | FileCheck %s --check-prefix=EXPAND
 
 // ORDER: tasdc-opt: error: tasd-cpu-to-llvm: 'tasd.decompose_activation' must be lowered first (run tasd-lower-activations-to-calls)
 // LLVM: llvm.func @_mlir_ciface_tasd_act_kernel_0(!llvm.ptr, !llvm.ptr)
@@ -43,6 +45,12 @@ func.func @linear(%x: tensor<2x8xf32>, %bias: tensor<2x4xf32>) -> tensor<2x4xf32
 // CHECK-LABEL: func.func @combined
 // CHECK-NOT: tasd.
 // CHECK: call @tasd_act_kernel_0
+// EXPAND: config = "2:4", dense_shape = array<i64: 3, 8>, kind = "act_matmul"
+// EXPAND-SAME: tasd.act_weights = [dense_resource<tasd_act_kernel_0_weight> : tensor<8x5xf32>]
+// EXPAND-LABEL: func.func @combined
+// EXPAND-NOT: linalg.matmul
+// EXPAND-NOT: tasd.
+// EXPAND: call @tasd_act_kernel_0
 func.func @combined(%x: tensor<3x8xf32>) -> tensor<3x5xf32> {
   %v = arith.constant dense<1.0> : tensor<4x5xf32>
   %i = arith.constant dense<[[0, 0, 0, 0, 0], [2, 2, 2, 2, 2], [1, 1, 1, 1, 1], [3, 3, 3, 3, 3]]> : tensor<4x5xi8>

@@ -1,9 +1,11 @@
 // tasd-select with activation series (TASD-A) on ttc-m8: the calibration inputs hold at most one
 // non-zero per 8-block, so "A 1:8" is lossless on them and the cheapest option for the dense weight.
 // RUN: %python -c "import numpy as np; x = np.zeros((6, 16), np.float32); x[:, 3] = 1.5; x[:, 12] = -2.0; x[::2, 3] = 0.0; np.save('%t.npy', x)"
-// budget=0: only lossless moves. The activation is 1-of-8 sparse on the calibration data, so "A 1:8" is lossless there; with the overlapped fill/drain model a lossy weight series on this tiny layer would otherwise outbid it.
-// RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 budget=0 calib=%t.npy}' | FileCheck %s
-// RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 budget=0 calib=%t.npy},tasd-decompose-activations{config=dense},tasd-decompose-weights' | FileCheck %s --check-prefix=APPLY
+// budget=1e-9: only moves that add no measured error. The activation is 1-of-8 sparse on the calibration data, so "A 1:8" is lossless there; with the overlapped fill/drain model a lossy weight series on this tiny layer would otherwise outbid it.
+// RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 budget=1e-9 calib=%t.npy}' | FileCheck %s
+// RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 budget=1e-9 calib=%t.npy},tasd-decompose-activations{config=dense},tasd-decompose-weights' | FileCheck %s --check-prefix=APPLY
+// quality=1 (budget 0, exact on every input): the same path, with "A 1:8" on it, is cut before that move.
+// RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=1.0 calib=%t.npy}' | FileCheck %s --check-prefix=EXACT
 // RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99 calib=%t.npy activations=false}' | FileCheck %s --check-prefix=OFF
 // RUN: tasdc-opt %s -p 'tasd-select{target=ttc-m8 quality=0.99}' | FileCheck %s --check-prefix=OFF
 // RUN: tasdc-opt %s -p 'tasd-select{target=vegeta quality=0.99 calib=%t.npy}' | FileCheck %s --check-prefix=OFF
@@ -16,6 +18,13 @@
 // APPLY: %[[A:.*]] = "tasd.decompose_activation"(%arg0) {axis = 1 : i64, config = "1:8"}
 // APPLY: linalg.matmul {{.*}}ins(%[[A]],
 // APPLY-NOT: tasd.series
+// EXACT: path_exact_steps = 0
+// EXACT-SAME: path_moves = {{\[\[}}"matmul_0", "A 1:8"], ["matmul_0", "4:8+2:8"]
+// EXACT: linalg.matmul
+// EXACT-NOT: tasd.act_config
+// EXACT-SAME: series = "A 1:8"
+// EXACT-SAME: chosen = "dense"
+// EXACT-SAME: why = "left dense: the next greedy step would make it A 1:8, an activation series, exact on the calibration inputs at best, and the bound asks for exact on every input"
 // OFF-NOT: tasd.act_config
 // OFF-NOT: side = "activation"
 func.func @main(%x: tensor<2x16xf32>) -> tensor<2x8xf32> {

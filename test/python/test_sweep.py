@@ -157,13 +157,13 @@ def test_pareto_front_per_model_and_objective() -> None:
 
 def _forget_in_memory_state() -> None:
     """Run on every worker: drop the per-process sessions and statistics caches."""
-    from tasdc.passes import select_series
+    from tasdc import calibration, layer_errors
     from tasdc.sweep import run
 
     run._sessions.clear()
-    select_series._calib_cache.clear()
-    select_series._weight_cache.clear()
-    select_series._output_cache.clear()
+    calibration._calib_cache.clear()
+    layer_errors._weight_cache.clear()
+    layer_errors._output_cache.clear()
 
 
 @pytest.fixture(scope="module")

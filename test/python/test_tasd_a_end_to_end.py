@@ -149,3 +149,75 @@ def test_cli_simulate_tasd_a_on_ttc_and_refused_on_stc(tmp_path: Path) -> None:
     assert refused.stderr.strip().splitlines() == [
         "tasdc: error: layer 'matmul_0': target 'stc' has no TASD extraction units: cannot decompose activations "
         "at run time (TASD-A 2:4); use a target with [extraction] such as ttc-m8, or compile without --act-config"]
+
+
+class SharedWeightBmm(nn.Module):
+    """``bmm`` with one weight broadcast over the batch (as in LSTM / attention input projections),
+    then ReLU and a Linear: a ``linalg.batch_matmul`` that the contraction scan folds into one matmul."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(16, 24))
+        self.fc = nn.Linear(24, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(torch.bmm(x, self.w.unsqueeze(0).expand(x.shape[0], -1, -1)))
+        return self.fc(h)
+
+
+def _bmm_reference(model: SharedWeightBmm, x: np.ndarray, weight_config: str | None) -> np.ndarray:
+    from tasdc.decompose import decompose
+
+    def weight(w: np.ndarray) -> np.ndarray:  # [K, N], reduction axis 0
+        return (decompose(w.copy(), weight_config, 0).approximation if weight_config else w).astype(np.float64)
+
+    _check_margin(x.reshape(-1, x.shape[-1]), 2, 4)
+    h = decompose_activation(x.astype(np.float64), "2:4", 2) @ weight(model.w.detach().numpy())
+    h = np.maximum(h, 0.0)
+    _check_margin(h.reshape(-1, h.shape[-1]), 2, 4)
+    fc = model.fc
+    return decompose_activation(h, "2:4", 2) @ weight(fc.weight.detach().numpy().T) + fc.bias.detach().double().numpy()
+
+
+def test_batch_matmul_with_a_broadcast_weight_and_the_expand_path() -> None:
+    """Regressions: ``--act-config`` alone on a batch_matmul whose weight is broadcast over the batch
+    (the kernel got the 2-D weight as a batch of weights), and ``--act-config`` with ``--config`` on the
+    reference path ``cpu(expand=True)`` (the scan met the expanded matmuls without ``indexing_maps``)."""
+    torch.manual_seed(0)
+    model = SharedWeightBmm().eval()
+    x = np.random.default_rng(1).standard_normal((3, 5, 16)).astype(np.float32)
+    example = (torch.from_numpy(x),)
+    act_only = compile_model(model, example, CompileOptions(act_config="2:4"))
+    shapes = sorted(k.info["dense_shape"] for k in act_only.cpu().kernels if k.info["kind"] == "act_matmul")
+    assert shapes == [[3, 5, 16], [15, 24]]  # the bmm runs its 15 rows against the one weight
+    ref = _bmm_reference(model, x, None)
+    np.testing.assert_allclose(act_only(x), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    both = compile_model(model, example, CompileOptions(config="2:4", act_config="2:4"))
+    ref = _bmm_reference(model, x, "2:4")
+    kernels, expanded = both(x), both.cpu(expand=True)(x)
+    np.testing.assert_allclose(kernels, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(expanded, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+class LeftSharedWeightBmm(nn.Module):
+    """``bmm`` with the shared weight on the left: ``W[M, K] · X[b][K, N]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(self.w.unsqueeze(0).expand(x.shape[0], -1, -1), x)
+
+
+def test_batch_matmul_with_a_broadcast_weight_on_the_left() -> None:
+    """The activation is decomposed along its K axis (axis 1 of ``[B, K, N]``) in every batch entry."""
+    torch.manual_seed(0)
+    model = LeftSharedWeightBmm().eval()
+    x = np.random.default_rng(2).standard_normal((3, 16, 5)).astype(np.float32)
+    _check_margin(np.moveaxis(x, 1, -1).reshape(-1, 16), 2, 4)
+    result = compile_model(model, (torch.from_numpy(x),), CompileOptions(act_config="2:4"))
+    (kernel,) = [k for k in result.cpu().kernels if k.info["kind"] == "act_matmul"]
+    assert kernel.info["dense_shape"] == [3, 16, 5] and kernel.info["axis"] == 1
+    ref = model.w.detach().double().numpy() @ decompose_activation(x.astype(np.float64), "2:4", 1)
+    np.testing.assert_allclose(result(x), ref, rtol=0, atol=1e-5 * np.abs(ref).max())

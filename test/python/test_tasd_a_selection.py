@@ -8,7 +8,7 @@ import pytest
 
 from tasdc.activation_stats import ActivationSeries, ActivationStats
 from tasdc.decompose import SeriesConfig
-from tasdc.passes.select_series import _Gram
+from tasdc.calibration import Gram
 from tasdc.reference import decompose_activation
 from tasdc.tasder import tasder_compile
 
@@ -43,7 +43,7 @@ def test_activation_output_error_is_the_relative_error_of_the_layer_output():
     """‖(X − X̂)W‖/‖XW‖ from the residual Grams equals the direct computation."""
     rng = np.random.default_rng(0)
     series = [SeriesConfig.parse("2:4"), SeriesConfig.parse("1:4"), SeriesConfig.parse("4:8+2:8")]
-    stats = ActivationStats(series, _Gram)
+    stats = ActivationStats(series, Gram)
     xs = [np.maximum(rng.standard_normal((6, 16)), 0).astype(np.float32) for _ in range(5)]  # 30 rows > K: Gram form
     for x in xs:
         stats.add("fc", "matmul", 1, x, lambda a: [a])
@@ -63,7 +63,7 @@ def test_activation_output_error_is_the_relative_error_of_the_layer_output():
 def test_lossless_on_calibration_data_has_zero_error():
     x = np.zeros((8, 8), dtype=np.float32)
     x[:, ::4] = 1.0  # one non-zero per 4-block
-    stats = ActivationStats([SeriesConfig.parse("1:4")], _Gram)
+    stats = ActivationStats([SeriesConfig.parse("1:4")], Gram)
     stats.add("fc", "matmul", 1, x, lambda a: [a])
     assert stats.output_errors("fc", [np.ones((8, 3))], 1.0, [ActivationSeries(SeriesConfig.parse("1:4").terms)]) == [0.0]
     assert str(ActivationSeries(SeriesConfig.parse("2:8+1:8").terms)) == "A 2:8+1:8"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from tasdc.compiler import CompileOptions, compile_model
 from tasdc.decompose import decompose, l1_dropped, parse_config, relative_error
 from tasdc.errors import PipelineError, TasdcError
 from tasdc.module import new_context
+from tasdc import allocation, calibration, layer_errors
 from tasdc.passes import select_series as sel
 from tasdc.pipeline import parse_pipeline
 from tasdc.runtime.accel.hardware import load_hardware
@@ -54,13 +56,21 @@ def test_chosen_configuration_meets_the_bound_on_its_calibration_data(mlp_sessio
 
 @pytest.mark.parametrize("target,objective", [("vegeta", "edp"), ("ttc-m8", "latency")])
 def test_a_looser_bound_never_gives_a_costlier_model(mlp_session, target, objective):
+    """Every bound cuts one greedy path; on ttc-m8 (TASD units, calibration data) that path holds
+    activation series too, and quality 1.0 stops before the first of them instead of dropping them."""
     key = {"edp": "edp", "latency": "latency_cycles"}[objective]
-    costs = []
+    costs, chosen = [], []
     for quality in (1.0, 0.999, 0.99, 0.95, 0.8, 0.5):
         result = mlp_session.compile(target, objective, quality)
         assert result.meets_bound
         costs.append(result.totals["selected"][key])
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(costs, costs[1:])), costs
+        chosen.append([layer.chosen for layer in result.layers])
+        offered = {c["series"] for layer in result.layers for c in layer.candidates}
+        assert any(s.startswith("A ") for s in offered) == (target == "ttc-m8"), offered
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(costs, costs[1:])), (costs, chosen)
+    assert not any(s.startswith("A ") for s in chosen[0]), chosen[0]  # 1.0: exact on every input
+    if target == "ttc-m8":  # the post-ReLU layers' inputs are sparse enough for some bound to take TASD-A
+        assert any(s.startswith("A ") for row in chosen[1:] for s in row), chosen
 
 
 def _masked_mlp() -> tuple[nn.Module, np.ndarray]:
@@ -135,9 +145,9 @@ def test_selection_is_deterministic(example_dir):
                 f"calib={example_dir / 'cnn-calib.npz'}}}")
     runs = []
     for _ in range(2):
-        sel._calib_cache.clear()
-        sel._output_cache.clear()
-        sel._weight_cache.clear()
+        calibration._calib_cache.clear()
+        layer_errors._output_cache.clear()
+        layer_errors._weight_cache.clear()
         result = compile_model(example_dir / "cnn.pt2", options=CompileOptions(pipeline=pipeline))
         runs.append([(row.layer, json.dumps(row.stats.get("select"), sort_keys=True)) for row in result.report.layers])
     assert runs[0] == runs[1]
@@ -158,7 +168,7 @@ def test_weight_errors_match_the_decomposition():
     w = rng.standard_normal((30, 22)).astype(np.float32) * (rng.random((30, 22)) < 0.4)
     configs = [parse_config(c) for c in ("dense", "1:4", "2:4", "2:4+1:4", "4:8+2:8", "2:8+1:8", "2:4+1:8", "4:4")]
     for axis in (0, 1):
-        for config, (rel, l1, exact) in zip(configs, sel.weight_errors(w, axis, configs)):
+        for config, (rel, l1, exact) in zip(configs, layer_errors.weight_errors(w, axis, configs)):
             d = decompose(w, config, axis)
             assert exact == d.is_exact
             assert rel == pytest.approx(relative_error(w, d.approximation), abs=1e-12)
@@ -171,11 +181,11 @@ def test_output_error_is_the_relative_error_of_the_layer_output(rows):
     rng = np.random.default_rng(2)
     w = rng.standard_normal((24, 7)).astype(np.float32)  # [K, N], reduction axis 0
     x = rng.standard_normal((rows, 24)).astype(np.float32)
-    gram = sel._Gram(24)
+    gram = calibration.Gram(24)
     gram.add(x[: rows // 2])
     gram.add(x[rows // 2:])
     configs = [parse_config(c) for c in ("dense", "2:4", "1:4")]
-    errors = sel.output_errors([gram], w, 0, "matmul", configs, [True, False, False])
+    errors = layer_errors.output_errors([gram], w, 0, "matmul", configs, [True, False, False])
     assert errors[0] == 0.0
     for config, err in zip(configs[1:], errors[1:]):
         approx = decompose(w, config, 0).approximation
@@ -183,12 +193,12 @@ def test_output_error_is_the_relative_error_of_the_layer_output(rows):
         assert err == pytest.approx(expected, rel=1e-6)
 
 
-def _problem(rng: np.random.Generator, layers: int = 6, configs: int = 5, objective: str = "edp") -> sel.Problem:
+def _problem(rng: np.random.Generator, layers: int = 6, configs: int = 5, objective: str = "edp") -> allocation.Problem:
     energy = rng.random((layers, configs)) + 0.5
     latency = rng.random((layers, configs)) + 0.5
     err2 = np.concatenate([np.zeros((layers, 1)), rng.random((layers, configs - 1))], axis=1)
     err2[0, 2] = 0.0  # a lossless candidate
-    return sel.Problem(objective, energy, latency * 1e-6, latency * 1e3, err2, np.ones((layers, configs), bool),
+    return allocation.Problem(objective, energy, latency * 1e-6, latency * 1e3, err2, np.ones((layers, configs), bool),
                        1.0, 1e-6, 1e3)
 
 
@@ -197,32 +207,53 @@ def test_greedy_path_prefixes_are_monotone_in_the_budget(objective):
     rng = np.random.default_rng(3)
     for _ in range(20):
         problem = _problem(rng, objective=objective)
-        path = sel.greedy_path(problem)
+        path = allocation.greedy_path(problem)
         objs = [m.objective for m in path]
         assert all(b < a for a, b in zip(objs, objs[1:]))  # every step strictly lowers the objective
         previous = np.inf
         for budget in (0.0, 0.01, 0.1, 0.3, 1.0, 3.0, 1e9):
-            choice, taken = sel.cut_path(path, problem.err2.shape[0], budget)
+            choice, taken = allocation.cut_path(path, problem.err2.shape[0], budget)
             e, ts, tc = problem.totals_of(choice)
             value = float(problem.total(e, ts, tc))
             assert value <= previous * (1 + 1e-12)
             assert float(problem.err2[np.arange(len(choice)), choice].sum()) <= budget + 1e-9
             previous = value
-        assert sel.greedy_path(problem) == path  # deterministic
+        assert allocation.greedy_path(problem) == path  # deterministic
 
 
 def test_greedy_path_takes_free_moves_first_and_breaks_ties_by_layer_order():
     # Two identical layers: the tie goes to layer 0; the lossless move comes first.
     energy = np.array([[2.0, 1.0, 1.5], [2.0, 1.0, 1.5]])
     err2 = np.array([[0.0, 0.1, 0.0], [0.0, 0.1, 0.0]])
-    problem = sel.Problem("energy", energy, energy * 0, energy * 0, err2, np.ones((2, 3), bool))
-    path = sel.greedy_path(problem)
+    problem = allocation.Problem("energy", energy, energy * 0, energy * 0, err2, np.ones((2, 3), bool))
+    path = allocation.greedy_path(problem)
     assert [(m.layer, m.dst) for m in path[:2]] == [(0, 2), (1, 2)]
     assert [(m.layer, m.dst) for m in path[2:]] == [(0, 1), (1, 1)]
-    choice, taken = sel.cut_path(path, 2, 0.0)
+    choice, taken = allocation.cut_path(path, 2, 0.0)
     assert list(choice) == [2, 2] and taken == 2
-    choice, _ = sel.cut_path(path, 2, 0.1)
+    choice, _ = allocation.cut_path(path, 2, 0.1)
     assert list(choice) == [1, 2]
+
+
+def test_options_measured_on_calibration_only_are_on_the_same_path_but_not_exact():
+    # Layer 0: a lossless weight series (column 1) and a cheaper activation series that showed no error on the
+    # calibration inputs (column 2, calib_only). Layer 1: the same activation option only.
+    energy = np.array([[4.0, 3.0, 2.0], [4.0, 4.0, 1.0]])
+    err2 = np.zeros((2, 3))
+    calib_only = np.array([[False, False, True], [False, False, True]])
+    problem = allocation.Problem("energy", energy, energy * 0, energy * 0, err2, np.ones((2, 3), bool),
+                                 calib_only=calib_only)
+    path = allocation.greedy_path(problem)
+    # The exact move first (although the activation move saves more), then the measured-exact ones by saving.
+    assert [(m.layer, m.dst, m.calib_only) for m in path] == [(0, 1, False), (1, 2, True), (0, 2, True)]
+    assert all(m.used == 0.0 for m in path)
+    choice, taken = allocation.cut_path(path, 2, 0.0)   # quality 1.0: exact on every input
+    assert list(choice) == [1, 0] and taken == 1
+    choice, taken = allocation.cut_path(path, 2, 1e-9)  # any positive budget: the same path, further along
+    assert list(choice) == [2, 2] and taken == 3
+    # Without the mark the cheaper activation move would come first: the flag changes order and cut only.
+    unmarked = allocation.greedy_path(dataclasses.replace(problem, calib_only=None))
+    assert [(m.layer, m.dst) for m in unmarked] == [(1, 2), (0, 2)]
 
 
 def test_bisect_search_meets_the_bound_and_reports_predicted_vs_measured(mlp_session):
