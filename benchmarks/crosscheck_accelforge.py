@@ -57,71 +57,50 @@ CASES = (  # label, series, tasdc target, structured density of A, metadata bits
     ("2:8", "2:8", "ttc-m8", 0.25, 3),
 )
 
-ARCH = textwrap.dedent("""\
-    arch:
-      nodes:
-      - !Memory
-        name: DRAM
-        size: inf
-        leak_power: 0
-        area: 0
-        total_latency: "(read_actions + write_actions + metadata_read_actions) * 8 / 32"
-        tensors: {keep: ~Intermediates, may_keep: All}
-        actions:
-        - {name: read, energy: 512, bits_per_action: 64, latency: 0}
-        - {name: write, energy: 512, bits_per_action: 64, latency: 0}
-        - {name: metadata_read, energy: 512, bits_per_action: 64, latency: 0}
-    {%- if density < 1 %}
-        representation_format:
-        - {name: A, format: csr, metadata_word_bits: {{ mdbits }}, uop_payload_word_bits: 0}
-    {%- endif %}
-      - !Memory
-        name: GLB
-        size: 2097152
-        leak_power: 0
-        area: 0
-        total_latency: "0"
-        tensors: {keep: ~DRAM, may_keep: All}
-        actions:
-        - {name: read, energy: 164.04, bits_per_action: 256, latency: 0}
-        - {name: write, energy: 157.14, bits_per_action: 256, latency: 0}
-        - {name: metadata_read, energy: 25.87, bits_per_action: 64, latency: 0}
-        - {name: metadata_write, energy: 19.65, bits_per_action: 64, latency: 0}
-    {%- if density < 1 %}
-        representation_format:
-        - {name: A, format: csr, metadata_word_bits: {{ mdbits }}, uop_payload_word_bits: 0}
-    {%- endif %}
-      - !Container
-        name: PEArray
-        spatial:
-        - {name: X, fanout: 32}
-        - {name: Y, fanout: 32}
-      - !Memory
-        name: Reg
-        size: 1e6
-        leak_power: 0
-        area: 0
-        total_latency: "0"
-        tensors: {keep: All}
-        actions:
-        - {name: read, energy: 0.072, bits_per_action: 8, latency: 0}
-        - {name: write, energy: 0.072, bits_per_action: 8, latency: 0}
-    {%- if density < 1 %}
-        representation_format:
-        - {name: A, format: csr, metadata_word_bits: {{ mdbits }}, uop_payload_word_bits: 0}
-    {%- endif %}
-      - !Compute
-        name: MAC
-        leak_power: 0
-        area: 0
-        actions:
-        - {name: compute, energy: 0.5608, latency: 1}
-        - {name: skipped_compute, energy: 0, latency: 0}
-    {%- if density < 1 %}
-        compute_optimization:
-        - {kind: skipping, target: Z, condition_on: [A]}
-    {%- endif %}
-    """)
+# A compressed with per-value metadata words of ``mdbits`` bits; the arch template is Jinja (AccelForge renders it).
+A_FORMAT = """\
+{%- if density < 1 %}
+  representation_format:
+  - {name: A, format: csr, metadata_word_bits: {{ mdbits }}, uop_payload_word_bits: 0}
+{%- endif %}"""
+
+
+def _memory(name: str, size: str, latency: str, tensors: str, actions: list[tuple[str, float, int]]) -> str:
+    """One ``!Memory`` level of the arch: its actions ``(name, energy pJ, bits per action)`` and A's format."""
+    lines = ["- !Memory", f"  name: {name}", f"  size: {size}", "  leak_power: 0", "  area: 0",
+             f"  total_latency: {latency}", f"  tensors: {tensors}", "  actions:"]
+    lines += [f"  - {{name: {action}, energy: {energy}, bits_per_action: {bits}, latency: 0}}"
+              for action, energy, bits in actions]
+    return "\n".join(lines) + "\n" + A_FORMAT
+
+
+ARCH = "arch:\n  nodes:\n" + textwrap.indent("\n".join([
+    _memory("DRAM", "inf", '"(read_actions + write_actions + metadata_read_actions) * 8 / 32"',
+            "{keep: ~Intermediates, may_keep: All}",
+            [("read", 512, 64), ("write", 512, 64), ("metadata_read", 512, 64)]),
+    _memory("GLB", "2097152", '"0"', "{keep: ~DRAM, may_keep: All}",
+            [("read", 164.04, 256), ("write", 157.14, 256), ("metadata_read", 25.87, 64),
+             ("metadata_write", 19.65, 64)]),
+    textwrap.dedent("""\
+        - !Container
+          name: PEArray
+          spatial:
+          - {name: X, fanout: 32}
+          - {name: Y, fanout: 32}"""),
+    _memory("Reg", "1e6", '"0"', "{keep: All}", [("read", 0.072, 8), ("write", 0.072, 8)]),
+    textwrap.dedent("""\
+        - !Compute
+          name: MAC
+          leak_power: 0
+          area: 0
+          actions:
+          - {name: compute, energy: 0.5608, latency: 1}
+          - {name: skipped_compute, energy: 0, latency: 0}
+        {%- if density < 1 %}
+          compute_optimization:
+          - {kind: skipping, target: Z, condition_on: [A]}
+        {%- endif %}"""),
+]), "  ") + "\n"
 
 # Output stationary, A resident in the GLB, B column panels of 32, 32x32 tiles of Z on the array.
 MAPPING = textwrap.dedent("""\

@@ -43,6 +43,7 @@ class _Layer:
     explicit_a: bool = False  # TASD-A asked for by a tasd.decompose_activation op in the IR
     both: str = ""            # "W+A": weight and activation series on one contraction
     b_source: int = 0         # elements of B before im2col (a conv's input), see b_source_elems
+    natural: tuple[tuple[int, int, int, int], str] | None = None  # (gemm, operand) before TASD-A swapped them
 
 
 def _shape(value: ir.Value) -> list[int]:
@@ -239,7 +240,8 @@ class PlanAccel(ModulePass):
                 layer = _Layer(op, existing, kind, cand.gemm, (), "weight")
                 act = _act_series(op.operands[1 - cand.sparse_operand])
                 if act is not None:  # TASD-A on the activation operand: it becomes the structured A
-                    layer = _Layer(op, existing, kind, _swap(cand.gemm), act, "activation", True, explicit_a=True)
+                    layer = _Layer(op, existing, kind, _swap(cand.gemm), act, "activation", True, explicit_a=True,
+                                   natural=(cand.gemm, "weight"))
             else:
                 gemm, a_value = _dense_gemm(op, kind)
                 operand = "weight" if _is_constant(a_value) else "activation"
@@ -250,7 +252,7 @@ class PlanAccel(ModulePass):
                 elif lhs_act is not None or rhs_act is not None:
                     layer.terms, layer.tasd_a, layer.explicit_a = lhs_act or rhs_act, True, True  # type: ignore[assignment]
                     if lhs_act is None:
-                        layer.gemm = _swap(gemm)
+                        layer.gemm, layer.natural = _swap(gemm), (gemm, operand)
                 elif operand == "activation" and act_series:
                     layer.terms, layer.tasd_a = act_series, True
             layer.b_source = b_source_elems(op, layer.gemm)
@@ -294,9 +296,12 @@ class PlanAccel(ModulePass):
         layers = self._collect(module)
         if not layers:
             return
-        if self.dense:
+        if self.dense:  # every layer as the dense model maps it (TASD-A's operand swap undone)
             for layer in layers:
                 layer.terms, layer.tasd_a, layer.explicit_a, layer.both = (), False, False, ""
+                if layer.natural is not None:
+                    (layer.gemm, layer.operand), layer.natural = layer.natural, None
+                    layer.b_source = b_source_elems(layer.op, layer.gemm)
         self._check_support(hw, layers)
         configs = list(dict.fromkeys(layer.terms for layer in layers))
         shapes = LayerShapes.from_arrays(

@@ -57,6 +57,10 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric-output", metavar="NAME|INDEX",
                    help="TASDER: the model output the metric is computed on (index, output<i> or the program's output "
                         "name, e.g. pooler_output; default: the first)")
+    p.add_argument("--search", choices=("bisect", "ladder"),
+                   help="TASDER measured search (with --calib/--eval): bisection on the greedy path with demotion of "
+                   "moves that break the bound (default), or the budget ladder (a looser bound never costs more)")
+    p.add_argument("--max-probes", type=int, help="TASDER: at most this many measured configurations (default 10)")
     _add_html_flag(p)
     p.set_defaults(func=cmd_compile)
 
@@ -75,6 +79,8 @@ def cmd_tasder(args: argparse.Namespace) -> int:
     if args.act_config != "dense":
         raise TasdcError("--act-config and --quality exclude each other: with --quality the series are chosen per layer")
     _check_target(args.target)
+    if args.max_probes is not None and args.max_probes < 1:
+        raise TasdcError(f"--max-probes must be a positive integer, got {args.max_probes}")
     for flag, path in (("--calib", args.calib), ("--eval", args.eval)):
         if path is not None and not path.is_file():
             raise TasdcError(f"{flag} {path}: no such file")
@@ -82,6 +88,7 @@ def cmd_tasder(args: argparse.Namespace) -> int:
         args.model, target=args.target, objective=args.objective or "edp", quality=args.quality,
         max_terms=args.max_terms, calib=args.calib, eval=args.eval, progress=True, metric=args.metric,
         metric_output=args.metric_output,
+        search=args.search or "bisect", max_probes=10 if args.max_probes is None else args.max_probes,
     )
     if args.output:
         write_atomically(args.output, result.mlir())
@@ -99,9 +106,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     args.config = _normalise_config(args.config)
-    if args.quality is not None or args.objective is not None or args.metric is not None or args.metric_output is not None:
+    tasder_flags = (args.objective, args.metric, args.metric_output, args.search, args.max_probes)
+    if args.quality is not None or any(flag is not None for flag in tasder_flags):
         if args.quality is None:
-            raise TasdcError("--objective, --metric and --metric-output need --quality (and --target)")
+            raise TasdcError("--objective, --metric, --metric-output, --search and --max-probes need --quality "
+                             "(and --target)")
         return cmd_tasder(args)
 
     _check_act_config(args)

@@ -160,8 +160,8 @@ def _tasder_path(data: dict[str, Any]) -> str | None:
     colors = {"calibration": TASD_COLOR, "eval": "#2ca02c"}
     chosen_budget = float(data.get("error_used", -1.0))
     for dataset in datasets:
-        pts = sorted((p["cost"][key] / dense if dense else p["cost"][key], p["quality"][dataset], p)
-                     for p in probes if dataset in p["quality"])
+        pts = sorted(((p["cost"][key] / dense if dense else p["cost"][key], p["quality"][dataset], p)
+                      for p in probes if dataset in p["quality"]), key=lambda t: (t[0], t[1]))
         ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker=markers.get(dataset, "^"), color=colors.get(dataset, "#9467bd"),
                 linestyle="-", alpha=0.8, label=f"measured on {dataset}")
         for x, y, p in pts:
@@ -180,6 +180,24 @@ def _tasder_path(data: dict[str, Any]) -> str | None:
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return _svg(fig)
+
+
+def _probe_rows(data: dict[str, Any]) -> tuple[list[str], list[list[Any]]] | None:
+    """One row per search probe: position, predicted quality (budget rule), measured quality per set, verdict."""
+    probes = [p for p in data.get("probes", []) if isinstance(p, dict)]
+    if not probes:
+        return None
+    datasets = sorted({d for p in probes for d in (p.get("quality") or {})})
+    header = ["position", "moves", "predicted", *(f"measured ({d})" for d in datasets), "bound", "run", "demoted moves"]
+    rows = []
+    for p in probes:
+        predicted = p.get("predicted")
+        quality = p.get("quality") or {}
+        verdict = "" if p.get("passed") is None else ("met" if p["passed"] else "missed")
+        rows.append([p.get("level", ""), p.get("steps", ""), "-" if predicted is None else float(predicted),
+                     *(float(quality[d]) if d in quality else "-" for d in datasets), verdict,
+                     "measured" if p.get("measured") else "cached", " ".join(p.get("banned") or []) or "-"])
+    return header, rows
 
 
 def _histograms(layers: list[dict[str, Any]]) -> str | None:
@@ -288,6 +306,11 @@ def render_html(data: dict[str, Any], title: str | None = None) -> str:
         else:
             parts.append('<p class="note">Quality was not measured (no calibration or evaluation inputs): the '
                          "selection used the predicted budget only.</p>")
+        probes = _probe_rows(data)
+        if probes:
+            header, rows = probes
+            parts.append("<h3>Probes: predicted vs measured quality</h3>")
+            parts.append(_table(header, rows, left={0, len(header) - 1}))
 
     parts.append("<h2>Block non-zero histograms of the weights</h2>")
     hist = _histograms(_compile_layers(data, kind))

@@ -253,9 +253,10 @@ class TasderResult:
                          f"predicted budget {self.predicted_budget:.4g} only")
         if self.probes:
             shown = ", ".join(
-                f"{p.level}:{'/'.join(f'{v:.4f}' for v in p.quality.values()) or '-'}"
+                f"{p.level}:{'' if p.predicted is None else f'({p.predicted:.4f})'}"
+                f"{'/'.join(f'{v:.4f}' for v in p.quality.values()) or '-'}"
                 f"{'' if p.passed is None else ('+' if p.passed else 'x')}" for p in self.probes)
-            lines.append(f"search (budget level: quality, + met / x missed): {shown}")
+            lines.append(f"search (position: (predicted) measured quality per set, + met / x missed): {shown}")
         if self.backed_off:
             lines.append(f"backed off (measured bound missed at the predicted budget): {', '.join(self.backed_off)}")
         if self.relaxed:
@@ -706,7 +707,8 @@ class TasderSession:
             timings["measure"] = timings.get("measure", 0.0) + dt
             used = path_of(bans)[steps - 1].used if steps else 0.0
             probes.append(Probe(f"step {steps}", used, steps, {k: q.value for k, q in reps.items()}, ok,
-                                not cached, dt, predicted_quality(used), sorted(ban_text(bans).split())))
+                                not cached, dt, predicted_quality(used), sorted(ban_text(bans).split()),
+                                dict(read_selection(result.module).get("totals", {}).get("selected", {}))))
             return ok, not cached
 
         dense_path = path_of(frozenset())
@@ -778,7 +780,7 @@ def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality:
                    calib: Path | str | None = None, eval: Path | str | None = None,  # noqa: A002
                    progress: bool = True, example_inputs: Sequence[Any] | None = None,
                    relax: bool = True, max_probes: int = 10, metric: str | None = None,
-                   metric_output: str | int | None = None) -> TasderResult:
+                   metric_output: str | int | None = None, search: str = "ladder") -> TasderResult:
     """Compile ``source`` with per-layer TASD series chosen for ``target``.
 
     ``source``: a ``.pt2`` / ``.mlir`` path or a ``torch.nn.Module`` (with
@@ -788,10 +790,15 @@ def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality:
     bound; ``eval``: held-out inputs of the same form on which the bound is
     also checked. ``metric``: accuracy | agreement | cosine | relerr (default:
     the rule in the module docstring), computed on output ``metric_output``
-    (index or name; default: the first). Invalid targets, objectives or quality
-    values raise one-line :class:`~tasdc.errors.TasdcError`.
+    (index or name; default: the first). ``search``: ``"ladder"`` (the budget
+    ladder above, under which a looser bound never gives a costlier model;
+    the default of the Python API, the sweep and the torch.compile backend)
+    or ``"bisect"`` (bisection on the greedy path with demotion of failing
+    moves, :mod:`tasdc.path_search`; what ``tasdc compile`` runs by
+    default). Invalid targets, objectives or quality values raise one-line
+    :class:`~tasdc.errors.TasdcError`.
     """
     check_options(target, objective, quality, max_terms)
     session = TasderSession(source, example_inputs, calib=calib, eval=eval, progress=progress, metric=metric,
                             metric_output=metric_output)
-    return session.compile(target, objective, quality, max_terms, relax=relax, max_probes=max_probes)
+    return session.compile(target, objective, quality, max_terms, relax=relax, max_probes=max_probes, search=search)

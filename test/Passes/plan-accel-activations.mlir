@@ -14,7 +14,8 @@
 // CHECK-SAME: gemm = array<i64: 1, 2, 8, 4>
 // CHECK-SAME: operand = "activation"
 // CHECK-SAME: series = "2:8", target = "ttc-m8", tasd_a = true
-// DENSE: tasd.accel = {{{.*}}gemm = array<i64: 1, 2, 8, 4>{{.*}}series = "dense", target = "ttc-m8", tasd_a = false
+// dense=true (the simulator's baseline) maps the layer as the dense model does, weight as A:
+// DENSE: tasd.accel = {{{.*}}gemm = array<i64: 1, 4, 8, 2>{{.*}}operand = "weight"{{.*}}series = "dense", target = "ttc-m8", tasd_a = false
 
 // NOUNITS: tasdc-opt: error: layer 'matmul_0': target 'vegeta' has no TASD extraction units: cannot decompose activations at run time (TASD-A 2:4); use a target with [extraction] such as ttc-m8, or compile without --act-config
 // NOUNITS-MAP: tasdc-opt: error: layer 'matmul_0': target 'stc' has no TASD extraction units

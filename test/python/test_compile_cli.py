@@ -86,7 +86,11 @@ def test_compile_tasder_meets_bound_and_reports(example_dir: Path, tmp_path: Pat
                    "--json", str(report))
     assert proc.returncode == 0, proc.stderr
     assert "bound met" in proc.stdout and "measured on eval" in proc.stdout
-    assert report.exists()
+    data = json.loads(report.read_text())
+    # measured, so the default search is bisection on the greedy path; every probe: predicted vs measured
+    assert any(note.startswith("bisection on the greedy path") for note in data["notes"])
+    assert data["probes"] and all(0.0 < p["predicted"] <= 1.0 and set(p["quality"]) == {"calibration", "eval"}
+                                  for p in data["probes"])
 
 
 @pytest.mark.parametrize(
@@ -98,6 +102,9 @@ def test_compile_tasder_meets_bound_and_reports(example_dir: Path, tmp_path: Pat
         (["--quality", "0.99"], "--quality needs --target"),
         (["--target", "stc", "--quality", "0.99", "--config", "2:4"], "exclude each other"),
         (["--target", "stc", "--quality", "0.99", "--calib", "missing.npz"], "no such file"),
+        (["--target", "stc", "--quality", "0.99", "--max-probes", "0"], "--max-probes must be a positive integer"),
+        (["--target", "stc", "--search", "ladder"], "need --quality"),
+        (["--target", "stc", "--quality", "0.99", "--search", "greedy"], "invalid choice"),
     ],
 )
 def test_compile_tasder_bad_options_exit_2(example_dir: Path, extra: list[str], message: str) -> None:

@@ -75,6 +75,10 @@ def test_pages_have_every_section(pages: dict[str, Path]) -> None:
     # cost bars, error bars, histograms; TASDER adds its search path
     assert cnn.count("<svg") == 3 and flag.count("<svg") == 3
     assert tasder.count("<svg") == 4 and "TASDER search path" in tasder
+    # the default (bisect) search lists every probe: predicted (budget rule) vs measured quality
+    probes = tasder.split("Probes: predicted vs measured quality", 1)[1].split("</table>", 1)[0]
+    assert "<th>predicted</th>" in probes and "<th>measured (calibration)</th>" in probes
+    assert probes.count("<tr>") >= 2 and re.search(r"<td>0\.\d+</td>", probes)
     assert "conv2d_0" in cnn and "2:4+1:4" in cnn and "on vegeta" in cnn
 
 

@@ -142,8 +142,13 @@ def test_cli_simulate_tasd_a_on_ttc_and_refused_on_stc(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     import json
 
-    layers = json.loads((tmp_path / "s.json").read_text())["target"]["layers"]
-    assert [layer["tasd_a"] for layer in layers] == [True, True, True]
+    report = json.loads((tmp_path / "s.json").read_text())
+    assert [layer["tasd_a"] for layer in report["target"]["layers"]] == [True, True, True]
+    # The baseline is the dense model as it maps without TASD-A (weight as the A operand), not the
+    # TASD-A layers' swapped GEMMs run dense: it must equal a plain dense simulation's totals.
+    dense = run_cli("simulate", str(pt2), "--target", "ttc-m8", "--json", str(tmp_path / "d.json"))
+    assert dense.returncode == 0, dense.stderr
+    assert report["baseline"]["totals"] == json.loads((tmp_path / "d.json").read_text())["baseline"]["totals"]
     refused = run_cli("simulate", str(pt2), "--target", "stc", "--act-config", "2:4")
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
