@@ -16,6 +16,10 @@ from tasdc.passes.vectorize_contractions import VectorizeContractions
 
 #: The upstream pipeline, in order. ``refback-munge-memref-copy`` rewrites
 #: ``memref.copy`` into loops because the wheel ships no C runner utils.
+#: ``convert-bufferization-to-memref`` turns the ``bufferization.clone`` that
+#: buffer deallocation puts on a returned buffer the function does not own
+#: (an argument returned as is, a constant, one value returned twice) into
+#: an allocation and a copy; left alone it reached LLVM as an unrealized cast.
 #: The vector passes lower what ``tasd-cpu-vectorize-contractions`` left
 #: (transfers of rank > 1, then 1-D vectors to LLVM); without vector ops
 #: they do nothing. ``expand-strided-metadata`` must precede ``lower-affine``.
@@ -33,6 +37,7 @@ UPSTREAM_PIPELINE = (
     "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map "
     "unknown-type-conversion=identity-layout-map}",
     "buffer-deallocation-pipeline",
+    "convert-bufferization-to-memref",
     "func.func(refback-munge-memref-copy)",
     "func.func(convert-linalg-to-loops)",
     "func.func(convert-vector-to-scf{full-unroll=true})",

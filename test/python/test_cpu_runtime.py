@@ -161,3 +161,31 @@ def test_run_cli_summary_and_errors(example_dir: Path, tmp_path: Path) -> None:
     bad = run_cli("run", str(example_dir / "mlp.pt2"), "--input", str(tmp_path / "bad.npy"))
     assert bad.returncode == 2 and "input 'x' has shape [2, 2], the model takes [16, 1, 8, 8]" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+class ReturnsUnownedBuffers(torch.nn.Module):
+    """Outputs the function does not compute: its input as is, a weight constant, one value twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.arange(64, dtype=torch.float32).reshape(8, 8) / 7)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y = x @ self.w
+        return y, x, self.w, y
+
+
+@pytest.mark.parametrize("config", ["dense", "2:4"])
+def test_returned_arguments_and_constants_are_copied_out(config: str) -> None:
+    """Regression: buffer deallocation clones a returned buffer the function does not own; the clone
+    reached LLVM unlowered ("Failure while creating the ExecutionEngine"). The copies are exact."""
+    model = ReturnsUnownedBuffers()
+    x = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
+    result = compile_model(model, (torch.from_numpy(x),), CompileOptions(config=config))
+    y, x_out, w_out, y2 = result(x)
+    np.testing.assert_array_equal(x_out, x)
+    np.testing.assert_array_equal(w_out, model.w.detach().numpy())
+    np.testing.assert_array_equal(y, y2)
+    if config == "dense":  # float32 accumulation over K=8 against float64: 8 ulps of the largest output
+        ref = x.astype(np.float64) @ model.w.detach().double().numpy()
+        np.testing.assert_allclose(y, ref, rtol=0, atol=8 * np.finfo(np.float32).eps * np.abs(ref).max())
