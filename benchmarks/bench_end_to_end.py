@@ -9,6 +9,16 @@ download):
 * ``bert-base`` — 12 layers, d=768, 12 heads, FFN 3072 (BERT-base sized),
   batch 1 × 128 tokens (slow to JIT cold: minutes on a loaded machine).
 
+and members of the model zoo (:mod:`tasdc.zoo`), exported as the zoo does
+(inputs by name): ``zoo:minilm`` (the pretrained 6-layer, 384-wide
+all-MiniLM-L6-v2, batch 2 × 16 tokens), ``zoo:resnet50`` and any other zoo
+name, ``hf-bert-base``: ``transformers``' ``BertModel`` at BERT-base size
+(``BertConfig()`` defaults, random weights, batch 1 × 128 tokens) and
+``hf-minilm``: the same at all-MiniLM-L6-v2's size (6 layers, 384 wide, FFN
+1536, random weights; batch 8 × 32 tokens) for machines without the
+pretrained package. For
+models with several outputs the first (the hidden states) is compared.
+
 For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
 
 * ``compile s``: import + TASD passes;
@@ -53,10 +63,16 @@ OUT = ROOT / "examples" / "out"
 EXAMPLES = ("mlp", "cnn", "transformer")
 #: name -> (layers, d, heads, ffn, batch, tokens)
 ENCODERS = {"encoder4": (4, 256, 4, 1024, 8, 64), "bert-base": (12, 768, 12, 3072, 1, 128)}
+#: transformers BertModel (random weights): name -> (BertConfig sizes, batch, tokens)
+HF_BERTS = {
+    "hf-bert-base": ({}, 1, 128),  # BertConfig() defaults: 12 layers, 768 wide, FFN 3072
+    "hf-minilm": (dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536), 8, 32),
+}
 
 
 def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    fn()  # warm-up
+    for _ in range(3):  # warm-up (an exported program is slow for its first few calls)
+        fn()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -65,21 +81,44 @@ def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
-def model_and_input(name: str) -> tuple[Any, torch.nn.Module, np.ndarray]:
-    """(source for compile_model, eager module, input) of a benchmark model."""
+def _first_output(out: Any) -> np.ndarray:
+    leaves = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+    return leaves[0].detach().numpy()
+
+
+def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]]:
+    """(source for compile_model, eager call returning the first output, inputs) of a benchmark model."""
+    if name.startswith("zoo:") or name in HF_BERTS:
+        from tasdc import zoo
+
+        if name in HF_BERTS:
+            from transformers import BertConfig, BertModel
+
+            sizes, batch, tokens = HF_BERTS[name]
+            torch.manual_seed(0)
+            ids = torch.randint(0, 30522, (batch, tokens), generator=torch.Generator().manual_seed(1))
+            model = zoo.ZooModel(name, BertModel(BertConfig(**sizes)).eval(),
+                                 {"input_ids": ids, "attention_mask": torch.ones(batch, tokens, dtype=torch.long)})
+        else:
+            model = zoo.build(name[4:])
+        inputs = dict(model.inputs)
+        return model.export(), lambda: _first_output(model.module(**inputs)), [t.numpy() for t in inputs.values()]
     if name in ENCODERS:
         layers, d, heads, ffn, batch, tokens = ENCODERS[name]
         torch.manual_seed(0)
         layer = torch.nn.TransformerEncoderLayer(d, heads, ffn, dropout=0.0, batch_first=True)
         module = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).eval()
-        x = torch.randn(batch, tokens, d).numpy()
-        return module, module, x
+        x = torch.randn(batch, tokens, d)
+        return module, lambda: module(x).numpy(), [x.numpy()]
     if name not in EXAMPLES:
-        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS))}")
+        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS) + tuple(HF_BERTS))}, zoo:NAME")
     if not (OUT / f"{name}.pt2").exists():
         subprocess.run([sys.executable, str(ROOT / "examples" / "build_models.py"), "--out", str(OUT)], check=True)
-    x = np.load(OUT / f"{name}-eval.npz")["x"][:16]
-    return OUT / f"{name}.pt2", None, x  # eager module comes from the imported program
+    x = torch.from_numpy(np.load(OUT / f"{name}-eval.npz")["x"][:16])
+    from tasdc.importer import import_model
+
+    program = import_model(OUT / f"{name}.pt2").program.module()
+    return OUT / f"{name}.pt2", lambda: program(x).numpy(), [x.numpy()]
 
 
 def main() -> None:
@@ -107,11 +146,11 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name in args.models.split(","):
-        source, eager, x = model_and_input(name)
+        source, eager, inputs = model_and_input(name)
         for config in args.configs.split(","):
             start = time.perf_counter()
-            if eager is not None:
-                result = compile_model(source, (torch.from_numpy(x),), options=CompileOptions(config=config))
+            if isinstance(source, torch.nn.Module):
+                result = compile_model(source, tuple(torch.from_numpy(a) for a in inputs), options=CompileOptions(config=config))
             else:
                 result = compile_model(source, options=CompileOptions(config=config))
             compile_s = time.perf_counter() - start
@@ -128,13 +167,16 @@ def main() -> None:
                 start = time.perf_counter()
                 compile_for_cpu(result.module, cache=False, lowering="tasd-cpu-to-llvm{outline=false}")
                 one_fn = f"{time.perf_counter() - start:>8.2f} "
-            module = eager if eager is not None else result.model.program.module()
-            xt = torch.from_numpy(x)
             with torch.no_grad():
-                t_torch = median_seconds(lambda: module(xt), args.repeat)
-                expected = module(xt).numpy()
-            t_tasdc = median_seconds(lambda: cached(x), args.repeat)
-            diff = float(np.abs(cached(x) - expected).max())
+                t_torch = median_seconds(eager, args.repeat)
+                expected = eager()
+
+            def first() -> np.ndarray:
+                out = cached(*inputs)
+                return out[0] if isinstance(out, tuple) else out
+
+            t_tasdc = median_seconds(first, args.repeat)
+            diff = float(np.abs(first() - expected).max())
             print(f"{name:<12} {config:<9} {compile_s:>9.2f} {cold_s:>8.2f} {cached_s:>10.2f} {one_fn}"
                   f"{t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} {t_torch / t_tasdc:>11.2f} {diff:>10.2e}  (cold JIT s: {split})",
                   flush=True)

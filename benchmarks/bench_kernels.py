@@ -1,6 +1,6 @@
 """Benchmark of the TASD Numba CPU kernel against numpy dense and scipy CSR.
 
-    .venv/bin/python benchmarks/bench_kernels.py [--reps 30] [--rounds 3] [--quick]
+    .venv/bin/python benchmarks/bench_kernels.py [--reps 30] [--rounds 3] [--quick] [--isa both]
 
 On machines where OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (see the
 environment notes) run it as
@@ -17,7 +17,10 @@ it reports, in one table from one run:
   ``x @ W_csr.T`` (single-threaded, as scipy is),
 * the ratios numpy/numba and scipy/numba (> 1: the kernel is faster),
 
-then the cost of each two-term series against the sum of its terms. X is
+then the cost of each two-term series against the sum of its terms. With
+``--isa both`` each series is also timed with both wide micro-kernels (8-lane
+AVX2 and 16-lane AVX-512, in the same rounds) and a last table compares them
+with numpy; the kernel runs with the host's pick (``wide_kernel_isa``) otherwise. X is
 row-major for all three (for convolutions the im2col matrix would be K-major,
 which the kernel reads a little faster). Timings interleave the methods in
 rounds (blocks of ``--reps`` calls) and take the median of all calls, to
@@ -40,7 +43,7 @@ import scipy.sparse as sp
 import numba
 
 from tasdc.decompose import decompose
-from tasdc.runtime.cpu.kernels import pack_series, series_matmul
+from tasdc.runtime.cpu.kernels import pack_series, series_matmul, wide_kernel_isa
 
 SHAPES = [
     # name, T, K, O
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape")
     ap.add_argument("--quick", action="store_true", help="first two shapes, fewer reps")
     ap.add_argument("--threads", type=int, default=None, help="threads for both numba and OpenBLAS (default: numba's default, 2 here)")
+    ap.add_argument("--isa", choices=("host", "both"), default="host", help="both: also time the AVX2 and AVX-512 micro-kernels side by side")
     args = ap.parse_args(argv)
     nthreads = args.threads or numba.get_num_threads()
     numba.set_num_threads(nthreads)
@@ -108,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, numba {numba.__version__}")
     print(f"cpu: {os.cpu_count()} logical cores; numba threads = {numba.get_num_threads()} (threading layer: {numba.threading_layer() if _ran_parallel() else numba.config.THREADING_LAYER})")
     print(f"BLAS (threadpoolctl): {_blas_info()}")
+    print(f"wide micro-kernel picked at load time: {wide_kernel_isa()}")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         if var in os.environ:
             print(f"  note: {var}={os.environ[var]} is set")
@@ -151,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
                 times.setdefault(cfg, []).extend(_time_block(lambda p=p: series_matmul(x, p, out), reps))
             for cfg in CONFIGS:
                 times.setdefault("sp " + cfg, []).extend(_time_block(sp_fn[cfg][0], sp_reps))
+            if args.isa == "both":
+                for cfg in CONFIGS:
+                    for isa in ("avx2", "avx512"):
+                        p = packs[cfg]
+                        times.setdefault(f"{cfg}@{isa}", []).extend(
+                            _time_block(lambda p=p, isa=isa: series_matmul(x, p, out, isa=isa), reps))
         med = {key: statistics.median(v) for key, v in times.items()}
         flops = 2.0 * t * k * o
         for cfg in CONFIGS:
@@ -167,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                     np_gf=flops / med["numpy"] / 1e9,
                     sp=med["sp " + cfg],
                     sp_how=sp_fn[cfg][1],
+                    avx2=med.get(f"{cfg}@avx2"),
+                    avx512=med.get(f"{cfg}@avx512"),
                 )
             )
         print(f"  measured {name} ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
@@ -219,6 +232,16 @@ def main(argv: list[str] | None = None) -> int:
             f"1:4 {a14:5.2f}x {verdict(a14 >= 1.8):<6} [{b14:5.2f}x {verdict(b14 >= 1.8):<6}]  "
             f"series {aser:4.2f} {verdict(aser <= 1.0):<6} [{bser:4.2f} {verdict(bser <= 1.0):<6}]"
         )
+    if args.isa == "both":
+        print()
+        print("micro-kernels side by side (median ms; np/x = numpy dense time / kernel time):")
+        print(f"{'shape':<42} {'series':<8} {'avx2 ms':>8} {'avx512 ms':>9} {'numpy ms':>9} {'np/avx2':>7} {'np/avx512':>9} {'avx2/avx512':>11}")
+        last = None
+        for r in rows:
+            shape = r["shape"] if r["shape"] != last else ""
+            last = r["shape"]
+            print(f"{shape:<42} {r['cfg']:<8} {r['avx2'] * 1e3:>8.3f} {r['avx512'] * 1e3:>9.3f} {r['np_'] * 1e3:>9.3f} "
+                  f"{r['np_'] / r['avx2']:>7.2f} {r['np_'] / r['avx512']:>9.2f} {r['avx2'] / r['avx512']:>11.2f}")
     print(f"\nload average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (other processes share the 2 cores)")
     return 0
 

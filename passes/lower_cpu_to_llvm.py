@@ -16,6 +16,10 @@ from tasdc.passes.vectorize_contractions import VectorizeContractions
 
 #: The upstream pipeline, in order. ``refback-munge-memref-copy`` rewrites
 #: ``memref.copy`` into loops because the wheel ships no C runner utils.
+#: ``convert-bufferization-to-memref`` turns the ``bufferization.clone`` that
+#: buffer deallocation puts on a returned buffer the function does not own
+#: (an argument returned as is, a constant, one value returned twice) into
+#: an allocation and a copy; left alone it reached LLVM as an unrealized cast.
 #: The vector passes lower what ``tasd-cpu-vectorize-contractions`` left
 #: (transfers of rank > 1, then 1-D vectors to LLVM); without vector ops
 #: they do nothing. ``expand-strided-metadata`` must precede ``lower-affine``.
@@ -28,10 +32,12 @@ from tasdc.passes.vectorize_contractions import VectorizeContractions
 #: sizeof(int)", then garbage).
 UPSTREAM_PIPELINE = (
     "func.func(convert-elementwise-to-linalg)",
+    # (with fuse: FUSION runs here, on tensors, before bufferization)
     "func.func(math-expand-ops{ops=fpowi})",
     "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map "
     "unknown-type-conversion=identity-layout-map}",
     "buffer-deallocation-pipeline",
+    "convert-bufferization-to-memref",
     "func.func(refback-munge-memref-copy)",
     "func.func(convert-linalg-to-loops)",
     "func.func(convert-vector-to-scf{full-unroll=true})",
@@ -45,6 +51,13 @@ UPSTREAM_PIPELINE = (
     "convert-to-llvm",
     "reconcile-unrealized-casts",
 )
+
+#: Elementwise fusion on tensors: producers of elementwise ``linalg.generic``
+#: ops (bias adds, activations, broadcasts, casts, scalings) are fused into
+#: their consumers, so one loop nest computes the chain without
+#: materialising the intermediate tensors; canonicalize and cse clean up.
+FUSION = ("func.func(linalg-fuse-elementwise-ops)", "canonicalize", "cse")
+FUSE_AFTER = "func.func(convert-elementwise-to-linalg)"
 
 #: ``tasd-cpu-outline-loops`` runs on loops over memrefs, right before this step.
 OUTLINE_BEFORE = "expand-strided-metadata"
@@ -67,6 +80,9 @@ class LowerCpuToLLVM(ModulePass):
     vectorized by ``tasd-cpu-vectorize-contractions``; everything else
     (convolutions, generics, fills) takes the loop path.
 
+    With ``fuse`` (the default), elementwise ops are fused into one loop
+    nest per chain on tensors, before bufferization (``FUSION``).
+
     With ``outline`` (the default), every top-level loop nest is moved into
     its own never-inlined function by ``tasd-cpu-outline-loops`` once the
     loops exist, so LLVM optimises many small functions instead of one
@@ -77,6 +93,7 @@ class LowerCpuToLLVM(ModulePass):
 
     vectorize: bool = True
     outline: bool = True
+    fuse: bool = True
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -96,13 +113,17 @@ class LowerCpuToLLVM(ModulePass):
         for op in module.body.operations:
             if op.operation.name == "func.func" and "sym_visibility" not in op.attributes:
                 op.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
-        split = UPSTREAM_PIPELINE.index(OUTLINE_BEFORE)
+        pipeline = UPSTREAM_PIPELINE
+        if self.fuse:
+            at = pipeline.index(FUSE_AFTER) + 1
+            pipeline = pipeline[:at] + FUSION + pipeline[at:]
+        split = pipeline.index(OUTLINE_BEFORE)
         if self.outline:
-            self._upstream(module, UPSTREAM_PIPELINE[:split])
+            self._upstream(module, pipeline[:split])
             OutlineLoops().run(module)
-            self._upstream(module, UPSTREAM_PIPELINE[split:])
+            self._upstream(module, pipeline[split:])
         else:
-            self._upstream(module, UPSTREAM_PIPELINE)
+            self._upstream(module, pipeline)
 
     @staticmethod
     def _upstream(module: ir.Module, passes: tuple[str, ...]) -> None:

@@ -289,7 +289,7 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from tasdc.runtime.cpu import cache
+    from tasdc.runtime.cpu import object_cache as cache
 
     if args.action == "dir":
         print(cache.cache_dir())

@@ -80,7 +80,7 @@ class CompileResult:
         With ``expand`` the series are first expanded back to dense linalg on
         their approximated weights (``tasd-expand-to-linalg``): the reference
         path, same numbers, no N:M kernels. ``cache`` reads and writes the
-        on-disk compile cache (:mod:`tasdc.runtime.cpu.cache`).
+        on-disk compile cache (:mod:`tasdc.runtime.cpu.object_cache`).
         """
         from tasdc.runtime.cpu.executor import compile_for_cpu
 

@@ -71,15 +71,24 @@ def _capi() -> ctypes.CDLL:
     return ctypes.CDLL(os.path.join(os.path.dirname(_mlir_libs.__file__), "libTorchMLIRAggregateCAPI.so"))
 
 
+def _getter_address(dtype: np.dtype) -> int:
+    suffix, _ = _GETTERS[dtype]
+    cfn = getattr(_capi(), f"mlirDense{suffix}ResourceElementsAttrGetValue")
+    return int(ctypes.cast(cfn, ctypes.c_void_p).value)
+
+
 @lru_cache(maxsize=None)
 def _reader(dtype: np.dtype) -> Callable[[int, int, np.ndarray], None]:
+    """``read(attr_ptr, count, out)``: copy a blob's elements into the 1-D ``out``."""
+    if dtype != np.bool_:
+        from tasdc.blob_reader import read_flat
+
+        getter_address = _getter_address(dtype)
+        return lambda attr_ptr, count, out: read_flat(getter_address, attr_ptr, out[:count])
     import numba
 
     suffix, ctype = _GETTERS[dtype]
-    lib = _capi()
-    cfn = getattr(lib, f"mlirDense{suffix}ResourceElementsAttrGetValue")
-    address = ctypes.cast(cfn, ctypes.c_void_p).value
-    getter = ctypes.CFUNCTYPE(ctype, ctypes.c_void_p, ctypes.c_ssize_t)(address)
+    getter = ctypes.CFUNCTYPE(ctype, ctypes.c_void_p, ctypes.c_ssize_t)(_getter_address(dtype))
 
     @numba.njit(cache=False)
     def read(attr_ptr: int, count: int, out: np.ndarray) -> None:  # pragma: no cover - jitted
@@ -87,6 +96,21 @@ def _reader(dtype: np.dtype) -> Callable[[int, int, np.ndarray], None]:
             out[i] = getter(attr_ptr, i)
 
     return read
+
+
+def read_elements_transposed(attr: ir.Attribute) -> np.ndarray:
+    """The transpose of a 2-D elements attribute, C-contiguous, read in one pass."""
+    attr = as_elements_attr(attr) or attr
+    shaped = ir.ShapedType(attr.type)
+    dtype = element_dtype(shaped.element_type)
+    if isinstance(attr, ir.DenseResourceElementsAttr) and shaped.rank == 2 and dtype in _GETTERS and dtype != np.bool_:
+        from tasdc.blob_reader import read_transposed
+
+        rows, cols = shaped.shape
+        out = np.empty((cols, rows), dtype=dtype)
+        read_transposed(_getter_address(dtype), _attr_pointer(attr), rows, cols, out)
+        return out
+    return np.ascontiguousarray(read_elements(attr).T)
 
 
 def _attr_pointer(attr: ir.Attribute) -> int:

@@ -6,20 +6,24 @@
    call to ``@tasd_kernel_k(%dense, %out)`` whose declaration carries the
    compressed weights;
 2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once);
-3. looks the module up in the on-disk compile cache
-   (:mod:`tasdc.runtime.cpu.cache`) and links the cached machine code; or
+3. folds weight broadcasts over a batch (``tasd-cpu-fold-batch-broadcasts``)
+   and turns large constants into arguments (``tasd-cpu-bind-constants``):
+   their values are read from the module once, here, and passed on every
+   call, so the machine code holds no weights;
+4. looks the module up in the on-disk compile cache
+   (:mod:`tasdc.runtime.cpu.object_cache`) and links the cached machine code; or
    runs ``tasd-cpu-to-llvm``, builds an ``ExecutionEngine`` and stores its
    object file in the cache;
-4. binds one entry point per kernel (``_mlir_ciface_tasd_kernel_k``)
+5. binds one entry point per kernel (``_mlir_ciface_tasd_kernel_k``)
    before the code is linked.
 
 Everything that is not a TASD series (elementwise ops, softmax, layer norm,
 padding, dense contractions of activations) is MLIR's own generated code.
 
 Kernel callbacks: a 2-D ``tasd.matmul`` with a sparse right operand (the
-``nn.Linear`` case) is served by the kernels' C entry (a Numba ``cfunc``,
-no Python on the call path); other forms (sparse left operand,
-``batch_matmul``, ``conv2d``) go through a ctypes callback that views the
+``nn.Linear`` case) and a ``tasd.conv2d`` are served by the kernels' C
+entries (Numba ``cfunc`` functions, no Python on the call path); other forms (sparse
+left operand, ``batch_matmul``) go through a ctypes callback that views the
 memref descriptors as numpy arrays and calls the same Numba kernel (about
 10 µs of Python per call). Errors inside a callback are recorded, never
 raised into C; :meth:`CpuExecutable.__call__` raises them afterwards as
@@ -42,10 +46,12 @@ from tasdc.elements import element_dtype, read_elements
 from tasdc.errors import TasdcError
 from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
+from tasdc.passes.bind_constants import BindConstants, bound_values
+from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
-from tasdc.runtime.cpu import cache as compile_cache
-from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, pack_series, pack_term, series_matmul
+from tasdc.runtime.cpu import object_cache
+from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
 _LIBC.free.argtypes = [ctypes.c_void_p]
@@ -200,6 +206,10 @@ class CpuExecutable:
     #: Every result of the entry; a call returns a tuple when there are several
     #: (the C interface then returns a struct of memref descriptors).
     result_types: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
+    #: Values of the entry's bound arguments (``tasd-cpu-bind-constants``),
+    #: passed after the inputs on every call; the code only reads them.
+    bound: list[np.ndarray] = field(default_factory=list)
+    _bound_descriptors: list[ctypes.Structure] | None = None
 
     def __call__(self, *inputs: Any) -> np.ndarray:
         arrays = self._check_inputs(inputs)
@@ -217,7 +227,9 @@ class CpuExecutable:
             fields = [(f"r{i}", _descriptor_class(len(shape))) for i, (shape, _) in enumerate(result_types)]
             result = type("Results", (ctypes.Structure,), {"_fields_": fields})()
             parts = [getattr(result, f"r{i}") for i in range(len(result_types))]
-        descriptors = [_descriptor_of(a) for a in arrays]
+        if self._bound_descriptors is None:
+            self._bound_descriptors = [_descriptor_of(a) for a in self.bound]
+        descriptors = [_descriptor_of(a) for a in arrays] + self._bound_descriptors
         pointers = [ctypes.pointer(ctypes.pointer(result))] + [ctypes.pointer(ctypes.pointer(d)) for d in descriptors]
         packed = (ctypes.c_void_p * len(pointers))(*[ctypes.cast(p, ctypes.c_void_p) for p in pointers])
         before = [self._calls(kernel) for kernel in self.kernels]
@@ -300,6 +312,11 @@ def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
         if kernel.info["kind"] == "matmul" and kernel.info.get("sparse_operand") == 1:
             kernel.entry = make_cfunc_entry(kernel.packed[0], name=kernel.layer)
             callback = kernel.entry.ctypes
+        elif kernel.info["kind"] == "conv2d":
+            kh, kw = kernel.info["kernel_size"]
+            kernel.entry = make_conv_cfunc_entry(kernel.packed[0], kh, kw, tuple(kernel.info["strides"]),
+                                                 tuple(kernel.info["dilations"]), name=kernel.layer)
+            callback = kernel.entry.ctypes
         else:
             callback = _make_callback(kernel, in_rank, out_rank)
         kernel.callback = callback
@@ -329,13 +346,16 @@ def compile_for_cpu(
     opt_level: int = 3,
     cache: bool = True,
     lowering: str = "tasd-cpu-to-llvm",
+    bind_constants: bool = True,
 ) -> CpuExecutable:
     """Lower a (TASD-decomposed) linalg-on-tensors module and JIT it.
 
     With ``cache`` the machine code is looked up in the on-disk compile cache
-    (:mod:`tasdc.runtime.cpu.cache`) first and stored there after a JIT; the
+    (:mod:`tasdc.runtime.cpu.object_cache`) first and stored there after a JIT; the
     kernels are always rebuilt from the module's weights. ``lowering`` is the
-    pipeline from linalg to the LLVM dialect.
+    pipeline from linalg to the LLVM dialect. With ``bind_constants`` (the
+    default) large constants are not compiled into the code but passed to it
+    as arguments (``tasd-cpu-bind-constants``), read from the module once here.
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -359,17 +379,25 @@ def compile_for_cpu(
     keep = _bind_kernels(kernels)
     timings["kernels"] = time.perf_counter() - start
     step = time.perf_counter()
-    key = compile_cache.cache_key(work, f"entry={entry} opt_level={opt_level} lowering={lowering}") if cache else None
+    # Large constants (dense weights, biases) become arguments: the machine code
+    # holds no weights, and the cache key below covers the code only.
+    if bind_constants:
+        FoldBatchBroadcasts().run(work)  # first: a weight's transpose then has one user and folds too
+        BindConstants(entry=entry).run(work)
+    bound = bound_values(work, entry)
+    timings["weights"] = time.perf_counter() - step
+    step = time.perf_counter()
+    key = object_cache.cache_key(work, f"entry={entry} opt_level={opt_level} lowering={lowering}") if cache else None
     engine: Any = None
     function: Any = None
     hit = False
-    cached = compile_cache.load_object(key) if key is not None else None
+    cached = object_cache.load_object(key) if key is not None else None
     if cached is not None:
         externals, payload = cached
         symbols = _symbol_table(kernels, externals)
         if symbols is not None:
             try:
-                engine = compile_cache.LoadedObject(payload, symbols)
+                engine = object_cache.LoadedObject(payload, symbols)
                 function, hit = engine.lookup(entry), True
             except (RuntimeError, OSError):  # an unusable entry costs a JIT, never the run
                 engine = None
@@ -388,8 +416,8 @@ def compile_for_cpu(
         function = engine.lookup(entry)
         timings["llvm"] = time.perf_counter() - step
         if key is not None:
-            compile_cache.store_engine(key, engine, externals)
+            object_cache.store_engine(key, engine, externals)
     executable = CpuExecutable(kernels, engine, entry, arg_types, result_types[0], 0.0, keep, function, hit, timings,
-                               result_types=result_types)
+                               result_types=result_types, bound=bound)
     executable.compile_seconds = time.perf_counter() - start
     return executable

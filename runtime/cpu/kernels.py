@@ -81,6 +81,7 @@ __all__ = [
     "series_matmul",
     "CFuncEntry",
     "make_cfunc_entry",
+    "make_conv_cfunc_entry",
     "im2col",
     "conv2d_series",
     "MEMREF2D_FIELDS",
@@ -203,6 +204,112 @@ def prefetch(typingctx, arr, idx):
         return context.get_dummy_value()
 
     return types.none(arr, idx), codegen
+
+
+# --------------------------------------------------------------------------
+# explicit 16-lane f32 vectors (AVX-512: one zmm register each)
+# --------------------------------------------------------------------------
+
+
+class _Vec16fType(types.Type):
+    def __init__(self) -> None:
+        super().__init__(name="Vec16f")
+
+
+_vec16f = _Vec16fType()
+_V16 = ir.VectorType(ir.FloatType(), 16)
+
+
+@register_model(_Vec16fType)
+class _Vec16fModel(PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _V16)
+
+
+def _vec16_ptr(context, builder, arrty, arr, idx):
+    a = context.make_array(arrty)(context, builder, arr)
+    return builder.bitcast(builder.gep(a.data, [idx]), _V16.as_pointer())
+
+
+@intrinsic
+def vload16(typingctx, arr, idx):
+    """Unaligned load of ``arr[idx : idx + 16]`` (no bounds or wraparound check)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        return builder.load(_vec16_ptr(context, builder, sig.args[0], args[0], idx), align=4)
+
+    return _vec16f(arr, idx), codegen
+
+
+@intrinsic
+def vstore16(typingctx, arr, idx, v):
+    """Unaligned store of ``v`` to ``arr[idx : idx + 16]``."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(v, _Vec16fType)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        builder.store(args[2], _vec16_ptr(context, builder, sig.args[0], args[0], idx), align=4)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v), codegen
+
+
+@intrinsic
+def vbcast16(typingctx, x):
+    """Broadcast a scalar to all 16 lanes."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        val = context.cast(builder, args[0], sig.args[0], types.float32)
+        v = builder.insert_element(ir.Constant(_V16, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(_V16, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
+
+    return _vec16f(x), codegen
+
+
+@intrinsic
+def vfma16(typingctx, a, b, c):
+    """``a * b + c`` lane-wise (llvm.fma.v16f32)."""
+    if not all(isinstance(t, _Vec16fType) for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        mod = builder.module
+        fn = mod.globals.get("llvm.fma.v16f32")
+        if fn is None:
+            fn = ir.Function(mod, ir.FunctionType(_V16, [_V16, _V16, _V16]), "llvm.fma.v16f32")
+        return builder.call(fn, list(args))
+
+    return _vec16f(a, b, c), codegen
+
+
+def host_has_avx512() -> bool:
+    """Whether this CPU has AVX-512 F (16-lane f32 FMA), from LLVM's host feature list."""
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
+
+def wide_kernel_isa() -> str:
+    """The wide micro-kernel picked at load time: ``avx512`` where the CPU has
+    AVX-512 F, else ``avx2``; ``$TASDC_KERNEL_ISA`` (``avx2`` / ``avx512``)
+    forces one (the 16-lane kernel still runs without AVX-512: LLVM splits
+    its vectors)."""
+    import os
+
+    forced = os.environ.get("TASDC_KERNEL_ISA", "").strip().lower()
+    if forced in ("avx2", "avx512"):
+        return forced
+    return "avx512" if host_has_avx512() else "avx2"
+
+
+#: The wide micro-kernel of this process, picked once when the module loads.
+_WIDE_ISA = wide_kernel_isa()
 
 
 def _shuf(builder, a, b, mask):
@@ -632,6 +739,79 @@ def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, p
 
 
 @njit(fastmath=True, cache=True, nogil=True)
+def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+    """:func:`_wide_item` with 16-lane vectors (AVX-512): two weight rows at a
+    time, 4 zmm accumulators each (8 independent FMA chains, as the 8-lane
+    kernel has), so per slot one broadcast + four FMAs instead of eight."""
+    o2 = no - no % 2
+    for oi in range(0, o2, 2):
+        for r in range(2):
+            if oi + r < pf_rows:
+                pb = pf_base + (oi + r) * pf_rs
+                for ln in range(pf_lines):
+                    prefetch(xbuf, pb + ln * 16)
+        ab = oi * 64
+        p0 = wb + (o0 + oi) * cnt
+        la = w_loc[p0 : p0 + cnt]
+        lb = w_loc[p0 + cnt : p0 + 2 * cnt]
+        wa = w_val[p0 : p0 + cnt]
+        wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        b0 = vload16(acc, ab + 64)
+        b1 = vload16(acc, ab + 80)
+        b2 = vload16(acc, ab + 96)
+        b3 = vload16(acc, ab + 112)
+        for s in range(cnt):
+            ka = np.intp(la[s]) * 64
+            kb_ = np.intp(lb[s]) * 64
+            va = vbcast16(wa[s])
+            vb = vbcast16(wb_[s])
+            a0 = vfma16(va, vload16(xp, ka), a0)
+            a1 = vfma16(va, vload16(xp, ka + 16), a1)
+            a2 = vfma16(va, vload16(xp, ka + 32), a2)
+            a3 = vfma16(va, vload16(xp, ka + 48), a3)
+            b0 = vfma16(vb, vload16(xp, kb_), b0)
+            b1 = vfma16(vb, vload16(xp, kb_ + 16), b1)
+            b2 = vfma16(vb, vload16(xp, kb_ + 32), b2)
+            b3 = vfma16(vb, vload16(xp, kb_ + 48), b3)
+        vstore16(acc, ab, a0)
+        vstore16(acc, ab + 16, a1)
+        vstore16(acc, ab + 32, a2)
+        vstore16(acc, ab + 48, a3)
+        vstore16(acc, ab + 64, b0)
+        vstore16(acc, ab + 80, b1)
+        vstore16(acc, ab + 96, b2)
+        vstore16(acc, ab + 112, b3)
+    for oi in range(o2, no):
+        if oi < pf_rows:
+            pb = pf_base + oi * pf_rs
+            for ln in range(pf_lines):
+                prefetch(xbuf, pb + ln * 16)
+        ab = oi * 64
+        p = wb + (o0 + oi) * cnt
+        wl = w_loc[p : p + cnt]
+        wv = w_val[p : p + cnt]
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        for s in range(cnt):
+            k = np.intp(wl[s]) * 64
+            v = vbcast16(wv[s])
+            a0 = vfma16(v, vload16(xp, k), a0)
+            a1 = vfma16(v, vload16(xp, k + 16), a1)
+            a2 = vfma16(v, vload16(xp, k + 32), a2)
+            a3 = vfma16(v, vload16(xp, k + 48), a3)
+        vstore16(acc, ab, a0)
+        vstore16(acc, ab + 16, a1)
+        vstore16(acc, ab + 32, a2)
+        vstore16(acc, ab + 48, a3)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
 def _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
     """Like _wide_item with 16 X rows per tile, four weight rows at a time."""
     o4 = no - no % 4
@@ -696,7 +876,7 @@ def _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth):
+def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
     """Y[t, o] (+)= Σ_k X[t, k] W[o, k] on flat buffers with element strides."""
     if T <= 0 or O <= 0:
         return
@@ -752,7 +932,10 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
                     elif xs0 == 1:  # K-major: kb rows of tv contiguous elements
                         pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
                         pf_base = xoff + (kt + 1) * kb * xs1 + t0
-                _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+                if wide16:
+                    _wide_item16(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+                else:
+                    _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
             else:
                 _narrow_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val)
         if ys1 == 1:
@@ -799,13 +982,13 @@ _series_kernel_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_se
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _run_series(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth):
+def _run_series(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
     """Dispatch to the serial or the parallel kernel by the amount of work."""
     work = T * w_loc.size  # slot-FMAs: every row of X meets every stored slot
     if nth <= 1 or work < SERIAL_WORK:
-        _series_kernel_serial(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth)
+        _series_kernel_serial(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
     else:
-        _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth)
+        _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
 
 
 def _flat(a: np.ndarray, what: str, writable: bool) -> tuple[np.ndarray, int, int, int]:
@@ -827,9 +1010,14 @@ def series_matmul(
     packed: PackedSeries,
     out: np.ndarray | None = None,
     accumulate: bool = False,
+    isa: str | None = None,
 ) -> np.ndarray:
     """``out[..., O] (+)= x[..., K] @ W_totalᵀ`` with W_total the sum of the
     packed series.
+
+    ``isa`` picks the wide micro-kernel (``avx2``: 8-lane, ``avx512``:
+    16-lane); by default :func:`wide_kernel_isa` (the host's best, picked at
+    load time).
 
     ``x`` is float32 with any leading dims and any (non-negative) strides; a
     strided 2-D view is read in place (no copy), e.g. ``cols.T`` of a K-major
@@ -845,6 +1033,10 @@ def series_matmul(
     """
     if not isinstance(packed, PackedSeries):
         raise KernelError(f"packed must be a PackedSeries (from pack_series), got {type(packed).__name__}")
+    if isa is None:
+        isa = _WIDE_ISA
+    elif isa not in ("avx2", "avx512"):
+        raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
     x = np.asarray(x)
     if x.dtype != np.float32:
         raise KernelError(f"x must be float32, got {x.dtype}")
@@ -886,7 +1078,7 @@ def series_matmul(
         if not accumulate:
             y2[...] = 0
         return out
-    _run_series(xb, xo, xs0, xs1, t, k, yb, yo, ys0, ys1, o, bool(accumulate), packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads())
+    _run_series(xb, xo, xs0, xs1, t, k, yb, yo, ys0, ys1, o, bool(accumulate), packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512")
     return out
 
 
@@ -926,8 +1118,10 @@ def memref_descriptor(a: np.ndarray) -> MemRef2D:
 
 # params record shared between Python and the C entry (int64 slots)
 _P_MAGIC, _P_O, _P_K, _P_NTILES, _P_KB, _P_WLOC, _P_WVAL, _P_TCNT, _P_TPTR = range(9)
-_P_NSLOTS, _P_NTH, _P_ACC, _P_STATUS, _P_A, _P_B, _P_CALLS = range(9, 16)
-_P_LEN = 16
+_P_NSLOTS, _P_NTH, _P_ACC, _P_STATUS, _P_A, _P_B, _P_CALLS, _P_WIDE16 = range(9, 17)
+# conv2d entries only: filter size, strides, dilations
+_P_KH, _P_KW, _P_SH, _P_SW, _P_DH, _P_DW = range(17, 23)
+_P_LEN = 23
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -939,6 +1133,7 @@ STATUS_Y_ROWS = 4
 STATUS_Y_COLS = 5
 STATUS_BAD_STRIDES = 6
 STATUS_INCOMPLETE = 7
+STATUS_CONV_SHAPE = 8
 
 _STATUS_TEXT = {
     STATUS_NULL_DESCRIPTOR: "null memref descriptor or data pointer (X or Y)",
@@ -948,6 +1143,7 @@ _STATUS_TEXT = {
     STATUS_Y_COLS: "Y has {a} columns, the weight has O={b} outputs",
     STATUS_BAD_STRIDES: "negative strides, or a zero stride in Y (X strides {a}, Y strides {b})",
     STATUS_INCOMPLETE: "the kernel did not complete (internal error)",
+    STATUS_CONV_SHAPE: "conv2d operands do not match the filter and geometry (input dims {a}, output dims {b})",
 }
 
 
@@ -1014,13 +1210,101 @@ def _cfunc_generic_py(xd_a, yd_a, prm_a):
     w_val = carray(_ptr_f32(prm[_P_WVAL]), nslots)
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), ntiles)
     tptr = carray(_ptr_i64(prm[_P_TPTR]), ntiles + 1)
-    _run_series(xbuf, 0, xd[5], xd[6], T, K, ybuf, 0, yd[5], yd[6], O, acc, w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH])
+    _run_series(xbuf, 0, xd[5], xd[6], T, K, ybuf, 0, yd[5], yd[6], O, acc, w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 
 
 _cfunc_lock = threading.Lock()
 _cfunc_obj: Any = None
+
+
+def _conv_cfunc_py(xd_a, yd_a, prm_a):
+    """int32 status = entry(X memref4d*, Y memref4d*, params*) for a conv2d
+    (NCHW input, NFHW output, no padding: torch-mlir pads with tensor.pad
+    first); im2col into a K-major buffer, then the series kernel writes each
+    image's ``[F, OH*OW]`` plane through a transposed view. Never raises."""
+    prm = carray(_ptr_i64(prm_a), _P_LEN)
+    if prm[_P_MAGIC] != _MAGIC:
+        return STATUS_BAD_PARAMS
+    prm[_P_CALLS] += 1
+    if xd_a == 0 or yd_a == 0:
+        prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
+        return STATUS_NULL_DESCRIPTOR
+    xd = carray(_ptr_i64(xd_a), 11)
+    yd = carray(_ptr_i64(yd_a), 11)
+    n, c, h, w = xd[3], xd[4], xd[5], xd[6]
+    f, oh, ow = yd[4], yd[5], yd[6]
+    kh, kw, sh, sw, dh, dw = prm[_P_KH], prm[_P_KW], prm[_P_SH], prm[_P_SW], prm[_P_DH], prm[_P_DW]
+    K = prm[_P_K]
+    ok = (yd[3] == n and f == prm[_P_O] and c * kh * kw == K
+          and oh == (h - dh * (kh - 1) - 1) // sh + 1 and ow == (w - dw * (kw - 1) - 1) // sw + 1
+          and oh > 0 and ow > 0)
+    if not ok:
+        prm[_P_STATUS] = STATUS_CONV_SHAPE
+        prm[_P_A] = ((n * 100003 + c) * 100003 + h) * 100003 + w
+        prm[_P_B] = ((yd[3] * 100003 + f) * 100003 + oh) * 100003 + ow
+        return STATUS_CONV_SHAPE
+    if n == 0 or f == 0:
+        prm[_P_STATUS] = STATUS_OK
+        return STATUS_OK
+    if xd[1] == 0 or yd[1] == 0:
+        prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
+        return STATUS_NULL_DESCRIPTOR
+    for i in range(7, 11):
+        if xd[i] < 0 or yd[i] < 0:
+            prm[_P_STATUS] = STATUS_BAD_STRIDES
+            return STATUS_BAD_STRIDES
+    prm[_P_STATUS] = STATUS_INCOMPLETE
+    p = oh * ow
+    np_ = n * p
+    xspan = 1 + (n - 1) * xd[7] + (c - 1) * xd[8] + (h - 1) * xd[9] + (w - 1) * xd[10]
+    yspan = 1 + (n - 1) * yd[7] + (f - 1) * yd[8] + (oh - 1) * yd[9] + (ow - 1) * yd[10]
+    xbuf = carray(_ptr_f32(xd[1] + 4 * xd[2]), xspan)
+    ybuf = carray(_ptr_f32(yd[1] + 4 * yd[2]), yspan)
+    cols = np.empty(K * np_, np.float32)  # K-major: cols[k * (N*P) + n*P + t]
+    for ci in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                kk = (ci * kh + i) * kw + j
+                for ni in range(n):
+                    dst = kk * np_ + ni * p
+                    for y in range(oh):
+                        src = ni * xd[7] + ci * xd[8] + (y * sh + i * dh) * xd[9] + j * dw * xd[10]
+                        row = dst + y * ow
+                        for x in range(ow):
+                            cols[row + x] = xbuf[src + x * sw * xd[10]]
+    w_loc = carray(_ptr_u8(prm[_P_WLOC]), prm[_P_NSLOTS])
+    w_val = carray(_ptr_f32(prm[_P_WVAL]), prm[_P_NSLOTS])
+    tcnt = carray(_ptr_i64(prm[_P_TCNT]), prm[_P_NTILES])
+    tptr = carray(_ptr_i64(prm[_P_TPTR]), prm[_P_NTILES] + 1)
+    if yd[10] == 1 and yd[9] == ow:  # an output plane [F, OH*OW] per image, rows of ow contiguous
+        for ni in range(n):
+            _run_series(cols, ni * p, 1, np_, p, K, ybuf, ni * yd[7], 1, yd[8], f, False,
+                        w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+    else:  # any other layout: through a contiguous [N*P, F] buffer
+        tmp = np.empty(np_ * f, np.float32)
+        _run_series(cols, 0, 1, np_, np_, K, tmp, 0, f, 1, f, False,
+                    w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+        for ni in range(n):
+            for fi in range(f):
+                for y in range(oh):
+                    for x in range(ow):
+                        ybuf[ni * yd[7] + fi * yd[8] + y * yd[9] + x * yd[10]] = tmp[(ni * p + y * ow + x) * f + fi]
+    prm[_P_STATUS] = STATUS_OK
+    return STATUS_OK
+
+
+_conv_cfunc_obj: Any = None
+
+
+def _conv_cfunc() -> Any:
+    """The shared Numba @cfunc of conv2d entries (compiled or loaded from Numba's cache on first use)."""
+    global _conv_cfunc_obj
+    with _cfunc_lock:
+        if _conv_cfunc_obj is None:
+            _conv_cfunc_obj = cfunc(_CFUNC_SIG, cache=True, nogil=True)(_conv_cfunc_py)
+        return _conv_cfunc_obj
 
 
 def _generic_cfunc() -> Any:
@@ -1107,6 +1391,15 @@ class CFuncEntry:
         a, b = int(self.params[_P_A]), int(self.params[_P_B])
         if code == STATUS_BAD_STRIDES:
             a, b = divmod(a, 1000003), divmod(b, 1000003)
+        elif code == STATUS_CONV_SHAPE:
+            def dims(v: int) -> list[int]:
+                out = []
+                for _ in range(4):
+                    v, r = divmod(v, 100003)
+                    out.append(r)
+                return out[::-1]
+
+            a, b = dims(a), dims(b)  # type: ignore[assignment]
         text = _STATUS_TEXT.get(code, "unknown status {code}").format(a=a, b=b, code=code)
         return f"{self.name} ({self.packed.series}, O={self.packed.out_features}, K={self.packed.in_features}): {text}"
 
@@ -1129,7 +1422,7 @@ class CFuncEntry:
         return int(self.ctypes(ctypes.addressof(xd), ctypes.addressof(yd)))
 
 
-def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulate: bool = False) -> CFuncEntry:
+def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulate: bool = False, isa: str | None = None) -> CFuncEntry:
     """Build the C entry ``int32 <name>(memref2d *x, memref2d *y)`` for
     ``packed``: X is ``[T, K]``, Y is ``[T, O]``, both f32 with any
     non-negative strides and offsets (``memref<?x?xf32, strided<[?, ?],
@@ -1141,7 +1434,8 @@ def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulat
     ``func.func private @<name>(memref<?x?xf32>, memref<?x?xf32>) [-> i32]
     attributes {llvm.emit_c_interface}`` and register ``entry.ctypes`` under
     ``<name>`` (``register_runtime`` adds the ``_mlir_ciface_`` prefix). A void
-    declaration is fine too (the status is still recorded).
+    declaration is fine too (the status is still recorded). ``isa`` picks the
+    wide micro-kernel (``avx2`` or ``avx512``; default :func:`wide_kernel_isa`).
     """
     if not isinstance(packed, PackedSeries):
         raise KernelError(f"packed must be a PackedSeries, got {type(packed).__name__}")
@@ -1163,8 +1457,33 @@ def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulat
     prm[_P_NSLOTS] = packed.w_loc.size
     prm[_P_NTH] = numba.get_num_threads()
     prm[_P_ACC] = int(bool(accumulate))
+    if isa is not None and isa not in ("avx2", "avx512"):
+        raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
+    prm[_P_WIDE16] = int((isa or _WIDE_ISA) == "avx512")
     addr = _trampoline(_generic_cfunc().address, prm.ctypes.data, name)
     return CFuncEntry(name=name, packed=packed, accumulate=bool(accumulate), address=addr, ctypes=_CFUNC_PROTO(addr), params=prm)
+
+
+def make_conv_cfunc_entry(
+    packed: PackedSeries, kh: int, kw: int, stride: Any = 1, dilation: Any = 1, *,
+    name: str | None = None, isa: str | None = None,
+) -> CFuncEntry:
+    """The C entry ``int32 <name>(memref4d *x, memref4d *y)`` of a conv2d
+    (NCHW input ``x``, NFHW output ``y``, no padding, groups 1) with the
+    filter series ``packed`` (``[F, C*kh*kw]`` along axis 1, as for
+    :func:`conv2d_series`): one shared Numba ``@cfunc`` behind a trampoline,
+    like :func:`make_cfunc_entry`, so JIT'ed code calls it without Python.
+    Shapes are checked on every call (status, never an exception)."""
+    entry = make_cfunc_entry(packed, name=name, isa=isa)
+    sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
+    if min(sh, sw, dh, dw, kh, kw) < 1:
+        raise KernelError(f"invalid conv geometry: kernel {kh}x{kw}, stride {(sh, sw)}, dilation {(dh, dw)}")
+    prm = entry.params
+    prm[_P_KH], prm[_P_KW], prm[_P_SH], prm[_P_SW], prm[_P_DH], prm[_P_DW] = kh, kw, sh, sw, dh, dw
+    entry.address = _trampoline(_conv_cfunc().address, prm.ctypes.data, entry.name)
+    entry.ctypes = _CFUNC_PROTO(entry.address)
+    return entry
 
 
 # --------------------------------------------------------------------------

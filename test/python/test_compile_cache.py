@@ -18,7 +18,7 @@ import pytest
 
 from conftest import run_cli
 from tasdc.compiler import CompileOptions, compile_model
-from tasdc.runtime.cpu import cache
+from tasdc.runtime.cpu import object_cache as cache
 from tasdc.runtime.cpu.executor import compile_for_cpu
 
 
@@ -155,3 +155,38 @@ def test_cli_run_uses_the_cache_and_clear_empties_it(example_dir: Path, cache_di
     assert not _entries(cache_dir)
     bad = run_cli("cache", "purge")
     assert bad.returncode == 2
+
+
+def _linear_model(seed: int) -> "torch.nn.Module":
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256)).eval()  # biases of >= 1 KB: bound too
+
+
+def test_weights_are_bound_not_compiled_in(cache_dir: Path) -> None:
+    """Dense weights are arguments bound at load time (tasd-cpu-bind-constants):
+    the object holds no weights, so a model with other weights of the same
+    shapes reuses the entry and still computes with its own weights."""
+    import torch
+
+    x = torch.randn(8, 256, generator=torch.Generator().manual_seed(1))
+    outputs = []
+    for seed in (0, 1):
+        model = _linear_model(seed)
+        result = compile_model(model, (x,), CompileOptions(config="dense"))
+        executable = compile_for_cpu(result.module)
+        assert executable.cache_hit == (seed == 1)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        got = executable(x.numpy())
+        # f32 sums of 256 and 512 products in another order than torch's:
+        # a few ulps of the accumulated magnitude (|y| ~ 1 here).
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        outputs.append(got)
+        embedded = compile_for_cpu(result.module, cache=False, bind_constants=False)
+        np.testing.assert_allclose(got, embedded(x.numpy()), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(outputs[0], outputs[1]), "different weights must give different outputs"
+    (entry,) = _entries(cache_dir)
+    weight_bytes = (256 * 512 + 512 * 256) * 4
+    assert entry.stat().st_size < weight_bytes / 4, "the cached object must not contain the weights"

@@ -21,6 +21,7 @@ from conftest import MODELS, run_cli
 from tasdc.compiler import CompileOptions, compile_model
 from tasdc.errors import TasdcError
 from tasdc.runtime.cpu import executor
+from tasdc.runtime.cpu import kernels as K
 from tasdc.runtime.cpu.kernels import KernelError
 
 # Compared against BLAS results: run again under the other OpenBLAS kernel (tools/dev.py).
@@ -78,19 +79,45 @@ def test_corrupted_index_array_is_rejected_at_pack_time(cnn_2of4) -> None:
         executor._pack(kernel.name, {**kernel.info, "terms": [term]}, [values, indices])
 
 
-def test_failing_callback_raises_python_error_and_process_survives(example_dir: Path, cnn_2of4) -> None:
+def test_failing_conv_entry_raises_python_error_and_process_survives(example_dir: Path, cnn_2of4) -> None:
     exe = cnn_2of4.cpu()
     x = _inputs(example_dir, "cnn")
     kernel = next(k for k in exe.kernels if k.info["kind"] == "conv2d")
-    saved = kernel.info["dense_shape"]
-    kernel.info["dense_shape"] = [1, 2, 3, 4]  # the kernel now refuses its operand
+    assert kernel.entry is not None, "conv2d series run through the C entry (no Python callback)"
+    saved = kernel.entry.params.copy()
+    kernel.entry.params[K._P_KH] += 1  # the entry now refuses its operands' geometry
     try:
-        with pytest.raises(KernelError, match="compiled for"):
+        with pytest.raises(KernelError, match="conv2d operands do not match"):
             exe(x)
     finally:
-        kernel.info["dense_shape"] = saved
+        kernel.entry.params[:] = saved
     # The executable still works afterwards.
     assert np.isfinite(exe(x)).all()
+
+
+def test_failing_python_callback_raises_python_error(example_dir: Path, cnn_2of4) -> None:
+    """The ctypes callback path (batch_matmul and sparse-left series) records
+    an error raised in Python and the call raises it afterwards."""
+    import ctypes
+
+    from tasdc.runtime.cpu.executor import _make_callback
+
+    exe = cnn_2of4.cpu()
+    kernel = next(k for k in exe.kernels if k.info["kind"] == "conv2d")
+    callback = _make_callback(kernel, 4, 4)
+    saved = kernel.info["dense_shape"]
+    kernel.info["dense_shape"] = [1, 2, 3, 4]  # Kernel.run now refuses its operand
+    try:
+        x = np.zeros(saved, np.float32)
+        y = np.zeros(kernel.info["result_shape"], np.float32)
+        from tasdc.runtime.cpu.executor import _descriptor_of
+
+        xd, yd = _descriptor_of(x), _descriptor_of(y)
+        callback(ctypes.addressof(xd), ctypes.addressof(yd))  # must not raise into C
+        assert isinstance(kernel.error, KernelError) and "compiled for" in str(kernel.error)
+    finally:
+        kernel.info["dense_shape"] = saved
+        kernel.error = None
 
 
 def test_failing_cfunc_entry_raises_python_error(example_dir: Path) -> None:
@@ -134,3 +161,31 @@ def test_run_cli_summary_and_errors(example_dir: Path, tmp_path: Path) -> None:
     bad = run_cli("run", str(example_dir / "mlp.pt2"), "--input", str(tmp_path / "bad.npy"))
     assert bad.returncode == 2 and "input 'x' has shape [2, 2], the model takes [16, 1, 8, 8]" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+class ReturnsUnownedBuffers(torch.nn.Module):
+    """Outputs the function does not compute: its input as is, a weight constant, one value twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.arange(64, dtype=torch.float32).reshape(8, 8) / 7)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y = x @ self.w
+        return y, x, self.w, y
+
+
+@pytest.mark.parametrize("config", ["dense", "2:4"])
+def test_returned_arguments_and_constants_are_copied_out(config: str) -> None:
+    """Regression: buffer deallocation clones a returned buffer the function does not own; the clone
+    reached LLVM unlowered ("Failure while creating the ExecutionEngine"). The copies are exact."""
+    model = ReturnsUnownedBuffers()
+    x = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
+    result = compile_model(model, (torch.from_numpy(x),), CompileOptions(config=config))
+    y, x_out, w_out, y2 = result(x)
+    np.testing.assert_array_equal(x_out, x)
+    np.testing.assert_array_equal(w_out, model.w.detach().numpy())
+    np.testing.assert_array_equal(y, y2)
+    if config == "dense":  # float32 accumulation over K=8 against float64: 8 ulps of the largest output
+        ref = x.astype(np.float64) @ model.w.detach().double().numpy()
+        np.testing.assert_allclose(y, ref, rtol=0, atol=8 * np.finfo(np.float32).eps * np.abs(ref).max())

@@ -422,3 +422,74 @@ def test_serial_and_parallel_dispatch_agree_with_numpy(t, k, o):
     assert (work >= K.SERIAL_WORK) == (t == 256)
     dense = sum(term.to_dense() for term in d.terms).astype(np.float64)
     np.testing.assert_allclose(series_matmul(x, p), x.astype(np.float64) @ dense.T, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("t,o", [(64, 1), (65, 7), (130, 12), (200, 33)])
+def test_wide_micro_kernels(isa, t, o):
+    """Both wide micro-kernels (8-lane AVX2, 16-lane AVX-512; the latter runs
+    anywhere, LLVM splits its vectors without AVX-512) against numpy, and
+    against each other: per output they do the same FMAs in the same slot
+    order, so their results are identical."""
+    rng = np.random.default_rng(t * 7 + o)
+    k = 300
+    d = decompose(_weight(rng, o, k, density=0.8), "2:4+1:8", axis=1)
+    p = pack_series(d, kb=128)
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    y = series_matmul(x, p, isa=isa)
+    _check(y, x, _dense_of(d))
+    other = "avx2" if isa == "avx512" else "avx512"
+    np.testing.assert_array_equal(y, series_matmul(x, p, isa=other))
+    entry = make_cfunc_entry(p, isa=isa)
+    ye = np.zeros((t, o), np.float32)
+    assert entry(x, ye) == 0
+    np.testing.assert_array_equal(ye, y)
+
+
+def test_isa_choice():
+    assert K.wide_kernel_isa() in ("avx2", "avx512")
+    assert K.wide_kernel_isa() == ("avx512" if K.host_has_avx512() else "avx2") or os.environ.get("TASDC_KERNEL_ISA")
+    with pytest.raises(KernelError, match="isa must be"):
+        series_matmul(np.zeros((2, 4), np.float32), pack_series(decompose(np.ones((3, 4), np.float32), "2:4", axis=1)), isa="sse")
+
+
+@pytest.mark.parametrize(
+    "n,c,h,w,f,kh,kw,stride,dilation,cfg,transposed_out",
+    [
+        (1, 3, 9, 11, 5, 3, 3, 1, 1, "2:4", False),
+        (2, 4, 9, 9, 6, 3, 2, (2, 1), (1, 2), "2:8+1:8", False),
+        (3, 8, 20, 20, 70, 3, 3, 1, 1, "2:4+1:4", False),   # T = 324 per image: wide micro-kernel
+        (2, 3, 12, 10, 7, 3, 3, 2, 1, "1:4", True),         # an output that is not NFHW-contiguous
+    ],
+)
+def test_conv_cfunc_entry_matches_torch(n, c, h, w, f, kh, kw, stride, dilation, cfg, transposed_out):
+    """The conv2d C entry (what JIT'ed code calls, no Python) on memref
+    descriptors, against torch in f64 on the approximated filter; a bad
+    shape is a status, never a crash."""
+    from tasdc.runtime.cpu.executor import _descriptor_of
+
+    rng = np.random.default_rng(n * c + f)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    filt = rng.standard_normal((f, c, kh, kw)).astype(np.float32)
+    d = decompose(filt.reshape(f, -1), cfg, axis=1)
+    entry = K.make_conv_cfunc_entry(pack_series(d), kh, kw, stride, dilation)
+    approx = torch.from_numpy(np.ascontiguousarray(d.approximation.reshape(f, c, kh, kw)))
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x).double(), approx.double(), stride=stride, dilation=dilation).numpy()
+    if transposed_out:  # y[n, f, oh, ow] stored as [n, oh, ow, f]
+        store = np.zeros((n,) + ref.shape[2:] + (f,), np.float32)
+        y = store.transpose(0, 3, 1, 2)
+    else:
+        y = np.zeros(ref.shape, np.float32)
+    xd = _descriptor_of(x)
+    yd = _descriptor_of(np.ascontiguousarray(y)) if not transposed_out else _descriptor_of(store)
+    if transposed_out:  # the descriptor of the strided view
+        yd.shape[:] = y.shape
+        yd.strides[:] = [s // 4 for s in y.strides]
+    assert entry.ctypes(ctypes.addressof(xd), ctypes.addressof(yd)) == 0
+    entry.check_status()
+    got = y if transposed_out else np.ctypeslib.as_array(ctypes.cast(yd.aligned, ctypes.POINTER(ctypes.c_float)), shape=ref.shape)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * math.sqrt(c * kh * kw))
+    bad = _descriptor_of(np.zeros((n, f + 1) + ref.shape[2:], np.float32))
+    assert entry.ctypes(ctypes.addressof(xd), ctypes.addressof(bad)) == K.STATUS_CONV_SHAPE
+    with pytest.raises(KernelError, match="conv2d operands do not match"):
+        entry.check_status()

@@ -8,8 +8,12 @@ kernel symbols to this process's kernel entry points. Loading runs only the
 linker step of the JIT, no LLVM optimisation or code generation.
 
 The key is a SHA-256 over everything the machine code depends on: the module
-right before LLVM lowering (as MLIR bytecode, so dense weights embedded in
-the code are part of it), the lowering options and opt level, the versions
+right before LLVM lowering (as MLIR bytecode). Weights are not in it:
+``tasd-cpu-bind-constants`` has turned every constant of 1 KB or more into
+an argument bound at load time (the N:M kernels' weights are packed from
+the module anyway), so the code, and its key, depend only on shapes and
+small constants; models that differ only in their weights share an entry.
+Then the lowering options and opt level, the versions
 of tasdc and torch-mlir, the source of the lowering passes (a development
 checkout changes them without changing the version), and the host CPU name
 and features (the code is compiled for the host).
@@ -46,6 +50,8 @@ _SOURCES = (
     "tasdc.passes.outline_loops",
     "tasdc.passes.vectorize_contractions",
     "tasdc.passes.lower_tasd_to_calls",
+    "tasdc.passes.bind_constants",
+    "tasdc.passes.fold_batch_broadcasts",
     "tasdc.runtime.cpu.executor",
 )
 #: llvmlite's symbol table is process-wide: bind and link one object at a time.
