@@ -246,10 +246,10 @@ class CpuExecutable:
             # parameter block is corrupted and it could not even record that).
             if self._calls(kernel) == calls:
                 raise KernelError(f"kernel for {kernel.layer} did not run to completion; its output is undefined")
-        outputs = []
+        # Copy every result out before freeing any: two results may share a buffer.
+        outputs = [np.array(_view(part, dtype), copy=True) for part, (_, dtype) in zip(parts, result_types)]
         freed: set[int] = set()
-        for part, (_, dtype) in zip(parts, result_types):
-            outputs.append(np.array(_view(part, dtype), copy=True))
+        for part in parts:
             # The buffer-deallocation pipeline hands ownership of returned
             # buffers to the caller (a returned constant is cloned first), and
             # the LLVM lowering allocates with malloc: free it here (once,

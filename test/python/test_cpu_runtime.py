@@ -176,16 +176,24 @@ class ReturnsUnownedBuffers(torch.nn.Module):
 
 
 @pytest.mark.parametrize("config", ["dense", "2:4"])
-def test_returned_arguments_and_constants_are_copied_out(config: str) -> None:
-    """Regression: buffer deallocation clones a returned buffer the function does not own; the clone
-    reached LLVM unlowered ("Failure while creating the ExecutionEngine"). The copies are exact."""
+def test_returned_arguments_and_constants_are_copied_out(config: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regressions: buffer deallocation clones a returned buffer the function does not own; the clone
+    reached LLVM unlowered ("Failure while creating the ExecutionEngine"). And two results sharing one
+    buffer were copied out one after the other with a free in between (the second read freed memory).
+    Both the JIT (cache miss) and the loaded object (cache hit) are checked; the copies are exact."""
+    monkeypatch.setenv("TASDC_CACHE_DIR", str(tmp_path / "cache"))
     model = ReturnsUnownedBuffers()
     x = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
     result = compile_model(model, (torch.from_numpy(x),), CompileOptions(config=config))
-    y, x_out, w_out, y2 = result(x)
-    np.testing.assert_array_equal(x_out, x)
-    np.testing.assert_array_equal(w_out, model.w.detach().numpy())
-    np.testing.assert_array_equal(y, y2)
+    runs = [executor.compile_for_cpu(result.module) for _ in range(2)]
+    assert [run.cache_hit for run in runs] == [False, True]
+    for run in runs:
+        for _ in range(3):
+            y, x_out, w_out, y2 = run(x)
+            np.testing.assert_array_equal(x_out, x)
+            np.testing.assert_array_equal(w_out, model.w.detach().numpy())
+            np.testing.assert_array_equal(y, y2)
     if config == "dense":  # float32 accumulation over K=8 against float64: 8 ulps of the largest output
         ref = x.astype(np.float64) @ model.w.detach().double().numpy()
         np.testing.assert_allclose(y, ref, rtol=0, atol=8 * np.finfo(np.float32).eps * np.abs(ref).max())
