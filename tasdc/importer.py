@@ -26,7 +26,7 @@ import logging
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from torch_mlir import ir
 
@@ -392,14 +392,14 @@ def entry_arguments(module: ir.Module) -> list[tuple[list[int], Any]]:
     return out
 
 
-def check_linalg_on_tensors(module: ir.Module, source: str) -> None:
-    """Refuse modules with ops outside linalg-on-tensors (e.g. leftover torch ops)."""
+def _refuse_first(module: ir.Module, source: str, is_bad: Callable[[ir.Operation], bool], why: str) -> None:
+    """Raise ``InputError`` at the first op (walk order) for which ``is_bad`` holds: ``source:line:col: 'op' why``."""
     from tasdc.diagnostics import resolve_location
 
-    bad: list[ir.OpView] = []
+    bad: list[ir.Operation] = []
 
     def visit(op: ir.Operation) -> ir.WalkResult:
-        if op.name.split(".")[0] not in LINALG_ON_TENSORS_DIALECTS:
+        if is_bad(op):
             bad.append(op)
             return ir.WalkResult.INTERRUPT
         return ir.WalkResult.ADVANCE
@@ -407,10 +407,34 @@ def check_linalg_on_tensors(module: ir.Module, source: str) -> None:
     module.operation.walk(visit)
     if bad:
         _, line, col = resolve_location(bad[0].location)
-        raise InputError(
-            f"{source}:{line}:{col}: '{bad[0].name}' is not linalg-on-tensors; "
-            "import the model with torch-mlir's linalg-on-tensors output"
-        )
+        raise InputError(f"{source}:{line}:{col}: '{bad[0].name}' {why}")
+
+
+def check_linalg_on_tensors(module: ir.Module, source: str) -> None:
+    """Refuse modules with ops outside linalg-on-tensors (e.g. leftover torch ops)."""
+    _refuse_first(module, source, lambda op: op.name.split(".")[0] not in LINALG_ON_TENSORS_DIALECTS,
+                  "is not linalg-on-tensors; import the model with torch-mlir's linalg-on-tensors output")
+
+
+def _reads_empty_output(op: ir.Operation) -> bool:
+    """A linalg op whose body reads an output operand made by ``tensor.empty``."""
+    if not op.name.startswith("linalg.") or not len(op.regions) or "operandSegmentSizes" not in op.attributes:
+        return False
+    segments = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))
+    blocks = op.regions[0].blocks
+    if len(segments) != 2 or not len(blocks):
+        return False
+    ins, outs = segments
+    arguments = list(blocks[0].arguments)
+    if len(arguments) != ins + outs:
+        return False
+    for index in range(outs):
+        owner = op.operands[ins + index].owner
+        if isinstance(owner, ir.OpView):
+            owner = owner.operation
+        if isinstance(owner, ir.Operation) and owner.name == "tensor.empty" and list(arguments[ins + index].uses):
+            return True
+    return False
 
 
 def check_initialized_outputs(module: ir.Module, source: str) -> None:
@@ -423,37 +447,9 @@ def check_initialized_outputs(module: ir.Module, source: str) -> None:
     element type. Writing into a ``tensor.empty`` (a body that ignores its
     output argument) is fine.
     """
-    from tasdc.diagnostics import resolve_location
-
-    bad: list[ir.Operation] = []
-
-    def visit(op: ir.Operation) -> ir.WalkResult:
-        if not op.name.startswith("linalg.") or not len(op.regions) or "operandSegmentSizes" not in op.attributes:
-            return ir.WalkResult.ADVANCE
-        segments = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))
-        blocks = op.regions[0].blocks
-        if len(segments) != 2 or not len(blocks):
-            return ir.WalkResult.ADVANCE
-        ins, outs = segments
-        arguments = list(blocks[0].arguments)
-        if len(arguments) != ins + outs:
-            return ir.WalkResult.ADVANCE
-        for index in range(outs):
-            owner = op.operands[ins + index].owner
-            if isinstance(owner, ir.OpView):
-                owner = owner.operation
-            if isinstance(owner, ir.Operation) and owner.name == "tensor.empty" and list(arguments[ins + index].uses):
-                bad.append(op)
-                return ir.WalkResult.INTERRUPT
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(visit)
-    if bad:
-        _, line, col = resolve_location(bad[0].location)
-        raise InputError(
-            f"{source}:{line}:{col}: '{bad[0].name}' reads its output operand, a tensor.empty (uninitialized "
-            "values); initialize it first (e.g. linalg.fill with 0 for a sum)"
-        )
+    _refuse_first(module, source, _reads_empty_output,
+                  "reads its output operand, a tensor.empty (uninitialized values); "
+                  "initialize it first (e.g. linalg.fill with 0 for a sum)")
 
 
 def import_module(model: Any, example_inputs: Sequence[Any]) -> ImportedModel:
