@@ -139,6 +139,16 @@ class Candidate:
             raise InputError(f"layer {self.layer} ({self.op.name}){where}: weight contains {bad} NaN/Inf values")
         return data
 
+    def stored_positions(self) -> np.ndarray:
+        """For every element of :attr:`weight`, the flat index of the stored
+        constant element it is read from (same shape as :attr:`weight`)."""
+        shape = ir.ShapedType(self.constant.results[0].type).shape
+        index = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+        for view in self._weight_chain:
+            index = apply_view(view, index, cast=False)
+        index = np.ascontiguousarray(index)
+        return index.reshape(index.shape[0], -1) if self.kind == "conv2d" else index
+
     @property
     def size(self) -> int:
         batch, m, k, n = self.gemm
@@ -224,8 +234,9 @@ def _broadcast_dims(op: ir.OpView) -> tuple[list[int], list[int]] | None:
     return None
 
 
-def apply_view(op: ir.OpView, data: np.ndarray) -> np.ndarray:
-    """Replay one view op of a weight chain on numpy data."""
+def apply_view(op: ir.OpView, data: np.ndarray, cast: bool = True) -> np.ndarray:
+    """Replay one view op of a weight chain on numpy data (``cast=False``: keep
+    ``data``'s dtype, e.g. to follow element indices through the chain)."""
     out_type = ir.RankedTensorType(op.results[0].type)
     shape = list(out_type.shape)
     if op.name == "linalg.transpose":
@@ -241,7 +252,7 @@ def apply_view(op: ir.OpView, data: np.ndarray) -> np.ndarray:
     sorted_kept = sorted(kept)
     view_shape = [shape[d] if d in sorted_kept else 1 for d in range(len(shape))]
     out = np.broadcast_to(moved.reshape(view_shape), shape)
-    return out.astype(np.float32) if isinstance(out_type.element_type, ir.F32Type) else out
+    return out.astype(np.float32) if cast and isinstance(out_type.element_type, ir.F32Type) else out
 
 
 _VIEW_OPS = ("linalg.transpose", "linalg.broadcast", "linalg.generic", "tensor.collapse_shape", "tensor.expand_shape")
