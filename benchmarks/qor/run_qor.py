@@ -252,10 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--only", default="", help="comma-separated model names (default: every model)")
-    parser.add_argument("--max-probes", type=int, default=8, help="measured configurations per search at most")
+    parser.add_argument("--max-probes", type=int, default=16, help="measured configurations per search at most")
     parser.add_argument("--with-shaped", action="store_true", help="add the cost-only ResNet-50/BERT-base shapes")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results.json")
     parser.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the missing ones")
+    parser.add_argument("--redo", default="", help="with --resume: comma-separated targets whose rows are run again")
     args = parser.parse_args(argv)
     targets = tuple(t for t in args.targets.split(",") if t)
     manifest_path = args.models_dir / "manifest.json"
@@ -270,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     begin = time.perf_counter()
     if args.resume and args.out.is_file():
         previous = json.loads(args.out.read_text())
-        rows, begin = previous.get("rows", []), begin - float(previous.get("total_s", 0.0))
+        redo = {t for t in args.redo.split(",") if t}
+        rows = [r for r in previous.get("rows", []) if r["target"] not in redo]
+        begin -= float(previous.get("total_s", 0.0))
     done = {(r["model"], r["target"]) for r in rows}
     models = [(name, info) for name, info in manifest["models"].items() if not only or name in only]
     models.sort(key=lambda item: not item[1]["sparse"])          # sparse models first

@@ -86,7 +86,9 @@ def _session_class() -> type:
                     cache.store("reference", self.digest, {**reference, "__metric__": np.array(self._metric)})
             return super().reference()
 
-        def measure(self, result: Any, key: tuple[str, ...] | None = None) -> tuple[dict[str, Any], bool]:
+        def measure(self, result: Any, key: tuple[str, ...] | None = None,
+                    bound: float | None = None) -> tuple[dict[str, Any], bool]:
+            # Measured in full (no early stop at ``bound``): the stored values serve every bound.
             if key is None or cache.active() is None or key in self._measurements:
                 return super().measure(result, key)
             ckey = f"{self.digest}/{'+'.join(key)}"
