@@ -129,7 +129,12 @@ def output_errors(grams: list[Gram], w: np.ndarray, axis: int, kind: str, config
     def k_major(a: np.ndarray) -> list[np.ndarray]:
         return weight_k_major(a, axis, kind)
 
-    ref = sum(g.energy(d) for g, d in zip(grams, k_major(w)))
+    ref_key = cache_key + ("reference",) if cache_key else None
+    ref = _output_cache.get(ref_key) if ref_key else None
+    if ref is None:
+        ref = sum(g.energy(d) for g, d in zip(grams, k_major(w)))
+        if ref_key and len(_output_cache) < _CACHE_LIMIT:
+            _output_cache[ref_key] = ref
     if not ref > 0.0:
         return None
     out = []

@@ -467,6 +467,7 @@ class TasderSession:
         self._batch: int | None = None
         self._measurements: dict[tuple[str, ...], dict[str, QualityReport]] = {}
         self._orders: dict[str, np.ndarray] = {}
+        self._ordered: dict[str, tuple[list[np.ndarray], np.ndarray, np.ndarray | None]] = {}
 
     # -- modules -----------------------------------------------------------
     def _clone(self) -> ImportedModel:
@@ -603,9 +604,10 @@ class TasderSession:
         n_ref = reference.shape[0]
         inputs, ref_all, labels = x, reference, y
         if n_ref == x[0].shape[0]:   # one output row per sample: visit them fragile first
-            order = self._order(name, reference, n_ref)
-            inputs, ref_all = [a[order] for a in x], reference[order]
-            labels = None if y is None else y[order]
+            if name not in self._ordered:
+                order = self._order(name, reference, n_ref)
+                self._ordered[name] = ([a[order] for a in x], reference[order], None if y is None else y[order])
+            inputs, ref_all, labels = self._ordered[name]
         metric = self._metric
         is_acc, is_agree = metric == _METRIC_NAMES["accuracy"], metric == "top-1 agreement"
         dense_acc_all = None
