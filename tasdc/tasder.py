@@ -7,9 +7,14 @@
 2. compile a copy with ``tasd-select`` (the global greedy allocation over the
    target's native series, see :mod:`tasdc.passes.select_series`) followed by
    ``tasd-decompose-weights``;
-3. *measure* the quality by running the compiled model on the CPU runtime
-   (Numba N:M kernels, :meth:`CompileResult.cpu`) on the calibration inputs
-   and on the evaluation inputs, batched to the model's exported batch size
+3. *measure* the quality by running the selection on the CPU runtime on the
+   calibration inputs and on the evaluation inputs. The measured form is the
+   model with every selected weight replaced in place by the exact sum of
+   its series' terms (``tasd-approximate-weights``): the dense model's ops, so
+   with weights bound at load time every probe shares the dense reference's
+   compiled object (JIT -O2, once); the series form computes the same sums in
+   another order. The chosen selection is compiled as series at the end.
+   Inputs are batched to the model's exported batch size
    (a partial last batch is zero-padded and the padded rows dropped), against
    the dense model (the same module compiled without decomposition):
 
@@ -30,7 +35,11 @@
    program's output such as ``pooler_output``); ``metric=`` chooses one
    explicitly and the report names the metric, the output and why.
    The bound holds when the metric is ``>= quality`` (minus 1e-6 for float
-   reordering) on *every* measured set (calibration and evaluation);
+   reordering) on *every* measured set (calibration and evaluation). A probe
+   runs the evaluation set first, its samples in order of the dense model's
+   top-1 margin (smallest first, for the top-1 metrics), and stops as soon as
+   the remaining samples could no longer lift the metric to the bound
+   (:meth:`TasderSession.measure`);
 4. move along the selection's greedy path until the measured bound holds.
 
 The search (steps 2-4)
