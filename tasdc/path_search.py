@@ -20,7 +20,12 @@ taken off the path instead of ending the search:
    take another series later on the path), recompute the path and continue
    from the longest prefix the new path shares with the old one (those
    selections were measured already).
-4. Stop when the path is used up or after ``max_probes`` measured probes.
+4. After a demotion the search sits at the bound, where the next move
+   breaks it more often than not: probe ``lo + 1`` first (a failure demotes
+   that move at the cost of one probe, where a bisection from the whole
+   path costs ``log2`` of its length), and only when it passes the whole
+   remaining path, then bisect as in 2.
+5. Stop when the path is used up or after ``max_probes`` measured probes.
 
 Every probe records the path position, the bans in force, the predicted
 quality ``1/sqrt(1 + Σ e²)`` (the inverse of the budget rule) and the
@@ -96,10 +101,19 @@ def bisect_with_demotion(path_of: Callable[[frozenset[tuple[str, str]]], list[Pa
         used += int(measured)
         return ok
 
+    demoted = False
     while used < max_probes and lo < len(path):
         hi = len(path)
-        if run(hi):
-            lo = hi
+        if demoted and hi > lo + 1:          # at the bound: the next move first (step 4)
+            if not run(lo + 1):
+                hi = lo + 1
+            else:
+                lo += 1
+        if hi == len(path) and used < max_probes:
+            if run(hi):
+                lo = hi
+                break
+        elif hi == len(path):
             break
         while hi - lo > 1 and used < max_probes:
             mid = (lo + hi) // 2
@@ -110,6 +124,7 @@ def bisect_with_demotion(path_of: Callable[[frozenset[tuple[str, str]]], list[Pa
         if hi - lo > 1:
             break                       # out of probes inside a bisection
         bad = path[lo]
+        demoted = True
         bans = bans | {(bad.layer, bad.series)}
         order.append(f"{bad.layer}@{bad.series}")
         new = path_of(bans)

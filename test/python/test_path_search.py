@@ -53,8 +53,20 @@ def test_a_failing_first_move_does_not_end_the_search():
     chosen = [(m.layer, m.series) for m in out.path[:out.steps]]
     assert ("conv0", "2:4") not in chosen and len(chosen) == len(PATH) - 1
     assert ("conv0", "1:4") in chosen   # the demoted layer may still take another series
-    # bisection: full path, then log2 steps down to the first move, then the new full path
-    assert out.probes <= 2 + 3
+    # bisection: full path, then log2 steps down to the first move; after the demotion the next
+    # move first (it passes), then the new full path
+    assert out.probes <= 3 + 3
+
+
+def test_at_the_bound_a_demotion_costs_one_probe():
+    """Once a move has been demoted the search sits at the bound: the next move is probed first, and
+    when it fails it is demoted at once instead of bisecting from the whole remaining path again."""
+    o = Oracle(set(), 5)
+    out = bisect_with_demotion(o.path_of, o.probe, 20)
+    assert out.steps == 5 and len(out.bans) == 3
+    # round 1: the whole path, then bisection 4, 6, 5; then one probe per demotion (6 moves, then 6 again
+    # on the shorter path); the path then ends at the 5 measured moves
+    assert [steps for steps, _ in o.calls] == [8, 4, 6, 5, 6, 6]
 
 
 def test_probe_budget_is_respected_and_result_was_measured_passing():
