@@ -123,7 +123,7 @@ def run(files: dict[str, Path], target: str, warm: bool, extra: list[str]) -> di
     return {
         "target": target,
         "wall_s": seconds,
-        "timings": tasder.get("timings", {}),
+        "timings": tasder.get("timings_s", {}),
         "probes": len(probes),
         "measured_probes": sum(1 for p in probes if p.get("measured")),
         "edp_reduction": tasder.get("reduction", {}).get("edp"),
