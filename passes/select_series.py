@@ -229,7 +229,8 @@ class SelectSeries(ModulePass):
     path, 0 = all dense), ``ban`` (space-separated ``layer@series`` moves
     taken off the path, e.g. ``conv2d_0@2:4``: the measured search demotes
     moves that broke the measured bound; the layer may still take its other
-    series; the module summary lists the path's moves, ``path_moves``),
+    series; an activation series is written without its space,
+    ``conv2d_0@A2:8``; the module summary lists the path's moves, ``path_moves``),
     ``activations`` (default true: on a target with
     TASD extraction units and with ``calib``, every layer may instead take a
     series on its *activation* operand, TASD-A, written as
@@ -270,7 +271,7 @@ class SelectSeries(ModulePass):
             layer, sep, series = item.partition("@")
             if not sep or not layer or not series:
                 raise SelectionError(f"ban: '{item}' is not layer@series (e.g. conv2d_0@2:4)")
-            out.add((layer, series))
+            out.add((layer, series.replace(" ", "")))
         return out
 
     def __post_init__(self) -> None:
@@ -387,7 +388,7 @@ class SelectSeries(ModulePass):
         )
         bans = self.banned()
         if bans:
-            labels = [str(c) for c in configs]
+            labels = [str(c).replace(" ", "") for c in configs]   # "A 2:8" is banned as A2:8
             for i, cand in enumerate(cands):
                 for j, label in enumerate(labels):
                     if j and (cand.layer, label) in bans:

@@ -831,7 +831,8 @@ class TasderSession:
         from tasdc.path_search import PathMove, bisect_with_demotion, predicted_quality
 
         def ban_text(bans: frozenset[tuple[str, str]]) -> str:
-            return " ".join(sorted(f"{layer}@{series}" for layer, series in bans))
+            # an activation series "A 2:8" is written A2:8: the option separates moves by spaces
+            return " ".join(sorted(f"{layer}@{series.replace(' ', '')}" for layer, series in bans))
 
         paths: dict[frozenset[tuple[str, str]], list[PathMove]] = {}
         compiled: dict[tuple[frozenset[tuple[str, str]], int], tuple[CompileResult, dict[str, QualityReport], bool]] = {}

@@ -284,5 +284,17 @@ def test_select_ban_takes_a_move_off_the_path(example_dir):
         run_pipeline(model.module, [sel.SelectSeries(target="ttc-m8", max_steps=0, ban=f"{layer}@{series}")])
     summary = sel.read_selection(model.module)
     assert [layer, series] not in summary["path_moves"] and summary["banned"] == [f"{layer}@{series}"]
+    # An activation series (TASD-A, "A 2:8") is banned written without its space.
+    calib = str(example_dir / "mlp-calib.npz")
+    model = import_model(example_dir / "mlp.pt2")
+    with model.context:
+        run_pipeline(model.module, [sel.SelectSeries(target="ttc-m8", max_steps=0, calib=calib)])
+    act = next((layer, series) for layer, series in sel.read_selection(model.module)["path_moves"]
+               if series.startswith("A "))
+    model = import_model(example_dir / "mlp.pt2")
+    with model.context:
+        run_pipeline(model.module, [sel.SelectSeries(target="ttc-m8", max_steps=0, calib=calib,
+                                                     ban=f"{act[0]}@{act[1].replace(' ', '')}")])
+    assert list(act) not in sel.read_selection(model.module)["path_moves"]
     with pytest.raises(TasdcError, match=r"ban: 'nope' is not layer@series"):
         sel.SelectSeries(target="ttc-m8", ban="nope")
