@@ -103,85 +103,107 @@ class KernelError(ValueError):
 
 
 # --------------------------------------------------------------------------
-# explicit 8-lane f32 vectors for Numba (AVX2)
+# explicit f32 vectors for Numba: 8 lanes (AVX2 ymm) and 16 lanes (AVX-512 zmm)
 # --------------------------------------------------------------------------
 
 
-class _Vec8fType(types.Type):
-    def __init__(self) -> None:
-        super().__init__(name="Vec8f")
+def _vector_ops(lanes: int) -> types_module.SimpleNamespace:
+    """Numba intrinsics on ``<lanes x float>`` values: ``load(arr, i)`` /
+    ``store(arr, i, v)`` (unaligned ``arr[i : i + lanes]``, no bounds or
+    wraparound check), ``bcast(x)`` (a scalar in every lane), ``fma(a, b, c)``
+    (``a * b + c`` lane-wise, ``llvm.fma``: one rounding) and ``add(a, b)``.
+    Numba's auto-vectoriser would otherwise vectorise the slot loops as
+    gathers."""
+    vty = ir.VectorType(ir.FloatType(), lanes)
+    fe_type = type(f"_Vec{lanes}fType", (types.Type,), {"__init__": lambda self: types.Type.__init__(self, name=f"Vec{lanes}f")})
+    vec = fe_type()
+
+    @register_model(fe_type)
+    class _Model(PrimitiveModel):
+        def __init__(self, dmm, fe):
+            super().__init__(dmm, fe, vty)
+
+    def ptr(context, builder, arrty, arr, idx):
+        a = context.make_array(arrty)(context, builder, arr)
+        return builder.bitcast(builder.gep(a.data, [idx]), vty.as_pointer())
+
+    def f32_array(arr: Any) -> bool:
+        return isinstance(arr, types.Array) and arr.dtype == types.float32
+
+    @intrinsic
+    def load(typingctx, arr, idx):
+        if not (f32_array(arr) and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            i = context.cast(builder, args[1], sig.args[1], types.intp)
+            return builder.load(ptr(context, builder, sig.args[0], args[0], i), align=4)
+
+        return vec(arr, idx), codegen
+
+    @intrinsic
+    def store(typingctx, arr, idx, v):
+        if not (f32_array(arr) and isinstance(idx, types.Integer) and v == vec):
+            return None
+
+        def codegen(context, builder, sig, args):
+            i = context.cast(builder, args[1], sig.args[1], types.intp)
+            builder.store(args[2], ptr(context, builder, sig.args[0], args[0], i), align=4)
+            return context.get_dummy_value()
+
+        return types.none(arr, idx, v), codegen
+
+    @intrinsic
+    def bcast(typingctx, x):
+        if not isinstance(x, types.Float):
+            return None
+
+        def codegen(context, builder, sig, args):
+            val = context.cast(builder, args[0], sig.args[0], types.float32)
+            v = builder.insert_element(ir.Constant(vty, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
+            mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), mask)
+
+        return vec(x), codegen
+
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        if not (a == vec and b == vec and c == vec):
+            return None
+
+        def codegen(context, builder, sig, args):
+            mod = builder.module
+            name = f"llvm.fma.v{lanes}f32"
+            fn = mod.globals.get(name)
+            if fn is None:
+                fn = ir.Function(mod, ir.FunctionType(vty, [vty, vty, vty]), name)
+            return builder.call(fn, list(args))
+
+        return vec(a, b, c), codegen
+
+    @intrinsic
+    def add(typingctx, a, b):
+        if not (a == vec and b == vec):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.fadd(args[0], args[1])
+
+        return vec(a, b), codegen
+
+    return types_module.SimpleNamespace(vtype=vty, vec=vec, load=load, store=store, bcast=bcast, fma=fma, add=add)
 
 
-_vec8f = _Vec8fType()
-_V8 = ir.VectorType(ir.FloatType(), 8)
-
-
-@register_model(_Vec8fType)
-class _Vec8fModel(PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _V8)
+_ops8 = _vector_ops(8)
+_ops16 = _vector_ops(16)
+_V8 = _ops8.vtype
+vload8, vstore8, vbcast8, vfma8, vadd8 = _ops8.load, _ops8.store, _ops8.bcast, _ops8.fma, _ops8.add
+vload16, vstore16, vbcast16, vfma16, vadd16 = _ops16.load, _ops16.store, _ops16.bcast, _ops16.fma, _ops16.add
 
 
 def _vec_ptr(context, builder, arrty, arr, idx):
     a = context.make_array(arrty)(context, builder, arr)
     return builder.bitcast(builder.gep(a.data, [idx]), _V8.as_pointer())
-
-
-@intrinsic
-def vload8(typingctx, arr, idx):
-    """Unaligned load of ``arr[idx : idx + 8]`` (no bounds or wraparound check)."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(idx, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        return builder.load(_vec_ptr(context, builder, sig.args[0], args[0], idx), align=4)
-
-    return _vec8f(arr, idx), codegen
-
-
-@intrinsic
-def vstore8(typingctx, arr, idx, v):
-    """Unaligned store of ``v`` to ``arr[idx : idx + 8]``."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(v, _Vec8fType)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        builder.store(args[2], _vec_ptr(context, builder, sig.args[0], args[0], idx), align=4)
-        return context.get_dummy_value()
-
-    return types.none(arr, idx, v), codegen
-
-
-@intrinsic
-def vbcast8(typingctx, x):
-    """Broadcast a scalar to all 8 lanes."""
-    if not isinstance(x, types.Float):
-        return None
-
-    def codegen(context, builder, sig, args):
-        val = context.cast(builder, args[0], sig.args[0], types.float32)
-        v = builder.insert_element(ir.Constant(_V8, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(v, ir.Constant(_V8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
-
-    return _vec8f(x), codegen
-
-
-@intrinsic
-def vfma8(typingctx, a, b, c):
-    """``a * b + c`` lane-wise (llvm.fma.v8f32)."""
-    if not all(isinstance(t, _Vec8fType) for t in (a, b, c)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        mod = builder.module
-        fn = mod.globals.get("llvm.fma.v8f32")
-        if fn is None:
-            fn = ir.Function(mod, ir.FunctionType(_V8, [_V8, _V8, _V8]), "llvm.fma.v8f32")
-        return builder.call(fn, list(args))
-
-    return _vec8f(a, b, c), codegen
 
 
 @intrinsic
@@ -204,88 +226,6 @@ def prefetch(typingctx, arr, idx):
         return context.get_dummy_value()
 
     return types.none(arr, idx), codegen
-
-
-# --------------------------------------------------------------------------
-# explicit 16-lane f32 vectors (AVX-512: one zmm register each)
-# --------------------------------------------------------------------------
-
-
-class _Vec16fType(types.Type):
-    def __init__(self) -> None:
-        super().__init__(name="Vec16f")
-
-
-_vec16f = _Vec16fType()
-_V16 = ir.VectorType(ir.FloatType(), 16)
-
-
-@register_model(_Vec16fType)
-class _Vec16fModel(PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _V16)
-
-
-def _vec16_ptr(context, builder, arrty, arr, idx):
-    a = context.make_array(arrty)(context, builder, arr)
-    return builder.bitcast(builder.gep(a.data, [idx]), _V16.as_pointer())
-
-
-@intrinsic
-def vload16(typingctx, arr, idx):
-    """Unaligned load of ``arr[idx : idx + 16]`` (no bounds or wraparound check)."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(idx, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        return builder.load(_vec16_ptr(context, builder, sig.args[0], args[0], idx), align=4)
-
-    return _vec16f(arr, idx), codegen
-
-
-@intrinsic
-def vstore16(typingctx, arr, idx, v):
-    """Unaligned store of ``v`` to ``arr[idx : idx + 16]``."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(v, _Vec16fType)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        builder.store(args[2], _vec16_ptr(context, builder, sig.args[0], args[0], idx), align=4)
-        return context.get_dummy_value()
-
-    return types.none(arr, idx, v), codegen
-
-
-@intrinsic
-def vbcast16(typingctx, x):
-    """Broadcast a scalar to all 16 lanes."""
-    if not isinstance(x, types.Float):
-        return None
-
-    def codegen(context, builder, sig, args):
-        val = context.cast(builder, args[0], sig.args[0], types.float32)
-        v = builder.insert_element(ir.Constant(_V16, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(v, ir.Constant(_V16, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
-
-    return _vec16f(x), codegen
-
-
-@intrinsic
-def vfma16(typingctx, a, b, c):
-    """``a * b + c`` lane-wise (llvm.fma.v16f32)."""
-    if not all(isinstance(t, _Vec16fType) for t in (a, b, c)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        mod = builder.module
-        fn = mod.globals.get("llvm.fma.v16f32")
-        if fn is None:
-            fn = ir.Function(mod, ir.FunctionType(_V16, [_V16, _V16, _V16]), "llvm.fma.v16f32")
-        return builder.call(fn, list(args))
-
-    return _vec16f(a, b, c), codegen
 
 
 def host_has_avx512() -> bool:
@@ -739,10 +679,128 @@ def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, p
 
 
 @njit(fastmath=True, cache=True, nogil=True)
+def _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows):
+    """Prefetch row ``oi`` of the next X tile's source (if it has one)."""
+    if oi < pf_rows:
+        pb = pf_base + oi * pf_rs
+        for ln in range(pf_lines):
+            prefetch(xbuf, pb + ln * 16)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
 def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
-    """:func:`_wide_item` with 16-lane vectors (AVX-512): two weight rows at a
-    time, 4 zmm accumulators each (8 independent FMA chains, as the 8-lane
-    kernel has), so per slot one broadcast + four FMAs instead of eight."""
+    """:func:`_wide_item` for 128-row X tiles with 16-lane vectors (AVX-512):
+    two weight rows at a time, 8 zmm partial sums each (16 FMA chains, 18 of
+    the 32 zmm registers).
+
+    The 16-lane kernel is bound by loads, not FMAs: every FMA reads its own
+    X vector (the slot's column of the tile), and each slot adds a broadcast
+    and an index load. Eight X vectors per slot (instead of four) bring that
+    to 1.25 loads per FMA. Per output the FMAs and their order are those of
+    the 8-lane kernel (one chain over the slots, through ``acc``)."""
+    o2 = no - no % 2
+    for oi in range(0, o2, 2):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows)
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi + 1, pf_rows)
+        ab = oi * 128
+        p0 = wb + (o0 + oi) * cnt
+        la = w_loc[p0 : p0 + cnt]
+        lb = w_loc[p0 + cnt : p0 + 2 * cnt]
+        wa = w_val[p0 : p0 + cnt]
+        wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        a4 = vload16(acc, ab + 64)
+        a5 = vload16(acc, ab + 80)
+        a6 = vload16(acc, ab + 96)
+        a7 = vload16(acc, ab + 112)
+        b0 = vload16(acc, ab + 128)
+        b1 = vload16(acc, ab + 144)
+        b2 = vload16(acc, ab + 160)
+        b3 = vload16(acc, ab + 176)
+        b4 = vload16(acc, ab + 192)
+        b5 = vload16(acc, ab + 208)
+        b6 = vload16(acc, ab + 224)
+        b7 = vload16(acc, ab + 240)
+        for s in range(cnt):
+            ka = np.intp(la[s]) * 128
+            kb_ = np.intp(lb[s]) * 128
+            va = vbcast16(wa[s])
+            vb = vbcast16(wb_[s])
+            a0 = vfma16(va, vload16(xp, ka), a0)
+            a1 = vfma16(va, vload16(xp, ka + 16), a1)
+            a2 = vfma16(va, vload16(xp, ka + 32), a2)
+            a3 = vfma16(va, vload16(xp, ka + 48), a3)
+            a4 = vfma16(va, vload16(xp, ka + 64), a4)
+            a5 = vfma16(va, vload16(xp, ka + 80), a5)
+            a6 = vfma16(va, vload16(xp, ka + 96), a6)
+            a7 = vfma16(va, vload16(xp, ka + 112), a7)
+            b0 = vfma16(vb, vload16(xp, kb_), b0)
+            b1 = vfma16(vb, vload16(xp, kb_ + 16), b1)
+            b2 = vfma16(vb, vload16(xp, kb_ + 32), b2)
+            b3 = vfma16(vb, vload16(xp, kb_ + 48), b3)
+            b4 = vfma16(vb, vload16(xp, kb_ + 64), b4)
+            b5 = vfma16(vb, vload16(xp, kb_ + 80), b5)
+            b6 = vfma16(vb, vload16(xp, kb_ + 96), b6)
+            b7 = vfma16(vb, vload16(xp, kb_ + 112), b7)
+        vstore16(acc, ab, a0)
+        vstore16(acc, ab + 16, a1)
+        vstore16(acc, ab + 32, a2)
+        vstore16(acc, ab + 48, a3)
+        vstore16(acc, ab + 64, a4)
+        vstore16(acc, ab + 80, a5)
+        vstore16(acc, ab + 96, a6)
+        vstore16(acc, ab + 112, a7)
+        vstore16(acc, ab + 128, b0)
+        vstore16(acc, ab + 144, b1)
+        vstore16(acc, ab + 160, b2)
+        vstore16(acc, ab + 176, b3)
+        vstore16(acc, ab + 192, b4)
+        vstore16(acc, ab + 208, b5)
+        vstore16(acc, ab + 224, b6)
+        vstore16(acc, ab + 240, b7)
+    for oi in range(o2, no):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows)
+        ab = oi * 128
+        p = wb + (o0 + oi) * cnt
+        wl = w_loc[p : p + cnt]
+        wv = w_val[p : p + cnt]
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        a4 = vload16(acc, ab + 64)
+        a5 = vload16(acc, ab + 80)
+        a6 = vload16(acc, ab + 96)
+        a7 = vload16(acc, ab + 112)
+        for s in range(cnt):
+            k = np.intp(wl[s]) * 128
+            v = vbcast16(wv[s])
+            a0 = vfma16(v, vload16(xp, k), a0)
+            a1 = vfma16(v, vload16(xp, k + 16), a1)
+            a2 = vfma16(v, vload16(xp, k + 32), a2)
+            a3 = vfma16(v, vload16(xp, k + 48), a3)
+            a4 = vfma16(v, vload16(xp, k + 64), a4)
+            a5 = vfma16(v, vload16(xp, k + 80), a5)
+            a6 = vfma16(v, vload16(xp, k + 96), a6)
+            a7 = vfma16(v, vload16(xp, k + 112), a7)
+        vstore16(acc, ab, a0)
+        vstore16(acc, ab + 16, a1)
+        vstore16(acc, ab + 32, a2)
+        vstore16(acc, ab + 48, a3)
+        vstore16(acc, ab + 64, a4)
+        vstore16(acc, ab + 80, a5)
+        vstore16(acc, ab + 96, a6)
+        vstore16(acc, ab + 112, a7)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+    """:func:`_wide_item` with 16-lane vectors (AVX-512), for 64-row X tiles
+    (33 <= T < 128): two weight rows at a time, 4 zmm accumulators each, so
+    per slot one broadcast + four FMAs instead of eight."""
     o2 = no - no % 2
     for oi in range(0, o2, 2):
         for r in range(2):
@@ -875,6 +933,39 @@ def _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
         vstore8(acc, ab + 8, a1)
 
 
+@njit(fastmath=True, cache=True, nogil=True)
+def _write_rows(acc, tt, tv, no, ybuf, yb, ys0, accumulate):
+    """ybuf[yb + t*ys0 + oi] (+)= acc[oi*tt + t] for t < tv, oi < no: the
+    ``[no, tt]`` partial sums transposed into row-major Y, 8x8 blocks at a
+    time (a scalar transpose reads ``acc`` with a stride of ``tt`` floats)."""
+    tv8 = tv - tv % 8
+    no8 = no - no % 8
+    blk = _aligned_empty(64)
+    for t in range(0, tv8, 8):
+        for oi in range(0, no8, 8):
+            if accumulate:
+                vtranspose8x8(acc, oi * tt + t, tt, blk, 0, 8)
+                for r in range(8):
+                    d = yb + (t + r) * ys0 + oi
+                    vstore8(ybuf, d, vadd8(vload8(ybuf, d), vload8(blk, 8 * r)))
+            else:
+                vtranspose8x8(acc, oi * tt + t, tt, ybuf, yb + t * ys0 + oi, ys0)
+        for r in range(t, t + 8):
+            d = yb + r * ys0
+            for oi in range(no8, no):
+                if accumulate:
+                    ybuf[d + oi] += acc[oi * tt + r]
+                else:
+                    ybuf[d + oi] = acc[oi * tt + r]
+    for r in range(tv8, tv):
+        d = yb + r * ys0
+        for oi in range(no):
+            if accumulate:
+                ybuf[d + oi] += acc[oi * tt + r]
+            else:
+                ybuf[d + oi] = acc[oi * tt + r]
+
+
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
     """Y[t, o] (+)= Σ_k X[t, k] W[o, k] on flat buffers with element strides."""
@@ -884,6 +975,8 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
     tt = 64
     if T <= 32:
         tt = 16
+    elif wide16 and T >= 128:
+        tt = 128
     ntt = (T + tt - 1) // tt
     # nth: the caller's numba.get_num_threads() (calling it here would make
     # the function uncacheable: it embeds the threading layer's address)
@@ -919,7 +1012,7 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
         for kt in range(ntiles):
             # pack the X tile right before use so that it is hot in L1
             _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, kt * kb, kb, tt, xp)
-            if tt == 64:
+            if tt >= 64:
                 # prefetch plan for the next X tile (unit-stride layouts only)
                 pf_rows = 0
                 pf_rs = 0
@@ -932,21 +1025,16 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
                     elif xs0 == 1:  # K-major: kb rows of tv contiguous elements
                         pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
                         pf_base = xoff + (kt + 1) * kb * xs1 + t0
-                if wide16:
+                if tt == 128:
                     _wide_item16(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+                elif wide16:
+                    _wide_item16_t64(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
                 else:
                     _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
             else:
                 _narrow_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val)
         if ys1 == 1:
-            for t in range(tv):
-                yb = yoff + (t0 + t) * ys0 + o0
-                if accumulate:
-                    for oi in range(no):
-                        ybuf[yb + oi] += acc[oi * tt + t]
-                else:
-                    for oi in range(no):
-                        ybuf[yb + oi] = acc[oi * tt + t]
+            _write_rows(acc, tt, tv, no, ybuf, yoff + t0 * ys0 + o0, ys0, accumulate)
         else:
             for oi in range(no):
                 yb = yoff + (o0 + oi) * ys1 + t0 * ys0

@@ -425,7 +425,7 @@ def test_serial_and_parallel_dispatch_agree_with_numpy(t, k, o):
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
-@pytest.mark.parametrize("t,o", [(64, 1), (65, 7), (130, 12), (200, 33)])
+@pytest.mark.parametrize("t,o", [(64, 1), (65, 7), (130, 12), (200, 33), (256, 40)])
 def test_wide_micro_kernels(isa, t, o):
     """Both wide micro-kernels (8-lane AVX2, 16-lane AVX-512; the latter runs
     anywhere, LLVM splits its vectors without AVX-512) against numpy, and
@@ -440,6 +440,11 @@ def test_wide_micro_kernels(isa, t, o):
     _check(y, x, _dense_of(d))
     other = "avx2" if isa == "avx512" else "avx512"
     np.testing.assert_array_equal(y, series_matmul(x, p, isa=other))
+    # accumulate adds each output's chain once (the transposed 8x8 write-out)
+    base = rng.standard_normal((t, o)).astype(np.float32)
+    out = base.copy()
+    series_matmul(x, p, out=out, accumulate=True, isa=isa)
+    np.testing.assert_array_equal(out, base + y)
     entry = make_cfunc_entry(p, isa=isa)
     ye = np.zeros((t, o), np.float32)
     assert entry(x, ye) == 0
@@ -493,3 +498,25 @@ def test_conv_cfunc_entry_matches_torch(n, c, h, w, f, kh, kw, stride, dilation,
     assert entry.ctypes(ctypes.addressof(xd), ctypes.addressof(bad)) == K.STATUS_CONV_SHAPE
     with pytest.raises(KernelError, match="conv2d operands do not match"):
         entry.check_status()
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_thread_count_does_not_change_results(isa):
+    """Threads split the outputs (T-tiles, O-chunks), never a reduction: one
+    and two threads give bit-identical results."""
+    import numba
+
+    rng = np.random.default_rng(5)
+    t, k, o = 300, 512, 200
+    p = pack_series(decompose(_weight(rng, o, k), "2:4+1:4", axis=1))
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    assert t * p.w_loc.size >= K.SERIAL_WORK  # the parallel kernel runs
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        y1 = series_matmul(x, p, isa=isa)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        y2 = series_matmul(x, p, isa=isa)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(y1, y2)
