@@ -1178,6 +1178,12 @@ def series_matmul(
 MEMREF2D_FIELDS = ("allocated", "aligned", "offset", "size0", "size1", "stride0", "stride1")
 
 
+def _memref_class(rank: int) -> type[ctypes.Structure]:
+    fields = [("allocated", ctypes.c_void_p), ("aligned", ctypes.c_void_p), ("offset", ctypes.c_int64),
+              ("sizes", ctypes.c_int64 * rank), ("strides", ctypes.c_int64 * rank)]
+    return type(f"MemRef{rank}D", (ctypes.Structure,), {"_fields_": fields})
+
+
 class MemRef2D(ctypes.Structure):
     """``struct {float *allocated, *aligned; int64 offset, sizes[2], strides[2];}``"""
 
@@ -1190,17 +1196,17 @@ class MemRef2D(ctypes.Structure):
     ]
 
 
-def memref_descriptor(a: np.ndarray) -> MemRef2D:
-    """A descriptor viewing the 2-D float32 array ``a`` (strides in elements).
-    The caller keeps ``a`` alive while the descriptor is used."""
-    if a.ndim != 2 or a.dtype != np.float32:
-        raise KernelError(f"memref_descriptor needs a 2-D float32 array, got {a.ndim}-D {a.dtype}")
-    d = MemRef2D()
+def memref_descriptor(a: np.ndarray) -> ctypes.Structure:
+    """A descriptor viewing the float32 array ``a`` (rank 1 or more; strides
+    in elements). The caller keeps ``a`` alive while the descriptor is used."""
+    if a.ndim < 1 or a.dtype != np.float32:
+        raise KernelError(f"memref_descriptor needs a float32 array of rank >= 1, got {a.ndim}-D {a.dtype}")
+    d = MemRef2D() if a.ndim == 2 else _memref_class(a.ndim)()
     d.allocated = a.ctypes.data
     d.aligned = a.ctypes.data
     d.offset = 0
-    d.sizes[0], d.sizes[1] = a.shape
-    d.strides[0], d.strides[1] = (s // a.itemsize for s in a.strides)
+    d.sizes[:] = a.shape
+    d.strides[:] = [s // a.itemsize for s in a.strides]
     return d
 
 
@@ -1209,7 +1215,11 @@ _P_MAGIC, _P_O, _P_K, _P_NTILES, _P_KB, _P_WLOC, _P_WVAL, _P_TCNT, _P_TPTR = ran
 _P_NSLOTS, _P_NTH, _P_ACC, _P_STATUS, _P_A, _P_B, _P_CALLS, _P_WIDE16 = range(9, 17)
 # conv2d entries only: filter size, strides, dilations
 _P_KH, _P_KW, _P_SH, _P_SW, _P_DH, _P_DW = range(17, 23)
-_P_LEN = 23
+# matmul entries: operand rank (2, or 3 for batch_matmul), operands
+# transposed (the weight on the left: Y = W X), batch size and the distance
+# between two batch elements' weights in w_loc / w_val (slots)
+_P_RANK, _P_TRANS, _P_BATCH, _P_WSTRIDE = range(23, 27)
+_P_LEN = 27
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -1222,6 +1232,7 @@ STATUS_Y_COLS = 5
 STATUS_BAD_STRIDES = 6
 STATUS_INCOMPLETE = 7
 STATUS_CONV_SHAPE = 8
+STATUS_BATCH = 9
 
 _STATUS_TEXT = {
     STATUS_NULL_DESCRIPTOR: "null memref descriptor or data pointer (X or Y)",
@@ -1232,6 +1243,7 @@ _STATUS_TEXT = {
     STATUS_BAD_STRIDES: "negative strides, or a zero stride in Y (X strides {a}, Y strides {b})",
     STATUS_INCOMPLETE: "the kernel did not complete (internal error)",
     STATUS_CONV_SHAPE: "conv2d operands do not match the filter and geometry (input dims {a}, output dims {b})",
+    STATUS_BATCH: "batch of X is {a}, of Y or the weights {b}",
 }
 
 
@@ -1240,7 +1252,13 @@ _CFUNC_SIG = types.int32(types.intp, types.intp, types.intp)
 
 def _cfunc_generic_py(xd_a, yd_a, prm_a):
     """int32 status = entry(X memref*, Y memref*, params*); never raises.
-    (Pointers arrive as integers so that they can be tested against NULL.)"""
+    (Pointers arrive as integers so that they can be tested against NULL.)
+
+    Rank 2: ``Y[T, O] (+)= X[T, K] Wᵀ``; rank 3 (``batch_matmul``): the same
+    per batch element ``b`` with that element's weights (at ``b *
+    wstride`` slots in ``w_loc`` / ``w_val``). Transposed (the weight on the
+    left, ``Y[O, T] = W X[K, T]``): the kernel runs ``Yᵀ = Xᵀ Wᵀ`` on the
+    operands' swapped strides, in place."""
     prm = carray(_ptr_i64(prm_a), _P_LEN)
     if prm[_P_MAGIC] != _MAGIC:
         return STATUS_BAD_PARAMS
@@ -1248,57 +1266,85 @@ def _cfunc_generic_py(xd_a, yd_a, prm_a):
     if xd_a == 0 or yd_a == 0:
         prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
         return STATUS_NULL_DESCRIPTOR
-    xd = carray(_ptr_i64(xd_a), 7)
-    yd = carray(_ptr_i64(yd_a), 7)
+    rank = prm[_P_RANK]
+    xd = carray(_ptr_i64(xd_a), 3 + 2 * rank)
+    yd = carray(_ptr_i64(yd_a), 3 + 2 * rank)
+    nb = 1
+    xbs = 0
+    ybs = 0
+    d = 3  # first size field of the matrix dims
+    if rank == 3:
+        nb = xd[3]
+        xbs = xd[6]
+        ybs = yd[6]
+        d = 4
+        if yd[3] != nb or nb != prm[_P_BATCH]:
+            prm[_P_STATUS] = STATUS_BATCH
+            prm[_P_A] = nb
+            prm[_P_B] = yd[3] if yd[3] != nb else prm[_P_BATCH]
+            return STATUS_BATCH
+    s = d + rank  # first stride field of the matrix dims
+    tr = prm[_P_TRANS] != 0
+    # the kernel's view: X [T, Kx] with strides (xs0, xs1), Y [Ty, Oy] with (ys0, ys1)
+    T, Kx, xs0, xs1 = xd[d], xd[d + 1], xd[s], xd[s + 1]
+    Ty, Oy, ys0, ys1 = yd[d], yd[d + 1], yd[s], yd[s + 1]
+    if tr:
+        T, Kx, xs0, xs1 = xd[d + 1], xd[d], xd[s + 1], xd[s]
+        Ty, Oy, ys0, ys1 = yd[d + 1], yd[d], yd[s + 1], yd[s]
     O = prm[_P_O]
     K = prm[_P_K]
-    T = xd[3]
-    if xd[4] != K:
+    if Kx != K:
         prm[_P_STATUS] = STATUS_X_COLS
-        prm[_P_A] = xd[4]
+        prm[_P_A] = Kx
         prm[_P_B] = K
         return STATUS_X_COLS
-    if yd[3] != T:
+    if Ty != T:
         prm[_P_STATUS] = STATUS_Y_ROWS
-        prm[_P_A] = yd[3]
+        prm[_P_A] = Ty
         prm[_P_B] = T
         return STATUS_Y_ROWS
-    if yd[4] != O:
+    if Oy != O:
         prm[_P_STATUS] = STATUS_Y_COLS
-        prm[_P_A] = yd[4]
+        prm[_P_A] = Oy
         prm[_P_B] = O
         return STATUS_Y_COLS
-    if T > 0 and O > 0 and (xd[1] == 0 or yd[1] == 0):
+    if nb > 0 and T > 0 and O > 0 and (xd[1] == 0 or yd[1] == 0):
         prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
         return STATUS_NULL_DESCRIPTOR
-    if xd[5] < 0 or xd[6] < 0 or yd[5] < 0 or yd[6] < 0 or (T > 1 and yd[5] == 0) or (O > 1 and yd[6] == 0):
+    if (xs0 < 0 or xs1 < 0 or ys0 < 0 or ys1 < 0 or xbs < 0 or ybs < 0 or (T > 1 and ys0 == 0) or (O > 1 and ys1 == 0)
+            or (nb > 1 and ybs == 0)):
         prm[_P_STATUS] = STATUS_BAD_STRIDES
-        prm[_P_A] = xd[5] * 1000003 + xd[6]
-        prm[_P_B] = yd[5] * 1000003 + yd[6]
+        prm[_P_A] = xs0 * 1000003 + xs1
+        prm[_P_B] = ys0 * 1000003 + ys1
         return STATUS_BAD_STRIDES
-    if T == 0 or O == 0:
+    if nb == 0 or T == 0 or O == 0:
         prm[_P_STATUS] = STATUS_OK
         return STATUS_OK
     prm[_P_STATUS] = STATUS_INCOMPLETE
-    xspan = 1 + (T - 1) * xd[5] + (K - 1) * xd[6] if K > 0 else 1
-    yspan = 1 + (T - 1) * yd[5] + (O - 1) * yd[6]
+    xspan = 1 + (nb - 1) * xbs + (T - 1) * xs0 + (K - 1) * xs1 if K > 0 else 1
+    yspan = 1 + (nb - 1) * ybs + (T - 1) * ys0 + (O - 1) * ys1
     xbuf = carray(_ptr_f32(xd[1] + 4 * xd[2]), xspan)
     ybuf = carray(_ptr_f32(yd[1] + 4 * yd[2]), yspan)
     acc = prm[_P_ACC] != 0
     if K == 0:
         if not acc:
-            for t in range(T):
-                for o in range(O):
-                    ybuf[t * yd[5] + o * yd[6]] = 0.0
+            for b in range(nb):
+                for t in range(T):
+                    for o in range(O):
+                        ybuf[b * ybs + t * ys0 + o * ys1] = 0.0
         prm[_P_STATUS] = STATUS_OK
         return STATUS_OK
     ntiles = prm[_P_NTILES]
     nslots = prm[_P_NSLOTS]
-    w_loc = carray(_ptr_u8(prm[_P_WLOC]), nslots)
-    w_val = carray(_ptr_f32(prm[_P_WVAL]), nslots)
+    ws = prm[_P_WSTRIDE]
+    w_loc_all = carray(_ptr_u8(prm[_P_WLOC]), (nb - 1) * ws + nslots)
+    w_val_all = carray(_ptr_f32(prm[_P_WVAL]), (nb - 1) * ws + nslots)
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), ntiles)
     tptr = carray(_ptr_i64(prm[_P_TPTR]), ntiles + 1)
-    _run_series(xbuf, 0, xd[5], xd[6], T, K, ybuf, 0, yd[5], yd[6], O, acc, w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+    for b in range(nb):
+        _run_series(xbuf, b * xbs, xs0, xs1, T, K, ybuf, b * ybs, ys0, ys1, O, acc,
+                    w_loc_all[b * ws : b * ws + nslots], w_val_all[b * ws : b * ws + nslots],
+                    tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 
@@ -1462,6 +1508,8 @@ class CFuncEntry:
     address: int
     ctypes: Any
     params: np.ndarray = field(repr=False)
+    #: a batch entry's weights, every element's packed slots one after the other
+    batch_weights: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
     @property
     def status(self) -> int:
@@ -1489,6 +1537,8 @@ class CFuncEntry:
 
             a, b = dims(a), dims(b)  # type: ignore[assignment]
         text = _STATUS_TEXT.get(code, "unknown status {code}").format(a=a, b=b, code=code)
+        if self.params[_P_TRANS] and code in (STATUS_X_COLS, STATUS_Y_ROWS, STATUS_Y_COLS):
+            text += " (weight on the left, Y = W X: the kernel's X and Y are the operands transposed)"
         return f"{self.name} ({self.packed.series}, O={self.packed.out_features}, K={self.packed.in_features}): {text}"
 
     def check_status(self, reset: bool = True) -> None:
@@ -1505,16 +1555,26 @@ class CFuncEntry:
         self.params[_P_B] = 0
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> int:
-        """Call the native entry through ctypes on 2-D float32 arrays (testing aid)."""
+        """Call the native entry through ctypes on float32 arrays of the
+        entry's rank (testing aid)."""
         xd, yd = memref_descriptor(x), memref_descriptor(y)
         return int(self.ctypes(ctypes.addressof(xd), ctypes.addressof(yd)))
 
 
-def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulate: bool = False, isa: str | None = None) -> CFuncEntry:
+def make_cfunc_entry(
+    packed: PackedSeries | Sequence[PackedSeries], *, name: str | None = None, accumulate: bool = False,
+    isa: str | None = None, transpose: bool = False,
+) -> CFuncEntry:
     """Build the C entry ``int32 <name>(memref2d *x, memref2d *y)`` for
     ``packed``: X is ``[T, K]``, Y is ``[T, O]``, both f32 with any
     non-negative strides and offsets (``memref<?x?xf32, strided<[?, ?],
     offset: ?>>``). With ``accumulate`` Y is added to, else overwritten.
+
+    ``transpose``: the weight is the left operand, ``Y[O, T] = W X[K, T]``
+    (the kernel runs on the transposed views, no copy). A sequence of packed
+    series (one per batch element, all of one shape and series) makes a
+    ``batch_matmul`` entry on rank-3 memrefs, ``[B, T, K] -> [B, T, O]``
+    (``[B, K, T] -> [B, O, T]`` transposed).
 
     The weights are reached through a parameter block (addresses of the packed
     arrays) baked into a tiny llvmlite trampoline that calls one shared, cached
@@ -1525,8 +1585,22 @@ def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulat
     declaration is fine too (the status is still recorded). ``isa`` picks the
     wide micro-kernel (``avx2`` or ``avx512``; default :func:`wide_kernel_isa`).
     """
+    batch: tuple[np.ndarray, ...] = ()
+    nbatch = 1
+    rank = 2
     if not isinstance(packed, PackedSeries):
-        raise KernelError(f"packed must be a PackedSeries, got {type(packed).__name__}")
+        elements = list(packed) if isinstance(packed, (list, tuple)) else None
+        if not elements or not all(isinstance(p, PackedSeries) for p in elements):
+            raise KernelError(f"packed must be a PackedSeries or a non-empty list of them, got {type(packed).__name__}")
+        first = elements[0]
+        for i, p in enumerate(elements):
+            if (p.out_features, p.in_features, p.kb, p.patterns, p.w_loc.size) != (
+                    first.out_features, first.in_features, first.kb, first.patterns, first.w_loc.size) or not (
+                    np.array_equal(p.tile_count, first.tile_count) and np.array_equal(p.tile_ptr, first.tile_ptr)):
+                raise KernelError(f"batch element {i} ({p.series}, O={p.out_features}, K={p.in_features}) "
+                                  f"is not packed like element 0 ({first.series}, O={first.out_features}, K={first.in_features})")
+        batch = (np.concatenate([p.w_loc for p in elements]), np.concatenate([p.w_val for p in elements]))
+        nbatch, rank, packed = len(elements), 3, first
     if name is None:
         name = f"tasd_series_matmul_{next(_entry_ids)}"
     from numba.np.ufunc import parallel as _parallel
@@ -1538,18 +1612,24 @@ def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulat
     prm[_P_K] = packed.in_features
     prm[_P_NTILES] = packed.ntiles
     prm[_P_KB] = packed.kb
-    prm[_P_WLOC] = packed.w_loc.ctypes.data
-    prm[_P_WVAL] = packed.w_val.ctypes.data
+    w_loc, w_val = batch if batch else (packed.w_loc, packed.w_val)
+    prm[_P_WLOC] = w_loc.ctypes.data
+    prm[_P_WVAL] = w_val.ctypes.data
     prm[_P_TCNT] = packed.tile_count.ctypes.data if packed.tile_count.size else packed.tile_ptr.ctypes.data
     prm[_P_TPTR] = packed.tile_ptr.ctypes.data
     prm[_P_NSLOTS] = packed.w_loc.size
     prm[_P_NTH] = numba.get_num_threads()
     prm[_P_ACC] = int(bool(accumulate))
+    prm[_P_RANK] = rank
+    prm[_P_TRANS] = int(bool(transpose))
+    prm[_P_BATCH] = nbatch
+    prm[_P_WSTRIDE] = packed.w_loc.size
     if isa is not None and isa not in ("avx2", "avx512"):
         raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
     prm[_P_WIDE16] = int((isa or _WIDE_ISA) == "avx512")
     addr = _trampoline(_generic_cfunc().address, prm.ctypes.data, name)
-    return CFuncEntry(name=name, packed=packed, accumulate=bool(accumulate), address=addr, ctypes=_CFUNC_PROTO(addr), params=prm)
+    return CFuncEntry(name=name, packed=packed, accumulate=bool(accumulate), address=addr, ctypes=_CFUNC_PROTO(addr),
+                      params=prm, batch_weights=batch)
 
 
 def make_conv_cfunc_entry(

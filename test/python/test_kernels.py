@@ -520,3 +520,51 @@ def test_thread_count_does_not_change_results(isa):
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(y1, y2)
+
+
+def test_cfunc_entry_weight_on_the_left():
+    """``Y[O, N] = W X[K, N]`` (the weight on the left): the entry runs the
+    kernel on the transposed views in place; same code path as
+    ``series_matmul(x.T, p, out=y.T)``, so the results are identical."""
+    rng = np.random.default_rng(31)
+    k, o, n = 70, 13, 150
+    d = decompose(_weight(rng, o, k), "2:4+1:4", axis=1)
+    p = pack_series(d)
+    x = rng.standard_normal((k, n)).astype(np.float32)
+    entry = make_cfunc_entry(p, transpose=True)
+    y = np.zeros((o, n), np.float32)
+    assert entry(x, y) == 0
+    entry.check_status()
+    _check(y.T, x.T, _dense_of(d))
+    expected = np.zeros((o, n), np.float32)
+    series_matmul(x.T, p, out=expected.T)
+    np.testing.assert_array_equal(y, expected)
+    assert entry(x[:-1], y) == K.STATUS_X_COLS
+    with pytest.raises(KernelError, match=r"X has 69 columns, the weight expects K=70 \(weight on the left"):
+        entry.check_status()
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_cfunc_batch_entry(transpose):
+    """A ``batch_matmul`` series with its own weights per batch element runs
+    through one C entry on rank-3 memrefs (either side), each element
+    identical to the 2-D kernel on its weights."""
+    rng = np.random.default_rng(32 + transpose)
+    b, k, o, t = 3, 40, 9, 70
+    decs = [decompose(_weight(rng, o, k), "2:4", axis=1) for _ in range(b)]
+    packs = [pack_series(d) for d in decs]
+    entry = make_cfunc_entry(packs, transpose=transpose)
+    xs = rng.standard_normal((b, k, t) if transpose else (b, t, k)).astype(np.float32)
+    y = np.zeros((b, o, t) if transpose else (b, t, o), np.float32)
+    assert entry(xs, y) == 0
+    entry.check_status()
+    for i in range(b):
+        xi, yi = (xs[i].T, y[i].T) if transpose else (xs[i], y[i])
+        _check(yi, xi, _dense_of(decs[i]))
+        np.testing.assert_array_equal(yi, series_matmul(xi, packs[i]))
+    assert entry(xs[:2], y[:2]) == K.STATUS_BATCH
+    with pytest.raises(KernelError, match="batch of X is 2, of Y or the weights 3"):
+        entry.check_status()
+    other = pack_series(decompose(_weight(rng, o, k), "1:4", axis=1))
+    with pytest.raises(KernelError, match="batch element 1 .* is not packed like element 0"):
+        make_cfunc_entry([packs[0], other])
