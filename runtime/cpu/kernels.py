@@ -1056,6 +1056,11 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
 #: saves. 2M is ~50 µs of single-thread work.
 SERIAL_WORK = 2_000_000
 
+#: conv2d entries: images with fewer output pixels than this run as one
+#: kernel call over the whole batch (then a copy of the output planes)
+#: instead of one call per image.
+CONV_BATCHED_P = 256
+
 
 def _renamed(fn: Any, name: str) -> Any:
     """``fn`` under another name, so that Numba caches it separately."""
@@ -1397,6 +1402,8 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
     xbuf = carray(_ptr_f32(xd[1] + 4 * xd[2]), xspan)
     ybuf = carray(_ptr_f32(yd[1] + 4 * yd[2]), yspan)
     cols = np.empty(K * np_, np.float32)  # K-major: cols[k * (N*P) + n*P + t]
+    step = sw * xd[10]
+    ow8 = ow - ow % 8
     for ci in range(c):
         for i in range(kh):
             for j in range(kw):
@@ -1406,13 +1413,31 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
                     for y in range(oh):
                         src = ni * xd[7] + ci * xd[8] + (y * sh + i * dh) * xd[9] + j * dw * xd[10]
                         row = dst + y * ow
-                        for x in range(ow):
-                            cols[row + x] = xbuf[src + x * sw * xd[10]]
+                        # unsigned indices: no wraparound code; 8-lane copies of unit-stride rows
+                        if step == 1:
+                            for x in range(0, ow8, 8):
+                                vstore8(cols, row + x, vload8(xbuf, src + x))
+                            for x in range(ow8, ow):
+                                cols[np.uint64(row + x)] = xbuf[np.uint64(src + x)]
+                        else:
+                            for x in range(ow):
+                                cols[np.uint64(row + x)] = xbuf[np.uint64(src + x * step)]
     w_loc = carray(_ptr_u8(prm[_P_WLOC]), prm[_P_NSLOTS])
     w_val = carray(_ptr_f32(prm[_P_WVAL]), prm[_P_NSLOTS])
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), prm[_P_NTILES])
     tptr = carray(_ptr_i64(prm[_P_TPTR]), prm[_P_NTILES] + 1)
-    if yd[10] == 1 and yd[9] == ow:  # an output plane [F, OH*OW] per image, rows of ow contiguous
+    if yd[10] == 1 and yd[9] == ow and p < CONV_BATCHED_P:
+        # small images: one kernel call over all N*P rows (per-image calls
+        # would run tiles of a few rows) into [F, N*P], then copy the planes
+        tmp = np.empty(f * np_, np.float32)
+        _run_series(cols, 0, 1, np_, np_, K, tmp, 0, 1, np_, f, False,
+                    w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+        for ni in range(n):
+            for fi in range(f):
+                dst = ybuf[ni * yd[7] + fi * yd[8] : ni * yd[7] + fi * yd[8] + p]
+                src = tmp[fi * np_ + ni * p : fi * np_ + ni * p + p]
+                dst[:] = src
+    elif yd[10] == 1 and yd[9] == ow:  # an output plane [F, OH*OW] per image, rows of ow contiguous
         for ni in range(n):
             _run_series(cols, ni * p, 1, np_, p, K, ybuf, ni * yd[7], 1, yd[8], f, False,
                         w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
