@@ -528,6 +528,9 @@ def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
         # amortise loading / storing the 64 partial sums.
         dens = sum(t.n / t.m for t in pterms)
         kb = DEFAULT_KB if dens >= 0.25 else 2 * DEFAULT_KB
+        # no wider than K (rounded up to the blocks): a wider tile would only
+        # pack and zero columns past K (a first conv layer has K = 9 or 27)
+        kb = min(kb, -(-max(t.in_features + t.padding for t in pterms) // lcm) * lcm)
         kb = max(kb, lcm)
     kb = int(kb)
     if kb <= 0 or kb % lcm or kb > 256:
@@ -1432,11 +1435,15 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
         tmp = np.empty(f * np_, np.float32)
         _run_series(cols, 0, 1, np_, np_, K, tmp, 0, 1, np_, f, False,
                     w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+        p8 = p - p % 8
         for ni in range(n):
             for fi in range(f):
-                dst = ybuf[ni * yd[7] + fi * yd[8] : ni * yd[7] + fi * yd[8] + p]
-                src = tmp[fi * np_ + ni * p : fi * np_ + ni * p + p]
-                dst[:] = src
+                dst = ni * yd[7] + fi * yd[8]
+                src = fi * np_ + ni * p
+                for q in range(0, p8, 8):
+                    vstore8(ybuf, dst + q, vload8(tmp, src + q))
+                for q in range(p8, p):
+                    ybuf[np.uint64(dst + q)] = tmp[np.uint64(src + q)]
     elif yd[10] == 1 and yd[9] == ow:  # an output plane [F, OH*OW] per image, rows of ow contiguous
         for ni in range(n):
             _run_series(cols, ni * p, 1, np_, p, K, ybuf, ni * yd[7], 1, yd[8], f, False,

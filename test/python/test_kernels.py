@@ -568,3 +568,15 @@ def test_cfunc_batch_entry(transpose):
     other = pack_series(decompose(_weight(rng, o, k), "1:4", axis=1))
     with pytest.raises(KernelError, match="batch element 1 .* is not packed like element 0"):
         make_cfunc_entry([packs[0], other])
+
+
+@pytest.mark.parametrize("cfg,k,kb", [("1:8", 9, 16), ("2:4", 27, 28), ("1:8", 300, 128), ("2:4", 300, 64)])
+def test_default_tile_no_wider_than_k(cfg, k, kb):
+    """The default K-tile is never wider than K rounded up to the blocks (a
+    first conv layer's K = 9 would otherwise pack 128-column tiles of zeros)."""
+    rng = np.random.default_rng(k)
+    d = decompose(_weight(rng, 5, k), cfg, axis=1)
+    p = pack_series(d)
+    assert p.kb == kb
+    x = rng.standard_normal((150, k)).astype(np.float32)
+    _check(series_matmul(x, p), x, _dense_of(d))
