@@ -530,8 +530,12 @@ def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
         kb = DEFAULT_KB if dens >= 0.25 else 2 * DEFAULT_KB
         # no wider than K (rounded up to the blocks): a wider tile would only
         # pack and zero columns past K (a first conv layer has K = 9 or 27)
-        kb = min(kb, -(-max(t.in_features + t.padding for t in pterms) // lcm) * lcm)
+        kp = max(t.in_features + t.padding for t in pterms)
+        kb = min(kb, -(-kp // lcm) * lcm)
         kb = max(kb, lcm)
+        # tiles of equal width (K = 144 as 72 + 72, not 128 + 16 mostly zeros)
+        nt = -(-kp // kb)
+        kb = max(lcm, -(-(-(-kp // nt)) // lcm) * lcm)
     kb = int(kb)
     if kb <= 0 or kb % lcm or kb > 256:
         raise KernelError(f"kb={kb} must be a positive multiple of every M ({lcm}) and at most 256")
@@ -1405,7 +1409,10 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
     xbuf = carray(_ptr_f32(xd[1] + 4 * xd[2]), xspan)
     ybuf = carray(_ptr_f32(yd[1] + 4 * yd[2]), yspan)
     cols = np.empty(K * np_, np.float32)  # K-major: cols[k * (N*P) + n*P + t]
-    step = sw * xd[10]
+    # descriptor fields in locals: stores into cols may alias the descriptor
+    # as far as LLVM knows, which would reload them in the innermost loop
+    xs_n, xs_c, xs_h, xs_w = xd[7], xd[8], xd[9], xd[10]
+    step = sw * xs_w
     ow8 = ow - ow % 8
     for ci in range(c):
         for i in range(kh):
@@ -1414,7 +1421,7 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
                 for ni in range(n):
                     dst = kk * np_ + ni * p
                     for y in range(oh):
-                        src = ni * xd[7] + ci * xd[8] + (y * sh + i * dh) * xd[9] + j * dw * xd[10]
+                        src = ni * xs_n + ci * xs_c + (y * sh + i * dh) * xs_h + j * dw * xs_w
                         row = dst + y * ow
                         # unsigned indices: no wraparound code; 8-lane copies of unit-stride rows
                         if step == 1:
@@ -1436,9 +1443,10 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
         _run_series(cols, 0, 1, np_, np_, K, tmp, 0, 1, np_, f, False,
                     w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
         p8 = p - p % 8
+        ys_n, ys_f = yd[7], yd[8]
         for ni in range(n):
             for fi in range(f):
-                dst = ni * yd[7] + fi * yd[8]
+                dst = ni * ys_n + fi * ys_f
                 src = fi * np_ + ni * p
                 for q in range(0, p8, 8):
                     vstore8(ybuf, dst + q, vload8(tmp, src + q))

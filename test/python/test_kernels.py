@@ -570,10 +570,12 @@ def test_cfunc_batch_entry(transpose):
         make_cfunc_entry([packs[0], other])
 
 
-@pytest.mark.parametrize("cfg,k,kb", [("1:8", 9, 16), ("2:4", 27, 28), ("1:8", 300, 128), ("2:4", 300, 64)])
+@pytest.mark.parametrize("cfg,k,kb", [("1:8", 9, 16), ("2:4", 27, 28), ("1:8", 144, 72), ("1:8", 300, 104),
+                                      ("2:4", 300, 60), ("2:4", 768, 64)])
 def test_default_tile_no_wider_than_k(cfg, k, kb):
     """The default K-tile is never wider than K rounded up to the blocks (a
-    first conv layer's K = 9 would otherwise pack 128-column tiles of zeros)."""
+    first conv layer's K = 9 would otherwise pack 128-column tiles of zeros),
+    and K is cut into tiles of equal width (144 = 72 + 72, not 128 + 16)."""
     rng = np.random.default_rng(k)
     d = decompose(_weight(rng, 5, k), cfg, axis=1)
     p = pack_series(d)
