@@ -36,24 +36,31 @@ Kernel
 One ``prange`` over work items = (T-tile, O-chunk) pairs (O is split only when
 there are too few T-tiles for the threads). An item walks the K-tiles; for
 each it first packs the X tile (``kb x TT`` floats, T-minor, zero padded past
-T and K; ``TT`` = 64 rows of X for the wide micro-kernel, 16 for the narrow
-one used when T <= 32) into a 64-byte aligned buffer that stays in L1, from
-any input strides (row-major X is transposed 8x8 blocks at a time with
-shuffles; a K-major ``cols.T`` from :func:`im2col` is copied row by row).
-Then every weight row of the chunk runs over its slots of that tile: the wide
-micro-kernel keeps 64 partial sums in eight 8-lane AVX registers and, per slot,
-does one broadcast + eight FMAs with memory operands
-(``x_tile[k_loc*64 : +64]``); the narrow one does 4 weight rows x 16 outputs.
-Explicit ``<8 x float>`` vectors come from small Numba intrinsics below
-(``vload8`` / ``vfma8`` ...): Numba's auto-vectoriser otherwise vectorises the
-slot loop as a gather. Partial sums live in a per-item ``[O_chunk, TT]``
-buffer across K-tiles and are finally written (or added, ``accumulate=True``)
-to Y with Y's own strides. All terms of a series are one merged slot stream:
-one pass, no dense temporaries, Y written once.
+T and K; ``TT`` = 64 rows of X for the wide micro-kernels, 128 for the
+AVX-512 one when T >= 128, 16 for the narrow one used when T <= 32) into a
+64-byte aligned buffer that stays in L1, from any input strides (row-major X
+is transposed 8x8 blocks at a time with shuffles; a K-major ``cols.T`` from
+:func:`im2col` is copied row by row). Then every weight row of the chunk runs
+over its slots of that tile: the 8-lane wide micro-kernel keeps 64 partial
+sums in eight AVX registers and, per slot, does one broadcast + eight FMAs
+with memory operands (``x_tile[k_loc*64 : +64]``); the 16-lane one does two
+weight rows x 128 outputs (8 zmm each: every FMA reads its own X vector, so
+the kernel is bound by loads, and 8 vectors per slot amortise the broadcast
+and index loads); the narrow one does 4 weight rows x 16 outputs. Explicit
+``<8 x float>`` / ``<16 x float>`` vectors come from small Numba intrinsics
+below (``vload8`` / ``vfma16`` ..., one factory for both widths): Numba's
+auto-vectoriser otherwise vectorises the slot loop as a gather. Partial sums
+live in a per-item ``[O_chunk, TT]`` buffer across K-tiles (one FMA chain per
+output over the slots in K order, whatever the lane width or thread count)
+and are finally written (or added, ``accumulate=True``) to Y with Y's own
+strides (8x8 shuffle transposes for a row-major Y). All terms of a series are
+one merged slot stream: one pass, no dense temporaries, Y written once.
 
 The C entry (:func:`make_cfunc_entry`) runs the same kernel on memref
-descriptors and reports errors through an int32 status plus a status record
-(``CFuncEntry.check_status()`` turns it into a :class:`KernelError`).
+descriptors (2-D, the weight on either side, or a rank-3 ``batch_matmul``
+with per-batch weights) and reports errors through an int32 status plus a
+status record (``CFuncEntry.check_status()`` turns it into a
+:class:`KernelError`).
 """
 
 from __future__ import annotations
