@@ -504,7 +504,25 @@ def _term_from_obj(t: Any, i: int) -> PackedTerm:
     return pack_term(t.values, t.indices, n, m, int(t.axis), tuple(t.dense_shape), int(t.padding), term_index=i)
 
 
-def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
+def default_kb(density: float, isa: str | None = None) -> int:
+    """The K-tile width (before fitting it to K) for a series of this density
+    and the wide micro-kernel ``isa`` (default: this process's, :func:`wide_kernel_isa`).
+
+    Rule: the X tile (``kb x TT`` floats) must stay in L1 (32 KB on the
+    machines measured) while each (weight row, K-tile) runs enough slots to
+    amortise loading / storing its partial sums and the loop's start and
+    exit. The 16-lane kernel's 128-row tiles allow 64 columns (32 KB), 128
+    only for series of density < 1/4; the 8-lane kernel's 64-row tiles allow
+    128 columns at every density (1:4 at 768² vs OpenBLAS Haswell: 2.7x with
+    64, 3.0x with 128; 256 columns spill L1 and lose). The tile width does not
+    change results: every output is one FMA chain over its slots in K order,
+    through the float32 partial-sum buffer."""
+    if (isa or _WIDE_ISA) == "avx2":
+        return 2 * DEFAULT_KB
+    return DEFAULT_KB if density >= 0.25 else 2 * DEFAULT_KB
+
+
+def pack_series(terms: Any, *, kb: int | None = None, isa: str | None = None) -> PackedSeries:
     """Merge the terms of a series into the kernel layout.
 
     ``terms`` is a sequence of :class:`PackedTerm` or canonical compressed
@@ -512,6 +530,9 @@ def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
     padding``, e.g. ``tasdc.decompose.CompressedTerm``), or an object with a
     ``.terms`` list (``tasdc.decompose.Decomposition``). All terms must have
     the same dense ``[O, K]`` shape (each may come in either orientation).
+    ``kb`` (K-tile width) defaults to :func:`default_kb` for ``isa`` (the
+    micro-kernel the series will mostly run on; any ISA gives the same
+    results on any packing).
     """
     if hasattr(terms, "terms"):
         terms = terms.terms
@@ -530,11 +551,9 @@ def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
     for t in pterms:
         lcm = lcm * t.m // math.gcd(lcm, t.m)
     if kb is None:
-        # 64-column tiles (16 KB X tile) keep X in L1; sparser series get
-        # 128-column tiles so that each (row, tile) still has >= 16 slots to
-        # amortise loading / storing the 64 partial sums.
-        dens = sum(t.n / t.m for t in pterms)
-        kb = DEFAULT_KB if dens >= 0.25 else 2 * DEFAULT_KB
+        if isa is not None and isa not in ("avx2", "avx512"):
+            raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
+        kb = default_kb(sum(t.n / t.m for t in pterms), isa)
         # no wider than K (rounded up to the blocks): a wider tile would only
         # pack and zero columns past K (a first conv layer has K = 9 or 27)
         kp = max(t.in_features + t.padding for t in pterms)
