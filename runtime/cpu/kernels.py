@@ -1640,7 +1640,9 @@ def make_cfunc_entry(
     (the kernel runs on the transposed views, no copy). A sequence of packed
     series (one per batch element, all of one shape and series) makes a
     ``batch_matmul`` entry on rank-3 memrefs, ``[B, T, K] -> [B, T, O]``
-    (``[B, K, T] -> [B, O, T]`` transposed).
+    (``[B, K, T] -> [B, O, T]`` transposed); their slots are copied into one
+    combined pair of arrays and each element's ``w_loc`` / ``w_val`` becomes
+    a view of it (the weights are stored once).
 
     The weights are reached through a parameter block (addresses of the packed
     arrays) baked into a tiny llvmlite trampoline that calls one shared, cached
@@ -1666,6 +1668,10 @@ def make_cfunc_entry(
                 raise KernelError(f"batch element {i} ({p.series}, O={p.out_features}, K={p.in_features}) "
                                   f"is not packed like element 0 ({first.series}, O={first.out_features}, K={first.in_features})")
         batch = (np.concatenate([p.w_loc for p in elements]), np.concatenate([p.w_val for p in elements]))
+        # store the slots once: each element's arrays become views of the combined ones
+        n = first.w_loc.size
+        for i, p in enumerate(elements):
+            p.w_loc, p.w_val = batch[0][i * n : (i + 1) * n], batch[1][i * n : (i + 1) * n]
         nbatch, rank, packed = len(elements), 3, first
     if name is None:
         name = f"tasd_series_matmul_{next(_entry_ids)}"

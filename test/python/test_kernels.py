@@ -553,7 +553,13 @@ def test_cfunc_batch_entry(transpose):
     b, k, o, t = 3, 40, 9, 70
     decs = [decompose(_weight(rng, o, k), "2:4", axis=1) for _ in range(b)]
     packs = [pack_series(d) for d in decs]
+    before = [(p.w_loc.copy(), p.w_val.copy()) for p in packs]
     entry = make_cfunc_entry(packs, transpose=transpose)
+    # the slots are stored once: every element's arrays are views of the entry's combined copy
+    for p, (loc, val) in zip(packs, before):
+        np.testing.assert_array_equal(p.w_loc, loc)
+        np.testing.assert_array_equal(p.w_val, val)
+        assert np.shares_memory(p.w_loc, entry.batch_weights[0]) and np.shares_memory(p.w_val, entry.batch_weights[1])
     xs = rng.standard_normal((b, k, t) if transpose else (b, t, k)).astype(np.float32)
     y = np.zeros((b, o, t) if transpose else (b, t, o), np.float32)
     assert entry(xs, y) == 0
