@@ -37,7 +37,8 @@ One ``prange`` over work items = (T-tile, O-chunk) pairs (O is split only when
 there are too few T-tiles for the threads). An item walks the K-tiles; for
 each it first packs the X tile (``kb x TT`` floats, T-minor, zero padded past
 T and K; ``TT`` = 64 rows of X for the wide micro-kernels, 128 for the
-AVX-512 one when T >= 128, 16 for the narrow one used when T <= 32) into a
+AVX-512 one when T >= 128 and ``kb <= 64`` (a 128 x 128 tile would be 64 KB,
+twice L1), 16 for the narrow one used when T <= 32) into a
 64-byte aligned buffer that stays in L1, from any input strides (row-major X
 is transposed 8x8 blocks at a time with shuffles; a K-major ``cols.T`` from
 :func:`im2col` is copied row by row). Then every weight row of the chunk runs
@@ -511,8 +512,9 @@ def default_kb(density: float, isa: str | None = None) -> int:
     Rule: the X tile (``kb x TT`` floats) must stay in L1 (32 KB on the
     machines measured) while each (weight row, K-tile) runs enough slots to
     amortise loading / storing its partial sums and the loop's start and
-    exit. The 16-lane kernel's 128-row tiles allow 64 columns (32 KB), 128
-    only for series of density < 1/4; the 8-lane kernel's 64-row tiles allow
+    exit. The 16-lane kernel's 128-row tiles allow 64 columns (32 KB); series
+    of density < 1/4 get 128 columns and run 64-row tiles (``_series_kernel``
+    picks 128 rows only for ``kb <= 64``); the 8-lane kernel's 64-row tiles allow
     128 columns at every density (1:4 at 768² vs OpenBLAS Haswell: 2.7x with
     64, 3.0x with 128; 256 columns spill L1 and lose). The tile width does not
     change results: every output is one FMA chain over its slots in K order,
@@ -1008,7 +1010,9 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
     tt = 64
     if T <= 32:
         tt = 16
-    elif wide16 and T >= 128:
+    elif wide16 and T >= 128 and kb <= 64:
+        # 128-row tiles only while the X tile (kb * tt floats) fits L1's 32 KB:
+        # 1:8 (kb = 128) at 768²: 4.5x numpy with 64-row tiles, 4.2x with 128
         tt = 128
     ntt = (T + tt - 1) // tt
     # nth: the caller's numba.get_num_threads() (calling it here would make
