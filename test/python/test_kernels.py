@@ -425,7 +425,7 @@ def test_serial_and_parallel_dispatch_agree_with_numpy(t, k, o):
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
-@pytest.mark.parametrize("t,o", [(64, 1), (65, 7), (130, 12), (200, 33)])
+@pytest.mark.parametrize("t,o", [(64, 1), (65, 7), (130, 12), (200, 33), (256, 40)])
 def test_wide_micro_kernels(isa, t, o):
     """Both wide micro-kernels (8-lane AVX2, 16-lane AVX-512; the latter runs
     anywhere, LLVM splits its vectors without AVX-512) against numpy, and
@@ -434,12 +434,17 @@ def test_wide_micro_kernels(isa, t, o):
     rng = np.random.default_rng(t * 7 + o)
     k = 300
     d = decompose(_weight(rng, o, k, density=0.8), "2:4+1:8", axis=1)
-    p = pack_series(d, kb=128)
+    p = pack_series(d, kb=64)  # T >= 128 then runs the 16-lane kernel's 128-row tiles (kb <= 64)
     x = rng.standard_normal((t, k)).astype(np.float32)
     y = series_matmul(x, p, isa=isa)
     _check(y, x, _dense_of(d))
     other = "avx2" if isa == "avx512" else "avx512"
     np.testing.assert_array_equal(y, series_matmul(x, p, isa=other))
+    # accumulate adds each output's chain once (the transposed 8x8 write-out)
+    base = rng.standard_normal((t, o)).astype(np.float32)
+    out = base.copy()
+    series_matmul(x, p, out=out, accumulate=True, isa=isa)
+    np.testing.assert_array_equal(out, base + y)
     entry = make_cfunc_entry(p, isa=isa)
     ye = np.zeros((t, o), np.float32)
     assert entry(x, ye) == 0
@@ -493,3 +498,117 @@ def test_conv_cfunc_entry_matches_torch(n, c, h, w, f, kh, kw, stride, dilation,
     assert entry.ctypes(ctypes.addressof(xd), ctypes.addressof(bad)) == K.STATUS_CONV_SHAPE
     with pytest.raises(KernelError, match="conv2d operands do not match"):
         entry.check_status()
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_thread_count_does_not_change_results(isa):
+    """Threads split the outputs (T-tiles, O-chunks), never a reduction: one
+    and two threads give bit-identical results."""
+    import numba
+
+    rng = np.random.default_rng(5)
+    t, k, o = 300, 512, 200
+    p = pack_series(decompose(_weight(rng, o, k), "2:4+1:4", axis=1))
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    assert t * p.w_loc.size >= K.SERIAL_WORK  # the parallel kernel runs
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        y1 = series_matmul(x, p, isa=isa)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        y2 = series_matmul(x, p, isa=isa)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(y1, y2)
+
+
+def test_cfunc_entry_weight_on_the_left():
+    """``Y[O, N] = W X[K, N]`` (the weight on the left): the entry runs the
+    kernel on the transposed views in place; same code path as
+    ``series_matmul(x.T, p, out=y.T)``, so the results are identical."""
+    rng = np.random.default_rng(31)
+    k, o, n = 70, 13, 150
+    d = decompose(_weight(rng, o, k), "2:4+1:4", axis=1)
+    p = pack_series(d)
+    x = rng.standard_normal((k, n)).astype(np.float32)
+    entry = make_cfunc_entry(p, transpose=True)
+    y = np.zeros((o, n), np.float32)
+    assert entry(x, y) == 0
+    entry.check_status()
+    _check(y.T, x.T, _dense_of(d))
+    expected = np.zeros((o, n), np.float32)
+    series_matmul(x.T, p, out=expected.T)
+    np.testing.assert_array_equal(y, expected)
+    assert entry(x[:-1], y) == K.STATUS_X_COLS
+    with pytest.raises(KernelError, match=r"X has 69 columns, the weight expects K=70 \(weight on the left"):
+        entry.check_status()
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_cfunc_batch_entry(transpose):
+    """A ``batch_matmul`` series with its own weights per batch element runs
+    through one C entry on rank-3 memrefs (either side), each element
+    identical to the 2-D kernel on its weights."""
+    rng = np.random.default_rng(32 + transpose)
+    b, k, o, t = 3, 40, 9, 70
+    decs = [decompose(_weight(rng, o, k), "2:4", axis=1) for _ in range(b)]
+    packs = [pack_series(d) for d in decs]
+    before = [(p.w_loc.copy(), p.w_val.copy()) for p in packs]
+    entry = make_cfunc_entry(packs, transpose=transpose)
+    # the slots are stored once: every element's arrays are views of the entry's combined copy
+    for p, (loc, val) in zip(packs, before):
+        np.testing.assert_array_equal(p.w_loc, loc)
+        np.testing.assert_array_equal(p.w_val, val)
+        assert np.shares_memory(p.w_loc, entry.batch_weights[0]) and np.shares_memory(p.w_val, entry.batch_weights[1])
+    xs = rng.standard_normal((b, k, t) if transpose else (b, t, k)).astype(np.float32)
+    y = np.zeros((b, o, t) if transpose else (b, t, o), np.float32)
+    assert entry(xs, y) == 0
+    entry.check_status()
+    for i in range(b):
+        xi, yi = (xs[i].T, y[i].T) if transpose else (xs[i], y[i])
+        _check(yi, xi, _dense_of(decs[i]))
+        np.testing.assert_array_equal(yi, series_matmul(xi, packs[i]))
+    assert entry(xs[:2], y[:2]) == K.STATUS_BATCH
+    with pytest.raises(KernelError, match="batch of X is 2, of Y or the weights 3"):
+        entry.check_status()
+    other = pack_series(decompose(_weight(rng, o, k), "1:4", axis=1))
+    with pytest.raises(KernelError, match="batch element 1 .* is not packed like element 0"):
+        make_cfunc_entry([packs[0], other])
+
+
+@pytest.mark.parametrize("isa,cfg,k,kb", [("avx512", "1:8", 9, 16), ("avx512", "2:4", 27, 28), ("avx512", "1:8", 144, 72),
+                                          ("avx512", "1:8", 300, 104), ("avx512", "2:4", 300, 60), ("avx512", "2:4", 768, 64),
+                                          ("avx2", "2:4", 27, 28), ("avx2", "2:4", 300, 100), ("avx2", "1:4", 768, 128),
+                                          ("avx2", "2:4+1:4", 768, 128)])
+def test_default_tile_no_wider_than_k(isa, cfg, k, kb):
+    """The default K-tile is never wider than K rounded up to the blocks (a
+    first conv layer's K = 9 would otherwise pack 128-column tiles of zeros),
+    and K is cut into tiles of equal width (144 = 72 + 72, not 128 + 16).
+    The 8-lane kernel's tiles are 128 columns wide at every density, the
+    16-lane kernel's 64 for density >= 1/4 (``default_kb``)."""
+    rng = np.random.default_rng(k)
+    d = decompose(_weight(rng, 5, k), cfg, axis=1)
+    p = pack_series(d, isa=isa)
+    assert p.kb == kb
+    x = rng.standard_normal((150, k)).astype(np.float32)
+    _check(series_matmul(x, p), x, _dense_of(d))
+
+
+@pytest.mark.parametrize("cfg", ["2:4", "1:4", "2:4+1:8"])
+def test_k_tile_width_does_not_change_results(cfg):
+    """Each ISA's default K-tile (64 or 128 columns, ``default_kb``) and any
+    other width give bit-identical outputs: per output the kernel runs one FMA
+    chain over the slots in K order, and a partial sum crosses a tile boundary
+    through a float32 buffer (exact). This is what lets the tile width follow
+    the micro-kernel without breaking the AVX2 = AVX-512 rule."""
+    rng = np.random.default_rng(11)
+    k, o = 768, 40
+    d = decompose(_weight(rng, o, k), cfg, axis=1)
+    x = rng.standard_normal((130, k)).astype(np.float32)
+    ref = series_matmul(x, pack_series(d, kb=64), isa="avx512")
+    for kb in (32, 128, 256):
+        for isa in ("avx2", "avx512"):
+            np.testing.assert_array_equal(series_matmul(x, pack_series(d, kb=kb), isa=isa), ref)
+    np.testing.assert_array_equal(series_matmul(x, pack_series(d, isa="avx2"), isa="avx2"), ref)
+    with pytest.raises(KernelError, match="isa must be"):
+        pack_series(d, isa="neon")
