@@ -11,6 +11,7 @@ from torch_mlir.passmanager import PassManager
 from tasdc.diagnostics import capture, record_mlir_error
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
+from tasdc.passes.dedup_functions import DedupFunctions
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.vectorize_contractions import VectorizeContractions
 
@@ -86,7 +87,10 @@ class LowerCpuToLLVM(ModulePass):
     With ``outline`` (the default), every top-level loop nest is moved into
     its own never-inlined function by ``tasd-cpu-outline-loops`` once the
     loops exist, so LLVM optimises many small functions instead of one
-    huge one (JIT time linear in the model size).
+    huge one (JIT time linear in the model size); with ``dedup`` (the
+    default) identical outlined functions (the same layer repeated) are
+    then merged by ``tasd-cpu-dedup-functions``, so LLVM compiles each loop
+    nest once however deep the model is.
     """
 
     name: ClassVar[str] = "tasd-cpu-to-llvm"
@@ -94,6 +98,7 @@ class LowerCpuToLLVM(ModulePass):
     vectorize: bool = True
     outline: bool = True
     fuse: bool = True
+    dedup: bool = True
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -121,6 +126,8 @@ class LowerCpuToLLVM(ModulePass):
         if self.outline:
             self._upstream(module, pipeline[:split])
             OutlineLoops().run(module)
+            if self.dedup:
+                DedupFunctions().run(module)
             self._upstream(module, pipeline[split:])
         else:
             self._upstream(module, pipeline)

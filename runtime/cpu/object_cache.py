@@ -48,6 +48,7 @@ SUFFIX = ".tasdc-o"
 _SOURCES = (
     "tasdc.passes.lower_cpu_to_llvm",
     "tasdc.passes.outline_loops",
+    "tasdc.passes.dedup_functions",
     "tasdc.passes.vectorize_contractions",
     "tasdc.passes.lower_tasd_to_calls",
     "tasdc.passes.bind_constants",
