@@ -23,6 +23,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-vectorize-contractions": "vectorize_contractions",
     "tasd-cpu-outline-loops": "outline_loops",
     "tasd-cpu-dedup-functions": "dedup_functions",
+    "tasd-cpu-inline-entry": "inline_entry",
     "tasd-cpu-bind-constants": "bind_constants",
     "tasd-cpu-fold-batch-broadcasts": "fold_batch_broadcasts",
     "tasd-expand-to-linalg": "expand_to_linalg",

@@ -12,6 +12,7 @@ from tasdc.diagnostics import capture, record_mlir_error
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
 from tasdc.passes.dedup_functions import DedupFunctions
+from tasdc.passes.inline_entry import InlineEntry
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.vectorize_contractions import VectorizeContractions
 
@@ -91,6 +92,9 @@ class LowerCpuToLLVM(ModulePass):
     default) identical outlined functions (the same layer repeated) are
     then merged by ``tasd-cpu-dedup-functions``, so LLVM compiles each loop
     nest once however deep the model is.
+
+    Last, ``tasd-cpu-inline-entry`` inlines each public function into its
+    C-interface wrapper (no call with thousands of scalar arguments left).
     """
 
     name: ClassVar[str] = "tasd-cpu-to-llvm"
@@ -131,6 +135,7 @@ class LowerCpuToLLVM(ModulePass):
             self._upstream(module, pipeline[split:])
         else:
             self._upstream(module, pipeline)
+        InlineEntry().run(module)
 
     @staticmethod
     def _upstream(module: ir.Module, passes: tuple[str, ...]) -> None:

@@ -5,7 +5,8 @@
 1. runs ``tasd-lower-to-runtime-calls``: every ``tasd.series`` becomes a
    call to ``@tasd_kernel_k(%dense, %out)`` whose declaration carries the
    compressed weights;
-2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once);
+2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once;
+   the packed arrays are cached on disk, :mod:`tasdc.runtime.cpu.kernel_cache`);
 3. folds weight broadcasts over a batch (``tasd-cpu-fold-batch-broadcasts``)
    and turns large constants into arguments (``tasd-cpu-bind-constants``):
    their values are read from the module once, here, and passed on every
@@ -50,7 +51,7 @@ from tasdc.passes.bind_constants import BindConstants, bound_values
 from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
-from tasdc.runtime.cpu import object_cache
+from tasdc.runtime.cpu import kernel_cache, object_cache
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
@@ -210,6 +211,8 @@ class CpuExecutable:
     #: passed after the inputs on every call; the code only reads them.
     bound: list[np.ndarray] = field(default_factory=list)
     _bound_descriptors: list[ctypes.Structure] | None = None
+    #: The packed N:M kernels came from the kernel cache (:mod:`tasdc.runtime.cpu.kernel_cache`).
+    kernel_cache_hit: bool = False
 
     def __call__(self, *inputs: Any) -> np.ndarray:
         arrays = self._check_inputs(inputs)
@@ -340,6 +343,35 @@ def _symbol_table(kernels: list[Kernel], externals: list[str]) -> list[tuple[str
     return table
 
 
+def _packed_kernels(sources: list[tuple[str, dict[str, Any], list[np.ndarray]]], cache: bool) -> tuple[list[list[PackedSeries]], bool]:
+    """Every kernel's packed series, from the kernel cache when it holds them
+    (then ``True``), else packed here (and stored when ``cache``)."""
+    if not sources:
+        return [], False
+    key = kernel_cache.cache_key([(info, weights) for _, info, weights in sources]) if cache else None
+    if key is not None:
+        expected = [(_batch(info), _packed_shape(info)) for _, info, _ in sources]
+        packed = kernel_cache.load(key, expected)
+        if packed is not None:
+            return packed, True
+    packed = [_pack(name, info, weights) for name, info, weights in sources]
+    if key is not None:
+        kernel_cache.store(key, packed)
+    return packed, False
+
+
+def _batch(info: dict[str, Any]) -> int:
+    return int(info["terms"][0]["dense_shape"][0]) if info["kind"] == "batch_matmul" else 1
+
+
+def _packed_shape(info: dict[str, Any]) -> tuple[int, int]:
+    """``(out_features, in_features)`` of a kernel's packed series (the ``[O, K]`` orientation of its terms)."""
+    term = info["terms"][0]
+    shape = [int(d) for d in term["dense_shape"]][-2:]
+    axis = int(term["axis"]) - (1 if info["kind"] == "batch_matmul" else 0)
+    return shape[1 - axis], shape[axis]
+
+
 def compile_for_cpu(
     module: ir.Module,
     entry: str = "main",
@@ -352,7 +384,8 @@ def compile_for_cpu(
 
     With ``cache`` the machine code is looked up in the on-disk compile cache
     (:mod:`tasdc.runtime.cpu.object_cache`) first and stored there after a JIT; the
-    kernels are always rebuilt from the module's weights. ``lowering`` is the
+    packed N:M kernels likewise (:mod:`tasdc.runtime.cpu.kernel_cache`, keyed by
+    their weights). ``lowering`` is the
     pipeline from linalg to the LLVM dialect. With ``bind_constants`` (the
     default) large constants are not compiled into the code but passed to it
     as arguments (``tasd-cpu-bind-constants``), read from the module once here.
@@ -364,17 +397,19 @@ def compile_for_cpu(
     arg_types, result_types = _signature(work, entry)
     # TASD-A contractions first: a weight series whose dense operand is decomposed at run time is theirs.
     run_pipeline(work, parse_pipeline("tasd-lower-activations-to-calls,tasd-lower-to-runtime-calls", work.context))
-    kernels: list[Kernel] = []
+    sources: list[tuple[str, dict[str, Any], list[np.ndarray]]] = []
     for op in work.body.operations:
         if op.operation.name == "func.func" and KERNEL_ATTR in op.attributes:
             name = ir.StringAttr(op.attributes["sym_name"]).value
             info = from_attr(op.attributes[KERNEL_ATTR])
-            weights = [read_elements(a) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]
-            kernels.append(Kernel(name, info, _pack(name, info, weights)))
+            sources.append((name, info, [read_elements(a) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]))
             # The weights now live in the packed kernels; drop them from the IR.
             for attr in (KERNEL_ATTR, WEIGHTS_ATTR, "tasd.stats"):
                 if attr in op.attributes:
                     del op.attributes[attr]
+    packed, kernels_hit = _packed_kernels(sources, cache)
+    kernels: list[Kernel] = [Kernel(name, info, p) for (name, info, _), p in zip(sources, packed)]
+    del sources, packed
     kernels += collect_act_kernels(work)  # type: ignore[arg-type] # same run/error/calls interface
     keep = _bind_kernels(kernels)
     timings["kernels"] = time.perf_counter() - start
@@ -418,6 +453,6 @@ def compile_for_cpu(
         if key is not None:
             object_cache.store_engine(key, engine, externals)
     executable = CpuExecutable(kernels, engine, entry, arg_types, result_types[0], 0.0, keep, function, hit, timings,
-                               result_types=result_types, bound=bound)
+                               result_types=result_types, bound=bound, kernel_cache_hit=kernels_hit)
     executable.compile_seconds = time.perf_counter() - start
     return executable
