@@ -17,8 +17,8 @@ _PLACEHOLDER = "__tasd_dedup__"
 @dataclasses.dataclass(frozen=True)
 class DedupFunctions(ModulePass):
     """Merge private ``func.func`` definitions that are identical up to their
-    name: every call of a duplicate calls the first one instead, and the
-    duplicate is erased.
+    name: every ``func.call`` of a duplicate calls the first one instead, and
+    the duplicate is erased.
 
     Rule: two private functions with a body are identical when MLIR's own
     printer gives the same text for both once each is renamed to one
@@ -26,8 +26,8 @@ class DedupFunctions(ModulePass):
     constants; SSA names are numbered per function; no locations). The
     comparison is a SHA-256 of that text. The first function in module
     order is kept. Public functions and declarations are never merged or
-    erased; a body that calls other functions matches only a body that calls
-    the same ones.
+    erased, nor is a function that a ``func.constant`` names; a body that
+    calls other functions matches only a body that calls the same ones.
 
     Why: once weights are bound as arguments (``tasd-cpu-bind-constants``)
     and loop nests are outlined (``tasd-cpu-outline-loops``), the N layers of
@@ -35,8 +35,7 @@ class DedupFunctions(ModulePass):
     LLVM optimise and generate each nest once, so the JIT time no longer
     grows with the depth of the model. The code that runs is the same
     function for every copy, so results do not change. Run it after
-    ``tasd-cpu-outline-loops`` (on memrefs or on the LLVM dialect: it only
-    looks at ``func.func``).
+    ``tasd-cpu-outline-loops`` (it only looks at ``func.func``).
     """
 
     name: ClassVar[str] = "tasd-cpu-dedup-functions"
@@ -44,7 +43,7 @@ class DedupFunctions(ModulePass):
     def run(self, module: ir.Module) -> None:
         kept: dict[bytes, str] = {}
         replace: dict[str, str] = {}
-        duplicates: list[ir.Operation] = []
+        duplicates: dict[str, ir.Operation] = {}
         placeholder = ir.StringAttr.get(_PLACEHOLDER, module.context)
         for op in module.body.operations:
             if not self._candidate(op):
@@ -58,22 +57,28 @@ class DedupFunctions(ModulePass):
             digest = hashlib.sha256(text).digest()
             if digest in kept:
                 replace[name] = kept[digest]
-                duplicates.append(op.operation)
+                duplicates[name] = op.operation
             else:
                 kept[digest] = name
         if not replace:
             return
+        calls: list[ir.Operation] = []
 
-        def redirect(op: ir.Operation) -> ir.WalkResult:
+        def collect(op: ir.Operation) -> ir.WalkResult:
             if op.name == "func.call":
-                callee = ir.FlatSymbolRefAttr(op.attributes["callee"]).value
-                if callee in replace:
-                    op.attributes["callee"] = ir.FlatSymbolRefAttr.get(replace[callee], module.context)
+                if ir.FlatSymbolRefAttr(op.attributes["callee"]).value in replace:
+                    calls.append(op)
+            elif op.name == "func.constant":  # a function used as a value: keep it as it is
+                replace.pop(ir.FlatSymbolRefAttr(op.attributes["value"]).value, None)
             return ir.WalkResult.ADVANCE
 
-        module.operation.walk(redirect)
-        for op in duplicates:
-            op.erase()
+        module.operation.walk(collect)
+        for call in calls:
+            callee = ir.FlatSymbolRefAttr(call.attributes["callee"]).value
+            if callee in replace:
+                call.attributes["callee"] = ir.FlatSymbolRefAttr.get(replace[callee], module.context)
+        for name in replace:
+            duplicates[name].erase()
 
     @staticmethod
     def _candidate(op: ir.OpView) -> bool:
