@@ -35,6 +35,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -44,7 +47,7 @@ from torch_mlir import ir
 from torch_mlir.execution_engine import ExecutionEngine
 
 from tasdc.elements import element_dtype, read_elements
-from tasdc.errors import TasdcError
+from tasdc.errors import InternalError, TasdcError
 from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.passes.bind_constants import BindConstants, bound_values
@@ -307,6 +310,53 @@ def _declared_functions(module: ir.Module) -> list[str]:
     return names
 
 
+def _check_externals(externals: list[str], kernels: list[Kernel]) -> None:
+    """Every function the lowered code calls but does not define must be a
+    kernel of this executable or a C library function of this process; else
+    the model calls something that exists nowhere (a user error, reported
+    before LLVM fails on it)."""
+    provided = {k.name for k in kernels} | {f"_mlir_ciface_{k.name}" for k in kernels}
+    for name in externals:
+        if name in provided:
+            continue
+        try:
+            getattr(_LIBC, name)
+        except AttributeError:
+            raise TasdcError(f"the model calls @{name}, which is neither defined in the module "
+                             "nor a tasdc runtime kernel nor a C library function") from None
+
+
+def _run_llvm(what: str, action: Callable[[], Any]) -> Any:
+    """``action()`` (ExecutionEngine creation, code generation); a failure in
+    it is an :class:`InternalError` naming ``what`` and LLVM's first message.
+
+    LLVM reports JIT errors (e.g. "Symbols not found") on the process's
+    standard error, not in the exception: file descriptor 2 is redirected
+    to a temporary file meanwhile, so the user sees one line. Whatever LLVM
+    wrote without failing is passed on to standard error afterwards.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failure: BaseException | None = None
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            result = action()
+        except (RuntimeError, ir.MLIRError) as error:
+            failure = error
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    if failure is not None:
+        lines = [line.strip() for line in text.splitlines() if line.strip()] or str(failure).splitlines() or [type(failure).__name__]
+        raise InternalError(f"{what} failed in LLVM: {lines[0]}") from failure
+    if text:
+        sys.stderr.write(text)
+    return result
+
+
 def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
     """Create every kernel's entry point (C function pointer); returns them to keep alive."""
     keep: list[Any] = []
@@ -442,13 +492,18 @@ def compile_for_cpu(
         run_pipeline(work, parse_pipeline(lowering, work.context), verify_each=False)
         externals = _declared_functions(work)
         timings["lowering"] = time.perf_counter() - step
+        _check_externals(externals, kernels)
         step = time.perf_counter()
-        engine = ExecutionEngine(work, opt_level=opt_level)
-        for kernel in kernels:
-            engine.register_runtime(kernel.name, kernel.callback)
-        # The engine generates machine code lazily, at the first lookup: do it
-        # now so that compile time is paid (and reported) here, not by the first call.
-        function = engine.lookup(entry)
+
+        def jit() -> tuple[Any, Any]:
+            engine = ExecutionEngine(work, opt_level=opt_level)
+            for kernel in kernels:
+                engine.register_runtime(kernel.name, kernel.callback)
+            # The engine generates machine code lazily, at the first lookup: do it
+            # now so that compile time is paid (and reported) here, not by the first call.
+            return engine, engine.lookup(entry)
+
+        engine, function = _run_llvm(f"JIT compilation of @{entry}", jit)
         timings["llvm"] = time.perf_counter() - step
         if key is not None:
             object_cache.store_engine(key, engine, externals)
