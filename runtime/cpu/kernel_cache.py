@@ -52,7 +52,7 @@ _HEAD = struct.Struct("<IQ")  # crc32 of everything after it, header length
 def cache_key(kernels: Sequence[tuple[dict[str, Any], Sequence[np.ndarray]]]) -> str:
     """The key of the packed form of ``kernels`` (each: its description and its weight arrays, as in the module)."""
     digest = hashlib.sha256()
-    for part in (MAGIC.decode(), object_cache._version("tasdc"), object_cache.source_digest(_SOURCES)):
+    for part in (MAGIC.decode(), object_cache.package_version("tasdc"), object_cache.source_digest(_SOURCES)):
         digest.update(part.encode())
         digest.update(b"\0")
     for info, weights in kernels:

@@ -79,7 +79,8 @@ def object_dir() -> Path:
     return cache_dir() / "cpu"
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """The installed version of ``package`` ("unknown" when it is not installed)."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -107,7 +108,7 @@ def source_digest(modules: Iterable[str] = _SOURCES) -> str:
 def cache_key(module: ir.Module, options: str) -> str:
     """The key of ``module`` (about to be lowered to LLVM) compiled with ``options``."""
     digest = hashlib.sha256()
-    for part in (MAGIC.decode(), options, _version("tasdc"), _version("torch-mlir"), source_digest(), _host_cpu()):
+    for part in (MAGIC.decode(), options, package_version("tasdc"), package_version("torch-mlir"), source_digest(), _host_cpu()):
         digest.update(part.encode())
         digest.update(b"\0")
     stream = io.BytesIO()
