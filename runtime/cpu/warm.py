@@ -1,10 +1,11 @@
 """Fill Numba's on-disk cache with the CPU runtime's functions, once, after install.
 
-The N:M kernels, their C entries and the weight readers are Numba functions
-with ``cache=True``: a process loads them from Numba's cache in about a
-second. With an empty cache (the first run after installing, or after an
-edit of their source) they are compiled first: ~20 s on a 2-core machine,
-more than the whole JIT of a BERT-base from an empty compile cache.
+The N:M kernels and their C entries are Numba functions with ``cache=True``:
+a process loads them from Numba's cache in about a second (the weight
+readers are llvmlite loops, ``tasdc/blob_reader.py``, and need no cache).
+With an empty cache (the first run after installing, or after an edit of
+their source) they are compiled first: ~20 s on a 2-core machine, more than
+the whole JIT of a BERT-base from an empty compile cache.
 ``python -m tasdc.runtime.cpu.warm`` (run by ``tools/dev.py`` setup) pays that
 once at install time. The TASD-A kernels (``--act-config``) are not
 warmed: they compile on their first use.
@@ -15,23 +16,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
-#: Element types of the weights the runtime reads (f32 values, int8 N:M indices, i64 shapes).
-_READ_DTYPES = (np.float32, np.int8, np.int64)
-
-
-def _warm_readers() -> None:
-    """The blob readers (tasdc.blob_reader), for each dtype the weights come in."""
-    from torch_mlir import ir
-
-    from tasdc.elements import make_elements, read_elements, read_elements_transposed
-    from tasdc.module import new_context
-
-    with new_context(), ir.Location.unknown():
-        for dtype in _READ_DTYPES:
-            attr = make_elements(np.arange(64, dtype=dtype).reshape(8, 8), f"tasd_warm_{np.dtype(dtype).name}")
-            read_elements(attr)
-            read_elements_transposed(attr)
 
 
 def _warm_kernels() -> None:
@@ -53,7 +37,7 @@ def _warm_kernels() -> None:
 def warm() -> dict[str, float]:
     """Compile (or load) every cached Numba function of the CPU runtime; seconds per group."""
     seconds = {}
-    for name, step in (("readers", _warm_readers), ("kernels", _warm_kernels)):
+    for name, step in (("kernels", _warm_kernels),):
         start = time.perf_counter()
         step()
         seconds[name] = time.perf_counter() - start
