@@ -6,7 +6,8 @@ tens of milliseconds per large layer: ~2 s for a BERT-base at 2:4, more than
 loading its machine code. The packed arrays are therefore stored too, keyed
 by what they are computed from: the SHA-256 of every kernel's description
 (kind, shapes, terms) and weight arrays (dtype, shape, bytes), the versions
-of tasdc and the source of the packing code. A model with other weights has
+of tasdc, the source of the packing code and this process's micro-kernel
+(the packed tile width follows it). A model with other weights has
 another key; the machine code (:mod:`tasdc.runtime.cpu.object_cache`, keyed
 without weights) is shared.
 
@@ -36,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tasdc.runtime.cpu import object_cache
+from tasdc.runtime.cpu import kernels
 from tasdc.runtime.cpu.kernels import PackedSeries
 
 MAGIC = b"tasdc-cpu-kernels 1\n"
@@ -52,7 +54,9 @@ _HEAD = struct.Struct("<IQ")  # crc32 of everything after it, header length
 def cache_key(kernels: Sequence[tuple[dict[str, Any], Sequence[np.ndarray]]]) -> str:
     """The key of the packed form of ``kernels`` (each: its description and its weight arrays, as in the module)."""
     digest = hashlib.sha256()
-    for part in (MAGIC.decode(), object_cache.package_version("tasdc"), object_cache.source_digest(_SOURCES)):
+    # The packed K-tile width follows this process's micro-kernel (kernels.default_kb).
+    for part in (MAGIC.decode(), object_cache.package_version("tasdc"), object_cache.source_digest(_SOURCES),
+                 f"isa={kernels._WIDE_ISA}"):
         digest.update(part.encode())
         digest.update(b"\0")
     for info, weights in kernels:
