@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tasdc.runtime.cpu import object_cache
-from tasdc.runtime.cpu import kernels
+from tasdc.runtime.cpu import kernels as kernel_code
 from tasdc.runtime.cpu.kernels import PackedSeries
 
 MAGIC = b"tasdc-cpu-kernels 1\n"
@@ -56,7 +56,7 @@ def cache_key(kernels: Sequence[tuple[dict[str, Any], Sequence[np.ndarray]]]) ->
     digest = hashlib.sha256()
     # The packed K-tile width follows this process's micro-kernel (kernels.default_kb).
     for part in (MAGIC.decode(), object_cache.package_version("tasdc"), object_cache.source_digest(_SOURCES),
-                 f"isa={kernels._WIDE_ISA}"):
+                 f"isa={kernel_code._WIDE_ISA}"):
         digest.update(part.encode())
         digest.update(b"\0")
     for info, weights in kernels:

@@ -300,3 +300,17 @@ def test_trim_and_clear_cover_kernel_entries(cache_dir: Path) -> None:
     assert not old.exists() and new.exists()
     old.write_bytes(b"x")
     assert cache.clear() == 2 and not any(folder.iterdir())
+
+
+def test_micro_kernel_is_part_of_the_kernel_key(compiled, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packed tile width follows the process's micro-kernel (kernels.default_kb):
+    a process with the other one packs its own entry (same code, same results)."""
+    from tasdc.runtime.cpu import kernels
+
+    result, x = compiled["mlp"]
+    first = compile_for_cpu(result.module)
+    monkeypatch.setattr(kernels, "_WIDE_ISA", "avx2" if kernels._WIDE_ISA == "avx512" else "avx512")
+    other = compile_for_cpu(result.module)
+    assert other.cache_hit and not other.kernel_cache_hit
+    assert len(_kernel_entries(cache_dir)) == 2
+    np.testing.assert_array_equal(other(x), first(x))
