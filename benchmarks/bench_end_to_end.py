@@ -31,7 +31,7 @@ For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
   count, same process) and their ratio (>1 means tasdc is faster).
 
 The compile cache is a fresh temporary folder for the run (the user's cache
-is not touched). ``--threads N`` sets torch's and Numba's thread counts.
+is not touched). ``--threads N`` sets torch's, Numba's and OpenBLAS's thread counts.
 
 Run: ``.venv/bin/python benchmarks/bench_end_to_end.py [--models mlp,encoder4]
 [--configs dense,2:4] [--threads 1] [--repeat 30] [--compare-outline]``.
@@ -138,6 +138,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)
+        # OpenBLAS (scipy's) runs the dense contractions (runtime/cpu/dense.py): same count.
+        from threadpoolctl import threadpool_limits
+
+        blas_limit = threadpool_limits(args.threads, user_api="blas")  # noqa: F841 - kept for the run
     print(f"torch threads {torch.get_num_threads()}, numba threads {numba.get_num_threads()}, "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, repeat {args.repeat}, load {os.getloadavg()[0]:.2f}")
     header = (f"{'model':<12} {'config':<9} {'compile s':>9} {'JIT cold':>8} {'JIT cached':>10} "

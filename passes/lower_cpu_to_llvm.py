@@ -11,6 +11,7 @@ from torch_mlir.passmanager import PassManager
 from tasdc.diagnostics import capture, record_mlir_error
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
+from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.vectorize_contractions import VectorizeContractions
 
@@ -75,10 +76,14 @@ class LowerCpuToLLVM(ModulePass):
     ``UPSTREAM_PIPELINE``). Any remaining ``tasd.*`` op is an error: run
     ``tasd-lower-to-runtime-calls`` first.
 
-    With ``vectorize`` (the default), dense ``linalg.matmul`` /
-    ``linalg.batch_matmul`` on static f32 tensors are first tiled and
-    vectorized by ``tasd-cpu-vectorize-contractions``; everything else
-    (convolutions, generics, fills) takes the loop path.
+    With ``library`` (the default), dense f32 matmuls, batch matmuls and
+    convolutions (also grouped and depthwise) become calls of the runtime's
+    library entries (``tasd-cpu-dense-to-library-calls``: OpenBLAS
+    ``sgemm``, im2col, a vectorized depthwise loop). With ``vectorize`` (the
+    default), the dense ``linalg.matmul`` / ``linalg.batch_matmul`` on static
+    f32 tensors still left are tiled and vectorized by
+    ``tasd-cpu-vectorize-contractions``; everything else (generics, fills)
+    takes the loop path.
 
     With ``fuse`` (the default), elementwise ops are fused into one loop
     nest per chain on tensors, before bufferization (``FUSION``).
@@ -91,6 +96,7 @@ class LowerCpuToLLVM(ModulePass):
 
     name: ClassVar[str] = "tasd-cpu-to-llvm"
 
+    library: bool = True
     vectorize: bool = True
     outline: bool = True
     fuse: bool = True
@@ -108,6 +114,8 @@ class LowerCpuToLLVM(ModulePass):
         if leftover:
             first = "tasd-lower-activations-to-calls" if leftover[0] == "tasd.decompose_activation" else "tasd-lower-to-runtime-calls"
             raise PipelineError(f"tasd-cpu-to-llvm: '{leftover[0]}' must be lowered first (run {first})")
+        if self.library:
+            DenseToLibraryCalls().run(module)
         if self.vectorize:
             VectorizeContractions().run(module)
         for op in module.body.operations:

@@ -51,6 +51,7 @@ from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import object_cache
+from tasdc.runtime.cpu.dense import library_address, library_symbols
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
@@ -328,6 +329,7 @@ def _symbol_table(kernels: list[Kernel], externals: list[str]) -> list[tuple[str
     """Addresses for every external symbol of a cached object (kernels, libc, libm), or
     ``None`` if one cannot be found in this process (then the object is not loaded)."""
     by_name = {f"_mlir_ciface_{k.name}": ctypes.cast(k.callback, ctypes.c_void_p).value for k in kernels}
+    by_name.update({f"_mlir_ciface_{n}": library_address(f) for n, f in library_symbols(externals).items()})
     table = []
     for name in externals:
         address = by_name.get(name)
@@ -411,6 +413,8 @@ def compile_for_cpu(
         engine = ExecutionEngine(work, opt_level=opt_level)
         for kernel in kernels:
             engine.register_runtime(kernel.name, kernel.callback)
+        for name, function in library_symbols(externals).items():  # dense contractions (runtime/cpu/dense.py)
+            engine.register_runtime(name, function)
         # The engine generates machine code lazily, at the first lookup: do it
         # now so that compile time is paid (and reported) here, not by the first call.
         function = engine.lookup(entry)
