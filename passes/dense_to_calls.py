@@ -22,12 +22,12 @@ _OPS: dict[str, tuple[str, tuple[int, int, int]]] = {
     "linalg.depthwise_conv_2d_nchw_chw": ("tasd_dense_depthwise_conv2d", (4, 3, 4)),
 }
 
-#: Number of i64 arguments after the four memrefs, per entry (see runtime/cpu/dense.py).
+#: Number of i64 arguments after the three memrefs, per entry (see runtime/cpu/dense.py).
 _SCALARS = {
-    "tasd_dense_matmul": 1,  # accumulate
-    "tasd_dense_batch_matmul": 1,
-    "tasd_dense_conv2d": 6,  # groups, stride h/w, dilation h/w, accumulate
-    "tasd_dense_depthwise_conv2d": 5,  # stride h/w, dilation h/w, accumulate
+    "tasd_dense_matmul": 0,
+    "tasd_dense_batch_matmul": 0,
+    "tasd_dense_conv2d": 5,  # groups, stride h/w, dilation h/w
+    "tasd_dense_depthwise_conv2d": 4,  # stride h/w, dilation h/w
 }
 
 
@@ -39,8 +39,11 @@ def _static_f32(value: ir.Value, rank: int) -> bool:
 
 
 def _is_zero_fill(value: ir.Value) -> bool:
-    """``value`` is a ``linalg.fill`` of the constant +0.0."""
+    """``value`` is a ``linalg.fill`` of the constant +0.0, possibly reshaped
+    (``tasd-cpu-fold-batch-broadcasts`` collapses a batch_matmul's init)."""
     owner = value.owner
+    while isinstance(owner, ir.OpView) and owner.name in ("tensor.collapse_shape", "tensor.expand_shape"):
+        owner = owner.operands[0].owner
     if not isinstance(owner, ir.OpView) or owner.name != "linalg.fill":
         return False
     scalar = owner.operands[0].owner
@@ -88,19 +91,22 @@ class DenseToLibraryCalls(ModulePass):
     floating-point operations, becomes (destination-passing form, like the
     series calls)::
 
-        %a = bufferization.to_buffer %lhs read_only    (and %rhs, %init)
+        %a = bufferization.to_buffer %lhs read_only    (and %rhs)
         %y = memref.alloc()
-        func.call @tasd_dense_<kind>(%a, %b, %c, %y, <i64 attributes…>, %accumulate)
+        func.call @tasd_dense_<kind>(%a, %b, %y, <i64 geometry…>)
         %r = bufferization.to_tensor %y restrict writable
+        %s = arith.addf %r, %init      (unless %init is a fill of +0.0)
 
     ``@tasd_dense_<kind>`` is declared ``private`` with ``llvm.emit_c_interface``
     and fully dynamic strided memrefs; the executor binds it to the entry of
     the same name in ``runtime/cpu/dense.py`` (OpenBLAS ``sgemm``; im2col for
-    convolutions; a direct loop for depthwise ones). ``accumulate`` is 0 when
-    the init is a ``linalg.fill`` of +0.0 (the fill is then dropped), else the
-    init is read and added (a broadcast bias, a running sum). A grouped
-    convolution's ``[N, G, C, H, W]`` operands are collapsed to NCHW first.
-    Everything else is left to the code generator.
+    convolutions; a direct loop for depthwise ones). An init that is a
+    (reshaped) ``linalg.fill`` of +0.0 is dropped; any other init (a
+    broadcast bias, a running sum) is added on tensors, where
+    ``linalg-fuse-elementwise-ops`` fuses the addition with the elementwise
+    ops that follow (bias + ReLU in one loop). A grouped convolution's
+    ``[N, G, C, H, W]`` operands are collapsed to NCHW first. Everything
+    else is left to the code generator.
     """
 
     name: ClassVar[str] = "tasd-cpu-dense-to-library-calls"
@@ -143,8 +149,8 @@ class DenseToLibraryCalls(ModulePass):
             return declared[entry]
         f32 = ir.F32Type.get()
         i64 = ir.IntegerType.get_signless(64)
-        inputs = [dynamic_memref(ranks[0], f32), dynamic_memref(ranks[1], f32), dynamic_memref(ranks[2], f32),
-                  dynamic_memref(ranks[2], f32)] + [i64] * _SCALARS[entry]
+        inputs = [dynamic_memref(ranks[0], f32), dynamic_memref(ranks[1], f32), dynamic_memref(ranks[2], f32)]
+        inputs += [i64] * _SCALARS[entry]
         with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
             decl = func.FuncOp(entry, ir.FunctionType.get(inputs, []), visibility="private")
         decl.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
@@ -163,8 +169,6 @@ class DenseToLibraryCalls(ModulePass):
             if grouped:  # [N, G, C, H, W] -> [N, G*C, H, W]; filter [G, F, C, KH, KW] -> [G*F, C, KH, KW]
                 lhs = self._collapse(lhs, [[0], [1, 2], [3], [4]])
                 rhs = self._collapse(rhs, [[0, 1], [2], [3], [4]])
-                if accumulate:
-                    init = self._collapse(init, [[0], [1, 2], [3], [4]])
                 n, g, f, oh, ow = result_type.shape
                 out_type = ir.RankedTensorType.get([n, g * f, oh, ow], result_type.element_type)
             else:
@@ -180,18 +184,19 @@ class DenseToLibraryCalls(ModulePass):
 
             out = memref.AllocOp(ir.MemRefType.get(list(out_type.shape), out_type.element_type), [], [], alignment=64).result
             out_arg = memref.CastOp(dynamic_memref(out_type.rank, out_type.element_type), out).result
-            args = [buffer(lhs), buffer(rhs), buffer(init) if accumulate else out_arg, out_arg]
+            args = [buffer(lhs), buffer(rhs), out_arg]
             scalars: list[int] = []
             if op.name.startswith("linalg.conv") or op.name.startswith("linalg.depthwise"):
                 if entry == "tasd_dense_conv2d":  # groups
                     scalars.append(ir.RankedTensorType(op.operands[1].type).shape[0] if grouped else 1)
                 scalars += _pair(op, "strides") + _pair(op, "dilations")
-            scalars.append(int(accumulate))
             args += [arith.ConstantOp(i64, v).result for v in scalars]
             func.CallOp(decl, args)
             value = bufferization.ToTensorOp(out_type, out, restrict=True, writable=True).result
             if grouped:
                 value = tensor.ExpandShapeOp(result_type, value, self._reassociation([[0], [1, 2], [3], [4]]), [], list(result_type.shape)).result
+            if accumulate:
+                value = arith.AddFOp(value, init).result
         original_init = op.operands[2]
         op.results[0].replace_all_uses_with(value)
         op.operation.erase()
@@ -215,7 +220,7 @@ class DenseToLibraryCalls(ModulePass):
 
 def _erase_if_dead(owner: object) -> None:
     """Erase a now unused init producer (a fill, then its ``tensor.empty``)."""
-    while isinstance(owner, ir.OpView) and owner.name in ("linalg.fill", "tensor.empty", "tensor.collapse_shape"):
+    while isinstance(owner, ir.OpView) and owner.name in ("linalg.fill", "tensor.empty", "tensor.collapse_shape", "tensor.expand_shape"):
         if any(True for r in owner.results for _ in r.uses):
             return
         nxt = owner.operands[len(owner.operands) - 1].owner if len(owner.operands) else None

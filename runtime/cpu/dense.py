@@ -5,9 +5,9 @@ dense ``linalg.matmul`` / ``linalg.batch_matmul`` / convolutions into calls
 of the functions below; the executor binds them by name (``LIBRARY_ENTRIES``)
 the way it binds the N:M series kernels. Each is a Numba ``@cfunc`` taking
 pointers to MLIR memref descriptors (``llvm.emit_c_interface``:
-``allocated, aligned, offset, sizes[r], strides[r]``, 8 bytes each) and an
-``accumulate`` flag (0: ``Y = product``; 1: ``Y = C + product``, ``C`` being
-the contraction's init, e.g. a broadcast bias).
+``allocated, aligned, offset, sizes[r], strides[r]``, 8 bytes each) — the
+two operands, then the output ``Y``, which is overwritten — and the
+convolution's geometry as i64 values.
 
 The products are OpenBLAS's ``sgemm`` (scipy's, reached through Numba's
 ``np.dot``, which calls ``scipy.linalg.cython_blas``); convolutions are an
@@ -82,35 +82,29 @@ def _matrix(base: int, rows: int, cols: int, s0: int, s1: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _store(result: np.ndarray, base: int, s0: int, s1: int, accumulate: bool, cbase: int, c0: int, c1: int) -> None:
-    """Write ``result`` (``rows × cols``) to the strided matrix at ``base``, adding the
-    strided matrix at ``cbase`` when ``accumulate``. ``result`` may already be that
-    memory (then only the addition remains)."""
+def _store(result: np.ndarray, base: int, s0: int, s1: int) -> None:
+    """Write ``result`` (``rows × cols``) to the strided matrix at ``base`` (nothing to
+    do when ``result`` already is that memory)."""
     rows, cols = result.shape
     if rows == 0 or cols == 0:
         return
+    if result.ctypes.data == base and (cols == 1 or s1 == 1) and (rows == 1 or s0 == cols):
+        return
     out = carray(_f32p(base), 1 + (rows - 1) * s0 + (cols - 1) * s1)
-    in_place = result.ctypes.data == base and (cols == 1 or s1 == 1) and (rows == 1 or s0 == cols)
-    if accumulate:
-        c = carray(_f32p(cbase), 1 + (rows - 1) * c0 + (cols - 1) * c1)
-        for i in range(rows):
-            for j in range(cols):
-                out[i * s0 + j * s1] = result[i, j] + c[i * c0 + j * c1]
-    elif not in_place:
-        for i in range(rows):
-            for j in range(cols):
-                out[i * s0 + j * s1] = result[i, j]
+    for i in range(rows):
+        for j in range(cols):
+            out[i * s0 + j * s1] = result[i, j]
 
 
 @njit(cache=True, nogil=True)
 def _gemm(abase: int, a0: int, a1: int, bbase: int, b0: int, b1: int, ybase: int, y0: int, y1: int,
-          cbase: int, c0: int, c1: int, m: int, n: int, k: int, accumulate: bool) -> None:
-    """``Y[m, n] = (C +) A[m, k] · B[k, n]`` on strided f32 matrices, by ``sgemm``."""
+          m: int, n: int, k: int) -> None:
+    """``Y[m, n] = A[m, k] · B[k, n]`` on strided f32 matrices, by ``sgemm``."""
     if m == 0 or n == 0:
         return
     if k == 0:
         zero = np.zeros((m, n), np.float32)
-        _store(zero, ybase, y0, y1, accumulate, cbase, c0, c1)
+        _store(zero, ybase, y0, y1)
         return
     a = _matrix(abase, m, k, a0, a1)
     b = _matrix(bbase, k, n, b0, b1)
@@ -119,7 +113,7 @@ def _gemm(abase: int, a0: int, a1: int, bbase: int, b0: int, b1: int, ybase: int
     else:
         y = np.empty((m, n), np.float32)
     np.dot(a, b, y)
-    _store(y, ybase, y0, y1, accumulate, cbase, c0, c1)
+    _store(y, ybase, y0, y1)
 
 
 # --------------------------------------------------------------------------
@@ -127,22 +121,20 @@ def _gemm(abase: int, a0: int, a1: int, bbase: int, b0: int, b1: int, ybase: int
 # --------------------------------------------------------------------------
 
 
-def _matmul_py(a_d: int, b_d: int, c_d: int, y_d: int, accumulate: int) -> None:
-    """``Y = (C +) A · B``: rank-2 descriptors ``A[M, K]``, ``B[K, N]``, ``C``/``Y[M, N]``."""
-    a, b, c, y = _desc(a_d, 2), _desc(b_d, 2), _desc(c_d, 2), _desc(y_d, 2)
+def _matmul_py(a_d: int, b_d: int, y_d: int) -> None:
+    """``Y = A · B``: rank-2 descriptors ``A[M, K]``, ``B[K, N]``, ``Y[M, N]``."""
+    a, b, y = _desc(a_d, 2), _desc(b_d, 2), _desc(y_d, 2)
     m, k, n = a[3], a[4], b[4]
-    _gemm(a[1] + 4 * a[2], a[5], a[6], b[1] + 4 * b[2], b[5], b[6], y[1] + 4 * y[2], y[5], y[6],
-          c[1] + 4 * c[2], c[5], c[6], m, n, k, accumulate != 0)
+    _gemm(a[1] + 4 * a[2], a[5], a[6], b[1] + 4 * b[2], b[5], b[6], y[1] + 4 * y[2], y[5], y[6], m, n, k)
 
 
-def _batch_matmul_py(a_d: int, b_d: int, c_d: int, y_d: int, accumulate: int) -> None:
-    """``Y[i] = (C[i] +) A[i] · B[i]``: rank-3 descriptors ``[batch, rows, cols]``."""
-    a, b, c, y = _desc(a_d, 3), _desc(b_d, 3), _desc(c_d, 3), _desc(y_d, 3)
+def _batch_matmul_py(a_d: int, b_d: int, y_d: int) -> None:
+    """``Y[i] = A[i] · B[i]``: rank-3 descriptors ``[batch, rows, cols]``."""
+    a, b, y = _desc(a_d, 3), _desc(b_d, 3), _desc(y_d, 3)
     batch, m, k, n = a[3], a[4], a[5], b[5]
     for i in range(batch):
         _gemm(a[1] + 4 * (a[2] + i * a[6]), a[7], a[8], b[1] + 4 * (b[2] + i * b[6]), b[7], b[8],
-              y[1] + 4 * (y[2] + i * y[6]), y[7], y[8], c[1] + 4 * (c[2] + i * c[6]), c[7], c[8],
-              m, n, k, accumulate != 0)
+              y[1] + 4 * (y[2] + i * y[6]), y[7], y[8], m, n, k)
 
 
 @njit(cache=True, nogil=True)
@@ -162,11 +154,10 @@ def _im2col(x: np.ndarray, start: int, xs: np.ndarray, cols: np.ndarray, c0: int
                         cols[row, dst + q] = x[src + q * step]
 
 
-def _conv_py(x_d: int, w_d: int, c_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int,
-             accumulate: int) -> None:
+def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int) -> None:
     """Grouped NCHW convolution, no padding: ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``,
-    ``Y``/``C[N, G*F, OH, OW]`` (rank-4 descriptors; ``groups`` = G)."""
-    x, w, c, y = _desc(x_d, 4), _desc(w_d, 4), _desc(c_d, 4), _desc(y_d, 4)
+    ``Y[N, G*F, OH, OW]`` (rank-4 descriptors; ``groups`` = G)."""
+    x, w, y = _desc(x_d, 4), _desc(w_d, 4), _desc(y_d, 4)
     n_img, h, wid = x[3], x[5], x[6]
     f_all, ch, kh, kw = w[3], w[4], w[5], w[6]
     oh, ow = y[5], y[6]
@@ -197,7 +188,6 @@ def _conv_py(x_d: int, w_d: int, c_d: int, y_d: int, groups: int, sh: int, sw: i
         for g in range(groups):
             wg = wmat[g * f:(g + 1) * f]
             ybase = y[1] + 4 * (y[2] + img * y[7] + g * f * y[8])
-            cbase = c[1] + 4 * (c[2] + img * c[7] + g * f * c[8])
             packed_y = y[10] == 1 and y[9] == ow and (f == 1 or y[8] == plane)
             yg = carray(_f32p(ybase), (f, plane)) if packed_y else np.empty((f, plane), np.float32)
             if direct:
@@ -206,27 +196,18 @@ def _conv_py(x_d: int, w_d: int, c_d: int, y_d: int, groups: int, sh: int, sw: i
             else:
                 _im2col(xflat, img * x[7], xs, cols, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
                 np.dot(wg, cols, yg)
-            if packed_y and accumulate != 0 and c[10] == 1 and c[9] == ow and (f == 1 or c[8] == plane):
-                cg = carray(_f32p(cbase), (f, plane))
-                yg += cg
-            elif packed_y and accumulate == 0:
-                pass
-            else:
+            if not packed_y:
                 yflat = carray(_f32p(ybase), 1 + (f - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
-                cflat = carray(_f32p(cbase), 1 + (f - 1) * c[8] + (oh - 1) * c[9] + (ow - 1) * c[10])
                 for o in range(f):
                     for p in range(oh):
                         for q in range(ow):
-                            v = yg[o, p * ow + q]
-                            if accumulate != 0:
-                                v += cflat[o * c[8] + p * c[9] + q * c[10]]
-                            yflat[o * y[8] + p * y[9] + q * y[10]] = v
+                            yflat[o * y[8] + p * y[9] + q * y[10]] = yg[o, p * ow + q]
 
 
-def _depthwise_py(x_d: int, w_d: int, c_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int, accumulate: int) -> None:
+def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int) -> None:
     """Depthwise NCHW convolution, no padding: ``X[N, C, H, W]``, ``W[C, KH, KW]``,
-    ``Y``/``C[N, C, OH, OW]`` (``linalg.depthwise_conv_2d_nchw_chw``)."""
-    x, w, c, y = _desc(x_d, 4), _desc(w_d, 3), _desc(c_d, 4), _desc(y_d, 4)
+    ``Y[N, C, OH, OW]`` (``linalg.depthwise_conv_2d_nchw_chw``)."""
+    x, w, y = _desc(x_d, 4), _desc(w_d, 3), _desc(y_d, 4)
     n_img, ch = x[3], x[4]
     kh, kw = w[4], w[5]
     oh, ow = y[5], y[6]
@@ -235,19 +216,13 @@ def _depthwise_py(x_d: int, w_d: int, c_d: int, y_d: int, sh: int, sw: int, dh: 
     xf = carray(_f32p(x[1] + 4 * x[2]), 1 + (n_img - 1) * x[7] + (ch - 1) * x[8] + (x[5] - 1) * x[9] + (x[6] - 1) * x[10])
     wf = carray(_f32p(w[1] + 4 * w[2]), 1 + (ch - 1) * w[6] + (kh - 1) * w[7] + (kw - 1) * w[8])
     yf = carray(_f32p(y[1] + 4 * y[2]), 1 + (n_img - 1) * y[7] + (ch - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
-    cf = carray(_f32p(c[1] + 4 * c[2]), 1 + (n_img - 1) * c[7] + (ch - 1) * c[8] + (oh - 1) * c[9] + (ow - 1) * c[10])
     row = np.empty(ow, np.float32)
     unit = x[10] == 1 and sw == 1
     for img in range(n_img):
         for cc in range(ch):
             xb = img * x[7] + cc * x[8]
             for p in range(oh):
-                if accumulate != 0:
-                    cb = img * c[7] + cc * c[8] + p * c[9]
-                    for q in range(ow):
-                        row[q] = cf[cb + q * c[10]]
-                else:
-                    row[:] = 0.0
+                row[:] = 0.0
                 for i in range(kh):
                     rb = xb + (p * sh + i * dh) * x[9]
                     for j in range(kw):
@@ -269,12 +244,12 @@ def _depthwise_py(x_d: int, w_d: int, c_d: int, y_d: int, sh: int, sw: int, dh: 
 _P = types.intp
 _I = types.int64
 #: name -> (Python function, Numba signature); the MLIR declaration of each is
-#: written by ``tasd-cpu-dense-to-library-calls`` (memref operands first, then i64s).
+#: written by ``tasd-cpu-dense-to-library-calls`` (three memrefs, then i64s).
 _SPECS: dict[str, tuple[Any, Any]] = {
-    "tasd_dense_matmul": (_matmul_py, types.void(_P, _P, _P, _P, _I)),
-    "tasd_dense_batch_matmul": (_batch_matmul_py, types.void(_P, _P, _P, _P, _I)),
-    "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _P, _I, _I, _I, _I, _I, _I)),
-    "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _P, _I, _I, _I, _I, _I)),
+    "tasd_dense_matmul": (_matmul_py, types.void(_P, _P, _P)),
+    "tasd_dense_batch_matmul": (_batch_matmul_py, types.void(_P, _P, _P)),
+    "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I)),
+    "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _I, _I, _I, _I)),
 }
 LIBRARY_ENTRIES = tuple(_SPECS)
 
