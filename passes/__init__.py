@@ -22,6 +22,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-to-llvm": "lower_cpu_to_llvm",
     "tasd-cpu-vectorize-contractions": "vectorize_contractions",
     "tasd-cpu-dense-to-library-calls": "dense_to_calls",
+    "tasd-cpu-expand-erf": "expand_erf",
     "tasd-cpu-outline-loops": "outline_loops",
     "tasd-cpu-bind-constants": "bind_constants",
     "tasd-cpu-fold-batch-broadcasts": "fold_batch_broadcasts",

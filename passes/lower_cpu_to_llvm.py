@@ -12,6 +12,7 @@ from tasdc.diagnostics import capture, record_mlir_error
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
 from tasdc.passes.dense_to_calls import DenseToLibraryCalls
+from tasdc.passes.expand_erf import ExpandErf
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.vectorize_contractions import VectorizeContractions
 
@@ -85,6 +86,10 @@ class LowerCpuToLLVM(ModulePass):
     ``tasd-cpu-vectorize-contractions``; everything else (generics, fills)
     takes the loop path.
 
+    With ``expand_erf`` (the default), scalar f32 ``math.erf`` (GELU) becomes
+    arithmetic LLVM can vectorize instead of a libm call per element
+    (``tasd-cpu-expand-erf``, after the elementwise ops are linalg).
+
     With ``fuse`` (the default), elementwise ops are fused into one loop
     nest per chain on tensors, before bufferization (``FUSION``).
 
@@ -98,6 +103,7 @@ class LowerCpuToLLVM(ModulePass):
 
     library: bool = True
     vectorize: bool = True
+    expand_erf: bool = True
     outline: bool = True
     fuse: bool = True
 
@@ -126,6 +132,10 @@ class LowerCpuToLLVM(ModulePass):
             at = pipeline.index(FUSE_AFTER) + 1
             pipeline = pipeline[:at] + FUSION + pipeline[at:]
         split = pipeline.index(OUTLINE_BEFORE)
+        if self.expand_erf:  # on the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg
+            self._upstream(module, pipeline[:1])
+            ExpandErf().run(module)
+            pipeline, split = pipeline[1:], split - 1
         if self.outline:
             self._upstream(module, pipeline[:split])
             OutlineLoops().run(module)

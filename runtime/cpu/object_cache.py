@@ -50,6 +50,7 @@ _SOURCES = (
     "tasdc.passes.outline_loops",
     "tasdc.passes.vectorize_contractions",
     "tasdc.passes.dense_to_calls",
+    "tasdc.passes.expand_erf",
     "tasdc.passes.lower_tasd_to_calls",
     "tasdc.passes.bind_constants",
     "tasdc.passes.fold_batch_broadcasts",
