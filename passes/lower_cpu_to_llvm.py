@@ -11,6 +11,7 @@ from torch_mlir.passmanager import PassManager
 from tasdc.diagnostics import capture, record_mlir_error
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
+from tasdc.passes.demote_f64 import DemoteF64
 from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.expand_erf import ExpandErf
 from tasdc.passes.outline_loops import OutlineLoops
@@ -86,6 +87,10 @@ class LowerCpuToLLVM(ModulePass):
     ``tasd-cpu-vectorize-contractions``; everything else (generics, fills)
     takes the loop path.
 
+    With ``demote_f64`` (the default), f64 tensor arithmetic that only
+    widens f32 data and is narrowed back (torch-mlir's layer-norm variance)
+    is done in f32 (``tasd-cpu-demote-f64``).
+
     With ``expand_erf`` (the default), scalar f32 ``math.erf`` (GELU) becomes
     arithmetic LLVM can vectorize instead of a libm call per element
     (``tasd-cpu-expand-erf``, after the elementwise ops are linalg).
@@ -104,6 +109,7 @@ class LowerCpuToLLVM(ModulePass):
     library: bool = True
     vectorize: bool = True
     expand_erf: bool = True
+    demote_f64: bool = True
     outline: bool = True
     fuse: bool = True
 
@@ -120,6 +126,8 @@ class LowerCpuToLLVM(ModulePass):
         if leftover:
             first = "tasd-lower-activations-to-calls" if leftover[0] == "tasd.decompose_activation" else "tasd-lower-to-runtime-calls"
             raise PipelineError(f"tasd-cpu-to-llvm: '{leftover[0]}' must be lowered first (run {first})")
+        if self.demote_f64:
+            DemoteF64().run(module)
         if self.library:
             DenseToLibraryCalls().run(module)
         if self.vectorize:

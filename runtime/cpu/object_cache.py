@@ -51,6 +51,7 @@ _SOURCES = (
     "tasdc.passes.vectorize_contractions",
     "tasdc.passes.dense_to_calls",
     "tasdc.passes.expand_erf",
+    "tasdc.passes.demote_f64",
     "tasdc.passes.lower_tasd_to_calls",
     "tasdc.passes.bind_constants",
     "tasdc.passes.fold_batch_broadcasts",
