@@ -52,6 +52,7 @@ from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import object_cache
 from tasdc.runtime.cpu.dense import library_address, library_symbols
+from tasdc.runtime.cpu.memory import retain_freed_memory
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
@@ -361,6 +362,7 @@ def compile_for_cpu(
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
+    retain_freed_memory()  # the code's per-call buffers are reused, not faulted in again (runtime/cpu/memory.py)
     # Lowering is destructive: work on a copy in the same context.
     work = clone_module(module)
     arg_types, result_types = _signature(work, entry)
