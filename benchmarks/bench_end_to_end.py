@@ -16,7 +16,9 @@ name, ``hf-bert-base``: ``transformers``' ``BertModel`` at BERT-base size
 (``BertConfig()`` defaults, random weights, batch 1 × 128 tokens) and
 ``hf-minilm``: the same at all-MiniLM-L6-v2's size (6 layers, 384 wide, FFN
 1536, random weights; batch 8 × 32 tokens) for machines without the
-pretrained package. For
+pretrained package. ``resnet18-224`` / ``resnet50-224``: the zoo's ResNets
+at torchvision's widths and ``mobilenetv2-224``: the zoo's (shrunk)
+MobileNetV2, random weights, batch 8 × 3 × 224 × 224. For
 models with several outputs the first (the hidden states) is compared.
 
 For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
@@ -64,6 +66,12 @@ EXAMPLES = ("mlp", "cnn", "transformer")
 #: name -> (layers, d, heads, ffn, batch, tokens)
 ENCODERS = {"encoder4": (4, 256, 4, 1024, 8, 64), "bert-base": (12, 768, 12, 3072, 1, 128)}
 #: transformers BertModel (random weights): name -> (BertConfig sizes, batch, tokens)
+#: ImageNet-sized CNNs from the zoo's definitions (random weights): name -> (zoo class args, batch, image side)
+IMAGENET = {
+    "resnet18-224": ("resnet18", 8, 224),  # torchvision's widths (64 ... 512), 1000 classes
+    "resnet50-224": ("resnet50", 8, 224),
+    "mobilenetv2-224": ("mobilenetv2", 8, 224),  # the zoo's shrunk channels, ImageNet-sized input
+}
 HF_BERTS = {
     "hf-bert-base": ({}, 1, 128),  # BertConfig() defaults: 12 layers, 768 wide, FFN 3072
     "hf-minilm": (dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536), 8, 32),
@@ -103,6 +111,19 @@ def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]
             model = zoo.build(name[4:])
         inputs = dict(model.inputs)
         return model.export(), lambda: _first_output(model.module(**inputs)), [t.numpy() for t in inputs.values()]
+    if name in IMAGENET:
+        from tasdc import zoo
+
+        kind, batch, side = IMAGENET[name]
+        torch.manual_seed(0)
+        if kind == "mobilenetv2":
+            net = zoo.MobileNetV2(classes=1000)
+        else:
+            block, layers = (zoo._BasicBlock, [2, 2, 2, 2]) if kind == "resnet18" else (zoo._Bottleneck, [3, 4, 6, 3])
+            net = zoo.ResNet(block, layers, width=64, classes=1000)
+        net = net.eval()
+        x = torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(1))
+        return net, lambda: net(x).detach().numpy(), [x.numpy()]
     if name in ENCODERS:
         layers, d, heads, ffn, batch, tokens = ENCODERS[name]
         torch.manual_seed(0)
@@ -111,7 +132,7 @@ def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]
         x = torch.randn(batch, tokens, d)
         return module, lambda: module(x).numpy(), [x.numpy()]
     if name not in EXAMPLES:
-        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS) + tuple(HF_BERTS))}, zoo:NAME")
+        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS) + tuple(HF_BERTS) + tuple(IMAGENET))}, zoo:NAME")
     if not (OUT / f"{name}.pt2").exists():
         subprocess.run([sys.executable, str(ROOT / "examples" / "build_models.py"), "--out", str(OUT)], check=True)
     x = torch.from_numpy(np.load(OUT / f"{name}-eval.npz")["x"][:16])
