@@ -12,7 +12,8 @@ convolution's geometry as i64 values.
 The products are OpenBLAS's ``sgemm`` (scipy's, reached through Numba's
 ``np.dot``, which calls ``scipy.linalg.cython_blas``); convolutions are an
 im2col (skipped for 1×1 stride-1 kernels) followed by one ``sgemm`` per
-image and group; depthwise convolutions are a direct loop nest whose inner
+image and group (per group over all images when the images are small:
+fewer than ``SMALL_PLANE`` output pixels); depthwise convolutions are a direct loop nest whose inner
 loop runs along a contiguous output row (LLVM vectorizes it). An operand
 whose rows are not contiguous is first copied into a contiguous buffer.
 
@@ -138,20 +139,27 @@ def _batch_matmul_py(a_d: int, b_d: int, y_d: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _im2col(x: np.ndarray, start: int, xs: np.ndarray, cols: np.ndarray, c0: int, channels: int,
+def _im2col(x: np.ndarray, start: int, xs: np.ndarray, cols: np.ndarray, col0: int, c0: int, channels: int,
             kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int, ow: int) -> None:
-    """``cols[(c*kh + i)*kw + j, p*ow + q] = image[c0 + c, p*sh + i*dh, q*sw + j*dw]`` where the
-    image starts at ``x[start]`` (``x`` flat; ``xs`` its channel, row, column strides)."""
+    """``cols[(c*kh + i)*kw + j, col0 + p*ow + q] = image[c0 + c, p*sh + i*dh, q*sw + j*dw]`` where
+    the image starts at ``x[start]`` (``x`` flat; ``xs`` its channel, row, column strides)."""
+    step = sw * xs[2]
     for c in range(channels):
         for i in range(kh):
             for j in range(kw):
                 row = (c * kh + i) * kw + j
                 for p in range(oh):
                     src = start + (c0 + c) * xs[0] + (p * sh + i * dh) * xs[1] + j * dw * xs[2]
-                    dst = p * ow
-                    step = sw * xs[2]
-                    for q in range(ow):
-                        cols[row, dst + q] = x[src + q * step]
+                    dst = col0 + p * ow
+                    if step == 1:
+                        cols[row, dst:dst + ow] = x[src:src + ow]
+                    else:
+                        for q in range(ow):
+                            cols[row, dst + q] = x[src + q * step]
+
+
+#: Below this many output pixels per image, all images of a convolution share one GEMM.
+SMALL_PLANE = 4096
 
 
 def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int) -> None:
@@ -183,6 +191,25 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
                     for j in range(kw):
                         wmat[o, (cc * kh + i) * kw + j] = wflat[o * w[7] + cc * w[8] + i * w[9] + j * w[10]]
     direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and x[10] == 1 and x[9] == wid and oh == h and ow == wid
+    if plane < SMALL_PLANE and n_img > 1:
+        # Small images: one GEMM per group over all images' columns, then scattered to NCHW.
+        cols = np.empty((red, n_img * plane), np.float32)
+        out = np.empty((f, n_img * plane), np.float32)
+        yflat = carray(_f32p(y[1] + 4 * y[2]), 1 + (n_img - 1) * y[7] + (f_all - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
+        for g in range(groups):
+            for img in range(n_img):
+                _im2col(xflat, img * x[7], xs, cols, img * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
+            np.dot(wmat[g * f:(g + 1) * f], cols, out)
+            for img in range(n_img):
+                for o in range(f):
+                    base = img * y[7] + (g * f + o) * y[8]
+                    if y[10] == 1 and y[9] == ow:
+                        yflat[base:base + plane] = out[o, img * plane:(img + 1) * plane]
+                    else:
+                        for p in range(oh):
+                            for q in range(ow):
+                                yflat[base + p * y[9] + q * y[10]] = out[o, img * plane + p * ow + q]
+        return
     cols = np.empty((0, 0), np.float32) if direct else np.empty((red, plane), np.float32)
     for img in range(n_img):
         for g in range(groups):
@@ -194,7 +221,7 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
                 xg = _matrix(xbase + 4 * (img * x[7] + g * ch * x[8]), ch, plane, x[8], 1)
                 np.dot(wg, xg, yg)
             else:
-                _im2col(xflat, img * x[7], xs, cols, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
+                _im2col(xflat, img * x[7], xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
                 np.dot(wg, cols, yg)
             if not packed_y:
                 yflat = carray(_f32p(ybase), 1 + (f - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])

@@ -131,17 +131,20 @@ def _conv_bound(x: np.ndarray, w: np.ndarray, **kw) -> tuple[np.ndarray, np.ndar
     return exact, scale
 
 
-@pytest.mark.parametrize("groups,cin,f,k,stride,dilation", [
-    (1, 3, 8, 3, 1, 1),  # im2col
-    (1, 6, 5, 1, 1, 1),  # 1x1 stride 1: no im2col
-    (1, 4, 6, 1, 2, 1),  # 1x1 strided: im2col
-    (2, 4, 6, 3, 2, 1),  # grouped (conv_2d_ngchw_gfchw)
-    (3, 6, 3, 3, 1, 2),  # grouped, dilated
+@pytest.mark.parametrize("groups,cin,f,k,stride,dilation,side", [
+    (1, 3, 8, 3, 1, 1, 11),  # im2col, small images: one GEMM over both images
+    (1, 6, 5, 1, 1, 1, 11),  # 1x1 stride 1
+    (1, 4, 6, 1, 2, 1, 11),  # 1x1 strided
+    (2, 4, 6, 3, 2, 1, 11),  # grouped (conv_2d_ngchw_gfchw)
+    (3, 6, 3, 3, 1, 2, 11),  # grouped, dilated
+    (1, 3, 4, 3, 1, 1, 70),  # >= SMALL_PLANE output pixels: one GEMM per image
+    (1, 4, 3, 1, 1, 1, 66),  # ... and 1x1 stride 1 without im2col
+    (2, 4, 2, 3, 1, 1, 70),  # ... grouped
 ])
-def test_conv2d_with_bias(groups: int, cin: int, f: int, k: int, stride: int, dilation: int) -> None:
-    """Through torch-mlir's lowering (the bias is the broadcast init, accumulate = 1)."""
+def test_conv2d_with_bias(groups: int, cin: int, f: int, k: int, stride: int, dilation: int, side: int) -> None:
+    """Through torch-mlir's lowering (the bias is the broadcast init, added after the call)."""
     conv = torch.nn.Conv2d(cin, f, k, stride=stride, dilation=dilation, groups=groups, padding=1).eval()
-    x = torch.randn(2, cin, 11, 12, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, cin, side, side + 1, generator=torch.Generator().manual_seed(0))
     _check_model(conv, x, "tasd_dense_conv2d")
 
 
