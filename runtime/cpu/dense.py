@@ -19,7 +19,11 @@ whose rows are not contiguous is first copied into a contiguous buffer.
 
 Threads: ``sgemm`` uses scipy's OpenBLAS pool (``threadpoolctl`` or
 ``OPENBLAS_NUM_THREADS`` set its size; this module loads that library when
-imported, so a limit set afterwards applies); the depthwise loop uses one.
+imported, so a limit set afterwards applies) for products of at least
+``PARALLEL_FLOPS``; smaller ones run on the calling thread
+(``openblas_set_num_threads_local(1)`` around the call: handing a small GEMM
+to a second thread cost milliseconds of wake-up on a loaded 2-core machine,
+more than the product). The depthwise loop uses one thread.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS np.dot calls now, so thread limits set after importing this see it
+import llvmlite.binding as llvm
+from llvmlite import ir as llvmir
 from numba import carray, cfunc, njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["LIBRARY_ENTRIES", "library_entry", "library_symbols"]
@@ -52,6 +59,61 @@ def _ptr_intrinsic(elem: types.Type) -> Any:
 
 _f32p = _ptr_intrinsic(types.float32)
 _i64p = _ptr_intrinsic(types.int64)
+
+#: Products with fewer flops run single-threaded (see the module docstring).
+PARALLEL_FLOPS = 1 << 26
+#: The name under which OpenBLAS's per-thread thread count is linked into the
+#: Numba code (resolved through llvmlite's symbol table, so the code caches).
+_SET_LOCAL = "tasdc_openblas_set_num_threads_local"
+_keep_alive: list[Any] = []
+
+
+def _bind_openblas_local() -> None:
+    """Point ``_SET_LOCAL`` at scipy's ``openblas_set_num_threads_local`` (OpenBLAS >= 0.3.27),
+    or at a no-op when that library lacks it."""
+    address = 0
+    try:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            if info.get("internal_api") == "openblas" and "scipy.libs" in info.get("filepath", ""):
+                library = ctypes.CDLL(info["filepath"])
+                address = ctypes.cast(library.openblas_set_num_threads_local, ctypes.c_void_p).value or 0
+                break
+    except (ImportError, OSError, AttributeError):
+        address = 0
+    if not address:
+        noop = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda n: 0)
+        _keep_alive.append(noop)
+        address = ctypes.cast(noop, ctypes.c_void_p).value
+    llvm.add_symbol(_SET_LOCAL, address)
+
+
+_bind_openblas_local()
+
+
+@intrinsic
+def _blas_threads_local(typingctx, n):  # type: ignore[no-untyped-def]
+    if not isinstance(n, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        fnty = llvmir.FunctionType(llvmir.IntType(32), [llvmir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _SET_LOCAL)
+        return builder.call(fn, [builder.trunc(args[0], llvmir.IntType(32)) if args[0].type.width > 32 else args[0]])
+
+    return types.int32(n), codegen
+
+
+@njit(cache=True, nogil=True)
+def _dot(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out = a @ b`` by ``sgemm``; single-threaded below ``PARALLEL_FLOPS``."""
+    if 2.0 * a.shape[0] * a.shape[1] * b.shape[1] < PARALLEL_FLOPS:
+        _blas_threads_local(1)
+        np.dot(a, b, out)
+        _blas_threads_local(0)  # back to the process-wide count
+    else:
+        np.dot(a, b, out)
 
 
 # --------------------------------------------------------------------------
@@ -113,7 +175,7 @@ def _gemm(abase: int, a0: int, a1: int, bbase: int, b0: int, b1: int, ybase: int
         y = carray(_f32p(ybase), (m, n))
     else:
         y = np.empty((m, n), np.float32)
-    np.dot(a, b, y)
+    _dot(a, b, y)
     _store(y, ybase, y0, y1)
 
 
@@ -199,7 +261,7 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
         for g in range(groups):
             for img in range(n_img):
                 _im2col(xflat, img * x[7], xs, cols, img * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
-            np.dot(wmat[g * f:(g + 1) * f], cols, out)
+            _dot(wmat[g * f:(g + 1) * f], cols, out)
             for img in range(n_img):
                 for o in range(f):
                     base = img * y[7] + (g * f + o) * y[8]
@@ -219,10 +281,10 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
             yg = carray(_f32p(ybase), (f, plane)) if packed_y else np.empty((f, plane), np.float32)
             if direct:
                 xg = _matrix(xbase + 4 * (img * x[7] + g * ch * x[8]), ch, plane, x[8], 1)
-                np.dot(wg, xg, yg)
+                _dot(wg, xg, yg)
             else:
                 _im2col(xflat, img * x[7], xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
-                np.dot(wg, cols, yg)
+                _dot(wg, cols, yg)
             if not packed_y:
                 yflat = carray(_f32p(ybase), 1 + (f - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
                 for o in range(f):
