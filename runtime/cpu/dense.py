@@ -17,13 +17,13 @@ fewer than ``SMALL_PLANE`` output pixels); depthwise convolutions are a direct l
 loop runs along a contiguous output row (LLVM vectorizes it). An operand
 whose rows are not contiguous is first copied into a contiguous buffer.
 
-Threads: ``sgemm`` uses scipy's OpenBLAS pool (``threadpoolctl`` or
-``OPENBLAS_NUM_THREADS`` set its size; this module loads that library when
-imported, so a limit set afterwards applies) for products of at least
-``PARALLEL_FLOPS``; smaller ones run on the calling thread
-(``openblas_set_num_threads_local(1)`` around the call: handing a small GEMM
-to a second thread cost milliseconds of wake-up on a loaded 2-core machine,
-more than the product). The depthwise loop uses one thread.
+Threads: every ``sgemm`` runs single-threaded inside OpenBLAS
+(``openblas_set_num_threads_local(1)`` around the call); a product of at
+least ``PARALLEL_FLOPS`` with enough rows is split into row blocks over
+Numba's threads (``numba.set_num_threads``, as for the N:M kernels). Letting
+OpenBLAS's own pool take them cost milliseconds of wake-up per GEMM on a
+loaded 2-core machine (example CNN at 2 threads: 34 ms instead of 0.7 ms).
+The depthwise loop uses one thread.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS np.dot calls now, so thread limits set after importing this see it
 import llvmlite.binding as llvm
 from llvmlite import ir as llvmir
-from numba import carray, cfunc, njit, types
+from numba import carray, cfunc, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -105,15 +105,42 @@ def _blas_threads_local(typingctx, n):  # type: ignore[no-untyped-def]
     return types.int32(n), codegen
 
 
+@intrinsic
+def _num_threads(typingctx):  # type: ignore[no-untyped-def]
+    """``numba.get_num_threads()`` through the threading layer's symbol (linked by name:
+    ``numba.get_num_threads`` itself makes the caller uncacheable)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        fnty = llvmir.FunctionType(llvmir.IntType(64), [])
+        return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads"), [])
+
+    return types.int64(), codegen
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _dot_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> None:
+    """``out = a @ b`` as ``parts`` row blocks on Numba's threads, one single-threaded ``sgemm`` each."""
+    m = a.shape[0]
+    for t in prange(parts):
+        lo = m * t // parts
+        hi = m * (t + 1) // parts
+        _blas_threads_local(1)
+        np.dot(a[lo:hi], b, out[lo:hi])
+        _blas_threads_local(0)
+
+
 @njit(cache=True, nogil=True)
 def _dot(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """``out = a @ b`` by ``sgemm``; single-threaded below ``PARALLEL_FLOPS``."""
-    if 2.0 * a.shape[0] * a.shape[1] * b.shape[1] < PARALLEL_FLOPS:
+    """``out = a @ b`` by ``sgemm``: on the calling thread below ``PARALLEL_FLOPS`` or with
+    one thread, else split by rows over Numba's threads (``numba.set_num_threads``)."""
+    threads = _num_threads()
+    rows = a.shape[0]
+    if threads > 1 and rows >= 32 * threads and 2.0 * rows * a.shape[1] * b.shape[1] >= PARALLEL_FLOPS:
+        _dot_rows(a, b, out, threads)
+    else:
         _blas_threads_local(1)
         np.dot(a, b, out)
         _blas_threads_local(0)  # back to the process-wide count
-    else:
-        np.dot(a, b, out)
 
 
 # --------------------------------------------------------------------------
@@ -349,6 +376,10 @@ _compiled: dict[str, Any] = {}
 def library_entry(name: str) -> Any:
     """The Numba ``@cfunc`` of entry ``name`` (compiled, or loaded from Numba's cache, once)."""
     with _lock:
+        if not _compiled:
+            from numba.np.ufunc import parallel
+
+            parallel._launch_threads()  # the JIT'ed caller may be the first to run a parallel region
         if name not in _compiled:
             function, signature = _SPECS[name]
             _compiled[name] = cfunc(signature, cache=True, nogil=True)(function)

@@ -171,3 +171,27 @@ def _check_model(conv: torch.nn.Conv2d, x: torch.Tensor, entry: str) -> None:
     exact = exact + bias
     red = w.shape[1] * w.shape[2] * w.shape[3]
     _assert_within(got, exact, scale, red, np.broadcast_to(bias, exact.shape))
+
+
+def test_large_matmul_split_over_threads() -> None:
+    """A product above ``PARALLEL_FLOPS`` with two Numba threads is computed as row
+    blocks on both (one single-threaded sgemm each): same bound as above."""
+    import numba
+
+    from tasdc.runtime.cpu.dense import PARALLEL_FLOPS
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    m, k, n = 515, 256, 520
+    assert 2 * m * k * n >= PARALLEL_FLOPS
+    rng = np.random.default_rng(11)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    exe = _compile(_matmul_text("linalg.matmul", (m, k), (k, n), (m, n), False))
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        got = exe(a, b)
+    finally:
+        numba.set_num_threads(before)
+    _assert_within(got, a.astype(np.float64) @ b.astype(np.float64), np.abs(a).astype(np.float64) @ np.abs(b), k)
