@@ -147,6 +147,10 @@ class DenseToLibraryCalls(ModulePass):
     def _declare(module: ir.Module, entry: str, ranks: tuple[int, int, int], declared: dict[str, func.FuncOp]) -> func.FuncOp:
         if entry in declared:
             return declared[entry]
+        for op in module.body.operations:  # declared by an earlier run
+            if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry:
+                declared[entry] = op
+                return op
         f32 = ir.F32Type.get()
         i64 = ir.IntegerType.get_signless(64)
         inputs = [dynamic_memref(ranks[0], f32), dynamic_memref(ranks[1], f32), dynamic_memref(ranks[2], f32)]
