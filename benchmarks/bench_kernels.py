@@ -56,6 +56,8 @@ SHAPES = [
 ]
 CONFIGS = ["2:4", "1:4", "2:8", "1:8", "2:4+1:4", "2:8+1:8"]
 SERIES_PARTS = {"2:4+1:4": ("2:4", "1:4"), "2:8+1:8": ("2:8", "1:8")}
+#: speed-up goals over numpy dense (issue #13), on AVX2 and AVX-512 alike
+GOAL_24, GOAL_14 = 1.6, 3.0
 
 
 def _blas_info() -> str:
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(f"{series}: {ratio:.2f}")
         print(f"  {s:<42} " + "   ".join(parts))
     print()
-    print("goals (numpy/numba): 2:4 >= 1.0x, 1:4 >= 1.8x; two-term series <= sum of terms")
+    print(f"goals (numpy/numba, issue #13): 2:4 >= {GOAL_24}x, 1:4 >= {GOAL_14}x; two-term series <= sum of terms")
     print("  (by medians, then by minima in brackets: minima are what the code does when no other process preempts it)")
 
     def verdict(ok: bool) -> str:
@@ -228,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append((g24, g14, ser))
         (a24, a14, aser), (b24, b14, bser) = cells
         print(
-            f"  {s:<42} 2:4 {a24:5.2f}x {verdict(a24 >= 1.0):<6} [{b24:5.2f}x {verdict(b24 >= 1.0):<6}]  "
-            f"1:4 {a14:5.2f}x {verdict(a14 >= 1.8):<6} [{b14:5.2f}x {verdict(b14 >= 1.8):<6}]  "
+            f"  {s:<42} 2:4 {a24:5.2f}x {verdict(a24 >= GOAL_24):<6} [{b24:5.2f}x {verdict(b24 >= GOAL_24):<6}]  "
+            f"1:4 {a14:5.2f}x {verdict(a14 >= GOAL_14):<6} [{b14:5.2f}x {verdict(b14 >= GOAL_14):<6}]  "
             f"series {aser:4.2f} {verdict(aser <= 1.0):<6} [{bser:4.2f} {verdict(bser <= 1.0):<6}]"
         )
     if args.isa == "both":

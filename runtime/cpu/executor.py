@@ -20,13 +20,13 @@
 Everything that is not a TASD series (elementwise ops, softmax, layer norm,
 padding, dense contractions of activations) is MLIR's own generated code.
 
-Kernel callbacks: a 2-D ``tasd.matmul`` with a sparse right operand (the
-``nn.Linear`` case) and a ``tasd.conv2d`` are served by the kernels' C
-entries (Numba ``cfunc`` functions, no Python on the call path); other forms (sparse
-left operand, ``batch_matmul``) go through a ctypes callback that views the
-memref descriptors as numpy arrays and calls the same Numba kernel (about
-10 µs of Python per call). Errors inside a callback are recorded, never
-raised into C; :meth:`CpuExecutable.__call__` raises them afterwards as
+Kernel callbacks: every series (``tasd.matmul`` and ``tasd.batch_matmul``
+with the weight on either side, ``tasd.conv2d``) is served by the kernels'
+C entries (Numba ``cfunc`` functions, no Python on the call path). A kind
+without a C entry would go through a ctypes callback that views the memref
+descriptors as numpy arrays and calls the same Numba kernel (about 10 µs of
+Python per call). Errors are recorded, never raised into C;
+:meth:`CpuExecutable.__call__` raises them afterwards as
 :class:`KernelError`.
 """
 
@@ -311,8 +311,9 @@ def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
     keep: list[Any] = []
     for kernel in kernels:
         in_rank, out_rank = len(kernel.info["dense_shape"]), len(kernel.info["result_shape"])
-        if kernel.info["kind"] == "matmul" and kernel.info.get("sparse_operand") == 1:
-            kernel.entry = make_cfunc_entry(kernel.packed[0], name=kernel.layer)
+        if kernel.info["kind"] in ("matmul", "batch_matmul"):
+            packed = kernel.packed[0] if kernel.info["kind"] == "matmul" else kernel.packed
+            kernel.entry = make_cfunc_entry(packed, name=kernel.layer, transpose=kernel.info.get("sparse_operand") == 0)
             callback = kernel.entry.ctypes
         elif kernel.info["kind"] == "conv2d":
             kh, kw = kernel.info["kernel_size"]

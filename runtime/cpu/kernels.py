@@ -36,24 +36,31 @@ Kernel
 One ``prange`` over work items = (T-tile, O-chunk) pairs (O is split only when
 there are too few T-tiles for the threads). An item walks the K-tiles; for
 each it first packs the X tile (``kb x TT`` floats, T-minor, zero padded past
-T and K; ``TT`` = 64 rows of X for the wide micro-kernel, 16 for the narrow
-one used when T <= 32) into a 64-byte aligned buffer that stays in L1, from
-any input strides (row-major X is transposed 8x8 blocks at a time with
-shuffles; a K-major ``cols.T`` from :func:`im2col` is copied row by row).
-Then every weight row of the chunk runs over its slots of that tile: the wide
-micro-kernel keeps 64 partial sums in eight 8-lane AVX registers and, per slot,
-does one broadcast + eight FMAs with memory operands
-(``x_tile[k_loc*64 : +64]``); the narrow one does 4 weight rows x 16 outputs.
-Explicit ``<8 x float>`` vectors come from small Numba intrinsics below
-(``vload8`` / ``vfma8`` ...): Numba's auto-vectoriser otherwise vectorises the
-slot loop as a gather. Partial sums live in a per-item ``[O_chunk, TT]``
-buffer across K-tiles and are finally written (or added, ``accumulate=True``)
-to Y with Y's own strides. All terms of a series are one merged slot stream:
-one pass, no dense temporaries, Y written once.
+T and K; ``TT`` = 64 rows of X for the wide micro-kernels, 128 for the
+AVX-512 one when T >= 128, 16 for the narrow one used when T <= 32) into a
+64-byte aligned buffer that stays in L1, from any input strides (row-major X
+is transposed 8x8 blocks at a time with shuffles; a K-major ``cols.T`` from
+:func:`im2col` is copied row by row). Then every weight row of the chunk runs
+over its slots of that tile: the 8-lane wide micro-kernel keeps 64 partial
+sums in eight AVX registers and, per slot, does one broadcast + eight FMAs
+with memory operands (``x_tile[k_loc*64 : +64]``); the 16-lane one does two
+weight rows x 128 outputs (8 zmm each: every FMA reads its own X vector, so
+the kernel is bound by loads, and 8 vectors per slot amortise the broadcast
+and index loads); the narrow one does 4 weight rows x 16 outputs. Explicit
+``<8 x float>`` / ``<16 x float>`` vectors come from small Numba intrinsics
+below (``vload8`` / ``vfma16`` ..., one factory for both widths): Numba's
+auto-vectoriser otherwise vectorises the slot loop as a gather. Partial sums
+live in a per-item ``[O_chunk, TT]`` buffer across K-tiles (one FMA chain per
+output over the slots in K order, whatever the lane width or thread count)
+and are finally written (or added, ``accumulate=True``) to Y with Y's own
+strides (8x8 shuffle transposes for a row-major Y). All terms of a series are
+one merged slot stream: one pass, no dense temporaries, Y written once.
 
 The C entry (:func:`make_cfunc_entry`) runs the same kernel on memref
-descriptors and reports errors through an int32 status plus a status record
-(``CFuncEntry.check_status()`` turns it into a :class:`KernelError`).
+descriptors (2-D, the weight on either side, or a rank-3 ``batch_matmul``
+with per-batch weights) and reports errors through an int32 status plus a
+status record (``CFuncEntry.check_status()`` turns it into a
+:class:`KernelError`).
 """
 
 from __future__ import annotations
@@ -103,85 +110,107 @@ class KernelError(ValueError):
 
 
 # --------------------------------------------------------------------------
-# explicit 8-lane f32 vectors for Numba (AVX2)
+# explicit f32 vectors for Numba: 8 lanes (AVX2 ymm) and 16 lanes (AVX-512 zmm)
 # --------------------------------------------------------------------------
 
 
-class _Vec8fType(types.Type):
-    def __init__(self) -> None:
-        super().__init__(name="Vec8f")
+def _vector_ops(lanes: int) -> types_module.SimpleNamespace:
+    """Numba intrinsics on ``<lanes x float>`` values: ``load(arr, i)`` /
+    ``store(arr, i, v)`` (unaligned ``arr[i : i + lanes]``, no bounds or
+    wraparound check), ``bcast(x)`` (a scalar in every lane), ``fma(a, b, c)``
+    (``a * b + c`` lane-wise, ``llvm.fma``: one rounding) and ``add(a, b)``.
+    Numba's auto-vectoriser would otherwise vectorise the slot loops as
+    gathers."""
+    vty = ir.VectorType(ir.FloatType(), lanes)
+    fe_type = type(f"_Vec{lanes}fType", (types.Type,), {"__init__": lambda self: types.Type.__init__(self, name=f"Vec{lanes}f")})
+    vec = fe_type()
+
+    @register_model(fe_type)
+    class _Model(PrimitiveModel):
+        def __init__(self, dmm, fe):
+            super().__init__(dmm, fe, vty)
+
+    def ptr(context, builder, arrty, arr, idx):
+        a = context.make_array(arrty)(context, builder, arr)
+        return builder.bitcast(builder.gep(a.data, [idx]), vty.as_pointer())
+
+    def f32_array(arr: Any) -> bool:
+        return isinstance(arr, types.Array) and arr.dtype == types.float32
+
+    @intrinsic
+    def load(typingctx, arr, idx):
+        if not (f32_array(arr) and isinstance(idx, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            i = context.cast(builder, args[1], sig.args[1], types.intp)
+            return builder.load(ptr(context, builder, sig.args[0], args[0], i), align=4)
+
+        return vec(arr, idx), codegen
+
+    @intrinsic
+    def store(typingctx, arr, idx, v):
+        if not (f32_array(arr) and isinstance(idx, types.Integer) and v == vec):
+            return None
+
+        def codegen(context, builder, sig, args):
+            i = context.cast(builder, args[1], sig.args[1], types.intp)
+            builder.store(args[2], ptr(context, builder, sig.args[0], args[0], i), align=4)
+            return context.get_dummy_value()
+
+        return types.none(arr, idx, v), codegen
+
+    @intrinsic
+    def bcast(typingctx, x):
+        if not isinstance(x, types.Float):
+            return None
+
+        def codegen(context, builder, sig, args):
+            val = context.cast(builder, args[0], sig.args[0], types.float32)
+            v = builder.insert_element(ir.Constant(vty, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
+            mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), mask)
+
+        return vec(x), codegen
+
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        if not (a == vec and b == vec and c == vec):
+            return None
+
+        def codegen(context, builder, sig, args):
+            mod = builder.module
+            name = f"llvm.fma.v{lanes}f32"
+            fn = mod.globals.get(name)
+            if fn is None:
+                fn = ir.Function(mod, ir.FunctionType(vty, [vty, vty, vty]), name)
+            return builder.call(fn, list(args))
+
+        return vec(a, b, c), codegen
+
+    @intrinsic
+    def add(typingctx, a, b):
+        if not (a == vec and b == vec):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.fadd(args[0], args[1])
+
+        return vec(a, b), codegen
+
+    return types_module.SimpleNamespace(vtype=vty, vec=vec, load=load, store=store, bcast=bcast, fma=fma, add=add)
 
 
-_vec8f = _Vec8fType()
-_V8 = ir.VectorType(ir.FloatType(), 8)
-
-
-@register_model(_Vec8fType)
-class _Vec8fModel(PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _V8)
+_ops8 = _vector_ops(8)
+_ops16 = _vector_ops(16)
+_V8 = _ops8.vtype
+vload8, vstore8, vbcast8, vfma8, vadd8 = _ops8.load, _ops8.store, _ops8.bcast, _ops8.fma, _ops8.add
+vload16, vstore16, vbcast16, vfma16, vadd16 = _ops16.load, _ops16.store, _ops16.bcast, _ops16.fma, _ops16.add
 
 
 def _vec_ptr(context, builder, arrty, arr, idx):
     a = context.make_array(arrty)(context, builder, arr)
     return builder.bitcast(builder.gep(a.data, [idx]), _V8.as_pointer())
-
-
-@intrinsic
-def vload8(typingctx, arr, idx):
-    """Unaligned load of ``arr[idx : idx + 8]`` (no bounds or wraparound check)."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(idx, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        return builder.load(_vec_ptr(context, builder, sig.args[0], args[0], idx), align=4)
-
-    return _vec8f(arr, idx), codegen
-
-
-@intrinsic
-def vstore8(typingctx, arr, idx, v):
-    """Unaligned store of ``v`` to ``arr[idx : idx + 8]``."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(v, _Vec8fType)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        builder.store(args[2], _vec_ptr(context, builder, sig.args[0], args[0], idx), align=4)
-        return context.get_dummy_value()
-
-    return types.none(arr, idx, v), codegen
-
-
-@intrinsic
-def vbcast8(typingctx, x):
-    """Broadcast a scalar to all 8 lanes."""
-    if not isinstance(x, types.Float):
-        return None
-
-    def codegen(context, builder, sig, args):
-        val = context.cast(builder, args[0], sig.args[0], types.float32)
-        v = builder.insert_element(ir.Constant(_V8, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(v, ir.Constant(_V8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
-
-    return _vec8f(x), codegen
-
-
-@intrinsic
-def vfma8(typingctx, a, b, c):
-    """``a * b + c`` lane-wise (llvm.fma.v8f32)."""
-    if not all(isinstance(t, _Vec8fType) for t in (a, b, c)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        mod = builder.module
-        fn = mod.globals.get("llvm.fma.v8f32")
-        if fn is None:
-            fn = ir.Function(mod, ir.FunctionType(_V8, [_V8, _V8, _V8]), "llvm.fma.v8f32")
-        return builder.call(fn, list(args))
-
-    return _vec8f(a, b, c), codegen
 
 
 @intrinsic
@@ -204,88 +233,6 @@ def prefetch(typingctx, arr, idx):
         return context.get_dummy_value()
 
     return types.none(arr, idx), codegen
-
-
-# --------------------------------------------------------------------------
-# explicit 16-lane f32 vectors (AVX-512: one zmm register each)
-# --------------------------------------------------------------------------
-
-
-class _Vec16fType(types.Type):
-    def __init__(self) -> None:
-        super().__init__(name="Vec16f")
-
-
-_vec16f = _Vec16fType()
-_V16 = ir.VectorType(ir.FloatType(), 16)
-
-
-@register_model(_Vec16fType)
-class _Vec16fModel(PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _V16)
-
-
-def _vec16_ptr(context, builder, arrty, arr, idx):
-    a = context.make_array(arrty)(context, builder, arr)
-    return builder.bitcast(builder.gep(a.data, [idx]), _V16.as_pointer())
-
-
-@intrinsic
-def vload16(typingctx, arr, idx):
-    """Unaligned load of ``arr[idx : idx + 16]`` (no bounds or wraparound check)."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(idx, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        return builder.load(_vec16_ptr(context, builder, sig.args[0], args[0], idx), align=4)
-
-    return _vec16f(arr, idx), codegen
-
-
-@intrinsic
-def vstore16(typingctx, arr, idx, v):
-    """Unaligned store of ``v`` to ``arr[idx : idx + 16]``."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and isinstance(v, _Vec16fType)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        builder.store(args[2], _vec16_ptr(context, builder, sig.args[0], args[0], idx), align=4)
-        return context.get_dummy_value()
-
-    return types.none(arr, idx, v), codegen
-
-
-@intrinsic
-def vbcast16(typingctx, x):
-    """Broadcast a scalar to all 16 lanes."""
-    if not isinstance(x, types.Float):
-        return None
-
-    def codegen(context, builder, sig, args):
-        val = context.cast(builder, args[0], sig.args[0], types.float32)
-        v = builder.insert_element(ir.Constant(_V16, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(v, ir.Constant(_V16, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
-
-    return _vec16f(x), codegen
-
-
-@intrinsic
-def vfma16(typingctx, a, b, c):
-    """``a * b + c`` lane-wise (llvm.fma.v16f32)."""
-    if not all(isinstance(t, _Vec16fType) for t in (a, b, c)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        mod = builder.module
-        fn = mod.globals.get("llvm.fma.v16f32")
-        if fn is None:
-            fn = ir.Function(mod, ir.FunctionType(_V16, [_V16, _V16, _V16]), "llvm.fma.v16f32")
-        return builder.call(fn, list(args))
-
-    return _vec16f(a, b, c), codegen
 
 
 def host_has_avx512() -> bool:
@@ -588,7 +535,14 @@ def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
         # amortise loading / storing the 64 partial sums.
         dens = sum(t.n / t.m for t in pterms)
         kb = DEFAULT_KB if dens >= 0.25 else 2 * DEFAULT_KB
+        # no wider than K (rounded up to the blocks): a wider tile would only
+        # pack and zero columns past K (a first conv layer has K = 9 or 27)
+        kp = max(t.in_features + t.padding for t in pterms)
+        kb = min(kb, -(-kp // lcm) * lcm)
         kb = max(kb, lcm)
+        # tiles of equal width (K = 144 as 72 + 72, not 128 + 16 mostly zeros)
+        nt = -(-kp // kb)
+        kb = max(lcm, -(-(-(-kp // nt)) // lcm) * lcm)
     kb = int(kb)
     if kb <= 0 or kb % lcm or kb > 256:
         raise KernelError(f"kb={kb} must be a positive multiple of every M ({lcm}) and at most 256")
@@ -739,10 +693,128 @@ def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, p
 
 
 @njit(fastmath=True, cache=True, nogil=True)
+def _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows):
+    """Prefetch row ``oi`` of the next X tile's source (if it has one)."""
+    if oi < pf_rows:
+        pb = pf_base + oi * pf_rs
+        for ln in range(pf_lines):
+            prefetch(xbuf, pb + ln * 16)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
 def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
-    """:func:`_wide_item` with 16-lane vectors (AVX-512): two weight rows at a
-    time, 4 zmm accumulators each (8 independent FMA chains, as the 8-lane
-    kernel has), so per slot one broadcast + four FMAs instead of eight."""
+    """:func:`_wide_item` for 128-row X tiles with 16-lane vectors (AVX-512):
+    two weight rows at a time, 8 zmm partial sums each (16 FMA chains, 18 of
+    the 32 zmm registers).
+
+    The 16-lane kernel is bound by loads, not FMAs: every FMA reads its own
+    X vector (the slot's column of the tile), and each slot adds a broadcast
+    and an index load. Eight X vectors per slot (instead of four) bring that
+    to 1.25 loads per FMA. Per output the FMAs and their order are those of
+    the 8-lane kernel (one chain over the slots, through ``acc``)."""
+    o2 = no - no % 2
+    for oi in range(0, o2, 2):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows)
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi + 1, pf_rows)
+        ab = oi * 128
+        p0 = wb + (o0 + oi) * cnt
+        la = w_loc[p0 : p0 + cnt]
+        lb = w_loc[p0 + cnt : p0 + 2 * cnt]
+        wa = w_val[p0 : p0 + cnt]
+        wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        a4 = vload16(acc, ab + 64)
+        a5 = vload16(acc, ab + 80)
+        a6 = vload16(acc, ab + 96)
+        a7 = vload16(acc, ab + 112)
+        b0 = vload16(acc, ab + 128)
+        b1 = vload16(acc, ab + 144)
+        b2 = vload16(acc, ab + 160)
+        b3 = vload16(acc, ab + 176)
+        b4 = vload16(acc, ab + 192)
+        b5 = vload16(acc, ab + 208)
+        b6 = vload16(acc, ab + 224)
+        b7 = vload16(acc, ab + 240)
+        for s in range(cnt):
+            ka = np.intp(la[s]) * 128
+            kb_ = np.intp(lb[s]) * 128
+            va = vbcast16(wa[s])
+            vb = vbcast16(wb_[s])
+            a0 = vfma16(va, vload16(xp, ka), a0)
+            a1 = vfma16(va, vload16(xp, ka + 16), a1)
+            a2 = vfma16(va, vload16(xp, ka + 32), a2)
+            a3 = vfma16(va, vload16(xp, ka + 48), a3)
+            a4 = vfma16(va, vload16(xp, ka + 64), a4)
+            a5 = vfma16(va, vload16(xp, ka + 80), a5)
+            a6 = vfma16(va, vload16(xp, ka + 96), a6)
+            a7 = vfma16(va, vload16(xp, ka + 112), a7)
+            b0 = vfma16(vb, vload16(xp, kb_), b0)
+            b1 = vfma16(vb, vload16(xp, kb_ + 16), b1)
+            b2 = vfma16(vb, vload16(xp, kb_ + 32), b2)
+            b3 = vfma16(vb, vload16(xp, kb_ + 48), b3)
+            b4 = vfma16(vb, vload16(xp, kb_ + 64), b4)
+            b5 = vfma16(vb, vload16(xp, kb_ + 80), b5)
+            b6 = vfma16(vb, vload16(xp, kb_ + 96), b6)
+            b7 = vfma16(vb, vload16(xp, kb_ + 112), b7)
+        vstore16(acc, ab, a0)
+        vstore16(acc, ab + 16, a1)
+        vstore16(acc, ab + 32, a2)
+        vstore16(acc, ab + 48, a3)
+        vstore16(acc, ab + 64, a4)
+        vstore16(acc, ab + 80, a5)
+        vstore16(acc, ab + 96, a6)
+        vstore16(acc, ab + 112, a7)
+        vstore16(acc, ab + 128, b0)
+        vstore16(acc, ab + 144, b1)
+        vstore16(acc, ab + 160, b2)
+        vstore16(acc, ab + 176, b3)
+        vstore16(acc, ab + 192, b4)
+        vstore16(acc, ab + 208, b5)
+        vstore16(acc, ab + 224, b6)
+        vstore16(acc, ab + 240, b7)
+    for oi in range(o2, no):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows)
+        ab = oi * 128
+        p = wb + (o0 + oi) * cnt
+        wl = w_loc[p : p + cnt]
+        wv = w_val[p : p + cnt]
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        a4 = vload16(acc, ab + 64)
+        a5 = vload16(acc, ab + 80)
+        a6 = vload16(acc, ab + 96)
+        a7 = vload16(acc, ab + 112)
+        for s in range(cnt):
+            k = np.intp(wl[s]) * 128
+            v = vbcast16(wv[s])
+            a0 = vfma16(v, vload16(xp, k), a0)
+            a1 = vfma16(v, vload16(xp, k + 16), a1)
+            a2 = vfma16(v, vload16(xp, k + 32), a2)
+            a3 = vfma16(v, vload16(xp, k + 48), a3)
+            a4 = vfma16(v, vload16(xp, k + 64), a4)
+            a5 = vfma16(v, vload16(xp, k + 80), a5)
+            a6 = vfma16(v, vload16(xp, k + 96), a6)
+            a7 = vfma16(v, vload16(xp, k + 112), a7)
+        vstore16(acc, ab, a0)
+        vstore16(acc, ab + 16, a1)
+        vstore16(acc, ab + 32, a2)
+        vstore16(acc, ab + 48, a3)
+        vstore16(acc, ab + 64, a4)
+        vstore16(acc, ab + 80, a5)
+        vstore16(acc, ab + 96, a6)
+        vstore16(acc, ab + 112, a7)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+    """:func:`_wide_item` with 16-lane vectors (AVX-512), for 64-row X tiles
+    (33 <= T < 128): two weight rows at a time, 4 zmm accumulators each, so
+    per slot one broadcast + four FMAs instead of eight."""
     o2 = no - no % 2
     for oi in range(0, o2, 2):
         for r in range(2):
@@ -875,6 +947,39 @@ def _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
         vstore8(acc, ab + 8, a1)
 
 
+@njit(fastmath=True, cache=True, nogil=True)
+def _write_rows(acc, tt, tv, no, ybuf, yb, ys0, accumulate):
+    """ybuf[yb + t*ys0 + oi] (+)= acc[oi*tt + t] for t < tv, oi < no: the
+    ``[no, tt]`` partial sums transposed into row-major Y, 8x8 blocks at a
+    time (a scalar transpose reads ``acc`` with a stride of ``tt`` floats)."""
+    tv8 = tv - tv % 8
+    no8 = no - no % 8
+    blk = _aligned_empty(64)
+    for t in range(0, tv8, 8):
+        for oi in range(0, no8, 8):
+            if accumulate:
+                vtranspose8x8(acc, oi * tt + t, tt, blk, 0, 8)
+                for r in range(8):
+                    d = yb + (t + r) * ys0 + oi
+                    vstore8(ybuf, d, vadd8(vload8(ybuf, d), vload8(blk, 8 * r)))
+            else:
+                vtranspose8x8(acc, oi * tt + t, tt, ybuf, yb + t * ys0 + oi, ys0)
+        for r in range(t, t + 8):
+            d = yb + r * ys0
+            for oi in range(no8, no):
+                if accumulate:
+                    ybuf[d + oi] += acc[oi * tt + r]
+                else:
+                    ybuf[d + oi] = acc[oi * tt + r]
+    for r in range(tv8, tv):
+        d = yb + r * ys0
+        for oi in range(no):
+            if accumulate:
+                ybuf[d + oi] += acc[oi * tt + r]
+            else:
+                ybuf[d + oi] = acc[oi * tt + r]
+
+
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
     """Y[t, o] (+)= Σ_k X[t, k] W[o, k] on flat buffers with element strides."""
@@ -884,6 +989,8 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
     tt = 64
     if T <= 32:
         tt = 16
+    elif wide16 and T >= 128:
+        tt = 128
     ntt = (T + tt - 1) // tt
     # nth: the caller's numba.get_num_threads() (calling it here would make
     # the function uncacheable: it embeds the threading layer's address)
@@ -919,7 +1026,7 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
         for kt in range(ntiles):
             # pack the X tile right before use so that it is hot in L1
             _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, kt * kb, kb, tt, xp)
-            if tt == 64:
+            if tt >= 64:
                 # prefetch plan for the next X tile (unit-stride layouts only)
                 pf_rows = 0
                 pf_rs = 0
@@ -932,21 +1039,16 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
                     elif xs0 == 1:  # K-major: kb rows of tv contiguous elements
                         pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
                         pf_base = xoff + (kt + 1) * kb * xs1 + t0
-                if wide16:
+                if tt == 128:
                     _wide_item16(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+                elif wide16:
+                    _wide_item16_t64(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
                 else:
                     _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
             else:
                 _narrow_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val)
         if ys1 == 1:
-            for t in range(tv):
-                yb = yoff + (t0 + t) * ys0 + o0
-                if accumulate:
-                    for oi in range(no):
-                        ybuf[yb + oi] += acc[oi * tt + t]
-                else:
-                    for oi in range(no):
-                        ybuf[yb + oi] = acc[oi * tt + t]
+            _write_rows(acc, tt, tv, no, ybuf, yoff + t0 * ys0 + o0, ys0, accumulate)
         else:
             for oi in range(no):
                 yb = yoff + (o0 + oi) * ys1 + t0 * ys0
@@ -967,6 +1069,11 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
 #: thread (tens of µs with a passive OpenMP wait policy) costs more than it
 #: saves. 2M is ~50 µs of single-thread work.
 SERIAL_WORK = 2_000_000
+
+#: conv2d entries: images with fewer output pixels than this run as one
+#: kernel call over the whole batch (then a copy of the output planes)
+#: instead of one call per image.
+CONV_BATCHED_P = 256
 
 
 def _renamed(fn: Any, name: str) -> Any:
@@ -1090,6 +1197,12 @@ def series_matmul(
 MEMREF2D_FIELDS = ("allocated", "aligned", "offset", "size0", "size1", "stride0", "stride1")
 
 
+def _memref_class(rank: int) -> type[ctypes.Structure]:
+    fields = [("allocated", ctypes.c_void_p), ("aligned", ctypes.c_void_p), ("offset", ctypes.c_int64),
+              ("sizes", ctypes.c_int64 * rank), ("strides", ctypes.c_int64 * rank)]
+    return type(f"MemRef{rank}D", (ctypes.Structure,), {"_fields_": fields})
+
+
 class MemRef2D(ctypes.Structure):
     """``struct {float *allocated, *aligned; int64 offset, sizes[2], strides[2];}``"""
 
@@ -1102,17 +1215,17 @@ class MemRef2D(ctypes.Structure):
     ]
 
 
-def memref_descriptor(a: np.ndarray) -> MemRef2D:
-    """A descriptor viewing the 2-D float32 array ``a`` (strides in elements).
-    The caller keeps ``a`` alive while the descriptor is used."""
-    if a.ndim != 2 or a.dtype != np.float32:
-        raise KernelError(f"memref_descriptor needs a 2-D float32 array, got {a.ndim}-D {a.dtype}")
-    d = MemRef2D()
+def memref_descriptor(a: np.ndarray) -> ctypes.Structure:
+    """A descriptor viewing the float32 array ``a`` (rank 1 or more; strides
+    in elements). The caller keeps ``a`` alive while the descriptor is used."""
+    if a.ndim < 1 or a.dtype != np.float32:
+        raise KernelError(f"memref_descriptor needs a float32 array of rank >= 1, got {a.ndim}-D {a.dtype}")
+    d = MemRef2D() if a.ndim == 2 else _memref_class(a.ndim)()
     d.allocated = a.ctypes.data
     d.aligned = a.ctypes.data
     d.offset = 0
-    d.sizes[0], d.sizes[1] = a.shape
-    d.strides[0], d.strides[1] = (s // a.itemsize for s in a.strides)
+    d.sizes[:] = a.shape
+    d.strides[:] = [s // a.itemsize for s in a.strides]
     return d
 
 
@@ -1121,7 +1234,11 @@ _P_MAGIC, _P_O, _P_K, _P_NTILES, _P_KB, _P_WLOC, _P_WVAL, _P_TCNT, _P_TPTR = ran
 _P_NSLOTS, _P_NTH, _P_ACC, _P_STATUS, _P_A, _P_B, _P_CALLS, _P_WIDE16 = range(9, 17)
 # conv2d entries only: filter size, strides, dilations
 _P_KH, _P_KW, _P_SH, _P_SW, _P_DH, _P_DW = range(17, 23)
-_P_LEN = 23
+# matmul entries: operand rank (2, or 3 for batch_matmul), operands
+# transposed (the weight on the left: Y = W X), batch size and the distance
+# between two batch elements' weights in w_loc / w_val (slots)
+_P_RANK, _P_TRANS, _P_BATCH, _P_WSTRIDE = range(23, 27)
+_P_LEN = 27
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -1134,6 +1251,7 @@ STATUS_Y_COLS = 5
 STATUS_BAD_STRIDES = 6
 STATUS_INCOMPLETE = 7
 STATUS_CONV_SHAPE = 8
+STATUS_BATCH = 9
 
 _STATUS_TEXT = {
     STATUS_NULL_DESCRIPTOR: "null memref descriptor or data pointer (X or Y)",
@@ -1144,6 +1262,7 @@ _STATUS_TEXT = {
     STATUS_BAD_STRIDES: "negative strides, or a zero stride in Y (X strides {a}, Y strides {b})",
     STATUS_INCOMPLETE: "the kernel did not complete (internal error)",
     STATUS_CONV_SHAPE: "conv2d operands do not match the filter and geometry (input dims {a}, output dims {b})",
+    STATUS_BATCH: "batch of X is {a}, of Y or the weights {b}",
 }
 
 
@@ -1152,7 +1271,13 @@ _CFUNC_SIG = types.int32(types.intp, types.intp, types.intp)
 
 def _cfunc_generic_py(xd_a, yd_a, prm_a):
     """int32 status = entry(X memref*, Y memref*, params*); never raises.
-    (Pointers arrive as integers so that they can be tested against NULL.)"""
+    (Pointers arrive as integers so that they can be tested against NULL.)
+
+    Rank 2: ``Y[T, O] (+)= X[T, K] Wᵀ``; rank 3 (``batch_matmul``): the same
+    per batch element ``b`` with that element's weights (at ``b *
+    wstride`` slots in ``w_loc`` / ``w_val``). Transposed (the weight on the
+    left, ``Y[O, T] = W X[K, T]``): the kernel runs ``Yᵀ = Xᵀ Wᵀ`` on the
+    operands' swapped strides, in place."""
     prm = carray(_ptr_i64(prm_a), _P_LEN)
     if prm[_P_MAGIC] != _MAGIC:
         return STATUS_BAD_PARAMS
@@ -1160,57 +1285,85 @@ def _cfunc_generic_py(xd_a, yd_a, prm_a):
     if xd_a == 0 or yd_a == 0:
         prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
         return STATUS_NULL_DESCRIPTOR
-    xd = carray(_ptr_i64(xd_a), 7)
-    yd = carray(_ptr_i64(yd_a), 7)
+    rank = prm[_P_RANK]
+    xd = carray(_ptr_i64(xd_a), 3 + 2 * rank)
+    yd = carray(_ptr_i64(yd_a), 3 + 2 * rank)
+    nb = 1
+    xbs = 0
+    ybs = 0
+    d = 3  # first size field of the matrix dims
+    if rank == 3:
+        nb = xd[3]
+        xbs = xd[6]
+        ybs = yd[6]
+        d = 4
+        if yd[3] != nb or nb != prm[_P_BATCH]:
+            prm[_P_STATUS] = STATUS_BATCH
+            prm[_P_A] = nb
+            prm[_P_B] = yd[3] if yd[3] != nb else prm[_P_BATCH]
+            return STATUS_BATCH
+    s = d + rank  # first stride field of the matrix dims
+    tr = prm[_P_TRANS] != 0
+    # the kernel's view: X [T, Kx] with strides (xs0, xs1), Y [Ty, Oy] with (ys0, ys1)
+    T, Kx, xs0, xs1 = xd[d], xd[d + 1], xd[s], xd[s + 1]
+    Ty, Oy, ys0, ys1 = yd[d], yd[d + 1], yd[s], yd[s + 1]
+    if tr:
+        T, Kx, xs0, xs1 = xd[d + 1], xd[d], xd[s + 1], xd[s]
+        Ty, Oy, ys0, ys1 = yd[d + 1], yd[d], yd[s + 1], yd[s]
     O = prm[_P_O]
     K = prm[_P_K]
-    T = xd[3]
-    if xd[4] != K:
+    if Kx != K:
         prm[_P_STATUS] = STATUS_X_COLS
-        prm[_P_A] = xd[4]
+        prm[_P_A] = Kx
         prm[_P_B] = K
         return STATUS_X_COLS
-    if yd[3] != T:
+    if Ty != T:
         prm[_P_STATUS] = STATUS_Y_ROWS
-        prm[_P_A] = yd[3]
+        prm[_P_A] = Ty
         prm[_P_B] = T
         return STATUS_Y_ROWS
-    if yd[4] != O:
+    if Oy != O:
         prm[_P_STATUS] = STATUS_Y_COLS
-        prm[_P_A] = yd[4]
+        prm[_P_A] = Oy
         prm[_P_B] = O
         return STATUS_Y_COLS
-    if T > 0 and O > 0 and (xd[1] == 0 or yd[1] == 0):
+    if nb > 0 and T > 0 and O > 0 and (xd[1] == 0 or yd[1] == 0):
         prm[_P_STATUS] = STATUS_NULL_DESCRIPTOR
         return STATUS_NULL_DESCRIPTOR
-    if xd[5] < 0 or xd[6] < 0 or yd[5] < 0 or yd[6] < 0 or (T > 1 and yd[5] == 0) or (O > 1 and yd[6] == 0):
+    if (xs0 < 0 or xs1 < 0 or ys0 < 0 or ys1 < 0 or xbs < 0 or ybs < 0 or (T > 1 and ys0 == 0) or (O > 1 and ys1 == 0)
+            or (nb > 1 and ybs == 0)):
         prm[_P_STATUS] = STATUS_BAD_STRIDES
-        prm[_P_A] = xd[5] * 1000003 + xd[6]
-        prm[_P_B] = yd[5] * 1000003 + yd[6]
+        prm[_P_A] = xs0 * 1000003 + xs1
+        prm[_P_B] = ys0 * 1000003 + ys1
         return STATUS_BAD_STRIDES
-    if T == 0 or O == 0:
+    if nb == 0 or T == 0 or O == 0:
         prm[_P_STATUS] = STATUS_OK
         return STATUS_OK
     prm[_P_STATUS] = STATUS_INCOMPLETE
-    xspan = 1 + (T - 1) * xd[5] + (K - 1) * xd[6] if K > 0 else 1
-    yspan = 1 + (T - 1) * yd[5] + (O - 1) * yd[6]
+    xspan = 1 + (nb - 1) * xbs + (T - 1) * xs0 + (K - 1) * xs1 if K > 0 else 1
+    yspan = 1 + (nb - 1) * ybs + (T - 1) * ys0 + (O - 1) * ys1
     xbuf = carray(_ptr_f32(xd[1] + 4 * xd[2]), xspan)
     ybuf = carray(_ptr_f32(yd[1] + 4 * yd[2]), yspan)
     acc = prm[_P_ACC] != 0
     if K == 0:
         if not acc:
-            for t in range(T):
-                for o in range(O):
-                    ybuf[t * yd[5] + o * yd[6]] = 0.0
+            for b in range(nb):
+                for t in range(T):
+                    for o in range(O):
+                        ybuf[b * ybs + t * ys0 + o * ys1] = 0.0
         prm[_P_STATUS] = STATUS_OK
         return STATUS_OK
     ntiles = prm[_P_NTILES]
     nslots = prm[_P_NSLOTS]
-    w_loc = carray(_ptr_u8(prm[_P_WLOC]), nslots)
-    w_val = carray(_ptr_f32(prm[_P_WVAL]), nslots)
+    ws = prm[_P_WSTRIDE]
+    w_loc_all = carray(_ptr_u8(prm[_P_WLOC]), (nb - 1) * ws + nslots)
+    w_val_all = carray(_ptr_f32(prm[_P_WVAL]), (nb - 1) * ws + nslots)
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), ntiles)
     tptr = carray(_ptr_i64(prm[_P_TPTR]), ntiles + 1)
-    _run_series(xbuf, 0, xd[5], xd[6], T, K, ybuf, 0, yd[5], yd[6], O, acc, w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+    for b in range(nb):
+        _run_series(xbuf, b * xbs, xs0, xs1, T, K, ybuf, b * ybs, ys0, ys1, O, acc,
+                    w_loc_all[b * ws : b * ws + nslots], w_val_all[b * ws : b * ws + nslots],
+                    tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 
@@ -1263,6 +1416,11 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
     xbuf = carray(_ptr_f32(xd[1] + 4 * xd[2]), xspan)
     ybuf = carray(_ptr_f32(yd[1] + 4 * yd[2]), yspan)
     cols = np.empty(K * np_, np.float32)  # K-major: cols[k * (N*P) + n*P + t]
+    # descriptor fields in locals: stores into cols may alias the descriptor
+    # as far as LLVM knows, which would reload them in the innermost loop
+    xs_n, xs_c, xs_h, xs_w = xd[7], xd[8], xd[9], xd[10]
+    step = sw * xs_w
+    ow8 = ow - ow % 8
     for ci in range(c):
         for i in range(kh):
             for j in range(kw):
@@ -1270,15 +1428,38 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
                 for ni in range(n):
                     dst = kk * np_ + ni * p
                     for y in range(oh):
-                        src = ni * xd[7] + ci * xd[8] + (y * sh + i * dh) * xd[9] + j * dw * xd[10]
+                        src = ni * xs_n + ci * xs_c + (y * sh + i * dh) * xs_h + j * dw * xs_w
                         row = dst + y * ow
-                        for x in range(ow):
-                            cols[row + x] = xbuf[src + x * sw * xd[10]]
+                        # unsigned indices: no wraparound code; 8-lane copies of unit-stride rows
+                        if step == 1:
+                            for x in range(0, ow8, 8):
+                                vstore8(cols, row + x, vload8(xbuf, src + x))
+                            for x in range(ow8, ow):
+                                cols[np.uint64(row + x)] = xbuf[np.uint64(src + x)]
+                        else:
+                            for x in range(ow):
+                                cols[np.uint64(row + x)] = xbuf[np.uint64(src + x * step)]
     w_loc = carray(_ptr_u8(prm[_P_WLOC]), prm[_P_NSLOTS])
     w_val = carray(_ptr_f32(prm[_P_WVAL]), prm[_P_NSLOTS])
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), prm[_P_NTILES])
     tptr = carray(_ptr_i64(prm[_P_TPTR]), prm[_P_NTILES] + 1)
-    if yd[10] == 1 and yd[9] == ow:  # an output plane [F, OH*OW] per image, rows of ow contiguous
+    if yd[10] == 1 and yd[9] == ow and p < CONV_BATCHED_P:
+        # small images: one kernel call over all N*P rows (per-image calls
+        # would run tiles of a few rows) into [F, N*P], then copy the planes
+        tmp = np.empty(f * np_, np.float32)
+        _run_series(cols, 0, 1, np_, np_, K, tmp, 0, 1, np_, f, False,
+                    w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+        p8 = p - p % 8
+        ys_n, ys_f = yd[7], yd[8]
+        for ni in range(n):
+            for fi in range(f):
+                dst = ni * ys_n + fi * ys_f
+                src = fi * np_ + ni * p
+                for q in range(0, p8, 8):
+                    vstore8(ybuf, dst + q, vload8(tmp, src + q))
+                for q in range(p8, p):
+                    ybuf[np.uint64(dst + q)] = tmp[np.uint64(src + q)]
+    elif yd[10] == 1 and yd[9] == ow:  # an output plane [F, OH*OW] per image, rows of ow contiguous
         for ni in range(n):
             _run_series(cols, ni * p, 1, np_, p, K, ybuf, ni * yd[7], 1, yd[8], f, False,
                         w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
@@ -1374,6 +1555,8 @@ class CFuncEntry:
     address: int
     ctypes: Any
     params: np.ndarray = field(repr=False)
+    #: a batch entry's weights, every element's packed slots one after the other
+    batch_weights: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
     @property
     def status(self) -> int:
@@ -1401,6 +1584,8 @@ class CFuncEntry:
 
             a, b = dims(a), dims(b)  # type: ignore[assignment]
         text = _STATUS_TEXT.get(code, "unknown status {code}").format(a=a, b=b, code=code)
+        if self.params[_P_TRANS] and code in (STATUS_X_COLS, STATUS_Y_ROWS, STATUS_Y_COLS):
+            text += " (weight on the left, Y = W X: the kernel's X and Y are the operands transposed)"
         return f"{self.name} ({self.packed.series}, O={self.packed.out_features}, K={self.packed.in_features}): {text}"
 
     def check_status(self, reset: bool = True) -> None:
@@ -1417,16 +1602,26 @@ class CFuncEntry:
         self.params[_P_B] = 0
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> int:
-        """Call the native entry through ctypes on 2-D float32 arrays (testing aid)."""
+        """Call the native entry through ctypes on float32 arrays of the
+        entry's rank (testing aid)."""
         xd, yd = memref_descriptor(x), memref_descriptor(y)
         return int(self.ctypes(ctypes.addressof(xd), ctypes.addressof(yd)))
 
 
-def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulate: bool = False, isa: str | None = None) -> CFuncEntry:
+def make_cfunc_entry(
+    packed: PackedSeries | Sequence[PackedSeries], *, name: str | None = None, accumulate: bool = False,
+    isa: str | None = None, transpose: bool = False,
+) -> CFuncEntry:
     """Build the C entry ``int32 <name>(memref2d *x, memref2d *y)`` for
     ``packed``: X is ``[T, K]``, Y is ``[T, O]``, both f32 with any
     non-negative strides and offsets (``memref<?x?xf32, strided<[?, ?],
     offset: ?>>``). With ``accumulate`` Y is added to, else overwritten.
+
+    ``transpose``: the weight is the left operand, ``Y[O, T] = W X[K, T]``
+    (the kernel runs on the transposed views, no copy). A sequence of packed
+    series (one per batch element, all of one shape and series) makes a
+    ``batch_matmul`` entry on rank-3 memrefs, ``[B, T, K] -> [B, T, O]``
+    (``[B, K, T] -> [B, O, T]`` transposed).
 
     The weights are reached through a parameter block (addresses of the packed
     arrays) baked into a tiny llvmlite trampoline that calls one shared, cached
@@ -1437,8 +1632,22 @@ def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulat
     declaration is fine too (the status is still recorded). ``isa`` picks the
     wide micro-kernel (``avx2`` or ``avx512``; default :func:`wide_kernel_isa`).
     """
+    batch: tuple[np.ndarray, ...] = ()
+    nbatch = 1
+    rank = 2
     if not isinstance(packed, PackedSeries):
-        raise KernelError(f"packed must be a PackedSeries, got {type(packed).__name__}")
+        elements = list(packed) if isinstance(packed, (list, tuple)) else None
+        if not elements or not all(isinstance(p, PackedSeries) for p in elements):
+            raise KernelError(f"packed must be a PackedSeries or a non-empty list of them, got {type(packed).__name__}")
+        first = elements[0]
+        for i, p in enumerate(elements):
+            if (p.out_features, p.in_features, p.kb, p.patterns, p.w_loc.size) != (
+                    first.out_features, first.in_features, first.kb, first.patterns, first.w_loc.size) or not (
+                    np.array_equal(p.tile_count, first.tile_count) and np.array_equal(p.tile_ptr, first.tile_ptr)):
+                raise KernelError(f"batch element {i} ({p.series}, O={p.out_features}, K={p.in_features}) "
+                                  f"is not packed like element 0 ({first.series}, O={first.out_features}, K={first.in_features})")
+        batch = (np.concatenate([p.w_loc for p in elements]), np.concatenate([p.w_val for p in elements]))
+        nbatch, rank, packed = len(elements), 3, first
     if name is None:
         name = f"tasd_series_matmul_{next(_entry_ids)}"
     from numba.np.ufunc import parallel as _parallel
@@ -1450,18 +1659,24 @@ def make_cfunc_entry(packed: PackedSeries, *, name: str | None = None, accumulat
     prm[_P_K] = packed.in_features
     prm[_P_NTILES] = packed.ntiles
     prm[_P_KB] = packed.kb
-    prm[_P_WLOC] = packed.w_loc.ctypes.data
-    prm[_P_WVAL] = packed.w_val.ctypes.data
+    w_loc, w_val = batch if batch else (packed.w_loc, packed.w_val)
+    prm[_P_WLOC] = w_loc.ctypes.data
+    prm[_P_WVAL] = w_val.ctypes.data
     prm[_P_TCNT] = packed.tile_count.ctypes.data if packed.tile_count.size else packed.tile_ptr.ctypes.data
     prm[_P_TPTR] = packed.tile_ptr.ctypes.data
     prm[_P_NSLOTS] = packed.w_loc.size
     prm[_P_NTH] = numba.get_num_threads()
     prm[_P_ACC] = int(bool(accumulate))
+    prm[_P_RANK] = rank
+    prm[_P_TRANS] = int(bool(transpose))
+    prm[_P_BATCH] = nbatch
+    prm[_P_WSTRIDE] = packed.w_loc.size
     if isa is not None and isa not in ("avx2", "avx512"):
         raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
     prm[_P_WIDE16] = int((isa or _WIDE_ISA) == "avx512")
     addr = _trampoline(_generic_cfunc().address, prm.ctypes.data, name)
-    return CFuncEntry(name=name, packed=packed, accumulate=bool(accumulate), address=addr, ctypes=_CFUNC_PROTO(addr), params=prm)
+    return CFuncEntry(name=name, packed=packed, accumulate=bool(accumulate), address=addr, ctypes=_CFUNC_PROTO(addr),
+                      params=prm, batch_weights=batch)
 
 
 def make_conv_cfunc_entry(

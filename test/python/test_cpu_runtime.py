@@ -197,3 +197,31 @@ def test_returned_arguments_and_constants_are_copied_out(config: str, tmp_path: 
     if config == "dense":  # float32 accumulation over K=8 against float64: 8 ulps of the largest output
         ref = x.astype(np.float64) @ model.w.detach().double().numpy()
         np.testing.assert_allclose(y, ref, rtol=0, atol=8 * np.finfo(np.float32).eps * np.abs(ref).max())
+
+
+def test_weight_on_the_left_and_per_batch_weights_run_through_c_entries() -> None:
+    """``W @ x`` (the weight on the left) and ``bmm(z, W3)`` with a weight
+    per batch element: both series run through the kernels' C entries (no
+    Python callback) and match torch (2:4+2:4 is lossless; tolerance as above)."""
+
+    class LeftAndBatch(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.wl = torch.nn.Parameter(torch.randn(24, 32, generator=g))
+            self.w3 = torch.nn.Parameter(torch.randn(3, 40, 16, generator=g))
+
+        def forward(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.relu(self.wl @ x), torch.bmm(z, self.w3)
+
+    model = LeftAndBatch().eval()
+    x, z = torch.randn(32, 200), torch.randn(3, 130, 40)
+    result = compile_model(model, (x, z), CompileOptions(config="2:4+2:4"))
+    kernels = result.cpu().kernels
+    assert sorted((k.info["kind"], k.info["sparse_operand"]) for k in kernels) == [("batch_matmul", 1), ("matmul", 0)]
+    assert all(k.entry is not None for k in kernels)
+    with torch.no_grad():
+        expected = model(x, z)
+    for got, want in zip(result(x.numpy(), z.numpy()), expected):
+        np.testing.assert_allclose(got, want.numpy(), rtol=RTOL, atol=ATOL)
+    assert all(k.entry.calls == 1 for k in kernels)

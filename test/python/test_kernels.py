@@ -425,7 +425,7 @@ def test_serial_and_parallel_dispatch_agree_with_numpy(t, k, o):
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
-@pytest.mark.parametrize("t,o", [(64, 1), (65, 7), (130, 12), (200, 33)])
+@pytest.mark.parametrize("t,o", [(64, 1), (65, 7), (130, 12), (200, 33), (256, 40)])
 def test_wide_micro_kernels(isa, t, o):
     """Both wide micro-kernels (8-lane AVX2, 16-lane AVX-512; the latter runs
     anywhere, LLVM splits its vectors without AVX-512) against numpy, and
@@ -440,6 +440,11 @@ def test_wide_micro_kernels(isa, t, o):
     _check(y, x, _dense_of(d))
     other = "avx2" if isa == "avx512" else "avx512"
     np.testing.assert_array_equal(y, series_matmul(x, p, isa=other))
+    # accumulate adds each output's chain once (the transposed 8x8 write-out)
+    base = rng.standard_normal((t, o)).astype(np.float32)
+    out = base.copy()
+    series_matmul(x, p, out=out, accumulate=True, isa=isa)
+    np.testing.assert_array_equal(out, base + y)
     entry = make_cfunc_entry(p, isa=isa)
     ye = np.zeros((t, o), np.float32)
     assert entry(x, ye) == 0
@@ -493,3 +498,87 @@ def test_conv_cfunc_entry_matches_torch(n, c, h, w, f, kh, kw, stride, dilation,
     assert entry.ctypes(ctypes.addressof(xd), ctypes.addressof(bad)) == K.STATUS_CONV_SHAPE
     with pytest.raises(KernelError, match="conv2d operands do not match"):
         entry.check_status()
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_thread_count_does_not_change_results(isa):
+    """Threads split the outputs (T-tiles, O-chunks), never a reduction: one
+    and two threads give bit-identical results."""
+    import numba
+
+    rng = np.random.default_rng(5)
+    t, k, o = 300, 512, 200
+    p = pack_series(decompose(_weight(rng, o, k), "2:4+1:4", axis=1))
+    x = rng.standard_normal((t, k)).astype(np.float32)
+    assert t * p.w_loc.size >= K.SERIAL_WORK  # the parallel kernel runs
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        y1 = series_matmul(x, p, isa=isa)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        y2 = series_matmul(x, p, isa=isa)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(y1, y2)
+
+
+def test_cfunc_entry_weight_on_the_left():
+    """``Y[O, N] = W X[K, N]`` (the weight on the left): the entry runs the
+    kernel on the transposed views in place; same code path as
+    ``series_matmul(x.T, p, out=y.T)``, so the results are identical."""
+    rng = np.random.default_rng(31)
+    k, o, n = 70, 13, 150
+    d = decompose(_weight(rng, o, k), "2:4+1:4", axis=1)
+    p = pack_series(d)
+    x = rng.standard_normal((k, n)).astype(np.float32)
+    entry = make_cfunc_entry(p, transpose=True)
+    y = np.zeros((o, n), np.float32)
+    assert entry(x, y) == 0
+    entry.check_status()
+    _check(y.T, x.T, _dense_of(d))
+    expected = np.zeros((o, n), np.float32)
+    series_matmul(x.T, p, out=expected.T)
+    np.testing.assert_array_equal(y, expected)
+    assert entry(x[:-1], y) == K.STATUS_X_COLS
+    with pytest.raises(KernelError, match=r"X has 69 columns, the weight expects K=70 \(weight on the left"):
+        entry.check_status()
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_cfunc_batch_entry(transpose):
+    """A ``batch_matmul`` series with its own weights per batch element runs
+    through one C entry on rank-3 memrefs (either side), each element
+    identical to the 2-D kernel on its weights."""
+    rng = np.random.default_rng(32 + transpose)
+    b, k, o, t = 3, 40, 9, 70
+    decs = [decompose(_weight(rng, o, k), "2:4", axis=1) for _ in range(b)]
+    packs = [pack_series(d) for d in decs]
+    entry = make_cfunc_entry(packs, transpose=transpose)
+    xs = rng.standard_normal((b, k, t) if transpose else (b, t, k)).astype(np.float32)
+    y = np.zeros((b, o, t) if transpose else (b, t, o), np.float32)
+    assert entry(xs, y) == 0
+    entry.check_status()
+    for i in range(b):
+        xi, yi = (xs[i].T, y[i].T) if transpose else (xs[i], y[i])
+        _check(yi, xi, _dense_of(decs[i]))
+        np.testing.assert_array_equal(yi, series_matmul(xi, packs[i]))
+    assert entry(xs[:2], y[:2]) == K.STATUS_BATCH
+    with pytest.raises(KernelError, match="batch of X is 2, of Y or the weights 3"):
+        entry.check_status()
+    other = pack_series(decompose(_weight(rng, o, k), "1:4", axis=1))
+    with pytest.raises(KernelError, match="batch element 1 .* is not packed like element 0"):
+        make_cfunc_entry([packs[0], other])
+
+
+@pytest.mark.parametrize("cfg,k,kb", [("1:8", 9, 16), ("2:4", 27, 28), ("1:8", 144, 72), ("1:8", 300, 104),
+                                      ("2:4", 300, 60), ("2:4", 768, 64)])
+def test_default_tile_no_wider_than_k(cfg, k, kb):
+    """The default K-tile is never wider than K rounded up to the blocks (a
+    first conv layer's K = 9 would otherwise pack 128-column tiles of zeros),
+    and K is cut into tiles of equal width (144 = 72 + 72, not 128 + 16)."""
+    rng = np.random.default_rng(k)
+    d = decompose(_weight(rng, 5, k), cfg, axis=1)
+    p = pack_series(d)
+    assert p.kb == kb
+    x = rng.standard_normal((150, k)).astype(np.float32)
+    _check(series_matmul(x, p), x, _dense_of(d))
