@@ -1,6 +1,10 @@
 """TASD-A CPU kernels: extraction overhead against the work they save.
 
-    .venv/bin/python benchmarks/bench_act_kernels.py [--reps 10] [--rounds 3] [--quick]
+    .venv/bin/python benchmarks/bench_act_kernels.py [--reps 10] [--rounds 3] [--quick] [--threads N]
+
+``--threads N`` sets both Numba's and OpenBLAS's thread count (default:
+Numba's default and OpenBLAS's own, which may differ); run 1-thread numbers
+with ``OMP_WAIT_POLICY=PASSIVE`` on a shared machine.
 
 For each shape (post-ReLU activations, i.e. ~50 % zeros, or sparser) and each
 activation series it reports, from one run (methods interleaved in rounds,
@@ -66,9 +70,26 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small shapes only")
+    parser.add_argument("--threads", type=int, default=None, help="threads for both numba and OpenBLAS")
     args = parser.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # not a dependency: OpenBLAS then keeps its own count
+            threadpool_limits = None
+        if threadpool_limits is not None:
+            threadpool_limits(limits=args.threads, user_api="blas")
     rng = np.random.default_rng(0)
-    print(f"load average {os.getloadavg()}, numba threads {numba.get_num_threads()}")
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = "; ".join(f"{i.get('internal_api')} {i.get('architecture')} threads={i.get('num_threads')}" for i in threadpool_info())
+    except ImportError:
+        blas = "threadpoolctl not installed"
+    print(f"load average {os.getloadavg()}, numba threads {numba.get_num_threads()}, BLAS: {blas}")
     matmuls = [(128, 768, 768, 0.5), (128, 768, 3072, 0.5), (128, 3072, 768, 0.9)]
     convs = [((16, 32, 10, 10), (32, 32, 3, 3), 0.5), ((8, 64, 16, 16), (64, 64, 3, 3), 0.5)]
     if args.quick:

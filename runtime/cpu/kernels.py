@@ -37,7 +37,8 @@ One ``prange`` over work items = (T-tile, O-chunk) pairs (O is split only when
 there are too few T-tiles for the threads). An item walks the K-tiles; for
 each it first packs the X tile (``kb x TT`` floats, T-minor, zero padded past
 T and K; ``TT`` = 64 rows of X for the wide micro-kernels, 128 for the
-AVX-512 one when T >= 128, 16 for the narrow one used when T <= 32) into a
+AVX-512 one when T >= 128 and ``kb <= 64`` (a 128 x 128 tile would be 64 KB,
+twice L1), 16 for the narrow one used when T <= 32) into a
 64-byte aligned buffer that stays in L1, from any input strides (row-major X
 is transposed 8x8 blocks at a time with shuffles; a K-major ``cols.T`` from
 :func:`im2col` is copied row by row). Then every weight row of the chunk runs
@@ -504,7 +505,26 @@ def _term_from_obj(t: Any, i: int) -> PackedTerm:
     return pack_term(t.values, t.indices, n, m, int(t.axis), tuple(t.dense_shape), int(t.padding), term_index=i)
 
 
-def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
+def default_kb(density: float, isa: str | None = None) -> int:
+    """The K-tile width (before fitting it to K) for a series of this density
+    and the wide micro-kernel ``isa`` (default: this process's, :func:`wide_kernel_isa`).
+
+    Rule: the X tile (``kb x TT`` floats) must stay in L1 (32 KB on the
+    machines measured) while each (weight row, K-tile) runs enough slots to
+    amortise loading / storing its partial sums and the loop's start and
+    exit. The 16-lane kernel's 128-row tiles allow 64 columns (32 KB); series
+    of density < 1/4 get 128 columns and run 64-row tiles (``_series_kernel``
+    picks 128 rows only for ``kb <= 64``); the 8-lane kernel's 64-row tiles allow
+    128 columns at every density (1:4 at 768² vs OpenBLAS Haswell: 2.7x with
+    64, 3.0x with 128; 256 columns spill L1 and lose). The tile width does not
+    change results: every output is one FMA chain over its slots in K order,
+    through the float32 partial-sum buffer."""
+    if (isa or _WIDE_ISA) == "avx2":
+        return 2 * DEFAULT_KB
+    return DEFAULT_KB if density >= 0.25 else 2 * DEFAULT_KB
+
+
+def pack_series(terms: Any, *, kb: int | None = None, isa: str | None = None) -> PackedSeries:
     """Merge the terms of a series into the kernel layout.
 
     ``terms`` is a sequence of :class:`PackedTerm` or canonical compressed
@@ -512,6 +532,9 @@ def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
     padding``, e.g. ``tasdc.decompose.CompressedTerm``), or an object with a
     ``.terms`` list (``tasdc.decompose.Decomposition``). All terms must have
     the same dense ``[O, K]`` shape (each may come in either orientation).
+    ``kb`` (K-tile width) defaults to :func:`default_kb` for ``isa`` (the
+    micro-kernel the series will mostly run on; any ISA gives the same
+    results on any packing).
     """
     if hasattr(terms, "terms"):
         terms = terms.terms
@@ -530,11 +553,9 @@ def pack_series(terms: Any, *, kb: int | None = None) -> PackedSeries:
     for t in pterms:
         lcm = lcm * t.m // math.gcd(lcm, t.m)
     if kb is None:
-        # 64-column tiles (16 KB X tile) keep X in L1; sparser series get
-        # 128-column tiles so that each (row, tile) still has >= 16 slots to
-        # amortise loading / storing the 64 partial sums.
-        dens = sum(t.n / t.m for t in pterms)
-        kb = DEFAULT_KB if dens >= 0.25 else 2 * DEFAULT_KB
+        if isa is not None and isa not in ("avx2", "avx512"):
+            raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
+        kb = default_kb(sum(t.n / t.m for t in pterms), isa)
         # no wider than K (rounded up to the blocks): a wider tile would only
         # pack and zero columns past K (a first conv layer has K = 9 or 27)
         kp = max(t.in_features + t.padding for t in pterms)
@@ -989,7 +1010,9 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
     tt = 64
     if T <= 32:
         tt = 16
-    elif wide16 and T >= 128:
+    elif wide16 and T >= 128 and kb <= 64:
+        # 128-row tiles only while the X tile (kb * tt floats) fits L1's 32 KB:
+        # 1:8 (kb = 128) at 768²: 4.5x numpy with 64-row tiles, 4.2x with 128
         tt = 128
     ntt = (T + tt - 1) // tt
     # nth: the caller's numba.get_num_threads() (calling it here would make
@@ -1621,7 +1644,9 @@ def make_cfunc_entry(
     (the kernel runs on the transposed views, no copy). A sequence of packed
     series (one per batch element, all of one shape and series) makes a
     ``batch_matmul`` entry on rank-3 memrefs, ``[B, T, K] -> [B, T, O]``
-    (``[B, K, T] -> [B, O, T]`` transposed).
+    (``[B, K, T] -> [B, O, T]`` transposed); their slots are copied into one
+    combined pair of arrays and each element's ``w_loc`` / ``w_val`` becomes
+    a view of it (the weights are stored once).
 
     The weights are reached through a parameter block (addresses of the packed
     arrays) baked into a tiny llvmlite trampoline that calls one shared, cached
@@ -1647,6 +1672,10 @@ def make_cfunc_entry(
                 raise KernelError(f"batch element {i} ({p.series}, O={p.out_features}, K={p.in_features}) "
                                   f"is not packed like element 0 ({first.series}, O={first.out_features}, K={first.in_features})")
         batch = (np.concatenate([p.w_loc for p in elements]), np.concatenate([p.w_val for p in elements]))
+        # store the slots once: each element's arrays become views of the combined ones
+        n = first.w_loc.size
+        for i, p in enumerate(elements):
+            p.w_loc, p.w_val = batch[0][i * n : (i + 1) * n], batch[1][i * n : (i + 1) * n]
         nbatch, rank, packed = len(elements), 3, first
     if name is None:
         name = f"tasd_series_matmul_{next(_entry_ids)}"

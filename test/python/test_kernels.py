@@ -434,7 +434,7 @@ def test_wide_micro_kernels(isa, t, o):
     rng = np.random.default_rng(t * 7 + o)
     k = 300
     d = decompose(_weight(rng, o, k, density=0.8), "2:4+1:8", axis=1)
-    p = pack_series(d, kb=128)
+    p = pack_series(d, kb=64)  # T >= 128 then runs the 16-lane kernel's 128-row tiles (kb <= 64)
     x = rng.standard_normal((t, k)).astype(np.float32)
     y = series_matmul(x, p, isa=isa)
     _check(y, x, _dense_of(d))
@@ -553,7 +553,13 @@ def test_cfunc_batch_entry(transpose):
     b, k, o, t = 3, 40, 9, 70
     decs = [decompose(_weight(rng, o, k), "2:4", axis=1) for _ in range(b)]
     packs = [pack_series(d) for d in decs]
+    before = [(p.w_loc.copy(), p.w_val.copy()) for p in packs]
     entry = make_cfunc_entry(packs, transpose=transpose)
+    # the slots are stored once: every element's arrays are views of the entry's combined copy
+    for p, (loc, val) in zip(packs, before):
+        np.testing.assert_array_equal(p.w_loc, loc)
+        np.testing.assert_array_equal(p.w_val, val)
+        assert np.shares_memory(p.w_loc, entry.batch_weights[0]) and np.shares_memory(p.w_val, entry.batch_weights[1])
     xs = rng.standard_normal((b, k, t) if transpose else (b, t, k)).astype(np.float32)
     y = np.zeros((b, o, t) if transpose else (b, t, o), np.float32)
     assert entry(xs, y) == 0
@@ -570,15 +576,39 @@ def test_cfunc_batch_entry(transpose):
         make_cfunc_entry([packs[0], other])
 
 
-@pytest.mark.parametrize("cfg,k,kb", [("1:8", 9, 16), ("2:4", 27, 28), ("1:8", 144, 72), ("1:8", 300, 104),
-                                      ("2:4", 300, 60), ("2:4", 768, 64)])
-def test_default_tile_no_wider_than_k(cfg, k, kb):
+@pytest.mark.parametrize("isa,cfg,k,kb", [("avx512", "1:8", 9, 16), ("avx512", "2:4", 27, 28), ("avx512", "1:8", 144, 72),
+                                          ("avx512", "1:8", 300, 104), ("avx512", "2:4", 300, 60), ("avx512", "2:4", 768, 64),
+                                          ("avx2", "2:4", 27, 28), ("avx2", "2:4", 300, 100), ("avx2", "1:4", 768, 128),
+                                          ("avx2", "2:4+1:4", 768, 128)])
+def test_default_tile_no_wider_than_k(isa, cfg, k, kb):
     """The default K-tile is never wider than K rounded up to the blocks (a
     first conv layer's K = 9 would otherwise pack 128-column tiles of zeros),
-    and K is cut into tiles of equal width (144 = 72 + 72, not 128 + 16)."""
+    and K is cut into tiles of equal width (144 = 72 + 72, not 128 + 16).
+    The 8-lane kernel's tiles are 128 columns wide at every density, the
+    16-lane kernel's 64 for density >= 1/4 (``default_kb``)."""
     rng = np.random.default_rng(k)
     d = decompose(_weight(rng, 5, k), cfg, axis=1)
-    p = pack_series(d)
+    p = pack_series(d, isa=isa)
     assert p.kb == kb
     x = rng.standard_normal((150, k)).astype(np.float32)
     _check(series_matmul(x, p), x, _dense_of(d))
+
+
+@pytest.mark.parametrize("cfg", ["2:4", "1:4", "2:4+1:8"])
+def test_k_tile_width_does_not_change_results(cfg):
+    """Each ISA's default K-tile (64 or 128 columns, ``default_kb``) and any
+    other width give bit-identical outputs: per output the kernel runs one FMA
+    chain over the slots in K order, and a partial sum crosses a tile boundary
+    through a float32 buffer (exact). This is what lets the tile width follow
+    the micro-kernel without breaking the AVX2 = AVX-512 rule."""
+    rng = np.random.default_rng(11)
+    k, o = 768, 40
+    d = decompose(_weight(rng, o, k), cfg, axis=1)
+    x = rng.standard_normal((130, k)).astype(np.float32)
+    ref = series_matmul(x, pack_series(d, kb=64), isa="avx512")
+    for kb in (32, 128, 256):
+        for isa in ("avx2", "avx512"):
+            np.testing.assert_array_equal(series_matmul(x, pack_series(d, kb=kb), isa=isa), ref)
+    np.testing.assert_array_equal(series_matmul(x, pack_series(d, isa="avx2"), isa="avx2"), ref)
+    with pytest.raises(KernelError, match="isa must be"):
+        pack_series(d, isa="neon")
