@@ -16,7 +16,9 @@ name, ``hf-bert-base``: ``transformers``' ``BertModel`` at BERT-base size
 (``BertConfig()`` defaults, random weights, batch 1 × 128 tokens) and
 ``hf-minilm``: the same at all-MiniLM-L6-v2's size (6 layers, 384 wide, FFN
 1536, random weights; batch 8 × 32 tokens) for machines without the
-pretrained package. For
+pretrained package. ``resnet18-224`` / ``resnet50-224``: the zoo's ResNets
+at torchvision's widths and ``mobilenetv2-224``: the zoo's (shrunk)
+MobileNetV2, random weights, batch 8 × 3 × 224 × 224. For
 models with several outputs the first (the hidden states) is compared.
 
 For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
@@ -41,7 +43,7 @@ For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
 6-layer 384-wide ``hf-minilm``, the BERT-base-sized ``hf-bert-base`` and
 ``zoo:resnet50`` (ResNet-50's depth and blocks at a small width and image).
 The compile caches are temporary folders (the user's cache is not touched).
-``--threads N`` sets torch's and Numba's thread counts.
+``--threads N`` sets torch's, Numba's and OpenBLAS's thread counts.
 
 Run: ``.venv/bin/python benchmarks/bench_end_to_end.py [--models mlp,encoder4|zoo]
 [--configs dense,2:4] [--threads 1] [--repeat 30] [--fresh-process] [--compare-outline]``.
@@ -78,6 +80,12 @@ ZOO_SET = "mlp,cnn,transformer,hf-minilm,hf-bert-base,zoo:resnet50"
 #: name -> (layers, d, heads, ffn, batch, tokens)
 ENCODERS = {"encoder4": (4, 256, 4, 1024, 8, 64), "bert-base": (12, 768, 12, 3072, 1, 128)}
 #: transformers BertModel (random weights): name -> (BertConfig sizes, batch, tokens)
+#: ImageNet-sized CNNs from the zoo's definitions (random weights): name -> (zoo class args, batch, image side)
+IMAGENET = {
+    "resnet18-224": ("resnet18", 8, 224),  # torchvision's widths (64 ... 512), 1000 classes
+    "resnet50-224": ("resnet50", 8, 224),
+    "mobilenetv2-224": ("mobilenetv2", 8, 224),  # the zoo's shrunk channels, ImageNet-sized input
+}
 HF_BERTS = {
     "hf-bert-base": ({}, 1, 128),  # BertConfig() defaults: 12 layers, 768 wide, FFN 3072
     "hf-minilm": (dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536), 8, 32),
@@ -117,6 +125,19 @@ def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]
             model = zoo.build(name[4:])
         inputs = dict(model.inputs)
         return model.export(), lambda: _first_output(model.module(**inputs)), [t.numpy() for t in inputs.values()]
+    if name in IMAGENET:
+        from tasdc import zoo
+
+        kind, batch, side = IMAGENET[name]
+        torch.manual_seed(0)
+        if kind == "mobilenetv2":
+            net = zoo.MobileNetV2(classes=1000)
+        else:
+            block, layers = (zoo._BasicBlock, [2, 2, 2, 2]) if kind == "resnet18" else (zoo._Bottleneck, [3, 4, 6, 3])
+            net = zoo.ResNet(block, layers, width=64, classes=1000)
+        net = net.eval()
+        x = torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(1))
+        return net, lambda: net(x).detach().numpy(), [x.numpy()]
     if name in ENCODERS:
         layers, d, heads, ffn, batch, tokens = ENCODERS[name]
         torch.manual_seed(0)
@@ -125,7 +146,7 @@ def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]
         x = torch.randn(batch, tokens, d)
         return module, lambda: module(x).numpy(), [x.numpy()]
     if name not in EXAMPLES:
-        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS) + tuple(HF_BERTS))}, zoo:NAME")
+        raise SystemExit(f"unknown model {name}; choose from {', '.join(EXAMPLES + tuple(ENCODERS) + tuple(HF_BERTS) + tuple(IMAGENET))}, zoo:NAME")
     if not (OUT / f"{name}.pt2").exists():
         subprocess.run([sys.executable, str(ROOT / "examples" / "build_models.py"), "--out", str(OUT)], check=True)
     x = torch.from_numpy(np.load(OUT / f"{name}-eval.npz")["x"][:16])
@@ -207,6 +228,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)
+        # OpenBLAS (scipy's) runs the dense contractions (runtime/cpu/dense.py): same count.
+        from threadpoolctl import threadpool_limits
+
+        blas_limit = threadpool_limits(args.threads, user_api="blas")  # noqa: F841 - kept for the run
     print(f"torch threads {torch.get_num_threads()}, numba threads {numba.get_num_threads()}, "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, repeat {args.repeat}, load {os.getloadavg()[0]:.2f}")
     header = (f"{'model':<13} {'config':<9} {'compile s':>9} {'JIT cold':>8} {'1st call':>8} {'JIT cached':>10} "

@@ -55,6 +55,8 @@ from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import kernel_cache, object_cache
+from tasdc.runtime.cpu.dense import library_address, library_symbols
+from tasdc.runtime.cpu.memory import retain_freed_memory
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
@@ -312,10 +314,12 @@ def _declared_functions(module: ir.Module) -> list[str]:
 
 def _check_externals(externals: list[str], kernels: list[Kernel]) -> None:
     """Every function the lowered code calls but does not define must be a
-    kernel of this executable or a C library function of this process; else
+    kernel of this executable, a dense library entry (runtime/cpu/dense.py)
+    or a C library function of this process; else
     the model calls something that exists nowhere (a user error, reported
     before LLVM fails on it)."""
     provided = {k.name for k in kernels} | {f"_mlir_ciface_{k.name}" for k in kernels}
+    provided |= {f"_mlir_ciface_{name}" for name in library_symbols(externals)}
     for name in externals:
         if name in provided:
             continue
@@ -382,6 +386,7 @@ def _symbol_table(kernels: list[Kernel], externals: list[str]) -> list[tuple[str
     """Addresses for every external symbol of a cached object (kernels, libc, libm), or
     ``None`` if one cannot be found in this process (then the object is not loaded)."""
     by_name = {f"_mlir_ciface_{k.name}": ctypes.cast(k.callback, ctypes.c_void_p).value for k in kernels}
+    by_name.update({f"_mlir_ciface_{n}": library_address(f) for n, f in library_symbols(externals).items()})
     table = []
     for name in externals:
         address = by_name.get(name)
@@ -443,6 +448,7 @@ def compile_for_cpu(
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
+    retain_freed_memory()  # the code's per-call buffers are reused, not faulted in again (runtime/cpu/memory.py)
     # Lowering is destructive: work on a copy in the same context.
     work = clone_module(module)
     arg_types, result_types = _signature(work, entry)
@@ -495,11 +501,14 @@ def compile_for_cpu(
         timings["lowering"] = time.perf_counter() - step
         _check_externals(externals, kernels)
         step = time.perf_counter()
+        library = library_symbols(externals)  # dense contractions (runtime/cpu/dense.py)
 
         def jit() -> tuple[Any, Any]:
             engine = ExecutionEngine(work, opt_level=opt_level)
             for kernel in kernels:
                 engine.register_runtime(kernel.name, kernel.callback)
+            for name, function in library.items():
+                engine.register_runtime(name, function)
             # The engine generates machine code lazily, at the first lookup: do it
             # now so that compile time is paid (and reported) here, not by the first call.
             return engine, engine.lookup(entry)
