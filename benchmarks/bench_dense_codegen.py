@@ -1,10 +1,14 @@
-"""Dense codegen: naive loops vs ``tasd-cpu-vectorize-contractions``, against numpy.
+"""Dense contractions: naive loops, MLIR codegen and the library entries, against numpy.
 
 Part 1 (GFLOP/s, medians): single contractions compiled through the CPU
-runtime (``compile_for_cpu``) twice — *before* = ``tasd-cpu-to-llvm{vectorize=false}``
-(``convert-linalg-to-loops``), *after* = the default (tiled and vectorized) —
-and ``numpy.matmul`` (OpenBLAS) in the same process, with all its threads
-and pinned to one thread (threadpoolctl). The compiled code is single-threaded.
+runtime (``compile_for_cpu``) three ways — *before* =
+``tasd-cpu-to-llvm{library=false vectorize=false}`` (``convert-linalg-to-loops``),
+*codegen* = ``{library=false}`` (tiled and vectorized by
+``tasd-cpu-vectorize-contractions``), *library* = the default
+(``tasd-cpu-dense-to-library-calls``: OpenBLAS ``sgemm`` through a Numba
+cfunc, timed with OpenBLAS pinned to one thread) — and ``numpy.matmul``
+(OpenBLAS) in the same process, with all its threads and pinned to one
+thread (threadpoolctl). The compiled code is single-threaded.
 Shapes: a 1024³ matmul, BERT-base's FFN (128×768·768×3072) and every distinct
 dense contraction of ``examples/out/transformer.pt2`` compiled dense.
 
@@ -51,8 +55,9 @@ def median_seconds(fn: Callable[[], object], min_runs: int, budget: float) -> tu
     return statistics.median(times), len(times)
 
 
-#: The loop path, for the "before" column.
-NAIVE_LOOPS = "tasd-cpu-to-llvm{vectorize=false}"
+#: The loop path, for the "before" column, and the code generator's path.
+NAIVE_LOOPS = "tasd-cpu-to-llvm{library=false vectorize=false}"
+CODEGEN = "tasd-cpu-to-llvm{library=false}"
 
 
 def _t(shape: tuple[int, ...]) -> str:
@@ -126,10 +131,10 @@ def bench_contractions(shapes: list[tuple[str, tuple[int, ...]]], quick: bool) -
         b = rng.uniform(-1, 1, tuple(batch) + (k, n)).astype(np.float32)
         ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
         scale = np.abs(ref).max() or 1.0
-        after = executor.compile_for_cpu(contraction_module(sizes))
+        after = executor.compile_for_cpu(contraction_module(sizes), lowering=CODEGEN)
+        library = executor.compile_for_cpu(contraction_module(sizes))
         before = executor.compile_for_cpu(contraction_module(sizes), lowering=NAIVE_LOOPS)
-        err_after = np.abs(after(a, b) - ref).max() / scale
-        err_before = np.abs(before(a, b) - ref).max() / scale
+        errs = [np.abs(f(a, b) - ref).max() / scale for f in (after, library, before)]
         naive_budget = 2.0 if quick else 8.0
         t_before, n_before = median_seconds(lambda: before(a, b), 3 if flops > 1e9 else 5, naive_budget)
         t_after, n_after = median_seconds(lambda: after(a, b), 10, 1.0 if quick else 3.0)
@@ -137,26 +142,26 @@ def bench_contractions(shapes: list[tuple[str, tuple[int, ...]]], quick: bool) -
         if threadpool_limits is not None:
             with threadpool_limits(limits=1):
                 t_np1, _ = median_seconds(lambda: np.matmul(a, b), 10, 1.0 if quick else 3.0)
+                t_lib, _ = median_seconds(lambda: library(a, b), 10, 1.0 if quick else 3.0)
         else:
-            t_np1 = float("nan")
+            t_np1 = t_lib = float("nan")
         g = lambda t: flops / t / 1e9  # noqa: E731
         rows.append((
-            label, describe(sizes), g(t_before), g(t_after), g(t_np), g(t_np1),
-            t_before / t_after, t_np / t_after, t_np1 / t_after, max(err_after, err_before), n_before, n_after,
-            g(t_after - overhead) if t_after > 2 * overhead else float("nan"),
+            label, describe(sizes), g(t_before), g(t_after), g(t_lib), g(t_np), g(t_np1),
+            t_np1 / t_after, t_np1 / t_lib, max(errs), n_before, n_after,
         ))
     header = (
-        f"{'case':<18} {'shape':<26} {'before':>8} {'after':>8} {'np(all)':>8} {'np(1t)':>8} "
-        f"{'after/bef':>9} {'after/np':>8} {'after/np1':>9} {'max rel err':>11} {'runs':>8} {'after net':>9}"
+        f"{'case':<18} {'shape':<26} {'before':>8} {'codegen':>8} {'library':>8} {'np(all)':>8} {'np(1t)':>8} "
+        f"{'codegen/np1':>11} {'library/np1':>11} {'max rel err':>11} {'runs':>8}"
     )
-    print("GFLOP/s (medians); compiled code single-threaded; np(all) = OpenBLAS with all threads, np(1t) = one thread;")
-    print("before/after include the per-call overhead; 'after net' subtracts it (nan when the call is < 2x overhead)")
+    print("GFLOP/s (medians, per-call overhead included); compiled code and library single-threaded;")
+    print("np(all) = OpenBLAS with all threads, np(1t) = one thread; x/np1 = speed relative to np(1t)")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r[0]:<18} {r[1]:<26} {r[2]:>8.2f} {r[3]:>8.2f} {r[4]:>8.2f} {r[5]:>8.2f} "
-            f"{r[6]:>8.1f}x {r[7]:>7.2f}x {r[8]:>8.2f}x {r[9]:>11.1e} {r[10]:>3}/{r[11]:<4} {r[12]:>9.2f}"
+            f"{r[0]:<18} {r[1]:<26} {r[2]:>8.2f} {r[3]:>8.2f} {r[4]:>8.2f} {r[5]:>8.2f} {r[6]:>8.2f} "
+            f"{r[7]:>10.2f}x {r[8]:>10.2f}x {r[9]:>11.1e} {r[10]:>3}/{r[11]:<4}"
         )
 
 
@@ -166,7 +171,7 @@ def bench_end_to_end(quick: bool) -> None:
     x = np.load(OUT / "transformer-eval.npz")["x"][:16]
     repeat = 30 if quick else 200
     print(f"\ntransformer.pt2 end to end, batch {x.shape[0]}: median ms over >= {repeat} runs (ratio = torch / tasdc, > 1: tasdc faster)")
-    header = f"{'config':<8} {'loops ms':>9} {'vector ms':>9} {'torch ms':>9} {'speedup':>8} {'vs torch':>8} {'max |Δ| vs torch':>16}"
+    header = f"{'config':<8} {'loops ms':>9} {'default ms':>10} {'torch ms':>9} {'speedup':>8} {'vs torch':>8} {'max |Δ| vs torch':>16}"
     print(header)
     print("-" * len(header))
     for config in ("dense", "2:4"):
@@ -186,7 +191,7 @@ def bench_end_to_end(quick: bool) -> None:
         t_before, _ = median_seconds(lambda: before(x), max(10, repeat // 5), 3.0)
         diff = float(np.abs(after(x) - expected).max())
         print(
-            f"{config:<8} {1e3 * t_before:>9.3f} {1e3 * t_after:>9.3f} {1e3 * t_torch:>9.3f} "
+            f"{config:<8} {1e3 * t_before:>9.3f} {1e3 * t_after:>10.3f} {1e3 * t_torch:>9.3f} "
             f"{t_before / t_after:>7.2f}x {t_torch / t_after:>7.2f}x {diff:>16.2e}"
         )
 
@@ -198,7 +203,8 @@ def main() -> None:
     args = parser.parse_args()
     ensure_models()
     print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
-    shapes = [("matmul 1024³", (1024, 1024, 1024)), ("BERT FFN", (128, 3072, 768))]
+    shapes = [("matmul 1024³", (1024, 1024, 1024)), ("BERT FFN", (128, 3072, 768)),
+              ("BERT FFN b8", (1024, 3072, 768))]
     shapes += [("transformer", s) for s in transformer_shapes()]
     bench_contractions(shapes, args.quick)
     if not args.no_e2e:

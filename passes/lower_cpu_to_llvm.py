@@ -11,6 +11,11 @@ from torch_mlir.passmanager import PassManager
 from tasdc.diagnostics import capture, record_mlir_error
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
+from tasdc.passes.dedup_functions import DedupFunctions
+from tasdc.passes.demote_f64 import DemoteF64
+from tasdc.passes.dense_to_calls import DenseToLibraryCalls
+from tasdc.passes.expand_erf import ExpandErf
+from tasdc.passes.inline_entry import InlineEntry
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.vectorize_contractions import VectorizeContractions
 
@@ -75,10 +80,22 @@ class LowerCpuToLLVM(ModulePass):
     ``UPSTREAM_PIPELINE``). Any remaining ``tasd.*`` op is an error: run
     ``tasd-lower-to-runtime-calls`` first.
 
-    With ``vectorize`` (the default), dense ``linalg.matmul`` /
-    ``linalg.batch_matmul`` on static f32 tensors are first tiled and
-    vectorized by ``tasd-cpu-vectorize-contractions``; everything else
-    (convolutions, generics, fills) takes the loop path.
+    With ``library`` (the default), dense f32 matmuls, batch matmuls and
+    convolutions (also grouped and depthwise) become calls of the runtime's
+    library entries (``tasd-cpu-dense-to-library-calls``: OpenBLAS
+    ``sgemm``, im2col, a vectorized depthwise loop). With ``vectorize`` (the
+    default), the dense ``linalg.matmul`` / ``linalg.batch_matmul`` on static
+    f32 tensors still left are tiled and vectorized by
+    ``tasd-cpu-vectorize-contractions``; everything else (generics, fills)
+    takes the loop path.
+
+    With ``demote_f64`` (the default), f64 tensor arithmetic that only
+    widens f32 data and is narrowed back (torch-mlir's layer-norm variance)
+    is done in f32 (``tasd-cpu-demote-f64``).
+
+    With ``expand_erf`` (the default), scalar f32 ``math.erf`` (GELU) becomes
+    arithmetic LLVM can vectorize instead of a libm call per element
+    (``tasd-cpu-expand-erf``, after the elementwise ops are linalg).
 
     With ``fuse`` (the default), elementwise ops are fused into one loop
     nest per chain on tensors, before bufferization (``FUSION``).
@@ -86,14 +103,24 @@ class LowerCpuToLLVM(ModulePass):
     With ``outline`` (the default), every top-level loop nest is moved into
     its own never-inlined function by ``tasd-cpu-outline-loops`` once the
     loops exist, so LLVM optimises many small functions instead of one
-    huge one (JIT time linear in the model size).
+    huge one (JIT time linear in the model size); with ``dedup`` (the
+    default) identical outlined functions (the same layer repeated) are
+    then merged by ``tasd-cpu-dedup-functions``, so LLVM compiles each loop
+    nest once however deep the model is.
+
+    Last, ``tasd-cpu-inline-entry`` inlines each public function into its
+    C-interface wrapper (no call with thousands of scalar arguments left).
     """
 
     name: ClassVar[str] = "tasd-cpu-to-llvm"
 
+    library: bool = True
     vectorize: bool = True
+    expand_erf: bool = True
+    demote_f64: bool = True
     outline: bool = True
     fuse: bool = True
+    dedup: bool = True
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -108,6 +135,10 @@ class LowerCpuToLLVM(ModulePass):
         if leftover:
             first = "tasd-lower-activations-to-calls" if leftover[0] == "tasd.decompose_activation" else "tasd-lower-to-runtime-calls"
             raise PipelineError(f"tasd-cpu-to-llvm: '{leftover[0]}' must be lowered first (run {first})")
+        if self.demote_f64:
+            DemoteF64().run(module)
+        if self.library:
+            DenseToLibraryCalls().run(module)
         if self.vectorize:
             VectorizeContractions().run(module)
         for op in module.body.operations:
@@ -118,12 +149,19 @@ class LowerCpuToLLVM(ModulePass):
             at = pipeline.index(FUSE_AFTER) + 1
             pipeline = pipeline[:at] + FUSION + pipeline[at:]
         split = pipeline.index(OUTLINE_BEFORE)
+        if self.expand_erf:  # on the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg
+            self._upstream(module, pipeline[:1])
+            ExpandErf().run(module)
+            pipeline, split = pipeline[1:], split - 1
         if self.outline:
             self._upstream(module, pipeline[:split])
             OutlineLoops().run(module)
+            if self.dedup:
+                DedupFunctions().run(module)
             self._upstream(module, pipeline[split:])
         else:
             self._upstream(module, pipeline)
+        InlineEntry().run(module)
 
     @staticmethod
     def _upstream(module: ir.Module, passes: tuple[str, ...]) -> None:

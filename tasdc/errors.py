@@ -3,7 +3,12 @@
 Every error a user can cause (bad input file, bad option, unsupported model,
 invalid IR) is a :class:`TasdcError`. The command-line drivers print its
 message as one line and exit with status 2; anything else is a bug in tasdc
-and keeps its traceback.
+and keeps its traceback, except an :class:`InternalError`: a failure tasdc
+detects in a component it drives (MLIR's ExecutionEngine, LLVM) on input that
+passed every check. It prints one line, ``prog: internal error: …`` with a
+request to report it, and exits with status 70 (``EX_SOFTWARE`` of
+``sysexits.h``: neither 2, the user's fault, nor 1, a failed
+``--verify-diagnostics`` run or a traceback).
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import argparse
 from typing import Callable, NoReturn
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70
+#: What an internal error asks the user to do.
+REPORT_HINT = "this is a bug in tasdc, not in your input; please report it with the command line and the model"
 
 
 class TasdcError(Exception):
@@ -42,6 +50,14 @@ class SelectionError(TasdcError, ValueError):
     """An invalid option or unusable calibration data for ``tasd-select`` / TASDER (one line)."""
 
 
+class InternalError(Exception):
+    """A failure inside a component tasdc drives (ExecutionEngine, LLVM code
+    generation) on input that passed tasdc's checks: a tasdc bug. One line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with the drivers' error contract: a bad argument prints one
     line, ``prog: error: …``, and exits with status 2 (no usage dump)."""
@@ -52,7 +68,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def run_guarded(prog: str, command: Callable[[], int]) -> int:
     """Run a CLI command: a :class:`TasdcError` prints ``prog: error: …`` and
-    returns 2; a closed pipe (``| head``) ends quietly."""
+    returns 2; an :class:`InternalError` prints ``prog: internal error: …``
+    with :data:`REPORT_HINT` and returns 70; a closed pipe (``| head``) ends quietly."""
     import sys
 
     try:
@@ -60,6 +77,9 @@ def run_guarded(prog: str, command: Callable[[], int]) -> int:
     except TasdcError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except InternalError as error:
+        print(f"{prog}: internal error: {error} ({REPORT_HINT})", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
     except BrokenPipeError:
         sys.stderr.close()
         return 0

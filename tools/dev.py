@@ -45,6 +45,9 @@ def setup() -> None:
     # torch first and pinned: the CPU build that lies on these machines.
     run(*pip, "torch==2.13.0")
     run(*pip, "-e", ".[test]")
+    # Compile the CPU runtime's Numba kernels into Numba's disk cache now, so
+    # the first `tasdc run` does not pay ~20 s of Numba compilation.
+    run(BIN / "python", "-m", "tasdc.runtime.cpu.warm")
     STAMP.write_text(digest)
     print(f"setup done in {time.perf_counter() - start:.0f}s", flush=True)
 

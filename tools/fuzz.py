@@ -13,7 +13,9 @@ mutates a command line, then runs ``tasdc-opt`` / ``tasdc compile`` /
 so a case costs milliseconds, not an interpreter start) under a time limit.
 
 Outcomes: ``exit 0``, ``exit 2 + one line`` (the contract for bad input),
-``exit 1 (diagnostics)``, ``more lines``, ``traceback``, ``signal``,
+``exit 1 (diagnostics)``, ``internal error`` (exit 70 and one
+``prog: internal error:`` line: handled, but still a compiler bug),
+``more lines``, ``traceback``, ``signal``,
 ``timeout`` and ``garbage`` (exit 0 but ``inf``/``nan`` in the report or an
 output of absurd magnitude). Offenders (anything but the first three) are
 saved under ``--out`` with their input, arguments and output; the exit
@@ -49,7 +51,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ("exit 0", "exit 2 + one line", "exit 1 (diagnostics)")
-OUTCOMES = (*GOOD, "more lines", "traceback", "signal", "timeout", "garbage")
+OUTCOMES = (*GOOD, "internal error", "more lines", "traceback", "signal", "timeout", "garbage")
 
 PIPELINES = (
     "canonicalize",
@@ -61,6 +63,10 @@ PIPELINES = (
     "tasd-lower-to-runtime-calls",
     "tasd-plan-accel{target=vegeta}",
     "tasd-decompose-weights{config=2:4},tasd-plan-accel{target=stc mode=refuse}",
+    # Analysis passes on the linalg a decomposition expands to. (A longer tuple changes
+    # which pipeline a seed picks: do not --resume a log started before these lines.)
+    "tasd-decompose-weights{config=2:4+1:4},tasd-expand-to-linalg,tasd-sparsity-analysis",
+    "tasd-decompose-weights{config=2:4},tasd-expand-to-linalg,tasd-plan-accel{target=vegeta}",
 )
 CONFIGS = ("dense", "2:4", "2:4+1:4", "1:8", "4:8+2:8", "1:2")
 OP_NAMES = (
@@ -292,6 +298,8 @@ def classify(status: int | None, stdout: str, stderr: str) -> str:
         return "garbage" if _GARBAGE.search(stdout) else "exit 0"
     if status == 2 and len(lines) == 1 and ": error: " in lines[0]:
         return "exit 2 + one line"
+    if status == 70 and len(lines) == 1 and ": internal error: " in lines[0]:
+        return "internal error"
     if status == 1 and lines and all(": error:" in line or "expected" in line for line in lines):
         return "exit 1 (diagnostics)"
     return "more lines"

@@ -5,7 +5,8 @@
 1. runs ``tasd-lower-to-runtime-calls``: every ``tasd.series`` becomes a
    call to ``@tasd_kernel_k(%dense, %out)`` whose declaration carries the
    compressed weights;
-2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once);
+2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once;
+   the packed arrays are cached on disk, :mod:`tasdc.runtime.cpu.kernel_cache`);
 3. folds weight broadcasts over a batch (``tasd-cpu-fold-batch-broadcasts``)
    and turns large constants into arguments (``tasd-cpu-bind-constants``):
    their values are read from the module once, here, and passed on every
@@ -34,6 +35,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -43,14 +47,16 @@ from torch_mlir import ir
 from torch_mlir.execution_engine import ExecutionEngine
 
 from tasdc.elements import element_dtype, read_elements
-from tasdc.errors import TasdcError
+from tasdc.errors import InternalError, TasdcError
 from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.passes.bind_constants import BindConstants, bound_values
 from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
-from tasdc.runtime.cpu import object_cache
+from tasdc.runtime.cpu import kernel_cache, object_cache
+from tasdc.runtime.cpu.dense import library_address, library_symbols
+from tasdc.runtime.cpu.memory import retain_freed_memory
 from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
@@ -210,6 +216,8 @@ class CpuExecutable:
     #: passed after the inputs on every call; the code only reads them.
     bound: list[np.ndarray] = field(default_factory=list)
     _bound_descriptors: list[ctypes.Structure] | None = None
+    #: The packed N:M kernels came from the kernel cache (:mod:`tasdc.runtime.cpu.kernel_cache`).
+    kernel_cache_hit: bool = False
 
     def __call__(self, *inputs: Any) -> np.ndarray:
         arrays = self._check_inputs(inputs)
@@ -304,6 +312,55 @@ def _declared_functions(module: ir.Module) -> list[str]:
     return names
 
 
+def _check_externals(externals: list[str], kernels: list[Kernel]) -> None:
+    """Every function the lowered code calls but does not define must be a
+    kernel of this executable, a dense library entry (runtime/cpu/dense.py)
+    or a C library function of this process; else
+    the model calls something that exists nowhere (a user error, reported
+    before LLVM fails on it)."""
+    provided = {k.name for k in kernels} | {f"_mlir_ciface_{k.name}" for k in kernels}
+    provided |= {f"_mlir_ciface_{name}" for name in library_symbols(externals)}
+    for name in externals:
+        if name in provided:
+            continue
+        try:
+            getattr(_LIBC, name)
+        except AttributeError:
+            raise TasdcError(f"the model calls @{name}, which is neither defined in the module "
+                             "nor a tasdc runtime kernel nor a C library function") from None
+
+
+def _run_llvm(what: str, action: Callable[[], Any]) -> Any:
+    """``action()`` (ExecutionEngine creation, code generation); a failure in
+    it is an :class:`InternalError` naming ``what`` and LLVM's first message.
+
+    LLVM reports JIT errors (e.g. "Symbols not found") on the process's
+    standard error, not in the exception: file descriptor 2 is redirected
+    to a temporary file meanwhile, so the user sees one line. Whatever LLVM
+    wrote without failing is passed on to standard error afterwards.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failure: BaseException | None = None
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            result = action()
+        except (RuntimeError, ir.MLIRError) as error:
+            failure = error
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    if failure is not None:
+        lines = [line.strip() for line in text.splitlines() if line.strip()] or str(failure).splitlines() or [type(failure).__name__]
+        raise InternalError(f"{what} failed in LLVM: {lines[0]}") from failure
+    if text:
+        sys.stderr.write(text)
+    return result
+
+
 def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
     """Create every kernel's entry point (C function pointer); returns them to keep alive."""
     keep: list[Any] = []
@@ -329,6 +386,7 @@ def _symbol_table(kernels: list[Kernel], externals: list[str]) -> list[tuple[str
     """Addresses for every external symbol of a cached object (kernels, libc, libm), or
     ``None`` if one cannot be found in this process (then the object is not loaded)."""
     by_name = {f"_mlir_ciface_{k.name}": ctypes.cast(k.callback, ctypes.c_void_p).value for k in kernels}
+    by_name.update({f"_mlir_ciface_{n}": library_address(f) for n, f in library_symbols(externals).items()})
     table = []
     for name in externals:
         address = by_name.get(name)
@@ -339,6 +397,35 @@ def _symbol_table(kernels: list[Kernel], externals: list[str]) -> list[tuple[str
                 return None
         table.append((name, int(address)))
     return table
+
+
+def _packed_kernels(sources: list[tuple[str, dict[str, Any], list[np.ndarray]]], cache: bool) -> tuple[list[list[PackedSeries]], bool]:
+    """Every kernel's packed series, from the kernel cache when it holds them
+    (then ``True``), else packed here (and stored when ``cache``)."""
+    if not sources:
+        return [], False
+    key = kernel_cache.cache_key([(info, weights) for _, info, weights in sources]) if cache else None
+    if key is not None:
+        expected = [(_batch(info), _packed_shape(info)) for _, info, _ in sources]
+        packed = kernel_cache.load(key, expected)
+        if packed is not None:
+            return packed, True
+    packed = [_pack(name, info, weights) for name, info, weights in sources]
+    if key is not None:
+        kernel_cache.store(key, packed)
+    return packed, False
+
+
+def _batch(info: dict[str, Any]) -> int:
+    return int(info["terms"][0]["dense_shape"][0]) if info["kind"] == "batch_matmul" else 1
+
+
+def _packed_shape(info: dict[str, Any]) -> tuple[int, int]:
+    """``(out_features, in_features)`` of a kernel's packed series (the ``[O, K]`` orientation of its terms)."""
+    term = info["terms"][0]
+    shape = [int(d) for d in term["dense_shape"]][-2:]
+    axis = int(term["axis"]) - (1 if info["kind"] == "batch_matmul" else 0)
+    return shape[1 - axis], shape[axis]
 
 
 def compile_for_cpu(
@@ -353,29 +440,33 @@ def compile_for_cpu(
 
     With ``cache`` the machine code is looked up in the on-disk compile cache
     (:mod:`tasdc.runtime.cpu.object_cache`) first and stored there after a JIT; the
-    kernels are always rebuilt from the module's weights. ``lowering`` is the
+    packed N:M kernels likewise (:mod:`tasdc.runtime.cpu.kernel_cache`, keyed by
+    their weights). ``lowering`` is the
     pipeline from linalg to the LLVM dialect. With ``bind_constants`` (the
     default) large constants are not compiled into the code but passed to it
     as arguments (``tasd-cpu-bind-constants``), read from the module once here.
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
+    retain_freed_memory()  # the code's per-call buffers are reused, not faulted in again (runtime/cpu/memory.py)
     # Lowering is destructive: work on a copy in the same context.
     work = clone_module(module)
     arg_types, result_types = _signature(work, entry)
     # TASD-A contractions first: a weight series whose dense operand is decomposed at run time is theirs.
     run_pipeline(work, parse_pipeline("tasd-lower-activations-to-calls,tasd-lower-to-runtime-calls", work.context))
-    kernels: list[Kernel] = []
+    sources: list[tuple[str, dict[str, Any], list[np.ndarray]]] = []
     for op in work.body.operations:
         if op.operation.name == "func.func" and KERNEL_ATTR in op.attributes:
             name = ir.StringAttr(op.attributes["sym_name"]).value
             info = from_attr(op.attributes[KERNEL_ATTR])
-            weights = [read_elements(a) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]
-            kernels.append(Kernel(name, info, _pack(name, info, weights)))
+            sources.append((name, info, [read_elements(a) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]))
             # The weights now live in the packed kernels; drop them from the IR.
             for attr in (KERNEL_ATTR, WEIGHTS_ATTR, "tasd.stats"):
                 if attr in op.attributes:
                     del op.attributes[attr]
+    packed, kernels_hit = _packed_kernels(sources, cache)
+    kernels: list[Kernel] = [Kernel(name, info, p) for (name, info, _), p in zip(sources, packed)]
+    del sources, packed
     kernels += collect_act_kernels(work)  # type: ignore[arg-type] # same run/error/calls interface
     keep = _bind_kernels(kernels)
     timings["kernels"] = time.perf_counter() - start
@@ -408,17 +499,25 @@ def compile_for_cpu(
         run_pipeline(work, parse_pipeline(lowering, work.context), verify_each=False)
         externals = _declared_functions(work)
         timings["lowering"] = time.perf_counter() - step
+        _check_externals(externals, kernels)
         step = time.perf_counter()
-        engine = ExecutionEngine(work, opt_level=opt_level)
-        for kernel in kernels:
-            engine.register_runtime(kernel.name, kernel.callback)
-        # The engine generates machine code lazily, at the first lookup: do it
-        # now so that compile time is paid (and reported) here, not by the first call.
-        function = engine.lookup(entry)
+        library = library_symbols(externals)  # dense contractions (runtime/cpu/dense.py)
+
+        def jit() -> tuple[Any, Any]:
+            engine = ExecutionEngine(work, opt_level=opt_level)
+            for kernel in kernels:
+                engine.register_runtime(kernel.name, kernel.callback)
+            for name, function in library.items():
+                engine.register_runtime(name, function)
+            # The engine generates machine code lazily, at the first lookup: do it
+            # now so that compile time is paid (and reported) here, not by the first call.
+            return engine, engine.lookup(entry)
+
+        engine, function = _run_llvm(f"JIT compilation of @{entry}", jit)
         timings["llvm"] = time.perf_counter() - step
         if key is not None:
             object_cache.store_engine(key, engine, externals)
     executable = CpuExecutable(kernels, engine, entry, arg_types, result_types[0], 0.0, keep, function, hit, timings,
-                               result_types=result_types, bound=bound)
+                               result_types=result_types, bound=bound, kernel_cache_hit=kernels_hit)
     executable.compile_seconds = time.perf_counter() - start
     return executable

@@ -27,6 +27,9 @@ on POSIX), so concurrent compiles never see half an entry; an entry whose
 checksum does not match is ignored (and rewritten by the next compile).
 Least recently used entries are deleted once the folder exceeds
 ``$TASDC_CACHE_MAX_MB`` (default 4096). ``tasdc cache clear`` removes every entry.
+The packed N:M kernels are cached in the same folder
+(:mod:`tasdc.runtime.cpu.kernel_cache`, ``.tasdc-k`` files), trimmed and
+cleared with the objects.
 """
 
 from __future__ import annotations
@@ -45,10 +48,18 @@ from torch_mlir import ir
 
 MAGIC = b"tasdc-cpu-object 1\n"
 SUFFIX = ".tasdc-o"
+#: Entries of :mod:`tasdc.runtime.cpu.kernel_cache` (packed N:M kernels) share the folder.
+KERNEL_SUFFIX = ".tasdc-k"
+ENTRY_SUFFIXES = (SUFFIX, KERNEL_SUFFIX)
 _SOURCES = (
     "tasdc.passes.lower_cpu_to_llvm",
     "tasdc.passes.outline_loops",
+    "tasdc.passes.dedup_functions",
+    "tasdc.passes.inline_entry",
     "tasdc.passes.vectorize_contractions",
+    "tasdc.passes.dense_to_calls",
+    "tasdc.passes.expand_erf",
+    "tasdc.passes.demote_f64",
     "tasdc.passes.lower_tasd_to_calls",
     "tasdc.passes.bind_constants",
     "tasdc.passes.fold_batch_broadcasts",
@@ -66,11 +77,13 @@ def cache_dir() -> Path:
     return Path(base) / "tasdc"
 
 
-def _object_dir() -> Path:
+def object_dir() -> Path:
+    """The folder of the CPU runtime's entries (objects and packed kernels)."""
     return cache_dir() / "cpu"
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """The installed version of ``package`` ("unknown" when it is not installed)."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -83,11 +96,12 @@ def _host_cpu() -> str:
     return f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()}"
 
 
-def _source_digest() -> str:
+def source_digest(modules: Iterable[str] = _SOURCES) -> str:
+    """SHA-256 of the source files of ``modules`` (a development checkout changes them without a new version)."""
     import importlib.util
 
     digest = hashlib.sha256()
-    for name in _SOURCES:
+    for name in modules:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.origin and os.path.exists(spec.origin):
             digest.update(Path(spec.origin).read_bytes())
@@ -97,7 +111,7 @@ def _source_digest() -> str:
 def cache_key(module: ir.Module, options: str) -> str:
     """The key of ``module`` (about to be lowered to LLVM) compiled with ``options``."""
     digest = hashlib.sha256()
-    for part in (MAGIC.decode(), options, _version("tasdc"), _version("torch-mlir"), _source_digest(), _host_cpu()):
+    for part in (MAGIC.decode(), options, package_version("tasdc"), package_version("torch-mlir"), source_digest(), _host_cpu()):
         digest.update(part.encode())
         digest.update(b"\0")
     stream = io.BytesIO()
@@ -107,7 +121,7 @@ def cache_key(module: ir.Module, options: str) -> str:
 
 
 def entry_path(key: str) -> Path:
-    return _object_dir() / f"{key}{SUFFIX}"
+    return object_dir() / f"{key}{SUFFIX}"
 
 
 def load_object(key: str) -> tuple[list[str], bytes] | None:
@@ -139,7 +153,7 @@ def store_engine(key: str, engine: Any, externals: list[str]) -> Path | None:
     bound again when the entry is loaded. Returns the entry's path, or
     ``None`` when the cache folder is not writable (that only costs the next JIT).
     """
-    folder = _object_dir()
+    folder = object_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=folder)
@@ -170,8 +184,8 @@ def max_bytes() -> int:
 def trim(limit: int, keep: Path | None = None) -> None:
     """Delete the least recently used entries until the folder holds at most ``limit`` bytes."""
     entries = []
-    for path in _object_dir().glob(f"*{SUFFIX}"):
-        if path.name.startswith(".tmp-"):
+    for path in object_dir().iterdir() if object_dir().is_dir() else ():
+        if path.name.startswith(".tmp-") or not path.name.endswith(ENTRY_SUFFIXES):
             continue
         try:
             stat = path.stat()
@@ -189,12 +203,12 @@ def trim(limit: int, keep: Path | None = None) -> None:
 
 def clear() -> int:
     """Remove every cache entry (and stale temporaries); returns how many files went."""
-    folder = _object_dir()
+    folder = object_dir()
     removed = 0
     if not folder.is_dir():
         return 0
     for path in folder.iterdir():
-        if path.name.endswith(SUFFIX):
+        if path.name.endswith(ENTRY_SUFFIXES):
             path.unlink(missing_ok=True)
             removed += 1
     return removed

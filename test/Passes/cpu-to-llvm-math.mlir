@@ -13,8 +13,8 @@
 // CHECK-NEXT: %[[X3:.*]] = llvm.fmul %[[X2]], %[[X]] : f32
 // CHECK: llvm.store %[[X3]]
 // CHECK-NOT: powi
-// CHECK-LABEL: llvm.func @cube(
-// FLAT-LABEL: llvm.func @cube(
+// CHECK-LABEL: llvm.func internal @cube(
+// FLAT-LABEL: llvm.func internal @cube(
 // FLAT-NOT: powi
 // FLAT: llvm.fmul
 // FLAT: llvm.fmul
@@ -40,8 +40,8 @@ func.func @cube(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
 // CHECK: %[[N:.*]] = llvm.sitofp %{{.*}} : i64 to f32
 // CHECK-NEXT: llvm.intr.pow(%{{.*}}, %[[N]]) : (f32, f32) -> f32
 // CHECK-NOT: powi
-// CHECK-LABEL: llvm.func @power(
-// FLAT-LABEL: llvm.func @power(
+// CHECK-LABEL: llvm.func internal @power(
+// FLAT-LABEL: llvm.func internal @power(
 // FLAT-NOT: powi
 // FLAT: llvm.intr.pow
 // FLAT-NOT: powi

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import run_cli
 from tasdc.compiler import CompileOptions, compile_model
-from tasdc.runtime.cpu import object_cache as cache
+from tasdc.runtime.cpu import kernel_cache, object_cache as cache
 from tasdc.runtime.cpu.executor import compile_for_cpu
 
 
@@ -30,6 +30,10 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _entries(folder: Path) -> list[Path]:
     return sorted((folder / "cpu").glob(f"*{cache.SUFFIX}"))
+
+
+def _kernel_entries(folder: Path) -> list[Path]:
+    return sorted((folder / "cpu").glob(f"*{kernel_cache.SUFFIX}"))
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +155,9 @@ def test_cli_run_uses_the_cache_and_clear_empties_it(example_dir: Path, cache_di
     where = run_cli("cache", "dir")
     assert where.stdout.strip() == str(cache_dir)
     cleared = run_cli("cache", "clear")
-    assert cleared.returncode == 0 and "removed 1 cache entry" in cleared.stdout
-    assert not _entries(cache_dir)
+    # the object and the packed kernels of the 2:4 MLP
+    assert cleared.returncode == 0 and "removed 2 cache entries" in cleared.stdout
+    assert not _entries(cache_dir) and not _kernel_entries(cache_dir)
     bad = run_cli("cache", "purge")
     assert bad.returncode == 2
 
@@ -190,3 +195,122 @@ def test_weights_are_bound_not_compiled_in(cache_dir: Path) -> None:
     (entry,) = _entries(cache_dir)
     weight_bytes = (256 * 512 + 512 * 256) * 4
     assert entry.stat().st_size < weight_bytes / 4, "the cached object must not contain the weights"
+
+
+# ---- packed N:M kernels (kernel_cache) -------------------------------------
+
+
+def _packed_arrays(executable) -> list[np.ndarray]:
+    return [getattr(p, name) for k in executable.kernels for p in k.packed
+            for name in ("tile_count", "tile_ptr", "w_loc", "w_val")]
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_packed_kernels_are_cached(compiled, cache_dir: Path, name: str) -> None:
+    """The second compile loads the packed kernels instead of packing them:
+    the same arrays, so the same kernel code computes the same bits."""
+    result, x = compiled[name]
+    first = compile_for_cpu(result.module)
+    assert not first.kernel_cache_hit
+    assert len(_kernel_entries(cache_dir)) == 1
+    second = compile_for_cpu(result.module)
+    assert second.kernel_cache_hit and second.cache_hit
+    for a, b in zip(_packed_arrays(first), _packed_arrays(second), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(second(x), first(x))
+    uncached = compile_for_cpu(result.module, cache=False)
+    assert not uncached.kernel_cache_hit
+    np.testing.assert_array_equal(uncached(x), first(x))
+
+
+def test_other_weights_miss_the_kernel_cache(cache_dir: Path) -> None:
+    """Same shapes, other weights: the machine code is shared, the packed kernels are not."""
+    import torch
+
+    x = torch.randn(8, 256, generator=torch.Generator().manual_seed(1))
+    outputs = []
+    for seed in (0, 1):
+        result = compile_model(_linear_model(seed), (x,), CompileOptions(config="2:4"))
+        executable = compile_for_cpu(result.module)
+        assert executable.cache_hit == (seed == 1)
+        assert not executable.kernel_cache_hit
+        outputs.append(executable(x.numpy()))
+        np.testing.assert_array_equal(outputs[-1], compile_for_cpu(result.module, cache=False)(x.numpy()))
+    assert len(_kernel_entries(cache_dir)) == 2
+    assert not np.allclose(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "empty"])
+def test_damaged_kernel_entry_is_ignored_and_rebuilt(compiled, cache_dir: Path, damage: str) -> None:
+    result, x = compiled["mlp"]
+    expected = compile_for_cpu(result.module)(x)
+    (entry,) = _kernel_entries(cache_dir)
+    data = bytearray(entry.read_bytes())
+    if damage == "flip":
+        data[-100] ^= 0x01  # one bit of a weight value
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "garbage":
+        data = bytearray(b"tasdc-cpu-kernels 1\n" + bytes(200))
+    else:
+        data = bytearray()
+    entry.write_bytes(bytes(data))
+    rebuilt = compile_for_cpu(result.module)
+    assert rebuilt.cache_hit and not rebuilt.kernel_cache_hit
+    np.testing.assert_array_equal(rebuilt(x), expected)
+    assert compile_for_cpu(result.module).kernel_cache_hit, "the rebuilt entry must be stored again"
+
+
+def test_kernel_entry_with_inconsistent_tiles_is_not_used(compiled, cache_dir: Path) -> None:
+    """An entry whose checksum holds but whose tile table would send the kernel
+    outside its arrays (a tile pointer beyond the values) is rejected."""
+    import json
+    import struct
+    import zlib
+
+    result, x = compiled["mlp"]
+    expected = compile_for_cpu(result.module)(x)
+    (entry,) = _kernel_entries(cache_dir)
+    data = bytearray(entry.read_bytes())
+    head = len(kernel_cache.MAGIC) + 12
+    _, length = struct.unpack("<IQ", data[len(kernel_cache.MAGIC):head])
+    header = json.loads(bytes(data[head:head + length]))
+    first = header[0][0]
+    start = -(-(head + length) // 64) * 64
+    ptr_offset, ptr_count = first["arrays"][1]
+    last = start + ptr_offset + 8 * (ptr_count - 1)
+    data[last:last + 8] = struct.pack("<q", 1 << 40)
+    data[len(kernel_cache.MAGIC):len(kernel_cache.MAGIC) + 4] = struct.pack("<I", zlib.crc32(bytes(data[head:])))
+    entry.write_bytes(bytes(data))
+    again = compile_for_cpu(result.module)
+    assert not again.kernel_cache_hit
+    np.testing.assert_array_equal(again(x), expected)
+
+
+def test_trim_and_clear_cover_kernel_entries(cache_dir: Path) -> None:
+    folder = cache_dir / "cpu"
+    folder.mkdir(parents=True)
+    old = folder / f"old{kernel_cache.SUFFIX}"
+    new = folder / f"new{cache.SUFFIX}"
+    for i, path in enumerate((old, new)):
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (1000 + i, 1000 + i))
+    cache.trim(1500)
+    assert not old.exists() and new.exists()
+    old.write_bytes(b"x")
+    assert cache.clear() == 2 and not any(folder.iterdir())
+
+
+def test_micro_kernel_is_part_of_the_kernel_key(compiled, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packed tile width follows the process's micro-kernel (kernels.default_kb):
+    a process with the other one packs its own entry (same code, same results)."""
+    from tasdc.runtime.cpu import kernels
+
+    result, x = compiled["mlp"]
+    first = compile_for_cpu(result.module)
+    monkeypatch.setattr(kernels, "_WIDE_ISA", "avx2" if kernels._WIDE_ISA == "avx512" else "avx512")
+    other = compile_for_cpu(result.module)
+    assert other.cache_hit and not other.kernel_cache_hit
+    assert len(_kernel_entries(cache_dir)) == 2
+    np.testing.assert_array_equal(other(x), first(x))

@@ -57,3 +57,19 @@ def test_a_run_splits_into_shards_and_resumes(tmp_path: Path) -> None:
     (tmp_path / "cases-seed3.jsonl").write_text(log[0].replace('"what": "', '"what": "other ') + "\n")
     refused = fuzz("--resume")
     assert refused.returncode != 0 and "is not case 0 of this run" in refused.stderr, refused.stderr
+
+
+def test_an_internal_error_line_is_its_own_outcome() -> None:
+    """Exit 70 with one ``internal error`` line is handled (no traceback) but
+    still a compiler bug: counted apart from the good outcomes; anything
+    else with status 70 stays ``more lines``."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import fuzz
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    line = "tasdc: internal error: LLVM failed (please report this)\n"
+    assert fuzz.classify(70, "", line) == "internal error"
+    assert "internal error" not in fuzz.GOOD
+    assert fuzz.classify(70, "", line + "extra\n") == "more lines"
+    assert fuzz.classify(2, "", "tasdc: error: bad input\n") == "exit 2 + one line"

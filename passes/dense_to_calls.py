@@ -1,0 +1,232 @@
+"""``tasd-cpu-dense-to-library-calls``: dense contractions become calls of the library entries."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+from torch_mlir import ir
+from torch_mlir.dialects import arith, bufferization, func, memref, tensor
+
+from tasdc.passes.base import ModulePass
+from tasdc.passes.lower_tasd_to_calls import dynamic_memref
+from tasdc.passes.vectorize_contractions import _DEFAULT_MAPS
+
+#: op name -> (library entry, operand ranks: input, filter/right, output)
+_OPS: dict[str, tuple[str, tuple[int, int, int]]] = {
+    "linalg.matmul": ("tasd_dense_matmul", (2, 2, 2)),
+    "linalg.batch_matmul": ("tasd_dense_batch_matmul", (3, 3, 3)),
+    "linalg.conv_2d_nchw_fchw": ("tasd_dense_conv2d", (4, 4, 4)),
+    "linalg.conv_2d_ngchw_gfchw": ("tasd_dense_conv2d", (5, 5, 5)),
+    "linalg.depthwise_conv_2d_nchw_chw": ("tasd_dense_depthwise_conv2d", (4, 3, 4)),
+}
+
+#: Number of i64 arguments after the three memrefs, per entry (see runtime/cpu/dense.py).
+_SCALARS = {
+    "tasd_dense_matmul": 0,
+    "tasd_dense_batch_matmul": 0,
+    "tasd_dense_conv2d": 5,  # groups, stride h/w, dilation h/w
+    "tasd_dense_depthwise_conv2d": 4,  # stride h/w, dilation h/w
+}
+
+
+def _static_f32(value: ir.Value, rank: int) -> bool:
+    if not isinstance(value.type, ir.RankedTensorType):
+        return False
+    t = ir.RankedTensorType(value.type)
+    return t.rank == rank and t.has_static_shape and isinstance(t.element_type, ir.F32Type)
+
+
+def _is_zero_fill(value: ir.Value) -> bool:
+    """``value`` is a ``linalg.fill`` of the constant +0.0, possibly reshaped
+    (``tasd-cpu-fold-batch-broadcasts`` collapses a batch_matmul's init)."""
+    owner = value.owner
+    while isinstance(owner, ir.OpView) and owner.name in ("tensor.collapse_shape", "tensor.expand_shape"):
+        owner = owner.operands[0].owner
+    if not isinstance(owner, ir.OpView) or owner.name != "linalg.fill":
+        return False
+    scalar = owner.operands[0].owner
+    if not isinstance(scalar, ir.OpView) or scalar.name != "arith.constant":
+        return False
+    attr = scalar.attributes["value"]
+    if not isinstance(attr, ir.FloatAttr):
+        return False
+    value = ir.FloatAttr(attr).value
+    return value == 0.0 and math.copysign(1.0, value) > 0
+
+
+def _pair(op: ir.OpView, name: str) -> list[int]:
+    if name not in op.attributes:
+        return [1, 1]
+    return [int(v) for v in ir.DenseIntElementsAttr(op.attributes[name])]
+
+
+def contraction_flops(op: ir.OpView) -> int:
+    """Multiply-adds × 2 of a supported contraction (its output size × reduction size × 2)."""
+    out = ir.RankedTensorType(op.results[0].type).shape
+    rhs = ir.RankedTensorType(op.operands[1].type).shape
+    size = 1
+    for d in out:
+        size *= d
+    if op.name == "linalg.matmul":
+        reduction = rhs[0]
+    elif op.name == "linalg.batch_matmul":
+        reduction = rhs[1]
+    elif op.name == "linalg.depthwise_conv_2d_nchw_chw":
+        reduction = rhs[1] * rhs[2]
+    else:  # filter [F, C, KH, KW] or [G, F, C, KH, KW]
+        reduction = rhs[-3] * rhs[-2] * rhs[-1]
+    return 2 * size * reduction
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseToLibraryCalls(ModulePass):
+    """Replace dense f32 contractions with calls of the CPU runtime's library entries.
+
+    Rule: a ``linalg.matmul`` / ``linalg.batch_matmul`` (default indexing
+    maps), ``linalg.conv_2d_nchw_fchw``, ``linalg.conv_2d_ngchw_gfchw`` or
+    ``linalg.depthwise_conv_2d_nchw_chw`` whose operands and result are
+    statically shaped f32 tensors, and which does at least ``min-flops``
+    floating-point operations, becomes (destination-passing form, like the
+    series calls)::
+
+        %a = bufferization.to_buffer %lhs read_only    (and %rhs)
+        %y = memref.alloc()
+        func.call @tasd_dense_<kind>(%a, %b, %y, <i64 geometry…>)
+        %r = bufferization.to_tensor %y restrict writable
+        %s = arith.addf %r, %init      (unless %init is a fill of +0.0)
+
+    ``@tasd_dense_<kind>`` is declared ``private`` with ``llvm.emit_c_interface``
+    and fully dynamic strided memrefs; the executor binds it to the entry of
+    the same name in ``runtime/cpu/dense.py`` (OpenBLAS ``sgemm``; im2col for
+    convolutions; a direct loop for depthwise ones). An init that is a
+    (reshaped) ``linalg.fill`` of +0.0 is dropped; any other init (a
+    broadcast bias, a running sum) is added on tensors, where
+    ``linalg-fuse-elementwise-ops`` fuses the addition with the elementwise
+    ops that follow (bias + ReLU in one loop). A grouped convolution's
+    ``[N, G, C, H, W]`` operands are collapsed to NCHW first. Everything
+    else is left to the code generator.
+    """
+
+    name: ClassVar[str] = "tasd-cpu-dense-to-library-calls"
+
+    min_flops: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_flops < 0:
+            raise ValueError(f"min-flops must be >= 0, got {self.min_flops}")
+
+    def run(self, module: ir.Module) -> None:
+        found: list[ir.OpView] = []
+
+        def visit(op: ir.Operation) -> ir.WalkResult:
+            if op.name in _OPS:
+                found.append(op.opview)
+            return ir.WalkResult.ADVANCE
+
+        module.operation.walk(visit)
+        declared: dict[str, func.FuncOp] = {}
+        with module.context:
+            for op in found:
+                if self._accepts(op):
+                    self._rewrite(module, op, declared)
+
+    def _accepts(self, op: ir.OpView) -> bool:
+        entry, ranks = _OPS[op.name]
+        if len(op.operands) != 3 or len(op.results) != 1:
+            return False
+        if op.name in _DEFAULT_MAPS and "indexing_maps" in op.attributes and str(op.attributes["indexing_maps"]) != _DEFAULT_MAPS[op.name]:
+            return False
+        values = list(op.operands) + [op.results[0]]
+        if not all(_static_f32(v, r) for v, r in zip(values, ranks + (ranks[2],))):
+            return False
+        return contraction_flops(op) >= self.min_flops
+
+    @staticmethod
+    def _declare(module: ir.Module, entry: str, ranks: tuple[int, int, int], declared: dict[str, func.FuncOp]) -> func.FuncOp:
+        if entry in declared:
+            return declared[entry]
+        for op in module.body.operations:  # declared by an earlier run
+            if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry:
+                declared[entry] = op
+                return op
+        f32 = ir.F32Type.get()
+        i64 = ir.IntegerType.get_signless(64)
+        inputs = [dynamic_memref(ranks[0], f32), dynamic_memref(ranks[1], f32), dynamic_memref(ranks[2], f32)]
+        inputs += [i64] * _SCALARS[entry]
+        with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
+            decl = func.FuncOp(entry, ir.FunctionType.get(inputs, []), visibility="private")
+        decl.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        declared[entry] = decl
+        return decl
+
+    def _rewrite(self, module: ir.Module, op: ir.OpView, declared: dict[str, func.FuncOp]) -> None:
+        entry, _ = _OPS[op.name]
+        lhs, rhs, init = op.operands
+        result_type = ir.RankedTensorType(op.results[0].type)
+        accumulate = not _is_zero_fill(init)
+        grouped = op.name == "linalg.conv_2d_ngchw_gfchw"
+        dyn = ir.ShapedType.get_dynamic_stride_or_offset()
+        i64 = ir.IntegerType.get_signless(64)
+        with ir.InsertionPoint(op), op.location:
+            if grouped:  # [N, G, C, H, W] -> [N, G*C, H, W]; filter [G, F, C, KH, KW] -> [G*F, C, KH, KW]
+                lhs = self._collapse(lhs, [[0], [1, 2], [3], [4]])
+                rhs = self._collapse(rhs, [[0, 1], [2], [3], [4]])
+                n, g, f, oh, ow = result_type.shape
+                out_type = ir.RankedTensorType.get([n, g * f, oh, ow], result_type.element_type)
+            else:
+                out_type = result_type
+            ranks = (ir.RankedTensorType(lhs.type).rank, ir.RankedTensorType(rhs.type).rank, out_type.rank)
+            decl = self._declare(module, entry, ranks, declared)
+
+            def buffer(value: ir.Value) -> ir.Value:
+                t = ir.RankedTensorType(value.type)
+                static = ir.MemRefType.get(list(t.shape), t.element_type, ir.StridedLayoutAttr.get(dyn, [dyn] * t.rank))
+                view = bufferization.ToBufferOp(static, value, read_only=True).result
+                return memref.CastOp(dynamic_memref(t.rank, t.element_type), view).result
+
+            out = memref.AllocOp(ir.MemRefType.get(list(out_type.shape), out_type.element_type), [], [], alignment=64).result
+            out_arg = memref.CastOp(dynamic_memref(out_type.rank, out_type.element_type), out).result
+            args = [buffer(lhs), buffer(rhs), out_arg]
+            scalars: list[int] = []
+            if op.name.startswith("linalg.conv") or op.name.startswith("linalg.depthwise"):
+                if entry == "tasd_dense_conv2d":  # groups
+                    scalars.append(ir.RankedTensorType(op.operands[1].type).shape[0] if grouped else 1)
+                scalars += _pair(op, "strides") + _pair(op, "dilations")
+            args += [arith.ConstantOp(i64, v).result for v in scalars]
+            func.CallOp(decl, args)
+            value = bufferization.ToTensorOp(out_type, out, restrict=True, writable=True).result
+            if grouped:
+                value = tensor.ExpandShapeOp(result_type, value, self._reassociation([[0], [1, 2], [3], [4]]), [], list(result_type.shape)).result
+            if accumulate:
+                value = arith.AddFOp(value, init).result
+        original_init = op.operands[2]
+        op.results[0].replace_all_uses_with(value)
+        op.operation.erase()
+        _erase_if_dead(original_init.owner)
+
+    @staticmethod
+    def _reassociation(groups: list[list[int]]) -> ir.ArrayAttr:
+        i64 = ir.IntegerType.get_signless(64)
+        return ir.ArrayAttr.get([ir.ArrayAttr.get([ir.IntegerAttr.get(i64, d) for d in g]) for g in groups])
+
+    def _collapse(self, value: ir.Value, groups: list[list[int]]) -> ir.Value:
+        t = ir.RankedTensorType(value.type)
+        shape = []
+        for g in groups:
+            size = 1
+            for d in g:
+                size *= t.shape[d]
+            shape.append(size)
+        return tensor.CollapseShapeOp(ir.RankedTensorType.get(shape, t.element_type), value, self._reassociation(groups)).result
+
+
+def _erase_if_dead(owner: object) -> None:
+    """Erase a now unused init producer (a fill, then its ``tensor.empty``)."""
+    while isinstance(owner, ir.OpView) and owner.name in ("linalg.fill", "tensor.empty", "tensor.collapse_shape", "tensor.expand_shape"):
+        if any(True for r in owner.results for _ in r.uses):
+            return
+        nxt = owner.operands[len(owner.operands) - 1].owner if len(owner.operands) else None
+        owner.operation.erase()
+        owner = nxt

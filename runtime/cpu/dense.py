@@ -1,0 +1,402 @@
+"""Dense contractions at library speed: C entries that JIT'ed code calls.
+
+``tasd-cpu-dense-to-library-calls`` (``passes/dense_to_calls.py``) rewrites
+dense ``linalg.matmul`` / ``linalg.batch_matmul`` / convolutions into calls
+of the functions below; the executor binds them by name (``LIBRARY_ENTRIES``)
+the way it binds the N:M series kernels. Each is a Numba ``@cfunc`` taking
+pointers to MLIR memref descriptors (``llvm.emit_c_interface``:
+``allocated, aligned, offset, sizes[r], strides[r]``, 8 bytes each) — the
+two operands, then the output ``Y``, which is overwritten — and the
+convolution's geometry as i64 values.
+
+The products are OpenBLAS's ``sgemm`` (scipy's, reached through Numba's
+``np.dot``, which calls ``scipy.linalg.cython_blas``); convolutions are an
+im2col (skipped for 1×1 stride-1 kernels) followed by one ``sgemm`` per
+image and group (per group over all images when the images are small:
+fewer than ``SMALL_PLANE`` output pixels); depthwise convolutions are a direct loop nest whose inner
+loop runs along a contiguous output row (LLVM vectorizes it). An operand
+whose rows are not contiguous is first copied into a contiguous buffer.
+
+Threads: every ``sgemm`` runs single-threaded inside OpenBLAS
+(``openblas_set_num_threads_local(1)`` around the call); a product of at
+least ``PARALLEL_FLOPS`` with enough rows is split into row blocks over
+Numba's threads (``numba.set_num_threads``, as for the N:M kernels). Letting
+OpenBLAS's own pool take them cost milliseconds of wake-up per GEMM on a
+loaded 2-core machine (example CNN at 2 threads: 34 ms instead of 0.7 ms).
+The depthwise loop uses one thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any
+
+import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS np.dot calls now, so thread limits set after importing this see it
+import llvmlite.binding as llvm
+from llvmlite import ir as llvmir
+from numba import carray, cfunc, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["LIBRARY_ENTRIES", "library_entry", "library_symbols"]
+
+
+def _ptr_intrinsic(elem: types.Type) -> Any:
+    @intrinsic
+    def _to_ptr(typingctx, addr):  # type: ignore[no-untyped-def]
+        if not isinstance(addr, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(elem)))
+
+        return types.CPointer(elem)(addr), codegen
+
+    return _to_ptr
+
+
+_f32p = _ptr_intrinsic(types.float32)
+_i64p = _ptr_intrinsic(types.int64)
+
+#: Products with fewer flops run single-threaded (see the module docstring).
+PARALLEL_FLOPS = 1 << 26
+#: The name under which OpenBLAS's per-thread thread count is linked into the
+#: Numba code (resolved through llvmlite's symbol table, so the code caches).
+_SET_LOCAL = "tasdc_openblas_set_num_threads_local"
+_keep_alive: list[Any] = []
+
+
+def _bind_openblas_local() -> None:
+    """Point ``_SET_LOCAL`` at scipy's ``openblas_set_num_threads_local`` (OpenBLAS >= 0.3.27),
+    or at a no-op when that library lacks it."""
+    address = 0
+    try:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            if info.get("internal_api") == "openblas" and "scipy.libs" in info.get("filepath", ""):
+                library = ctypes.CDLL(info["filepath"])
+                address = ctypes.cast(library.openblas_set_num_threads_local, ctypes.c_void_p).value or 0
+                break
+    except (ImportError, OSError, AttributeError):
+        address = 0
+    if not address:
+        noop = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda n: 0)
+        _keep_alive.append(noop)
+        address = ctypes.cast(noop, ctypes.c_void_p).value
+    llvm.add_symbol(_SET_LOCAL, address)
+
+
+_bind_openblas_local()
+
+
+@intrinsic
+def _blas_threads_local(typingctx, n):  # type: ignore[no-untyped-def]
+    if not isinstance(n, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        fnty = llvmir.FunctionType(llvmir.IntType(32), [llvmir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _SET_LOCAL)
+        return builder.call(fn, [builder.trunc(args[0], llvmir.IntType(32)) if args[0].type.width > 32 else args[0]])
+
+    return types.int32(n), codegen
+
+
+@intrinsic
+def _num_threads(typingctx):  # type: ignore[no-untyped-def]
+    """``numba.get_num_threads()`` through the threading layer's symbol (linked by name:
+    ``numba.get_num_threads`` itself makes the caller uncacheable)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        fnty = llvmir.FunctionType(llvmir.IntType(64), [])
+        return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads"), [])
+
+    return types.int64(), codegen
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _dot_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> None:
+    """``out = a @ b`` as ``parts`` row blocks on Numba's threads, one single-threaded ``sgemm`` each."""
+    m = a.shape[0]
+    for t in prange(parts):
+        lo = m * t // parts
+        hi = m * (t + 1) // parts
+        _blas_threads_local(1)
+        np.dot(a[lo:hi], b, out[lo:hi])
+        _blas_threads_local(0)
+
+
+@njit(cache=True, nogil=True)
+def _dot(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out = a @ b`` by ``sgemm``: on the calling thread below ``PARALLEL_FLOPS`` or with
+    one thread, else split by rows over Numba's threads (``numba.set_num_threads``)."""
+    threads = _num_threads()
+    rows = a.shape[0]
+    if threads > 1 and rows >= 32 * threads and 2.0 * rows * a.shape[1] * b.shape[1] >= PARALLEL_FLOPS:
+        _dot_rows(a, b, out, threads)
+    else:
+        _blas_threads_local(1)
+        np.dot(a, b, out)
+        _blas_threads_local(0)  # back to the process-wide count
+
+
+# --------------------------------------------------------------------------
+# views of memref descriptors
+# --------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _desc(address: int, rank: int) -> np.ndarray:
+    return carray(_i64p(address), 3 + 2 * rank)
+
+
+@njit(cache=True, nogil=True)
+def _matrix(base: int, rows: int, cols: int, s0: int, s1: int) -> np.ndarray:
+    """The ``rows × cols`` f32 matrix at address ``base`` with element strides
+    ``(s0, s1)`` as a C-contiguous array: a view when its rows are packed
+    (``s1 == 1``, ``s0 == cols``), else a copy."""
+    if rows == 0 or cols == 0:
+        return np.zeros((rows, cols), np.float32)
+    if (cols == 1 or s1 == 1) and (rows == 1 or s0 == cols):
+        return carray(_f32p(base), (rows, cols))
+    span = 1 + (rows - 1) * s0 + (cols - 1) * s1
+    flat = carray(_f32p(base), span)
+    out = np.empty((rows, cols), np.float32)
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = flat[i * s0 + j * s1]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _store(result: np.ndarray, base: int, s0: int, s1: int) -> None:
+    """Write ``result`` (``rows × cols``) to the strided matrix at ``base`` (nothing to
+    do when ``result`` already is that memory)."""
+    rows, cols = result.shape
+    if rows == 0 or cols == 0:
+        return
+    if result.ctypes.data == base and (cols == 1 or s1 == 1) and (rows == 1 or s0 == cols):
+        return
+    out = carray(_f32p(base), 1 + (rows - 1) * s0 + (cols - 1) * s1)
+    for i in range(rows):
+        for j in range(cols):
+            out[i * s0 + j * s1] = result[i, j]
+
+
+@njit(cache=True, nogil=True)
+def _gemm(abase: int, a0: int, a1: int, bbase: int, b0: int, b1: int, ybase: int, y0: int, y1: int,
+          m: int, n: int, k: int) -> None:
+    """``Y[m, n] = A[m, k] · B[k, n]`` on strided f32 matrices, by ``sgemm``."""
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        zero = np.zeros((m, n), np.float32)
+        _store(zero, ybase, y0, y1)
+        return
+    a = _matrix(abase, m, k, a0, a1)
+    b = _matrix(bbase, k, n, b0, b1)
+    if (n == 1 or y1 == 1) and (m == 1 or y0 == n):
+        y = carray(_f32p(ybase), (m, n))
+    else:
+        y = np.empty((m, n), np.float32)
+    _dot(a, b, y)
+    _store(y, ybase, y0, y1)
+
+
+# --------------------------------------------------------------------------
+# the C entries
+# --------------------------------------------------------------------------
+
+
+def _matmul_py(a_d: int, b_d: int, y_d: int) -> None:
+    """``Y = A · B``: rank-2 descriptors ``A[M, K]``, ``B[K, N]``, ``Y[M, N]``."""
+    a, b, y = _desc(a_d, 2), _desc(b_d, 2), _desc(y_d, 2)
+    m, k, n = a[3], a[4], b[4]
+    _gemm(a[1] + 4 * a[2], a[5], a[6], b[1] + 4 * b[2], b[5], b[6], y[1] + 4 * y[2], y[5], y[6], m, n, k)
+
+
+def _batch_matmul_py(a_d: int, b_d: int, y_d: int) -> None:
+    """``Y[i] = A[i] · B[i]``: rank-3 descriptors ``[batch, rows, cols]``."""
+    a, b, y = _desc(a_d, 3), _desc(b_d, 3), _desc(y_d, 3)
+    batch, m, k, n = a[3], a[4], a[5], b[5]
+    for i in range(batch):
+        _gemm(a[1] + 4 * (a[2] + i * a[6]), a[7], a[8], b[1] + 4 * (b[2] + i * b[6]), b[7], b[8],
+              y[1] + 4 * (y[2] + i * y[6]), y[7], y[8], m, n, k)
+
+
+@njit(cache=True, nogil=True)
+def _im2col(x: np.ndarray, start: int, xs: np.ndarray, cols: np.ndarray, col0: int, c0: int, channels: int,
+            kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int, ow: int) -> None:
+    """``cols[(c*kh + i)*kw + j, col0 + p*ow + q] = image[c0 + c, p*sh + i*dh, q*sw + j*dw]`` where
+    the image starts at ``x[start]`` (``x`` flat; ``xs`` its channel, row, column strides)."""
+    step = sw * xs[2]
+    for c in range(channels):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for p in range(oh):
+                    src = start + (c0 + c) * xs[0] + (p * sh + i * dh) * xs[1] + j * dw * xs[2]
+                    dst = col0 + p * ow
+                    if step == 1:
+                        cols[row, dst:dst + ow] = x[src:src + ow]
+                    else:
+                        for q in range(ow):
+                            cols[row, dst + q] = x[src + q * step]
+
+
+#: Below this many output pixels per image, all images of a convolution share one GEMM.
+SMALL_PLANE = 4096
+
+
+def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int) -> None:
+    """Grouped NCHW convolution, no padding: ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``,
+    ``Y[N, G*F, OH, OW]`` (rank-4 descriptors; ``groups`` = G)."""
+    x, w, y = _desc(x_d, 4), _desc(w_d, 4), _desc(y_d, 4)
+    n_img, h, wid = x[3], x[5], x[6]
+    f_all, ch, kh, kw = w[3], w[4], w[5], w[6]
+    oh, ow = y[5], y[6]
+    f = f_all // groups
+    red = ch * kh * kw
+    plane = oh * ow
+    if n_img == 0 or f_all == 0 or plane == 0:
+        return
+    xbase = x[1] + 4 * x[2]
+    xspan = 1 + (n_img - 1) * x[7] + (x[4] - 1) * x[8] + (h - 1) * x[9] + (wid - 1) * x[10]
+    xflat = carray(_f32p(xbase), xspan)
+    xs = np.empty(3, np.int64)
+    xs[0], xs[1], xs[2] = x[8], x[9], x[10]
+    wbase = w[1] + 4 * w[2]
+    # The filter as [G*F, C*KH*KW] rows (a view when it is packed, as bound weights are).
+    packed_w = w[10] == 1 and w[9] == kw and w[8] == kh * kw and w[7] == red
+    wmat = carray(_f32p(wbase), (f_all, red)) if packed_w else np.empty((f_all, red), np.float32)
+    if not packed_w:
+        wflat = carray(_f32p(wbase), 1 + (f_all - 1) * w[7] + (ch - 1) * w[8] + (kh - 1) * w[9] + (kw - 1) * w[10])
+        for o in range(f_all):
+            for cc in range(ch):
+                for i in range(kh):
+                    for j in range(kw):
+                        wmat[o, (cc * kh + i) * kw + j] = wflat[o * w[7] + cc * w[8] + i * w[9] + j * w[10]]
+    direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and x[10] == 1 and x[9] == wid and oh == h and ow == wid
+    if plane < SMALL_PLANE and n_img > 1:
+        # Small images: one GEMM per group over all images' columns, then scattered to NCHW.
+        cols = np.empty((red, n_img * plane), np.float32)
+        out = np.empty((f, n_img * plane), np.float32)
+        yflat = carray(_f32p(y[1] + 4 * y[2]), 1 + (n_img - 1) * y[7] + (f_all - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
+        for g in range(groups):
+            for img in range(n_img):
+                _im2col(xflat, img * x[7], xs, cols, img * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
+            _dot(wmat[g * f:(g + 1) * f], cols, out)
+            for img in range(n_img):
+                for o in range(f):
+                    base = img * y[7] + (g * f + o) * y[8]
+                    if y[10] == 1 and y[9] == ow:
+                        yflat[base:base + plane] = out[o, img * plane:(img + 1) * plane]
+                    else:
+                        for p in range(oh):
+                            for q in range(ow):
+                                yflat[base + p * y[9] + q * y[10]] = out[o, img * plane + p * ow + q]
+        return
+    cols = np.empty((0, 0), np.float32) if direct else np.empty((red, plane), np.float32)
+    for img in range(n_img):
+        for g in range(groups):
+            wg = wmat[g * f:(g + 1) * f]
+            ybase = y[1] + 4 * (y[2] + img * y[7] + g * f * y[8])
+            packed_y = y[10] == 1 and y[9] == ow and (f == 1 or y[8] == plane)
+            yg = carray(_f32p(ybase), (f, plane)) if packed_y else np.empty((f, plane), np.float32)
+            if direct:
+                xg = _matrix(xbase + 4 * (img * x[7] + g * ch * x[8]), ch, plane, x[8], 1)
+                _dot(wg, xg, yg)
+            else:
+                _im2col(xflat, img * x[7], xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
+                _dot(wg, cols, yg)
+            if not packed_y:
+                yflat = carray(_f32p(ybase), 1 + (f - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
+                for o in range(f):
+                    for p in range(oh):
+                        for q in range(ow):
+                            yflat[o * y[8] + p * y[9] + q * y[10]] = yg[o, p * ow + q]
+
+
+def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int) -> None:
+    """Depthwise NCHW convolution, no padding: ``X[N, C, H, W]``, ``W[C, KH, KW]``,
+    ``Y[N, C, OH, OW]`` (``linalg.depthwise_conv_2d_nchw_chw``)."""
+    x, w, y = _desc(x_d, 4), _desc(w_d, 3), _desc(y_d, 4)
+    n_img, ch = x[3], x[4]
+    kh, kw = w[4], w[5]
+    oh, ow = y[5], y[6]
+    if n_img == 0 or ch == 0 or oh == 0 or ow == 0:
+        return
+    xf = carray(_f32p(x[1] + 4 * x[2]), 1 + (n_img - 1) * x[7] + (ch - 1) * x[8] + (x[5] - 1) * x[9] + (x[6] - 1) * x[10])
+    wf = carray(_f32p(w[1] + 4 * w[2]), 1 + (ch - 1) * w[6] + (kh - 1) * w[7] + (kw - 1) * w[8])
+    yf = carray(_f32p(y[1] + 4 * y[2]), 1 + (n_img - 1) * y[7] + (ch - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
+    row = np.empty(ow, np.float32)
+    unit = x[10] == 1 and sw == 1
+    for img in range(n_img):
+        for cc in range(ch):
+            xb = img * x[7] + cc * x[8]
+            for p in range(oh):
+                row[:] = 0.0
+                for i in range(kh):
+                    rb = xb + (p * sh + i * dh) * x[9]
+                    for j in range(kw):
+                        wv = wf[cc * w[6] + i * w[7] + j * w[8]]
+                        start = rb + j * dw * x[10]
+                        if unit:
+                            src = xf[start:start + ow]
+                            for q in range(ow):
+                                row[q] += wv * src[q]
+                        else:
+                            step = sw * x[10]
+                            for q in range(ow):
+                                row[q] += wv * xf[start + q * step]
+                yb = img * y[7] + cc * y[8] + p * y[9]
+                for q in range(ow):
+                    yf[yb + q * y[10]] = row[q]
+
+
+_P = types.intp
+_I = types.int64
+#: name -> (Python function, Numba signature); the MLIR declaration of each is
+#: written by ``tasd-cpu-dense-to-library-calls`` (three memrefs, then i64s).
+_SPECS: dict[str, tuple[Any, Any]] = {
+    "tasd_dense_matmul": (_matmul_py, types.void(_P, _P, _P)),
+    "tasd_dense_batch_matmul": (_batch_matmul_py, types.void(_P, _P, _P)),
+    "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I)),
+    "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _I, _I, _I, _I)),
+}
+LIBRARY_ENTRIES = tuple(_SPECS)
+
+_lock = threading.Lock()
+_compiled: dict[str, Any] = {}
+
+
+def library_entry(name: str) -> Any:
+    """The Numba ``@cfunc`` of entry ``name`` (compiled, or loaded from Numba's cache, once)."""
+    with _lock:
+        if not _compiled:
+            from numba.np.ufunc import parallel
+
+            parallel._launch_threads()  # the JIT'ed caller may be the first to run a parallel region
+        if name not in _compiled:
+            function, signature = _SPECS[name]
+            _compiled[name] = cfunc(signature, cache=True, nogil=True)(function)
+        return _compiled[name]
+
+
+def library_symbols(externals: list[str]) -> dict[str, Any]:
+    """For the external symbols of a lowered module (``_mlir_ciface_<name>``), the
+    ctypes function of every library entry among them, by the plain ``<name>``."""
+    found = {}
+    for symbol in externals:
+        name = symbol.removeprefix("_mlir_ciface_")
+        if name in _SPECS:
+            found[name] = library_entry(name).ctypes
+    return found
+
+
+def library_address(function: Any) -> int:
+    """The address of a ctypes function from :func:`library_symbols`."""
+    return int(ctypes.cast(function, ctypes.c_void_p).value or 0)

@@ -1,0 +1,118 @@
+// tasd-cpu-dense-to-library-calls: dense f32 contractions with static shapes
+// become calls of the runtime's library entries (destination-passing form);
+// a zero-filled init (also reshaped) is dropped, any other init is added on
+// tensors after the call. Other element types, dynamic shapes,
+// transposed indexing maps and contractions under min-flops are left alone.
+// RUN: tasdc-opt %s --split-input-file -p tasd-cpu-dense-to-library-calls | FileCheck %s
+// RUN: tasdc-opt %s --split-input-file -p 'tasd-cpu-dense-to-library-calls{min-flops=1000}' | FileCheck %s --check-prefix=MIN
+// RUN: %expect-exit 2 tasdc-opt %s -p 'tasd-cpu-dense-to-library-calls{min-flops=-1}' | FileCheck %s --check-prefix=BAD
+// RUN: %expect-exit 2 tasdc-opt %s -p 'tasd-cpu-dense-to-library-calls{flops=1}' | FileCheck %s --check-prefix=BADOPT
+// BAD: tasdc-opt: error: pass 'tasd-cpu-dense-to-library-calls': min-flops must be >= 0, got -1
+// BADOPT: tasdc-opt: error: pass 'tasd-cpu-dense-to-library-calls' has no option 'flops'
+
+// CHECK-DAG: func.func private @tasd_dense_matmul(memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>) attributes {llvm.emit_c_interface}
+// CHECK-LABEL: func.func @matmul_zero_init(
+// CHECK-SAME: %[[A:.*]]: tensor<4x8xf32>, %[[B:.*]]: tensor<8x16xf32>
+// CHECK-NOT: linalg.fill
+// CHECK-DAG: %[[AB:.*]] = bufferization.to_buffer %[[A]] read_only
+// CHECK-DAG: %[[BB:.*]] = bufferization.to_buffer %[[B]] read_only
+// CHECK-DAG: %[[Y:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x16xf32>
+// CHECK-DAG: %[[YC:.*]] = memref.cast %[[Y]]
+// CHECK: call @tasd_dense_matmul(%{{.*}}, %{{.*}}, %[[YC]])
+// CHECK: %[[R:.*]] = bufferization.to_tensor %[[Y]] restrict writable
+// CHECK-NOT: linalg.matmul
+// CHECK-NOT: arith.addf
+// CHECK: return %[[R]]
+// MIN-LABEL: func.func @matmul_zero_init(
+// MIN: linalg.matmul
+func.func @matmul_zero_init(%a: tensor<4x8xf32>, %b: tensor<8x16xf32>) -> tensor<4x16xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<4x16xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<4x16xf32>) -> tensor<4x16xf32>
+  %y = linalg.matmul ins(%a, %b : tensor<4x8xf32>, tensor<8x16xf32>) outs(%init : tensor<4x16xf32>) -> tensor<4x16xf32>
+  return %y : tensor<4x16xf32>
+}
+
+// -----
+
+// An init that is not +0.0 (here a running sum) is added after the call.
+// CHECK-LABEL: func.func @batch_matmul_accumulate(
+// CHECK-SAME: %[[C:[^:]*]]: tensor<2x3x5xf32>)
+// CHECK-NOT: bufferization.to_buffer %[[C]]
+// CHECK: call @tasd_dense_batch_matmul(%{{.*}}, %{{.*}}, %{{.*}})
+// CHECK: %[[R:.*]] = bufferization.to_tensor
+// CHECK: %[[S:.*]] = arith.addf %[[R]], %[[C]] : tensor<2x3x5xf32>
+// CHECK-NOT: linalg.batch_matmul
+// CHECK: return %[[S]]
+func.func @batch_matmul_accumulate(%a: tensor<2x3x8xf32>, %b: tensor<2x8x5xf32>, %c: tensor<2x3x5xf32>) -> tensor<2x3x5xf32> {
+  %y = linalg.batch_matmul ins(%a, %b : tensor<2x3x8xf32>, tensor<2x8x5xf32>) outs(%c : tensor<2x3x5xf32>) -> tensor<2x3x5xf32>
+  return %y : tensor<2x3x5xf32>
+}
+
+// -----
+
+// Convolutions pass strides and dilations; a grouped one is collapsed to NCHW
+// (groups first), a depthwise one has its own entry; -0.0 is not a zero init.
+// CHECK-LABEL: func.func @convs(
+// CHECK: %[[MZ:.*]] = linalg.fill ins(%cst{{.*}} : f32) outs(%{{.*}} : tensor<1x4x4x4xf32>)
+// CHECK: call @tasd_dense_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c1_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}})
+// CHECK: arith.addf %{{.*}}, %[[MZ]] : tensor<1x4x4x4xf32>
+// CHECK: tensor.collapse_shape %{{.*}} {{\[\[}}0], [1, 2], [3], [4]] : tensor<1x2x3x9x9xf32> into tensor<1x6x9x9xf32>
+// CHECK: tensor.collapse_shape %{{.*}} {{\[\[}}0, 1], [2], [3], [4]] : tensor<2x4x3x3x3xf32> into tensor<8x3x3x3xf32>
+// CHECK: call @tasd_dense_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c2_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}})
+// CHECK: tensor.expand_shape %{{.*}} {{\[\[}}0], [1, 2], [3], [4]] output_shape [1, 2, 4, 7, 7] : tensor<1x8x7x7xf32> into tensor<1x2x4x7x7xf32>
+// CHECK: call @tasd_dense_depthwise_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}})
+// CHECK-NOT: linalg.conv
+// CHECK-NOT: linalg.depthwise
+func.func @convs(%x: tensor<1x3x9x9xf32>, %w: tensor<4x3x3x3xf32>, %xg: tensor<1x2x3x9x9xf32>, %wg: tensor<2x4x3x3x3xf32>, %wd: tensor<3x3x3xf32>)
+    -> (tensor<1x4x4x4xf32>, tensor<1x2x4x7x7xf32>, tensor<1x3x5x5xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %mzero = arith.constant -0.0 : f32
+  %e = tensor.empty() : tensor<1x4x4x4xf32>
+  %i = linalg.fill ins(%mzero : f32) outs(%e : tensor<1x4x4x4xf32>) -> tensor<1x4x4x4xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<2> : vector<2xi64>} ins(%x, %w : tensor<1x3x9x9xf32>, tensor<4x3x3x3xf32>) outs(%i : tensor<1x4x4x4xf32>) -> tensor<1x4x4x4xf32>
+  %eg = tensor.empty() : tensor<1x2x4x7x7xf32>
+  %ig = linalg.fill ins(%zero : f32) outs(%eg : tensor<1x2x4x7x7xf32>) -> tensor<1x2x4x7x7xf32>
+  %yg = linalg.conv_2d_ngchw_gfchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%xg, %wg : tensor<1x2x3x9x9xf32>, tensor<2x4x3x3x3xf32>) outs(%ig : tensor<1x2x4x7x7xf32>) -> tensor<1x2x4x7x7xf32>
+  %ed = tensor.empty() : tensor<1x3x5x5xf32>
+  %id = linalg.fill ins(%zero : f32) outs(%ed : tensor<1x3x5x5xf32>) -> tensor<1x3x5x5xf32>
+  %yd = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<2> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%x, %wd : tensor<1x3x9x9xf32>, tensor<3x3x3xf32>) outs(%id : tensor<1x3x5x5xf32>) -> tensor<1x3x5x5xf32>
+  return %y, %yg, %yd : tensor<1x4x4x4xf32>, tensor<1x2x4x7x7xf32>, tensor<1x3x5x5xf32>
+}
+
+// -----
+
+// A zero fill seen through a reshape (tasd-cpu-fold-batch-broadcasts collapses the init) is dropped too.
+// CHECK-LABEL: func.func @reshaped_zero_init(
+// CHECK-NOT: linalg.fill
+// CHECK: call @tasd_dense_matmul(
+// CHECK-NOT: arith.addf
+// CHECK: tensor.expand_shape
+func.func @reshaped_zero_init(%a: tensor<2x3x8xf32>, %w: tensor<8x5xf32>) -> tensor<2x3x5xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x3x5xf32>
+  %i = linalg.fill ins(%zero : f32) outs(%e : tensor<2x3x5xf32>) -> tensor<2x3x5xf32>
+  %a2 = tensor.collapse_shape %a [[0, 1], [2]] : tensor<2x3x8xf32> into tensor<6x8xf32>
+  %i2 = tensor.collapse_shape %i [[0, 1], [2]] : tensor<2x3x5xf32> into tensor<6x5xf32>
+  %y = linalg.matmul ins(%a2, %w : tensor<6x8xf32>, tensor<8x5xf32>) outs(%i2 : tensor<6x5xf32>) -> tensor<6x5xf32>
+  %r = tensor.expand_shape %y [[0, 1], [2]] output_shape [2, 3, 5] : tensor<6x5xf32> into tensor<2x3x5xf32>
+  return %r : tensor<2x3x5xf32>
+}
+
+// -----
+
+// Left to the code generator: f16, a dynamic shape, a transposed operand map.
+// CHECK-LABEL: func.func @unchanged(
+// CHECK-NOT: call
+// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<4x8xf16>, tensor<8x16xf16>)
+// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<?x8xf32>, tensor<8x16xf32>)
+// CHECK: linalg.matmul indexing_maps
+// CHECK-NOT: call
+func.func @unchanged(%a: tensor<4x8xf16>, %b: tensor<8x16xf16>, %c: tensor<4x16xf16>, %d: tensor<?x8xf32>, %e: tensor<8x16xf32>, %f: tensor<?x16xf32>,
+                     %t: tensor<16x8xf32>, %g: tensor<4x8xf32>, %h: tensor<4x16xf32>) -> (tensor<4x16xf16>, tensor<?x16xf32>, tensor<4x16xf32>) {
+  %y = linalg.matmul ins(%a, %b : tensor<4x8xf16>, tensor<8x16xf16>) outs(%c : tensor<4x16xf16>) -> tensor<4x16xf16>
+  %z = linalg.matmul ins(%d, %e : tensor<?x8xf32>, tensor<8x16xf32>) outs(%f : tensor<?x16xf32>) -> tensor<?x16xf32>
+  %w = linalg.matmul indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>]
+         ins(%g, %t : tensor<4x8xf32>, tensor<16x8xf32>) outs(%h : tensor<4x16xf32>) -> tensor<4x16xf32>
+  return %y, %z, %w : tensor<4x16xf16>, tensor<?x16xf32>, tensor<4x16xf32>
+}

@@ -1,0 +1,197 @@
+"""Dense contractions through the library entries (``tasd-cpu-dense-to-library-calls``
++ ``runtime/cpu/dense.py``) against float64 references.
+
+Tolerance: every output element is a sum of K products computed in float32
+(OpenBLAS's blocking and FMA order differ per CPU kernel), so by the standard
+bound of recursive summation ``|err| <= K·u·(|A|·|B|)`` elementwise with
+``u = 2⁻²⁴``, for *any* summation order; the tests allow twice that (plus
+the rounding of an added init) and compare in float64. The bound does not
+depend on the BLAS kernel, the CPU or the thread count; an indexing or stride
+bug gives errors of the size of the result itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tasdc.module import clone_module, new_context, parse_module
+from tasdc.passes.dense_to_calls import DenseToLibraryCalls
+from tasdc.runtime.cpu.executor import compile_for_cpu
+
+U = 2.0 ** -24
+
+
+def _t(shape: tuple[int, ...]) -> str:
+    return f"tensor<{'x'.join(map(str, shape))}xf32>"
+
+
+def _assert_within(got: np.ndarray, exact: np.ndarray, scale: np.ndarray, k: int, init: np.ndarray | None = None) -> None:
+    """``|got - exact| <= 2·K·u·scale (+ u·|exact|)``: see the module docstring."""
+    bound = 2 * k * U * scale + 2 * U * np.abs(exact) + (0 if init is None else 2 * U * np.abs(init))
+    err = np.abs(got.astype(np.float64) - exact)
+    assert got.shape == exact.shape
+    assert np.all(err <= bound + 1e-30), f"max excess {np.max(err - bound)} (max err {err.max()})"
+
+
+def _compile(text: str):
+    module = parse_module(text, new_context())
+    probe = parse_module(text, module.context)
+    DenseToLibraryCalls().run(probe)
+    assert "call @tasd_dense_" in str(probe), "the pass must take the op, or this tests the code generator"
+    return compile_for_cpu(module, cache=False)
+
+
+def _matmul_text(op: str, a: tuple[int, ...], b: tuple[int, ...], c: tuple[int, ...], accumulate: bool) -> str:
+    if accumulate:
+        return f"""
+func.func @main(%a: {_t(a)}, %b: {_t(b)}, %c: {_t(c)}) -> {_t(c)} {{
+  %e = tensor.empty() : {_t(c)}
+  %c2 = linalg.add ins(%c, %c : {_t(c)}, {_t(c)}) outs(%e : {_t(c)}) -> {_t(c)}
+  %y = {op} ins(%a, %b : {_t(a)}, {_t(b)}) outs(%c2 : {_t(c)}) -> {_t(c)}
+  return %y : {_t(c)}
+}}"""
+    return f"""
+func.func @main(%a: {_t(a)}, %b: {_t(b)}) -> {_t(c)} {{
+  %z = arith.constant 0.0 : f32
+  %e = tensor.empty() : {_t(c)}
+  %i = linalg.fill ins(%z : f32) outs(%e : {_t(c)}) -> {_t(c)}
+  %y = {op} ins(%a, %b : {_t(a)}, {_t(b)}) outs(%i : {_t(c)}) -> {_t(c)}
+  return %y : {_t(c)}
+}}"""
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 13, 5), (33, 17, 35), (64, 100, 48), (130, 300, 257)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_matmul(m: int, k: int, n: int, accumulate: bool) -> None:
+    rng = np.random.default_rng(m * 7 + k)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    args = [a, b]
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    init = None
+    if accumulate:
+        c = rng.uniform(-1, 1, (m, n)).astype(np.float32)
+        args.append(c)
+        init = 2 * c.astype(np.float64)
+        exact = exact + init
+    got = _compile(_matmul_text("linalg.matmul", (m, k), (k, n), (m, n), accumulate))(*args)
+    _assert_within(got, exact, np.abs(a).astype(np.float64) @ np.abs(b), k, init)
+
+
+@pytest.mark.parametrize("b,m,k,n", [(3, 5, 7, 9), (32, 16, 8, 16), (2, 21, 3, 37)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_batch_matmul(b: int, m: int, k: int, n: int, accumulate: bool) -> None:
+    rng = np.random.default_rng(b + m)
+    x = rng.uniform(-1, 1, (b, m, k)).astype(np.float32)
+    w = rng.uniform(-1, 1, (b, k, n)).astype(np.float32)
+    args = [x, w]
+    exact = x.astype(np.float64) @ w.astype(np.float64)
+    init = None
+    if accumulate:
+        c = rng.uniform(-1, 1, (b, m, n)).astype(np.float32)
+        args.append(c)
+        init = 2 * c.astype(np.float64)
+        exact = exact + init
+    got = _compile(_matmul_text("linalg.batch_matmul", (b, m, k), (b, k, n), (b, m, n), accumulate))(*args)
+    _assert_within(got, exact, np.abs(x).astype(np.float64) @ np.abs(w), k, init)
+
+
+def test_strided_operands_are_copied_correctly() -> None:
+    """Operands that are views with gaps between rows or elements (an
+    ``extract_slice`` with stride 2, a batch slice at an offset) reach the entry
+    as strided memrefs; the result must not depend on that."""
+    text = f"""
+func.func @main(%a: {_t((6, 20))}, %b: {_t((10, 7))}, %x: {_t((4, 3, 5))}, %w: {_t((2, 5, 6))}) -> ({_t((6, 7))}, {_t((2, 3, 6))}) {{
+  %z = arith.constant 0.0 : f32
+  %s = tensor.extract_slice %a[0, 1] [6, 10] [1, 2] : {_t((6, 20))} to {_t((6, 10))}
+  %e = tensor.empty() : {_t((6, 7))}
+  %i = linalg.fill ins(%z : f32) outs(%e : {_t((6, 7))}) -> {_t((6, 7))}
+  %y = linalg.matmul ins(%s, %b : {_t((6, 10))}, {_t((10, 7))}) outs(%i : {_t((6, 7))}) -> {_t((6, 7))}
+  %xs = tensor.extract_slice %x[1, 0, 0] [2, 3, 5] [2, 1, 1] : {_t((4, 3, 5))} to {_t((2, 3, 5))}
+  %e2 = tensor.empty() : {_t((2, 3, 6))}
+  %i2 = linalg.fill ins(%z : f32) outs(%e2 : {_t((2, 3, 6))}) -> {_t((2, 3, 6))}
+  %y2 = linalg.batch_matmul ins(%xs, %w : {_t((2, 3, 5))}, {_t((2, 5, 6))}) outs(%i2 : {_t((2, 3, 6))}) -> {_t((2, 3, 6))}
+  return %y, %y2 : {_t((6, 7))}, {_t((2, 3, 6))}
+}}"""
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(-1, 1, (6, 20)).astype(np.float32), rng.uniform(-1, 1, (10, 7)).astype(np.float32)
+    x, w = rng.uniform(-1, 1, (4, 3, 5)).astype(np.float32), rng.uniform(-1, 1, (2, 5, 6)).astype(np.float32)
+    y, y2 = _compile(text)(a, b, x, w)
+    s = a[:, 1::2].astype(np.float64)
+    _assert_within(y, s @ b, np.abs(s) @ np.abs(b), 10)
+    xs = x[1::2].astype(np.float64)
+    _assert_within(y2, xs @ w, np.abs(xs) @ np.abs(w), 5)
+
+
+def _conv_bound(x: np.ndarray, w: np.ndarray, **kw) -> tuple[np.ndarray, np.ndarray]:
+    exact = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), **kw).numpy()
+    scale = torch.nn.functional.conv2d(torch.from_numpy(np.abs(x)).double(), torch.from_numpy(np.abs(w)).double(), **kw).numpy()
+    return exact, scale
+
+
+@pytest.mark.parametrize("groups,cin,f,k,stride,dilation,side", [
+    (1, 3, 8, 3, 1, 1, 11),  # im2col, small images: one GEMM over both images
+    (1, 6, 5, 1, 1, 1, 11),  # 1x1 stride 1
+    (1, 4, 6, 1, 2, 1, 11),  # 1x1 strided
+    (2, 4, 6, 3, 2, 1, 11),  # grouped (conv_2d_ngchw_gfchw)
+    (3, 6, 3, 3, 1, 2, 11),  # grouped, dilated
+    (1, 3, 4, 3, 1, 1, 70),  # >= SMALL_PLANE output pixels: one GEMM per image
+    (1, 4, 3, 1, 1, 1, 66),  # ... and 1x1 stride 1 without im2col
+    (2, 4, 2, 3, 1, 1, 70),  # ... grouped
+])
+def test_conv2d_with_bias(groups: int, cin: int, f: int, k: int, stride: int, dilation: int, side: int) -> None:
+    """Through torch-mlir's lowering (the bias is the broadcast init, added after the call)."""
+    conv = torch.nn.Conv2d(cin, f, k, stride=stride, dilation=dilation, groups=groups, padding=1).eval()
+    x = torch.randn(2, cin, side, side + 1, generator=torch.Generator().manual_seed(0))
+    _check_model(conv, x, "tasd_dense_conv2d")
+
+
+@pytest.mark.parametrize("k,stride,dilation", [(3, 1, 1), (3, 2, 1), (5, 1, 2)])
+def test_depthwise_conv2d(k: int, stride: int, dilation: int) -> None:
+    conv = torch.nn.Conv2d(6, 6, k, stride=stride, dilation=dilation, groups=6, padding=k // 2).eval()
+    x = torch.randn(2, 6, 13, 12, generator=torch.Generator().manual_seed(1))
+    _check_model(conv, x, "tasd_dense_depthwise_conv2d")
+
+
+def _check_model(conv: torch.nn.Conv2d, x: torch.Tensor, entry: str) -> None:
+    from tasdc.compiler import CompileOptions, compile_model
+    from tasdc.pipeline import parse_pipeline, run_pipeline
+
+    result = compile_model(conv, (x,), CompileOptions(config="dense"))
+    probe = clone_module(result.module)
+    run_pipeline(probe, parse_pipeline("tasd-cpu-dense-to-library-calls", probe.context))
+    assert f"call @{entry}" in str(probe)
+    got = compile_for_cpu(result.module, cache=False)(x.numpy())
+    w = conv.weight.detach().numpy()
+    xp = np.pad(x.numpy(), ((0, 0), (0, 0), conv.padding, conv.padding))
+    exact, scale = _conv_bound(xp, w, stride=conv.stride, dilation=conv.dilation, groups=conv.groups)
+    bias = conv.bias.detach().numpy().astype(np.float64)[None, :, None, None]
+    exact = exact + bias
+    red = w.shape[1] * w.shape[2] * w.shape[3]
+    _assert_within(got, exact, scale, red, np.broadcast_to(bias, exact.shape))
+
+
+def test_large_matmul_split_over_threads() -> None:
+    """A product above ``PARALLEL_FLOPS`` with two Numba threads is computed as row
+    blocks on both (one single-threaded sgemm each): same bound as above."""
+    import numba
+
+    from tasdc.runtime.cpu.dense import PARALLEL_FLOPS
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    m, k, n = 515, 256, 520
+    assert 2 * m * k * n >= PARALLEL_FLOPS
+    rng = np.random.default_rng(11)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    exe = _compile(_matmul_text("linalg.matmul", (m, k), (k, n), (m, n), False))
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        got = exe(a, b)
+    finally:
+        numba.set_num_threads(before)
+    _assert_within(got, a.astype(np.float64) @ b.astype(np.float64), np.abs(a).astype(np.float64) @ np.abs(b), k)
