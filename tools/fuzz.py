@@ -285,7 +285,30 @@ def mutant_case(rng: random.Random, seeds: list[tuple[str, str]], fixtures: dict
 _GARBAGE = re.compile(r"(?<![\w.])(inf|nan|infx|-inf)(?![\w])|\d\.\d*e\+(1[5-9]|[2-9]\d|\d{3})\b", re.IGNORECASE)
 
 
-def classify(status: int | None, stdout: str, stderr: str) -> str:
+_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?", re.IGNORECASE)
+
+
+def _garbage(stdout: str, given: str) -> bool:
+    """``inf``/``nan`` or an absurd magnitude in the output that the input did
+    not already hold (a pass that prints a mutated constant back is not
+    garbage: ``1.0e+300`` is a fine f64, and ``nan`` is a value one can write)."""
+    given_values = {abs(float(m)) for m in _FLOAT.findall(given) if "e" in m.lower()}
+    given_special = bool(re.search(r"(?<![\w.])(inf|nan)(?![\w])|0x[0-9a-f]{8}", given, re.IGNORECASE))
+    for match in _GARBAGE.finditer(stdout):
+        token = match.group(0)
+        if token.lower().lstrip("-") in ("inf", "nan", "infx"):
+            if not given_special:
+                return True
+        else:
+            start = match.start()
+            while start > 0 and stdout[start - 1] in "0123456789-":
+                start -= 1
+            if abs(float(stdout[start:match.end()])) not in given_values:
+                return True
+    return False
+
+
+def classify(status: int | None, stdout: str, stderr: str, given: str = "") -> str:
     if status is None:
         return "timeout"
     if "Traceback (most recent call last)" in stderr:
@@ -295,7 +318,7 @@ def classify(status: int | None, stdout: str, stderr: str) -> str:
     # Remarks and warnings (e.g. of earlier --split-input-file chunks) are diagnostics, not noise.
     lines = [line for line in stderr.splitlines() if line.strip() and not re.search(r": (remark|warning|note): ", line)]
     if status == 0:
-        return "garbage" if _GARBAGE.search(stdout) else "exit 0"
+        return "garbage" if _garbage(stdout, given) else "exit 0"
     if status == 2 and len(lines) == 1 and ": error: " in lines[0]:
         return "exit 2 + one line"
     if status == 70 and len(lines) == 1 and ": internal error: " in lines[0]:
@@ -362,7 +385,7 @@ def run_case(case: Case, workdir: Path, timeout: float) -> tuple[str, int | None
         time.sleep(0.005)
     stdout = (workdir / "stdout").read_text(errors="replace")
     stderr = (workdir / "stderr").read_text(errors="replace")
-    return classify(status, stdout, stderr), status, stdout, stderr
+    return classify(status, stdout, stderr, case.text or ""), status, stdout, stderr
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,3 +73,20 @@ def test_an_internal_error_line_is_its_own_outcome() -> None:
     assert "internal error" not in fuzz.GOOD
     assert fuzz.classify(70, "", line + "extra\n") == "more lines"
     assert fuzz.classify(2, "", "tasdc: error: bad input\n") == "exit 2 + one line"
+
+
+def test_a_printed_back_input_constant_is_not_garbage() -> None:
+    """A mutated constant that the pass prints back (1e300 is a valid f64) is
+    not garbage; the same magnitude or a nan that the input did not hold is."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import fuzz
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    given = "%c = arith.constant dense<[1.0e+300, 2.0]> : tensor<2xf64>"
+    echoed = "%c = arith.constant dense<[1.000000e+300, 2.000000e+00]> : tensor<2xf64>"
+    assert fuzz.classify(0, echoed, "", given) == "exit 0"
+    assert fuzz.classify(0, "edp 3.000000e+300", "", given) == "garbage"
+    assert fuzz.classify(0, "edp 11.5e+20", "", "x = 1.5e+20") == "garbage"
+    assert fuzz.classify(0, "cycles nan", "", given) == "garbage"
+    assert fuzz.classify(0, "dense<nan>", "", "dense<nan>") == "exit 0"
