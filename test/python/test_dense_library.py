@@ -20,11 +20,10 @@ from tasdc.module import clone_module, new_context, parse_module
 from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.runtime.cpu.executor import compile_for_cpu
 
+from mlir_text import matmul_text as _matmul_text
+from mlir_text import tensor_type as _t
+
 U = 2.0 ** -24
-
-
-def _t(shape: tuple[int, ...]) -> str:
-    return f"tensor<{'x'.join(map(str, shape))}xf32>"
 
 
 def _assert_within(got: np.ndarray, exact: np.ndarray, scale: np.ndarray, k: int, init: np.ndarray | None = None) -> None:
@@ -41,25 +40,6 @@ def _compile(text: str):
     DenseToLibraryCalls().run(probe)
     assert "call @tasd_dense_" in str(probe), "the pass must take the op, or this tests the code generator"
     return compile_for_cpu(module, cache=False)
-
-
-def _matmul_text(op: str, a: tuple[int, ...], b: tuple[int, ...], c: tuple[int, ...], accumulate: bool) -> str:
-    if accumulate:
-        return f"""
-func.func @main(%a: {_t(a)}, %b: {_t(b)}, %c: {_t(c)}) -> {_t(c)} {{
-  %e = tensor.empty() : {_t(c)}
-  %c2 = linalg.add ins(%c, %c : {_t(c)}, {_t(c)}) outs(%e : {_t(c)}) -> {_t(c)}
-  %y = {op} ins(%a, %b : {_t(a)}, {_t(b)}) outs(%c2 : {_t(c)}) -> {_t(c)}
-  return %y : {_t(c)}
-}}"""
-    return f"""
-func.func @main(%a: {_t(a)}, %b: {_t(b)}) -> {_t(c)} {{
-  %z = arith.constant 0.0 : f32
-  %e = tensor.empty() : {_t(c)}
-  %i = linalg.fill ins(%z : f32) outs(%e : {_t(c)}) -> {_t(c)}
-  %y = {op} ins(%a, %b : {_t(a)}, {_t(b)}) outs(%i : {_t(c)}) -> {_t(c)}
-  return %y : {_t(c)}
-}}"""
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 13, 5), (33, 17, 35), (64, 100, 48), (130, 300, 257)])

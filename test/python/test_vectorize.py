@@ -24,34 +24,11 @@ from tasdc.module import new_context, parse_module
 from tasdc.passes.vectorize_contractions import VectorizeContractions, contraction_sizes
 from tasdc.runtime.cpu.executor import compile_for_cpu
 
+from mlir_text import matmul_text as _matmul_text
+from mlir_text import tensor_type as _t
+
 # Compared against BLAS results: run again under the other OpenBLAS kernel (tools/dev.py).
 pytestmark = pytest.mark.blas
-
-
-def _t(shape: tuple[int, ...]) -> str:
-    return f"tensor<{'x'.join(map(str, shape))}xf32>"
-
-
-def _matmul_text(op: str, a: tuple[int, ...], b: tuple[int, ...], c: tuple[int, ...], accumulate: bool) -> str:
-    if accumulate:
-        # Accumulate into 2*c: the init is read, not a fill. (Not into the
-        # argument itself: a function returning an in-place update of its
-        # argument fails in buffer deallocation on the loop path as well.)
-        return f"""
-func.func @main(%a: {_t(a)}, %b: {_t(b)}, %c: {_t(c)}) -> {_t(c)} {{
-  %e = tensor.empty() : {_t(c)}
-  %c2 = linalg.add ins(%c, %c : {_t(c)}, {_t(c)}) outs(%e : {_t(c)}) -> {_t(c)}
-  %y = {op} ins(%a, %b : {_t(a)}, {_t(b)}) outs(%c2 : {_t(c)}) -> {_t(c)}
-  return %y : {_t(c)}
-}}"""
-    return f"""
-func.func @main(%a: {_t(a)}, %b: {_t(b)}) -> {_t(c)} {{
-  %z = arith.constant 0.0 : f32
-  %e = tensor.empty() : {_t(c)}
-  %i = linalg.fill ins(%z : f32) outs(%e : {_t(c)}) -> {_t(c)}
-  %y = {op} ins(%a, %b : {_t(a)}, {_t(b)}) outs(%i : {_t(c)}) -> {_t(c)}
-  return %y : {_t(c)}
-}}"""
 
 
 def _check(op: str, a_shape, b_shape, c_shape, accumulate: bool = False) -> None:
