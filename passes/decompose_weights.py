@@ -14,6 +14,7 @@ from tasdc.decompose import Decomposition, SeriesConfig, decompose, l1_dropped, 
 from tasdc.diagnostics import remark
 from tasdc.dialects.tasd import BatchMatmulOp, Conv2dOp, MatmulOp, SeriesOp, SparseWeightOp
 from tasdc.elements import make_elements
+from tasdc.module import fill_value
 from tasdc.passes.base import ModulePass
 from tasdc.report import annotate, read_stats
 from tasdc.progress import progress
@@ -35,14 +36,8 @@ def _dense_i64_array(attr: ir.Attribute | None, default: list[int]) -> list[int]
 
 
 def _is_zero_fill(value: ir.Value) -> bool:
-    owner = value.owner
-    if not isinstance(owner, ir.OpView) or owner.name != "linalg.fill":
-        return False
-    scalar = owner.operands[0].owner
-    if not isinstance(scalar, ir.OpView) or scalar.name != "arith.constant":
-        return False
-    attr = scalar.attributes["value"]
-    return isinstance(attr, ir.FloatAttr) and attr.value == 0.0
+    """``value`` is a ``linalg.fill`` of 0.0 (either sign)."""
+    return fill_value(value) == 0.0
 
 
 def _erase_if_dead(op: ir.OpView | None) -> None:

@@ -9,6 +9,7 @@ from typing import ClassVar
 from torch_mlir import ir
 from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 
+from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.lower_tasd_to_calls import dynamic_memref
 from tasdc.passes.vectorize_contractions import _DEFAULT_MAPS
@@ -41,19 +42,8 @@ def _static_f32(value: ir.Value, rank: int) -> bool:
 def _is_zero_fill(value: ir.Value) -> bool:
     """``value`` is a ``linalg.fill`` of the constant +0.0, possibly reshaped
     (``tasd-cpu-fold-batch-broadcasts`` collapses a batch_matmul's init)."""
-    owner = value.owner
-    while isinstance(owner, ir.OpView) and owner.name in ("tensor.collapse_shape", "tensor.expand_shape"):
-        owner = owner.operands[0].owner
-    if not isinstance(owner, ir.OpView) or owner.name != "linalg.fill":
-        return False
-    scalar = owner.operands[0].owner
-    if not isinstance(scalar, ir.OpView) or scalar.name != "arith.constant":
-        return False
-    attr = scalar.attributes["value"]
-    if not isinstance(attr, ir.FloatAttr):
-        return False
-    value = ir.FloatAttr(attr).value
-    return value == 0.0 and math.copysign(1.0, value) > 0
+    constant = fill_value(value, through_reshapes=True)
+    return constant == 0.0 and math.copysign(1.0, constant) > 0
 
 
 def _pair(op: ir.OpView, name: str) -> list[int]:
@@ -118,17 +108,9 @@ class DenseToLibraryCalls(ModulePass):
             raise ValueError(f"min-flops must be >= 0, got {self.min_flops}")
 
     def run(self, module: ir.Module) -> None:
-        found: list[ir.OpView] = []
-
-        def visit(op: ir.Operation) -> ir.WalkResult:
-            if op.name in _OPS:
-                found.append(op.opview)
-            return ir.WalkResult.ADVANCE
-
-        module.operation.walk(visit)
         declared: dict[str, func.FuncOp] = {}
         with module.context:
-            for op in found:
+            for op in ops_named(module, *_OPS):
                 if self._accepts(op):
                     self._rewrite(module, op, declared)
 

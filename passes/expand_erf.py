@@ -8,6 +8,7 @@ from typing import ClassVar
 from torch_mlir import ir
 from torch_mlir.dialects import arith
 
+from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
 
 #: Numerator (odd powers x¹³ … x¹, highest first) and denominator (even powers
@@ -41,14 +42,7 @@ class ExpandErf(ModulePass):
     name: ClassVar[str] = "tasd-cpu-expand-erf"
 
     def run(self, module: ir.Module) -> None:
-        found: list[ir.OpView] = []
-
-        def visit(op: ir.Operation) -> ir.WalkResult:
-            if op.name == "math.erf" and isinstance(op.results[0].type, ir.F32Type):
-                found.append(op.opview)
-            return ir.WalkResult.ADVANCE
-
-        module.operation.walk(visit)
+        found = [op for op in ops_named(module, "math.erf") if isinstance(op.results[0].type, ir.F32Type)]
         with module.context:
             for op in found:
                 self._expand(op)

@@ -9,6 +9,7 @@ from torch_mlir import ir
 from torch_mlir.dialects import linalg, tensor
 
 from tasdc.contractions import _broadcast_dims
+from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.vectorize_contractions import _DEFAULT_MAPS
 
@@ -60,16 +61,8 @@ class FoldBatchBroadcasts(ModulePass):
     name: ClassVar[str] = "tasd-cpu-fold-batch-broadcasts"
 
     def run(self, module: ir.Module) -> None:
-        found: list[ir.OpView] = []
-
-        def visit(op: ir.Operation) -> ir.WalkResult:
-            if op.name == "linalg.batch_matmul":
-                found.append(op.opview)
-            return ir.WalkResult.ADVANCE
-
-        module.operation.walk(visit)
         with module.context:
-            for op in found:
+            for op in ops_named(module, "linalg.batch_matmul"):
                 self._fold(op)
 
     @staticmethod

@@ -231,17 +231,33 @@ def clone_module(module: ir.Module) -> ir.Module:
     return result
 
 
-def ops_named(module: ir.Module, name: str) -> list[ir.OpView]:
-    """Every op called ``name`` in ``module``, in program order."""
+def ops_named(module: ir.Module, *names: str) -> list[ir.OpView]:
+    """Every op called one of ``names`` in ``module``, in program order."""
     found: list[ir.OpView] = []
 
     def visit(operation: ir.Operation) -> ir.WalkResult:
-        if operation.name == name:
+        if operation.name in names:
             found.append(operation.opview)
         return ir.WalkResult.ADVANCE
 
     module.operation.walk(visit)
     return found
+
+
+def fill_value(value: ir.Value, through_reshapes: bool = False) -> float | None:
+    """The float constant ``value`` is a ``linalg.fill`` of (``None`` when it
+    is not one); with ``through_reshapes``, also through
+    ``tensor.collapse_shape``/``expand_shape`` of such a fill."""
+    owner = value.owner
+    while through_reshapes and isinstance(owner, ir.OpView) and owner.name in ("tensor.collapse_shape", "tensor.expand_shape"):
+        owner = owner.operands[0].owner
+    if not isinstance(owner, ir.OpView) or owner.name != "linalg.fill":
+        return None
+    scalar = owner.operands[0].owner
+    if not isinstance(scalar, ir.OpView) or scalar.name != "arith.constant":
+        return None
+    attr = scalar.attributes["value"]
+    return ir.FloatAttr(attr).value if isinstance(attr, ir.FloatAttr) else None
 
 
 def verify(module: ir.Module, after: str = "") -> None:
