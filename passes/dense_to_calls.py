@@ -12,7 +12,7 @@ from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.lower_tasd_to_calls import dynamic_memref
-from tasdc.passes.vectorize_contractions import _DEFAULT_MAPS
+from tasdc.contractions import has_default_maps
 
 #: op name -> (library entry, operand ranks: input, filter/right, output)
 _OPS: dict[str, tuple[str, tuple[int, int, int]]] = {
@@ -118,7 +118,7 @@ class DenseToLibraryCalls(ModulePass):
         entry, ranks = _OPS[op.name]
         if len(op.operands) != 3 or len(op.results) != 1:
             return False
-        if op.name in _DEFAULT_MAPS and "indexing_maps" in op.attributes and str(op.attributes["indexing_maps"]) != _DEFAULT_MAPS[op.name]:
+        if op.name in ("linalg.matmul", "linalg.batch_matmul") and not has_default_maps(op, op.name):
             return False
         values = list(op.operands) + [op.results[0]]
         if not all(_static_f32(v, r) for v, r in zip(values, ranks + (ranks[2],))):

@@ -11,7 +11,7 @@ from torch_mlir.dialects import linalg, tensor
 from tasdc.contractions import _broadcast_dims
 from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
-from tasdc.passes.vectorize_contractions import _DEFAULT_MAPS
+from tasdc.contractions import has_default_maps
 
 
 def _reassociation(groups: list[list[int]]) -> ir.ArrayAttr:
@@ -69,7 +69,7 @@ class FoldBatchBroadcasts(ModulePass):
     def _fold(op: ir.OpView) -> None:
         if len(op.operands) != 3 or len(op.results) != 1:
             return
-        if "indexing_maps" in op.attributes and str(op.attributes["indexing_maps"]) != _DEFAULT_MAPS["linalg.batch_matmul"]:
+        if not has_default_maps(op, "batch_matmul"):
             return  # a transposed or broadcast form of its own
         lhs, rhs, init = op.operands
         matrix = _broadcast_matrix(rhs)

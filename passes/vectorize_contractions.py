@@ -9,6 +9,7 @@ from typing import ClassVar
 from torch_mlir import ir
 from torch_mlir.dialects.transform import interpreter
 
+from tasdc.contractions import has_default_maps
 from tasdc.diagnostics import capture, record_mlir_error
 from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
@@ -19,12 +20,6 @@ TAG = "tasd.vectorize_id"
 #: Ops this pass rewrites; anything else (conv, generics, transposed or
 #: mixed-precision matmuls, dynamic shapes) is left to the loop path.
 _KINDS = {"linalg.matmul": 2, "linalg.batch_matmul": 3}
-_DEFAULT_MAPS = {
-    "linalg.matmul": "[affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>, "
-    "affine_map<(d0, d1, d2) -> (d0, d1)>]",
-    "linalg.batch_matmul": "[affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d3, d2)>, "
-    "affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>]",
-}
 
 
 @dataclass(frozen=True)
@@ -77,7 +72,7 @@ def contraction_sizes(op: ir.Operation) -> tuple[int, ...] | None:
     rank = _KINDS.get(op.name)
     if rank is None or len(op.operands) != 3 or len(op.results) != 1:
         return None
-    if "indexing_maps" in op.attributes and str(op.attributes["indexing_maps"]) != _DEFAULT_MAPS[op.name]:
+    if not has_default_maps(op, op.name):
         return None
     types = [_static_f32_tensor(v) for v in list(op.operands) + [op.results[0]]]
     if any(t is None or t.rank != rank for t in types):

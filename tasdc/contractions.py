@@ -292,10 +292,12 @@ def _shape(value: ir.Value) -> list[int]:
 
 
 def has_default_maps(op: ir.OpView, kind: str) -> bool:
-    """Whether a ``linalg.matmul`` / ``batch_matmul`` has its plain maps: no
+    """Whether a ``linalg.matmul`` / ``batch_matmul`` (``kind`` with or without
+    the ``linalg.`` prefix) has its plain maps: no
     ``indexing_maps`` attribute (ops built by the Python builders, e.g. after
     ``tasd-expand-to-linalg``) or one equal to the default (as torch-mlir
     prints them). Explicit maps that transpose or broadcast are not."""
+    kind = kind.removeprefix("linalg.")
     return "indexing_maps" not in op.attributes or str(op.attributes["indexing_maps"]) == _DEFAULT_MAPS[kind]
 
 
