@@ -459,7 +459,7 @@ def compile_for_cpu(
         if op.operation.name == "func.func" and KERNEL_ATTR in op.attributes:
             name = ir.StringAttr(op.attributes["sym_name"]).value
             info = from_attr(op.attributes[KERNEL_ATTR])
-            sources.append((name, info, [read_elements(a) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]))
+            sources.append((name, info, [read_elements(a, copy=False) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]))
             # The weights now live in the packed kernels; drop them from the IR.
             for attr in (KERNEL_ATTR, WEIGHTS_ATTR, "tasd.stats"):
                 if attr in op.attributes:
