@@ -15,8 +15,9 @@ An entry is one file ``<key>.tasdc-k`` in the same ``cpu/`` folder as the
 objects: a magic line, a CRC-32 of the rest (damage, truncation), the length
 of a JSON header, the header (per kernel and batch: the sizes of a
 :class:`~tasdc.runtime.cpu.kernels.PackedSeries` and where its arrays are),
-then the arrays, each at a 64-byte aligned offset. Loading reads the file
-into one buffer and views the arrays in place (no copy). Writes are atomic
+then the arrays, each at a 64-byte aligned offset. Loading maps the file
+(private, copy-on-write) and views the arrays in place (no copy, no read
+into fresh memory: 0.8 s of a 214 MB BERT-base 2:4 entry's load was that). Writes are atomic
 (temporary file + rename), the folder is trimmed least-recently-used with
 the objects, and ``tasdc cache clear`` removes both kinds of entry. An entry
 that is damaged or does not describe the expected kernels is ignored and
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import struct
 import tempfile
@@ -128,10 +130,13 @@ def load(key: str, expected: Sequence[tuple[int, tuple[int, int]]]) -> list[list
     try:
         with open(path, "rb") as source:
             size = os.fstat(source.fileno()).st_size
-            buffer = np.empty(size, np.uint8)
-            if source.readinto(memoryview(buffer)) != size:
+            if size <= len(MAGIC) + _HEAD.size:
                 return None
-    except OSError:
+            # A private (copy-on-write) mapping: the page cache's pages, no read
+            # into fresh memory; the arrays stay valid when the file is replaced
+            # or deleted, and writing to them never reaches the file.
+            buffer = np.frombuffer(mmap.mmap(source.fileno(), size, access=mmap.ACCESS_COPY), np.uint8)
+    except (OSError, ValueError):
         return None
     head = len(MAGIC) + _HEAD.size
     if size <= head or bytes(buffer[: len(MAGIC)]) != MAGIC:
