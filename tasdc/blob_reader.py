@@ -184,7 +184,7 @@ def transpose_into(source: np.ndarray, out: np.ndarray) -> None:
 # else (another MLIR layout, an element type without a getter) returns None
 # and the caller uses the getter loops above.
 
-_SAMPLES = 64
+_SAMPLES = 16
 _WORDS = 8  # words of the storage / the entry searched for the pointers
 
 

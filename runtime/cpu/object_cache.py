@@ -28,8 +28,9 @@ checksum does not match is ignored (and rewritten by the next compile).
 Least recently used entries are deleted once the folder exceeds
 ``$TASDC_CACHE_MAX_MB`` (default 4096). ``tasdc cache clear`` removes every entry.
 The packed N:M kernels are cached in the same folder
-(:mod:`tasdc.runtime.cpu.kernel_cache`, ``.tasdc-k`` files), trimmed and
-cleared with the objects.
+(:mod:`tasdc.runtime.cpu.kernel_cache`, ``.tasdc-k`` files), and so are the
+compiled modules of ``tasdc run`` (:mod:`tasdc.module_cache`, ``.tasdc-m``),
+trimmed and cleared with the objects.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ MAGIC = b"tasdc-cpu-object 1\n"
 SUFFIX = ".tasdc-o"
 #: Entries of :mod:`tasdc.runtime.cpu.kernel_cache` (packed N:M kernels) share the folder.
 KERNEL_SUFFIX = ".tasdc-k"
-ENTRY_SUFFIXES = (SUFFIX, KERNEL_SUFFIX)
+#: Compiled modules of ``tasdc run`` (:mod:`tasdc.module_cache`) share the folder too.
+MODULE_SUFFIX = ".tasdc-m"
+ENTRY_SUFFIXES = (SUFFIX, KERNEL_SUFFIX, MODULE_SUFFIX)
 _SOURCES = (
     "tasdc.passes.lower_cpu_to_llvm",
     "tasdc.passes.outline_loops",
