@@ -226,3 +226,66 @@ def test_cached_start_in_a_new_process_is_bit_identical(cache_dir: Path, tmp_pat
     flags = json.loads(proc.stdout.strip().splitlines()[-1])
     assert flags["hit"] and flags["kernel_hit"] == (config != "dense")
     np.testing.assert_array_equal(np.load(y_path), expected)
+
+
+# ---- tasdc run: the compiled module cache (tasdc/module_cache.py) -----------
+
+
+def _run(model: Path, x: Path, out: Path, *extra: str) -> str:
+    from conftest import run_cli
+
+    proc = run_cli("run", str(model), "--input", str(x), "--config", "2:4", "-o", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _module_entries(cache_dir: Path) -> list[Path]:
+    from tasdc import module_cache
+
+    return sorted((cache_dir / "cpu").glob(f"*{module_cache.SUFFIX}"))
+
+
+def test_run_reuses_the_compiled_module_and_misses_on_a_changed_byte(example_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """``tasdc run`` twice: the second compiles nothing and gives the same bits;
+    a damaged entry is recompiled; one changed weight byte in the model file
+    is a new key with the changed weight's result. (An ``.mlir`` model: its
+    blobs are hex text, so one byte is one edit; it also runs without torch.)"""
+    from conftest import run_cli
+
+    text = tmp_path / "mlp.mlir"
+    proc = run_cli("compile", str(example_dir / "mlp.pt2"), "-o", str(text))
+    assert proc.returncode == 0, proc.stderr
+    x = tmp_path / "x.npy"
+    np.save(x, np.load(example_dir / "mlp-eval.npz")["x"][:16])
+    hit = "(from the compile cache), JIT"
+    assert hit not in _run(text, x, tmp_path / "a.npy")
+    assert len(_module_entries(cache_dir)) == 1
+    assert hit in _run(text, x, tmp_path / "b.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), np.load(tmp_path / "a.npy"))
+    (entry,) = _module_entries(cache_dir)
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    entry.write_bytes(bytes(data))
+    assert hit not in _run(text, x, tmp_path / "c.npy"), "a damaged entry must be recompiled"
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), np.load(tmp_path / "a.npy"))
+    # One byte of the largest weight blob (after its 4-byte alignment header): its low nibble of byte 37.
+    source = text.read_text()
+    blob = max((line for line in source.splitlines() if '"0x' in line), key=len)
+    position = blob.index('"0x') + 3 + 8 + 2 * 37 + 1
+    text.write_text(source.replace(blob, blob[:position] + ("0" if blob[position] != "0" else "1") + blob[position + 1:]))
+    assert hit not in _run(text, x, tmp_path / "d.npy"), "a changed weight byte must miss the module cache"
+    assert len(_module_entries(cache_dir)) == 2
+    assert "from the compile cache" not in _run(text, x, tmp_path / "e.npy", "--no-cache")
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), np.load(tmp_path / "e.npy"))
+    assert not np.array_equal(np.load(tmp_path / "d.npy"), np.load(tmp_path / "a.npy"))
+
+
+def test_onnx_models_are_not_module_cached(tmp_path: Path) -> None:
+    """An ONNX model may keep its weights in other files the key would not see."""
+    from tasdc import module_cache
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    assert not module_cache.cacheable(model)
+    (tmp_path / "m.pt2").write_bytes(b"x")
+    assert module_cache.cacheable(tmp_path / "m.pt2") and not module_cache.cacheable(tmp_path / "missing.pt2")
