@@ -188,15 +188,22 @@ _SAMPLES = 16
 _WORDS = 8  # words of the storage / the entry searched for the pointers
 
 
-@lru_cache(maxsize=1)
+_MEMORY: dict[int, int | None] = {}  # pid -> descriptor of /proc/self/mem
+
+
 def _memory() -> int | None:
-    """A descriptor of /proc/self/mem (reads of unmapped memory fail instead of crashing), or None."""
+    """A descriptor of this process's /proc/self/mem (reads of unmapped memory
+    fail instead of crashing), or None. Opened per process: a descriptor
+    inherited across fork would read the parent's memory."""
     import os
 
-    try:
-        return os.open("/proc/self/mem", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
+    pid = os.getpid()
+    if pid not in _MEMORY:
+        try:
+            _MEMORY[pid] = os.open("/proc/self/mem", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            _MEMORY[pid] = None
+    return _MEMORY[pid]
 
 
 def _read(address: int, size: int) -> bytes | None:

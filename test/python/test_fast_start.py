@@ -289,3 +289,22 @@ def test_onnx_models_are_not_module_cached(tmp_path: Path) -> None:
     assert not module_cache.cacheable(model)
     (tmp_path / "m.pt2").write_bytes(b"x")
     assert module_cache.cacheable(tmp_path / "m.pt2") and not module_cache.cacheable(tmp_path / "missing.pt2")
+
+
+def test_forked_child_reads_its_own_memory() -> None:
+    """/proc/self/mem is opened per process: a descriptor inherited across
+    fork would check the parent's bytes instead of the child's."""
+    import os
+
+    assert blob_reader._memory() is not None
+    data = np.arange(1000, dtype=np.float32)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: change the array, then read it through the checker
+        data[0] = 42.0
+        ok = blob_reader._read(data.ctypes.data, 4) == np.float32(42.0).tobytes()
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert blob_reader._read(data.ctypes.data, 4) == np.float32(0.0).tobytes()
