@@ -142,11 +142,11 @@ def bound_values(module: ir.Module, entry: str = "main", strip: bool = True) -> 
     """The values of ``@entry``'s bound arguments (``tasd.bound``), in argument order.
 
     Each is read from its attribute and, with ``tasd.bound_permutation``,
-    transposed (C-contiguous). An untransposed value may be a read-only view
-    of the attribute's blob (:func:`tasdc.elements.read_elements` without
-    ``copy``): the code only reads its bound arguments. With ``strip`` the two attributes are removed
-    afterwards, so the module no longer refers to the weights (the compile
-    cache key then covers only the code).
+    transposed (C-contiguous). Always a copy: a blob made over a buffer
+    (torch-mlir's importer over a model's parameters) may change afterwards,
+    and an executable keeps the weights it was compiled with. With ``strip``
+    the two attributes are removed afterwards, so the module no longer
+    refers to the weights (the compile cache key then covers only the code).
     """
     fn = _function(module, entry)
     if fn is None or "arg_attrs" not in fn.attributes:
@@ -160,7 +160,7 @@ def bound_values(module: ir.Module, entry: str = "main", strip: bool = True) -> 
         if permutation == [1, 0]:  # nn.Linear's weight: transposed while it is read
             array = read_elements_transposed(attributes[BOUND_ATTR])
         else:
-            array = read_elements(attributes[BOUND_ATTR], copy=False)
+            array = read_elements(attributes[BOUND_ATTR])
             if permutation is not None:
                 array = array.transpose(permutation)
         values.append(np.ascontiguousarray(array))

@@ -308,3 +308,27 @@ def test_forked_child_reads_its_own_memory() -> None:
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
     assert blob_reader._read(data.ctypes.data, 4) == np.float32(0.0).tobytes()
+
+
+def test_executable_keeps_the_weights_it_was_compiled_with(cache_dir: Path) -> None:
+    """torch-mlir's importer makes blobs over the model's parameters (no copy):
+    changing a parameter after ``compile_for_cpu`` must not change what the
+    executable computes (bound weights are copied, packed kernels are packed)."""
+    class Affine(torch.nn.Module):  # x @ W + b: W and b (2 KB) bound as they are, not transposed
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(64, 512, generator=torch.Generator().manual_seed(2)))
+            self.b = torch.nn.Parameter(torch.randn(512, generator=torch.Generator().manual_seed(3)))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x @ self.w + self.b)
+
+    for config in ("dense", "2:4"):
+        model = Affine().eval()
+        result = compile_model(model, (torch.from_numpy(_X),), CompileOptions(config=config))
+        executable = compile_for_cpu(result.module)
+        before = executable(_X)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(2.0)
+        np.testing.assert_array_equal(executable(_X), before)
