@@ -142,9 +142,10 @@ def bound_values(module: ir.Module, entry: str = "main", strip: bool = True) -> 
     """The values of ``@entry``'s bound arguments (``tasd.bound``), in argument order.
 
     Each is read from its attribute and, with ``tasd.bound_permutation``,
-    transposed (C-contiguous). Always a copy: a blob made over a buffer
-    (torch-mlir's importer over a model's parameters) may change afterwards,
-    and an executable keeps the weights it was compiled with. With ``strip``
+    transposed (C-contiguous). An untransposed value is a read-only view of
+    its blob when :func:`tasdc.elements.resource_view` can check one (no
+    copy; the code only reads bound arguments; blobs are never changed:
+    tasdc's importer copies a model's parameters into them). With ``strip``
     the two attributes are removed afterwards, so the module no longer
     refers to the weights (the compile cache key then covers only the code).
     """
@@ -160,7 +161,7 @@ def bound_values(module: ir.Module, entry: str = "main", strip: bool = True) -> 
         if permutation == [1, 0]:  # nn.Linear's weight: transposed while it is read
             array = read_elements_transposed(attributes[BOUND_ATTR])
         else:
-            array = read_elements(attributes[BOUND_ATTR])
+            array = read_elements(attributes[BOUND_ATTR], copy=False)
             if permutation is not None:
                 array = array.transpose(permutation)
         values.append(np.ascontiguousarray(array))

@@ -340,10 +340,12 @@ def _literal_hooks() -> Any:
             mapping = cc._py_attr_tracker.track(literal)
             if mapping.is_empty:
                 data = literal.detach().contiguous()
+                # A copy: the blob must not change when the model's parameters
+                # do (readers of the module view blobs without copying).
                 if data.dtype == torch.bfloat16:
-                    array = data.view(torch.int16).numpy().view(npy_dtype)
+                    array = data.view(torch.int16).numpy().view(npy_dtype).copy()
                 else:
-                    array = data.numpy().astype(npy_dtype, copy=False)
+                    array = data.numpy().astype(npy_dtype, copy=True)
                 shape_desc = "_".join(str(d) for d in literal.shape)
                 mapping.value = ir.DenseResourceElementsAttr.get_from_buffer(
                     array, f"torch_tensor_{shape_desc}_{literal.dtype}", fxi.create_mlir_tensor_type(literal))

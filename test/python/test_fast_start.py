@@ -311,9 +311,9 @@ def test_forked_child_reads_its_own_memory() -> None:
 
 
 def test_executable_keeps_the_weights_it_was_compiled_with(cache_dir: Path) -> None:
-    """torch-mlir's importer makes blobs over the model's parameters (no copy):
-    changing a parameter after ``compile_for_cpu`` must not change what the
-    executable computes (bound weights are copied, packed kernels are packed)."""
+    """Changing a model's parameters after ``compile_for_cpu`` must not change
+    what the executable computes: bound weights may be views of their blobs,
+    so the importer must have copied the parameters into them."""
     class Affine(torch.nn.Module):  # x @ W + b: W and b (2 KB) bound as they are, not transposed
         def __init__(self) -> None:
             super().__init__()
