@@ -1,13 +1,15 @@
-"""Copy a ``dense_resource`` blob into numpy through MLIR's C API, fast, without Numba.
+"""Read a ``dense_resource`` blob into numpy fast: a checked view of its own bytes, else a compiled copy loop.
 
-The bindings give no pointer to a blob's bytes, only the C API's per-element
-getter ``mlirDense<T>ResourceElementsAttrGetValue(attr, i)``. These loops call
-it from compiled code: two small functions per element type, written in LLVM
-IR with llvmlite and JIT-compiled once per process on first use (tens of
-milliseconds). They used to be Numba functions; loading those from Numba's
-disk cache cost ~0.9 s in every new process (Numba's first dispatch), most
-of a dense model's start from the compile cache. Calls go through ctypes,
-which releases the GIL.
+:func:`blob_view` finds the blob's data pointer behind the attribute (the
+bindings and the C API give none) and returns a zero-copy view once it has
+checked it against MLIR's own getter (see the comment above it). When it
+cannot, the copy loops below call the C API's per-element getter
+``mlirDense<T>ResourceElementsAttrGetValue(attr, i)`` from compiled code:
+two small functions per element type (plus a transposing copy from memory),
+written in LLVM IR with llvmlite and JIT-compiled once per process on first
+use (tens of milliseconds). They used to be Numba functions; loading those
+from Numba's disk cache cost ~0.9 s in every new process (Numba's first
+dispatch). Calls go through ctypes, which releases the GIL.
 """
 
 from __future__ import annotations
@@ -240,12 +242,6 @@ def _find_data(storage: int, key: bytes, nbytes: int) -> int | None:
     return None
 
 
-class _Pinned(ctypes.Structure):
-    """Owner of a view's memory: keeps the attribute (hence its MLIR context and blob) alive."""
-
-    _fields_: list[Any] = []
-
-
 def blob_view(attr: Any, dtype: np.dtype, count: int, key: str, getter: Any) -> np.ndarray | None:
     """A read-only, zero-copy view of the ``count`` elements of ``attr``'s resource blob, or ``None``.
 
@@ -273,8 +269,6 @@ def blob_view(attr: Any, dtype: np.dtype, count: int, key: str, getter: Any) -> 
             return None
     buffer = (ctypes.c_char * nbytes).from_address(data)
     view = np.frombuffer(buffer, dtype=dtype, count=count)
-    owner = _Pinned()
-    owner.attr = attr  # type: ignore[attr-defined]
-    buffer._tasdc_owner = owner  # type: ignore[attr-defined]
+    buffer._tasdc_owner = attr  # type: ignore[attr-defined] # the view's base keeps the blob's context alive
     view.flags.writeable = False
     return view

@@ -122,7 +122,7 @@ def read_elements_transposed(attr: ir.Attribute) -> np.ndarray:
 @lru_cache(maxsize=None)
 def _getter(dtype: np.dtype) -> Any:
     """MLIR's C getter of one element of a resource blob of ``dtype``, as a ctypes function."""
-    suffix, ctype = _GETTERS[dtype]
+    _, ctype = _GETTERS[dtype]
     return ctypes.CFUNCTYPE(ctype, ctypes.c_void_p, ctypes.c_ssize_t)(_getter_address(dtype))
 
 
