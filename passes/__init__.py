@@ -23,6 +23,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-vectorize-contractions": "vectorize_contractions",
     "tasd-cpu-dense-to-library-calls": "dense_to_calls",
     "tasd-cpu-expand-erf": "expand_erf",
+    "tasd-cpu-expand-exp": "expand_exp",
     "tasd-cpu-demote-f64": "demote_f64",
     "tasd-cpu-outline-loops": "outline_loops",
     "tasd-cpu-dedup-functions": "dedup_functions",

@@ -15,6 +15,7 @@ from tasdc.passes.dedup_functions import DedupFunctions
 from tasdc.passes.demote_f64 import DemoteF64
 from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.expand_erf import ExpandErf
+from tasdc.passes.expand_exp import ExpandExp
 from tasdc.passes.inline_entry import InlineEntry
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.vectorize_contractions import VectorizeContractions
@@ -95,7 +96,9 @@ class LowerCpuToLLVM(ModulePass):
 
     With ``expand_erf`` (the default), scalar f32 ``math.erf`` (GELU) becomes
     arithmetic LLVM can vectorize instead of a libm call per element
-    (``tasd-cpu-expand-erf``, after the elementwise ops are linalg).
+    (``tasd-cpu-expand-erf``, after the elementwise ops are linalg). With
+    ``expand_exp`` (the default), scalar f32 ``math.exp`` (softmax, sigmoid,
+    SiLU) likewise becomes a polynomial (``tasd-cpu-expand-exp``).
 
     With ``fuse`` (the default), elementwise ops are fused into one loop
     nest per chain on tensors, before bufferization (``FUSION``).
@@ -117,6 +120,7 @@ class LowerCpuToLLVM(ModulePass):
     library: bool = True
     vectorize: bool = True
     expand_erf: bool = True
+    expand_exp: bool = True
     demote_f64: bool = True
     outline: bool = True
     fuse: bool = True
@@ -149,9 +153,12 @@ class LowerCpuToLLVM(ModulePass):
             at = pipeline.index(FUSE_AFTER) + 1
             pipeline = pipeline[:at] + FUSION + pipeline[at:]
         split = pipeline.index(OUTLINE_BEFORE)
-        if self.expand_erf:  # on the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg
+        if self.expand_erf or self.expand_exp:  # on the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg
             self._upstream(module, pipeline[:1])
-            ExpandErf().run(module)
+            if self.expand_erf:
+                ExpandErf().run(module)
+            if self.expand_exp:
+                ExpandExp().run(module)
             pipeline, split = pipeline[1:], split - 1
         if self.outline:
             self._upstream(module, pipeline[:split])
