@@ -18,6 +18,7 @@ from tasdc.passes.expand_erf import ExpandErf
 from tasdc.passes.expand_exp import ExpandExp
 from tasdc.passes.inline_entry import InlineEntry
 from tasdc.passes.outline_loops import OutlineLoops
+from tasdc.passes.reassociate_reductions import ReassociateReductions
 from tasdc.passes.vectorize_contractions import VectorizeContractions
 
 #: The upstream pipeline, in order. ``refback-munge-memref-copy`` rewrites
@@ -98,7 +99,10 @@ class LowerCpuToLLVM(ModulePass):
     arithmetic LLVM can vectorize instead of a libm call per element
     (``tasd-cpu-expand-erf``, after the elementwise ops are linalg). With
     ``expand_exp`` (the default), scalar f32 ``math.exp`` (softmax, sigmoid,
-    SiLU) likewise becomes a polynomial (``tasd-cpu-expand-exp``).
+    SiLU) likewise becomes a polynomial (``tasd-cpu-expand-exp``). With
+    ``reassociate`` (the default), the combiners of f32 reductions (sums,
+    max) may be reordered, so LLVM vectorizes softmax's and layer norm's
+    row reductions (``tasd-cpu-reassociate-reductions``).
 
     With ``fuse`` (the default), elementwise ops are fused into one loop
     nest per chain on tensors, before bufferization (``FUSION``).
@@ -121,6 +125,7 @@ class LowerCpuToLLVM(ModulePass):
     vectorize: bool = True
     expand_erf: bool = True
     expand_exp: bool = True
+    reassociate: bool = True
     demote_f64: bool = True
     outline: bool = True
     fuse: bool = True
@@ -153,12 +158,13 @@ class LowerCpuToLLVM(ModulePass):
             at = pipeline.index(FUSE_AFTER) + 1
             pipeline = pipeline[:at] + FUSION + pipeline[at:]
         split = pipeline.index(OUTLINE_BEFORE)
-        if self.expand_erf or self.expand_exp:  # on the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg
+        # On the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg:
+        body_passes = [p for p, on in ((ExpandErf(), self.expand_erf), (ExpandExp(), self.expand_exp),
+                                       (ReassociateReductions(), self.reassociate)) if on]
+        if body_passes:
             self._upstream(module, pipeline[:1])
-            if self.expand_erf:
-                ExpandErf().run(module)
-            if self.expand_exp:
-                ExpandExp().run(module)
+            for body_pass in body_passes:
+                body_pass.run(module)
             pipeline, split = pipeline[1:], split - 1
         if self.outline:
             self._upstream(module, pipeline[:split])

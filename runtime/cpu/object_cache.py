@@ -59,6 +59,8 @@ _SOURCES = (
     "tasdc.passes.vectorize_contractions",
     "tasdc.passes.dense_to_calls",
     "tasdc.passes.expand_erf",
+    "tasdc.passes.expand_exp",
+    "tasdc.passes.reassociate_reductions",
     "tasdc.passes.demote_f64",
     "tasdc.passes.lower_tasd_to_calls",
     "tasdc.passes.bind_constants",
