@@ -35,6 +35,10 @@ For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
   there (not timed), then ``compile_for_cpu`` + the first call are timed;
 * with ``--compare-outline``: ``JIT 1fn``, the cold JIT without
   ``tasd-cpu-outline-loops`` (one huge function, the old way);
+* with ``--baseline LOWERING`` (e.g. ``'tasd-cpu-to-llvm{reassociate=false
+  expand-exp=false}'``): ``base ms``, the median latency of the same module
+  lowered that way, timed in the same process right after ``tasdc ms``
+  (before/after of a lowering change in one run), and ``base/tasdc``;
 * the median latency over ``--repeat`` runs of the compiled model and of
   torch eager (dense weights, ``torch.no_grad``, same input, same thread
   count, same process) and their ratio (>1 means tasdc is faster).
@@ -46,7 +50,8 @@ The compile caches are temporary folders (the user's cache is not touched).
 ``--threads N`` sets torch's, Numba's and OpenBLAS's thread counts.
 
 Run: ``.venv/bin/python benchmarks/bench_end_to_end.py [--models mlp,encoder4|zoo]
-[--configs dense,2:4] [--threads 1] [--repeat 30] [--fresh-process] [--compare-outline]``.
+[--configs dense,2:4] [--threads 1] [--repeat 30] [--fresh-process] [--compare-outline]
+[--baseline LOWERING]``.
 """
 
 from __future__ import annotations
@@ -215,6 +220,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch and Numba threads (0: leave the defaults)")
     parser.add_argument("--compare-outline", action="store_true", help="also JIT without tasd-cpu-outline-loops")
     parser.add_argument("--fresh-process", action="store_true", help="also time the cached start of a new process")
+    parser.add_argument("--baseline", help="also time the module lowered with this pipeline (e.g. 'tasd-cpu-to-llvm{reassociate=false}')")
     parser.add_argument("--child-start", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_start:
@@ -237,7 +243,8 @@ def main() -> None:
     header = (f"{'model':<13} {'config':<9} {'compile s':>9} {'JIT cold':>8} {'1st call':>8} {'JIT cached':>10} "
               f"{'cold/cached':>11} " + (f"{'start new':>9} " if args.fresh_process else "")
               + (f"{'JIT 1fn':>8} " if args.compare_outline else "")
-              + f"{'tasdc ms':>9} {'torch ms':>9} {'torch/tasdc':>11} {'max |diff|':>10}")
+              + f"{'tasdc ms':>9} {'torch ms':>9} {'torch/tasdc':>11} "
+              + (f"{'base ms':>9} {'base/tasdc':>10} " if args.baseline else "") + f"{'max |diff|':>10}")
     print(header)
     print("-" * len(header))
     models = ZOO_SET if args.models == "zoo" else args.models
@@ -288,9 +295,20 @@ def main() -> None:
 
             t_tasdc = median_seconds(first, args.repeat)
             diff = float(np.abs(first() - expected).max())
+            base = ""
+            if args.baseline:
+                baseline = compile_for_cpu(result.module, cache=False, lowering=args.baseline)
+
+                def base_first() -> np.ndarray:
+                    out = baseline(*inputs)
+                    return out[0] if isinstance(out, tuple) else out
+
+                t_base = median_seconds(base_first, args.repeat)
+                base = f"{t_base * 1e3:>9.3f} {t_base / t_tasdc:>10.2f} "
+                del baseline
             print(f"{name:<13} {config:<9} {compile_s:>9.2f} {cold_s:>8.2f} {first_s:>8.2f} {cached_s:>10.2f} "
                   f"{cold_s / cached_s:>11.1f} {fresh}{one_fn}"
-                  f"{t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} {t_torch / t_tasdc:>11.2f} {diff:>10.2e}  (cold JIT s: {split})",
+                  f"{t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} {t_torch / t_tasdc:>11.2f} {base}{diff:>10.2e}  (cold JIT s: {split})",
                   flush=True)
             del exe, cached
             shutil.rmtree(folder, ignore_errors=True)
