@@ -41,7 +41,8 @@ For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
   (before/after of a lowering change in one run), and ``base/tasdc``;
 * the median latency over ``--repeat`` runs of the compiled model and of
   torch eager (dense weights, ``torch.no_grad``, same input, same thread
-  count, same process) and their ratio (>1 means tasdc is faster).
+  count, same process; one call of each in turn, so load changes hit both)
+  and their ratio (>1 means tasdc is faster).
 
 ``--models zoo`` is the zoo set of the issue: the example models, the
 6-layer 384-wide ``hf-minilm``, the BERT-base-sized ``hf-bert-base`` and
@@ -97,15 +98,19 @@ HF_BERTS = {
 }
 
 
-def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    for _ in range(3):  # warm-up (an exported program is slow for its first few calls)
-        fn()
-    times = []
+def medians_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Median seconds of each function, timed one call of each in turn (so a
+    change of machine load hits all of them alike; this machine is shared)."""
+    for fn in fns:
+        for _ in range(3):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def _first_output(out: Any) -> np.ndarray:
@@ -285,26 +290,22 @@ def main() -> None:
                 start = time.perf_counter()
                 compile_for_cpu(result.module, cache=False, lowering="tasd-cpu-to-llvm{outline=false}")
                 one_fn = f"{time.perf_counter() - start:>8.2f} "
-            with torch.no_grad():
-                t_torch = median_seconds(eager, args.repeat)
-                expected = eager()
-
-            def first() -> np.ndarray:
-                out = cached(*inputs)
+            def first(exe: Any = cached) -> np.ndarray:
+                out = exe(*inputs)
                 return out[0] if isinstance(out, tuple) else out
 
-            t_tasdc = median_seconds(first, args.repeat)
-            diff = float(np.abs(first() - expected).max())
-            base = ""
+            timed: list[Callable[[], Any]] = [first]
+            baseline = None
             if args.baseline:
                 baseline = compile_for_cpu(result.module, cache=False, lowering=args.baseline)
-
-                def base_first() -> np.ndarray:
-                    out = baseline(*inputs)
-                    return out[0] if isinstance(out, tuple) else out
-
-                t_base = median_seconds(base_first, args.repeat)
-                base = f"{t_base * 1e3:>9.3f} {t_base / t_tasdc:>10.2f} "
+                timed.append(lambda: first(baseline))
+            with torch.no_grad():
+                expected = eager()
+                t_torch, t_tasdc, *t_base = medians_interleaved([eager] + timed, args.repeat)
+            diff = float(np.abs(first() - expected).max())
+            base = ""
+            if baseline is not None:
+                base = f"{t_base[0] * 1e3:>9.3f} {t_base[0] / t_tasdc:>10.2f} "
                 del baseline
             print(f"{name:<13} {config:<9} {compile_s:>9.2f} {cold_s:>8.2f} {first_s:>8.2f} {cached_s:>10.2f} "
                   f"{cold_s / cached_s:>11.1f} {fresh}{one_fn}"
