@@ -17,6 +17,7 @@ from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.expand_erf import ExpandErf
 from tasdc.passes.expand_exp import ExpandExp
 from tasdc.passes.inline_entry import InlineEntry
+from tasdc.passes.mark_noalias import MarkNoalias
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.reassociate_reductions import ReassociateReductions
 from tasdc.passes.vectorize_contractions import VectorizeContractions
@@ -113,7 +114,10 @@ class LowerCpuToLLVM(ModulePass):
     huge one (JIT time linear in the model size); with ``dedup`` (the
     default) identical outlined functions (the same layer repeated) are
     then merged by ``tasd-cpu-dedup-functions``, so LLVM compiles each loop
-    nest once however deep the model is.
+    nest once however deep the model is. With ``noalias`` (the default),
+    the outlined nests' memref arguments that no other argument of the call
+    aliases get LLVM ``noalias`` (``tasd-cpu-mark-noalias``), so LLVM can
+    hoist loop-invariant loads and vectorize without overlap checks.
 
     Last, ``tasd-cpu-inline-entry`` inlines each public function into its
     C-interface wrapper (no call with thousands of scalar arguments left).
@@ -126,6 +130,7 @@ class LowerCpuToLLVM(ModulePass):
     expand_erf: bool = True
     expand_exp: bool = True
     reassociate: bool = True
+    noalias: bool = True
     demote_f64: bool = True
     outline: bool = True
     fuse: bool = True
@@ -169,9 +174,13 @@ class LowerCpuToLLVM(ModulePass):
         if self.outline:
             self._upstream(module, pipeline[:split])
             OutlineLoops().run(module)
+            if self.noalias:  # records which arguments to mark; before dedup, which then keeps call sites apart
+                MarkNoalias().run(module)
             if self.dedup:
                 DedupFunctions().run(module)
             self._upstream(module, pipeline[split:])
+            if self.noalias:  # puts llvm.noalias on the recorded pointer arguments
+                MarkNoalias().run(module)
         else:
             self._upstream(module, pipeline)
         InlineEntry().run(module)
