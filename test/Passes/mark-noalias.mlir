@@ -86,3 +86,53 @@ func.func @caller2() {
 llvm.func @nest(%p: !llvm.ptr, %q: !llvm.ptr, %n: i64, %r: !llvm.ptr, %s: !llvm.ptr) attributes {sym_visibility = "private", tasd.noalias_args = array<i64: 0, 1>} {
   llvm.return
 }
+
+// -----
+
+// A reduction nest (the store into %acc leaves out %j, the loop it sums
+// over) is not marked: LLVM would keep the accumulator in a register and
+// vectorize across rows with gathers. The elementwise nest is marked.
+// CHECK-LABEL: func.func private @row_sum(
+// CHECK-NOT: tasd.noalias_args
+// CHECK-LABEL: func.func private @scale(
+// CHECK-SAME: tasd.noalias_args = array<i64: 0, 1, 7, 8>
+func.func private @row_sum(%x: memref<4x8xf32>, %acc: memref<4xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %c8 = arith.constant 8 : index
+  scf.for %i = %c0 to %c4 step %c1 {
+    scf.for %j = %c0 to %c8 step %c1 {
+      %v = memref.load %x[%i, %j] : memref<4x8xf32>
+      %a = memref.load %acc[%i] : memref<4xf32>
+      %s = arith.addf %v, %a : f32
+      memref.store %s, %acc[%i] : memref<4xf32>
+    }
+  }
+  return
+}
+func.func private @scale(%x: memref<4x8xf32>, %y: memref<4x8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %c8 = arith.constant 8 : index
+  scf.for %i = %c0 to %c4 step %c1 {
+    scf.for %j = %c0 to %c8 step %c1 {
+      %v = memref.load %x[%i, %j] : memref<4x8xf32>
+      %s = arith.addf %v, %v : f32
+      memref.store %s, %y[%i, %j] : memref<4x8xf32>
+    }
+  }
+  return
+}
+func.func @caller3() {
+  %x = memref.alloc() : memref<4x8xf32>
+  %y = memref.alloc() : memref<4x8xf32>
+  %acc = memref.alloc() : memref<4xf32>
+  func.call @row_sum(%x, %acc) : (memref<4x8xf32>, memref<4xf32>) -> ()
+  func.call @scale(%x, %y) : (memref<4x8xf32>, memref<4x8xf32>) -> ()
+  memref.dealloc %x : memref<4x8xf32>
+  memref.dealloc %y : memref<4x8xf32>
+  memref.dealloc %acc : memref<4xf32>
+  return
+}
