@@ -100,16 +100,19 @@ HF_BERTS = {
 
 def medians_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
     """Median seconds of each function, timed one call of each in turn (so a
-    change of machine load hits all of them alike; this machine is shared)."""
+    change of machine load hits all of them alike; this machine is shared),
+    the order rotated every round (the call right after another model's
+    finds the caches filled with that model's data)."""
     for fn in fns:
         for _ in range(3):
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, out in zip(fns, times):
+    for round_ in range(repeat):
+        for k in range(len(fns)):
+            i = (round_ + k) % len(fns)
             start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
+            fns[i]()
+            times[i].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times]
 
 

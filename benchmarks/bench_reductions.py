@@ -57,11 +57,12 @@ def medians(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
         for _ in range(5):
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, out in zip(fns, times):
+    for round_ in range(repeat):
+        for k in range(len(fns)):  # the order rotates: no one always runs right after torch
+            i = (round_ + k) % len(fns)
             start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
+            fns[i]()
+            times[i].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times]
 
 
