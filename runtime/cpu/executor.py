@@ -259,7 +259,7 @@ class CpuExecutable:
             parts = [getattr(result, f"r{i}") for i in range(len(result_types))]
         if self._bound_descriptors is None:
             # Built once: the bound arrays never change, and a model has dozens
-            # (rebuilding their pointers was ~80 µs a call on the example transformer).
+            # (the executor's own work was ~80 µs a call on the example transformer).
             self._bound_descriptors = [_descriptor_of(a) for a in self.bound]
             # The C interface takes, per argument, the address of a pointer to its descriptor.
             self._bound_pointers = [ctypes.pointer(d) for d in self._bound_descriptors]
