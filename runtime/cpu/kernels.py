@@ -670,18 +670,80 @@ def _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, k0, kb, tt, dst):
 def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """acc[o-o0, 0:64] += Σ_s w_val * xp[w_loc*64 : +64] for o in [o0, o0+no).
 
-    While row oi is computed, row oi of the *next* X tile's source
+    Two weight rows at a time, 8 ymm partial sums each: 16 FMA chains (8
+    leave no slack at a 4-5 cycle FMA latency and two FMA pipes). While row
+    oi is computed, row oi of the *next* X tile's source
     (``xbuf[pf_base + oi*pf_rs : + pf_lines*16]``) is prefetched, so that
     X streaming from L3/DRAM overlaps the FMAs.
     """
-    for oi in range(no):
-        if oi < pf_rows:
-            pb = pf_base + oi * pf_rs
-            for ln in range(pf_lines):
-                prefetch(xbuf, pb + ln * 16)
+    o2 = no - no % 2
+    for oi in range(0, o2, 2):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows)
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi + 1, pf_rows)
+        ab = oi * 64
+        p0 = wb + (o0 + oi) * cnt
+        # slices: the slot loop then indexes with s >= 0 (no wraparound code)
+        la = w_loc[p0 : p0 + cnt]
+        lb = w_loc[p0 + cnt : p0 + 2 * cnt]
+        wa = w_val[p0 : p0 + cnt]
+        wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
+        a0 = vload8(acc, ab)
+        a1 = vload8(acc, ab + 8)
+        a2 = vload8(acc, ab + 16)
+        a3 = vload8(acc, ab + 24)
+        a4 = vload8(acc, ab + 32)
+        a5 = vload8(acc, ab + 40)
+        a6 = vload8(acc, ab + 48)
+        a7 = vload8(acc, ab + 56)
+        b0 = vload8(acc, ab + 64)
+        b1 = vload8(acc, ab + 64 + 8)
+        b2 = vload8(acc, ab + 64 + 16)
+        b3 = vload8(acc, ab + 64 + 24)
+        b4 = vload8(acc, ab + 64 + 32)
+        b5 = vload8(acc, ab + 64 + 40)
+        b6 = vload8(acc, ab + 64 + 48)
+        b7 = vload8(acc, ab + 64 + 56)
+        for s in range(cnt):
+            ka = np.intp(la[s]) * 64
+            kb_ = np.intp(lb[s]) * 64
+            va = vbcast8(wa[s])
+            vb = vbcast8(wb_[s])
+            a0 = vfma8(va, vload8(xp, ka), a0)
+            a1 = vfma8(va, vload8(xp, ka + 8), a1)
+            a2 = vfma8(va, vload8(xp, ka + 16), a2)
+            a3 = vfma8(va, vload8(xp, ka + 24), a3)
+            a4 = vfma8(va, vload8(xp, ka + 32), a4)
+            a5 = vfma8(va, vload8(xp, ka + 40), a5)
+            a6 = vfma8(va, vload8(xp, ka + 48), a6)
+            a7 = vfma8(va, vload8(xp, ka + 56), a7)
+            b0 = vfma8(vb, vload8(xp, kb_), b0)
+            b1 = vfma8(vb, vload8(xp, kb_ + 8), b1)
+            b2 = vfma8(vb, vload8(xp, kb_ + 16), b2)
+            b3 = vfma8(vb, vload8(xp, kb_ + 24), b3)
+            b4 = vfma8(vb, vload8(xp, kb_ + 32), b4)
+            b5 = vfma8(vb, vload8(xp, kb_ + 40), b5)
+            b6 = vfma8(vb, vload8(xp, kb_ + 48), b6)
+            b7 = vfma8(vb, vload8(xp, kb_ + 56), b7)
+        vstore8(acc, ab, a0)
+        vstore8(acc, ab + 8, a1)
+        vstore8(acc, ab + 16, a2)
+        vstore8(acc, ab + 24, a3)
+        vstore8(acc, ab + 32, a4)
+        vstore8(acc, ab + 40, a5)
+        vstore8(acc, ab + 48, a6)
+        vstore8(acc, ab + 56, a7)
+        vstore8(acc, ab + 64 + 0, b0)
+        vstore8(acc, ab + 64 + 8, b1)
+        vstore8(acc, ab + 64 + 16, b2)
+        vstore8(acc, ab + 64 + 24, b3)
+        vstore8(acc, ab + 64 + 32, b4)
+        vstore8(acc, ab + 64 + 40, b5)
+        vstore8(acc, ab + 64 + 48, b6)
+        vstore8(acc, ab + 64 + 56, b7)
+    for oi in range(o2, no):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows)
         ab = oi * 64
         p = wb + (o0 + oi) * cnt
-        # slices: the slot loop then indexes with s >= 0 (no wraparound code)
         wl = w_loc[p : p + cnt]
         wv = w_val[p : p + cnt]
         a0 = vload8(acc, ab)
@@ -834,21 +896,23 @@ def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows,
 @njit(fastmath=True, cache=True, nogil=True)
 def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """:func:`_wide_item` with 16-lane vectors (AVX-512), for 64-row X tiles
-    (33 <= T < 128): two weight rows at a time, 4 zmm accumulators each, so
-    per slot one broadcast + four FMAs instead of eight."""
-    o2 = no - no % 2
-    for oi in range(0, o2, 2):
-        for r in range(2):
-            if oi + r < pf_rows:
-                pb = pf_base + (oi + r) * pf_rs
-                for ln in range(pf_lines):
-                    prefetch(xbuf, pb + ln * 16)
+    (33 <= T < 128, or K-tiles wider than 64 columns): four weight rows at a
+    time, 4 zmm accumulators each (16 FMA chains: with a 4-cycle FMA latency
+    and two FMA pipes, 8 chains leave no slack, 16 do)."""
+    o4 = no - no % 4
+    for oi in range(0, o4, 4):
+        for r in range(4):
+            _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi + r, pf_rows)
         ab = oi * 64
         p0 = wb + (o0 + oi) * cnt
         la = w_loc[p0 : p0 + cnt]
         lb = w_loc[p0 + cnt : p0 + 2 * cnt]
+        lc = w_loc[p0 + 2 * cnt : p0 + 3 * cnt]
+        ld = w_loc[p0 + 3 * cnt : p0 + 4 * cnt]
         wa = w_val[p0 : p0 + cnt]
         wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
+        wc = w_val[p0 + 2 * cnt : p0 + 3 * cnt]
+        wd = w_val[p0 + 3 * cnt : p0 + 4 * cnt]
         a0 = vload16(acc, ab)
         a1 = vload16(acc, ab + 16)
         a2 = vload16(acc, ab + 32)
@@ -857,11 +921,23 @@ def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_r
         b1 = vload16(acc, ab + 80)
         b2 = vload16(acc, ab + 96)
         b3 = vload16(acc, ab + 112)
+        c0 = vload16(acc, ab + 128)
+        c1 = vload16(acc, ab + 144)
+        c2 = vload16(acc, ab + 160)
+        c3 = vload16(acc, ab + 176)
+        d0 = vload16(acc, ab + 192)
+        d1 = vload16(acc, ab + 208)
+        d2 = vload16(acc, ab + 224)
+        d3 = vload16(acc, ab + 240)
         for s in range(cnt):
             ka = np.intp(la[s]) * 64
             kb_ = np.intp(lb[s]) * 64
+            kc = np.intp(lc[s]) * 64
+            kd = np.intp(ld[s]) * 64
             va = vbcast16(wa[s])
             vb = vbcast16(wb_[s])
+            vc = vbcast16(wc[s])
+            vd = vbcast16(wd[s])
             a0 = vfma16(va, vload16(xp, ka), a0)
             a1 = vfma16(va, vload16(xp, ka + 16), a1)
             a2 = vfma16(va, vload16(xp, ka + 32), a2)
@@ -870,6 +946,14 @@ def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_r
             b1 = vfma16(vb, vload16(xp, kb_ + 16), b1)
             b2 = vfma16(vb, vload16(xp, kb_ + 32), b2)
             b3 = vfma16(vb, vload16(xp, kb_ + 48), b3)
+            c0 = vfma16(vc, vload16(xp, kc), c0)
+            c1 = vfma16(vc, vload16(xp, kc + 16), c1)
+            c2 = vfma16(vc, vload16(xp, kc + 32), c2)
+            c3 = vfma16(vc, vload16(xp, kc + 48), c3)
+            d0 = vfma16(vd, vload16(xp, kd), d0)
+            d1 = vfma16(vd, vload16(xp, kd + 16), d1)
+            d2 = vfma16(vd, vload16(xp, kd + 32), d2)
+            d3 = vfma16(vd, vload16(xp, kd + 48), d3)
         vstore16(acc, ab, a0)
         vstore16(acc, ab + 16, a1)
         vstore16(acc, ab + 32, a2)
@@ -878,11 +962,16 @@ def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_r
         vstore16(acc, ab + 80, b1)
         vstore16(acc, ab + 96, b2)
         vstore16(acc, ab + 112, b3)
-    for oi in range(o2, no):
-        if oi < pf_rows:
-            pb = pf_base + oi * pf_rs
-            for ln in range(pf_lines):
-                prefetch(xbuf, pb + ln * 16)
+        vstore16(acc, ab + 128, c0)
+        vstore16(acc, ab + 144, c1)
+        vstore16(acc, ab + 160, c2)
+        vstore16(acc, ab + 176, c3)
+        vstore16(acc, ab + 192, d0)
+        vstore16(acc, ab + 208, d1)
+        vstore16(acc, ab + 224, d2)
+        vstore16(acc, ab + 240, d3)
+    for oi in range(o4, no):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows)
         ab = oi * 64
         p = wb + (o0 + oi) * cnt
         wl = w_loc[p : p + cnt]
