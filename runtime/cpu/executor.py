@@ -175,7 +175,7 @@ def _pack(name: str, info: dict[str, Any], weights: list[np.ndarray]) -> list[Pa
     return [pack_series([
         pack_term(weights[2 * i], weights[2 * i + 1], t["n"], t["m"], t["axis"], t["dense_shape"], t["padding"], term_index=i)
         for i, t in enumerate(terms)
-    ])]
+    ], conv=info["kind"] == "conv2d")]
 
 
 def _make_callback(kernel: Kernel, in_rank: int, out_rank: int) -> Any:
