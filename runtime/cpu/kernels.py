@@ -1280,11 +1280,12 @@ def _pack_conv_tile(xbuf, geo, runs, nr, tv, k0, kb, tt, dst):
             rb = _RUN * r
             ox = runs[rb + 3]
             ln = runs[rb + 4]
-            d = row + runs[rb] - ox  # dst index of output column 0 of this run's row
+            # indices as unsigned: no negative-index wraparound code in the copies
+            d = np.uint64(row + runs[rb] - ox)  # dst index of output column 0 of this run's row
             iy = runs[rb + 2] + idh
             if iy < 0 or iy >= h:
                 for q in range(ox, ox + ln):
-                    dst[d + q] = 0.0
+                    dst[d + np.uint64(q)] = 0.0
                 continue
             a = max(ox, ox_lo)
             b = min(ox + ln, ox_hi)
@@ -1292,19 +1293,21 @@ def _pack_conv_tile(xbuf, geo, runs, nr, tv, k0, kb, tt, dst):
                 a = ox + ln
                 b = ox + ln
             for q in range(ox, a):
-                dst[d + q] = 0.0
+                dst[d + np.uint64(q)] = 0.0
             src = runs[rb + 1] + cbase + iy * xsh
-            if step == 1:
-                b8 = b - (b - a) % 8
-                for q in range(a, b8, 8):
-                    vstore8(dst, d + q, vload8(xbuf, src + q))
-                for q in range(b8, b):
-                    dst[d + q] = xbuf[src + q]
+            if step == 1 and b - a >= 8:
+                # 8-lane copies; the last one overlaps the previous (same values)
+                for q in range(a, b - 8, 8):
+                    vstore8(dst, d + np.uint64(q), vload8(xbuf, src + q))
+                vstore8(dst, d + np.uint64(b - 8), vload8(xbuf, src + b - 8))
+            elif step == 1:
+                for q in range(a, b):
+                    dst[d + np.uint64(q)] = xbuf[np.uint64(src + q)]
             else:
                 for q in range(a, b):
-                    dst[d + q] = xbuf[src + q * step]
+                    dst[d + np.uint64(q)] = xbuf[np.uint64(src + q * step)]
             for q in range(b, ox + ln):
-                dst[d + q] = 0.0
+                dst[d + np.uint64(q)] = 0.0
         for q in range(row + tv, row + tt):
             dst[q] = 0.0
         # next column: (c, i, j) in filter order
