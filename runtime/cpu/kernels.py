@@ -11,8 +11,10 @@ along a reduction ``axis``). This module
   of a series merged into one pass,
 * exposes a C-callable entry for JIT'ed MLIR code
   (:func:`make_cfunc_entry`), and
-* lowers a conv2d onto the same kernel (:func:`im2col`,
-  :func:`conv2d_series`).
+* runs a conv2d on the same micro-kernels (:func:`conv2d_series` and the
+  conv C entry), its X tiles packed straight from the NCHW input (no im2col
+  matrix; zero padding read as part of the input); :func:`im2col` remains
+  for references and calibration.
 
 Packed layout (``PackedSeries``)
 --------------------------------
@@ -42,12 +44,14 @@ twice L1), 16 for the narrow one used when T <= 32) into a
 64-byte aligned buffer that stays in L1, from any input strides (row-major X
 is transposed 8x8 blocks at a time with shuffles; a K-major ``cols.T`` from
 :func:`im2col` is copied row by row). Then every weight row of the chunk runs
-over its slots of that tile: the 8-lane wide micro-kernel keeps 64 partial
-sums in eight AVX registers and, per slot, does one broadcast + eight FMAs
-with memory operands (``x_tile[k_loc*64 : +64]``); the 16-lane one does two
-weight rows x 128 outputs (8 zmm each: every FMA reads its own X vector, so
-the kernel is bound by loads, and 8 vectors per slot amortise the broadcast
-and index loads); the narrow one does 4 weight rows x 16 outputs. Explicit
+over its slots of that tile: the 8-lane wide micro-kernel runs two weight
+rows at a time, 64 partial sums each in eight AVX registers (16 FMA chains)
+and, per slot, one broadcast + eight FMAs with memory operands
+(``x_tile[k_loc*64 : +64]``); the 16-lane one does two weight rows x 128
+outputs (8 zmm each: every FMA reads its own X vector, so the kernel is
+bound by loads, and 8 vectors per slot amortise the broadcast and index
+loads), or four rows x 64 outputs on 64-row tiles; the narrow one does 4
+weight rows x 16 outputs. Explicit
 ``<8 x float>`` / ``<16 x float>`` vectors come from small Numba intrinsics
 below (``vload8`` / ``vfma16`` ..., one factory for both widths): Numba's
 auto-vectoriser otherwise vectorises the slot loop as a gather. Partial sums
@@ -56,6 +60,13 @@ output over the slots in K order, whatever the lane width or thread count)
 and are finally written (or added, ``accumulate=True``) to Y with Y's own
 strides (8x8 shuffle transposes for a row-major Y). All terms of a series are
 one merged slot stream: one pass, no dense temporaries, Y written once.
+
+A conv2d (:func:`_conv_kernel`) is the same GEMM over all N*OH*OW output
+pixels: each item cuts its pixels into runs of one output row once, then
+packs every K-tile column (c, i, j) from the input rows those runs meet
+(zeros in the padding), prefetching the next tile's input rows; its
+``[filter, pixel]`` partial sums are copied into the NCHW output planes.
+Per output the FMAs and their order are those of im2col + the GEMM kernel.
 
 The C entry (:func:`make_cfunc_entry`) runs the same kernel on memref
 descriptors (2-D, the weight on either side, or a rank-3 ``batch_matmul``
