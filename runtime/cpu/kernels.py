@@ -271,6 +271,24 @@ def wide_kernel_isa() -> str:
 _WIDE_ISA = wide_kernel_isa()
 
 
+def _compiles_with_32_vector_registers() -> bool:
+    """Whether Numba compiles for a CPU with AVX-512's 32 vector registers
+    (its ``NUMBA_CPU_FEATURES`` if set, else the host's features)."""
+    features = numba.config.CPU_FEATURES
+    if features:
+        return "+avx512f" in features
+    return host_has_avx512()
+
+
+#: The 8-lane micro-kernel runs two weight rows per pass (16 accumulators +
+#: 2 broadcasts = 18 live vectors) only where there are 32 vector registers;
+#: with AVX2's 16 it runs one row per pass (two rows spilled 2 accumulators
+#: per slot: 4 stack loads / stores per 16 FMAs, seen with
+#: ``NUMBA_CPU_NAME=haswell``). Read as a constant when the kernels compile
+#: (Numba's cache is keyed by the CPU, so each kind of host gets its own).
+_PAIR_ROWS_8LANE = _compiles_with_32_vector_registers()
+
+
 def _shuf(builder, a, b, mask):
     return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
 
@@ -687,12 +705,13 @@ def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, p
     """acc[o-o0, 0:64] += Σ_s w_val * xp[w_loc*64 : +64] for o in [o0, o0+no).
 
     Two weight rows at a time, 8 ymm partial sums each: 16 FMA chains (8
-    leave no slack at a 4-5 cycle FMA latency and two FMA pipes). While row
+    leave no slack at a 4-5 cycle FMA latency and two FMA pipes), where
+    there are 32 vector registers (``_PAIR_ROWS_8LANE``), else one. While row
     oi is computed, row oi of the *next* X tile's source
     (``xbuf[pf_base + oi*pf_rs : + pf_lines*16]``) is prefetched, so that
     X streaming from L3/DRAM overlaps the FMAs.
     """
-    o2 = no - no % 2
+    o2 = no - no % 2 if _PAIR_ROWS_8LANE else 0
     for oi in range(0, o2, 2):
         _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no)
         _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi + 1, pf_rows, no)
