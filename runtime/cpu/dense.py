@@ -33,7 +33,7 @@ import threading
 from typing import Any
 
 import numpy as np
-import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS np.dot calls now, so thread limits set after importing this see it
+import scipy.linalg.cython_blas  # load the BLAS np.dot calls now, so thread limits set after importing this see it
 import llvmlite.binding as llvm
 from llvmlite import ir as llvmir
 from numba import carray, cfunc, njit, prange, types
@@ -90,6 +90,60 @@ def _bind_openblas_local() -> None:
 
 
 _bind_openblas_local()
+
+#: The name under which scipy's Fortran-ABI ``sgemm`` (``scipy.linalg.cython_blas``) is linked
+#: into the Numba code: leading dimensions and ``beta`` that ``np.dot`` cannot express.
+_SGEMM = "tasdc_scipy_sgemm"
+
+
+def _bind_sgemm() -> None:
+    capsule = scipy.linalg.cython_blas.__pyx_capi__["sgemm"]
+    name = ctypes.pythonapi.PyCapsule_GetName
+    name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    llvm.add_symbol(_SGEMM, pointer(capsule, name(capsule)))
+
+
+_bind_sgemm()
+
+
+@intrinsic
+def _sgemm_call(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):  # type: ignore[no-untyped-def]
+    """Fortran ``sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)``, every
+    argument an address (i64)."""
+    args = (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    if not all(isinstance(t, types.Integer) for t in args):
+        return None
+
+    def codegen(context, builder, signature, llargs):  # type: ignore[no-untyped-def]
+        i8p = llvmir.IntType(8).as_pointer()
+        fnty = llvmir.FunctionType(llvmir.VoidType(), [i8p] * 13)
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _SGEMM)
+        builder.call(fn, [builder.inttoptr(v, i8p) for v in llargs])
+        return context.get_dummy_value()
+
+    return types.none(*args), codegen
+
+
+@njit(cache=True, nogil=True)
+def _sgemm_rm(m: int, n: int, k: int, a: int, lda: int, b: int, ldb: int, c: int, ldc: int, beta: float) -> None:
+    """Row-major ``C[m, n] = A[m, k] · B[k, n] + beta · C`` on f32 addresses with row strides
+    ``lda``, ``ldb``, ``ldc`` (elements), by one single-threaded ``sgemm`` (column-major
+    ``Cᵀ = Bᵀ · Aᵀ``)."""
+    if m == 0 or n == 0:
+        return
+    ints = np.empty(6, np.int32)
+    ints[0], ints[1], ints[2], ints[3], ints[4], ints[5] = n, m, k, ldb, lda, ldc
+    floats = np.empty(2, np.float32)
+    floats[0], floats[1] = 1.0, beta
+    chars = np.empty(1, np.uint8)
+    chars[0] = 78  # 'N'
+    ip, fp, cp = np.int64(ints.ctypes.data), np.int64(floats.ctypes.data), np.int64(chars.ctypes.data)
+    _blas_threads_local(1)
+    _sgemm_call(cp, cp, ip, ip + 4, ip + 8, fp, b, ip + 12, a, ip + 16, fp + 4, c, ip + 20)
+    _blas_threads_local(0)
+    ints[0] = chars[0] + floats[0]  # keeps the three arrays alive until after the call
 
 
 @intrinsic
@@ -229,31 +283,69 @@ def _batch_matmul_py(a_d: int, b_d: int, y_d: int) -> None:
 
 @njit(cache=True, nogil=True)
 def _im2col(x: np.ndarray, start: int, xs: np.ndarray, cols: np.ndarray, col0: int, c0: int, channels: int,
-            kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int, ow: int) -> None:
-    """``cols[(c*kh + i)*kw + j, col0 + p*ow + q] = image[c0 + c, p*sh + i*dh, q*sw + j*dw]`` where
-    the image starts at ``x[start]`` (``x`` flat; ``xs`` its channel, row, column strides)."""
-    step = sw * xs[2]
+            kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, ow: int, pt: int, pl: int, h: int, wid: int,
+            p0: int, count: int) -> None:
+    """Output pixels ``p0 … p0+count-1`` (row-major over ``[OH, OW]``) of the im2col matrix:
+    ``cols[(c*kh + i)*kw + j, col0 + t] = image[c0 + c, p*sh + i*dh - pt, q*sw + j*dw - pl]``
+    for pixel ``p0 + t = p*ow + q``, zero where that falls in the padding. The image starts
+    at ``x[start]`` (``x`` flat; ``xs`` its channel, row, column strides; ``h × wid`` unpadded)."""
     for c in range(channels):
         for i in range(kh):
             for j in range(kw):
                 row = (c * kh + i) * kw + j
-                for p in range(oh):
-                    src = start + (c0 + c) * xs[0] + (p * sh + i * dh) * xs[1] + j * dw * xs[2]
-                    dst = col0 + p * ow
-                    if step == 1:
-                        cols[row, dst:dst + ow] = x[src:src + ow]
+                # the output columns q whose input column q*sw + j*dw - pl lies in [0, wid)
+                lo_num = pl - j * dw
+                q_lo = 0 if lo_num <= 0 else (lo_num + sw - 1) // sw
+                hi_num = wid - 1 + pl - j * dw
+                q_hi = -1 if hi_num < 0 else min(ow - 1, hi_num // sw)
+                pix = p0
+                end = p0 + count
+                while pix < end:
+                    p = pix // ow
+                    qa = pix - p * ow
+                    qb = min(ow, qa + end - pix)
+                    dst = col0 + pix - p0
+                    r = p * sh + i * dh - pt
+                    if r < 0 or r >= h or q_hi < q_lo:
+                        cols[row, dst:dst + qb - qa] = 0.0
                     else:
-                        for q in range(ow):
-                            cols[row, dst + q] = x[src + q * step]
+                        a = max(qa, q_lo)
+                        b = min(qb, q_hi + 1)
+                        if a >= b:
+                            cols[row, dst:dst + qb - qa] = 0.0
+                        else:
+                            cols[row, dst:dst + a - qa] = 0.0
+                            src = start + (c0 + c) * xs[0] + r * xs[1] + (a * sw + j * dw - pl) * xs[2]
+                            step = sw * xs[2]
+                            d = dst + a - qa
+                            if step == 1:
+                                cols[row, d:d + b - a] = x[src:src + b - a]
+                            else:
+                                for q in range(b - a):
+                                    cols[row, d + q] = x[src + q * step]
+                            cols[row, dst + b - qa:dst + qb - qa] = 0.0
+                    pix += qb - qa
+
+
+@njit(cache=True, nogil=True)
+def _alive(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    """A use of the arrays: Numba keeps an array alive until its last use in the code, and a
+    raw address taken from it (``.ctypes.data``) is not one."""
 
 
 #: Below this many output pixels per image, all images of a convolution share one GEMM.
-SMALL_PLANE = 4096
+SMALL_PLANE = 256
+#: The im2col block of a large image holds about this many floats (L2-resident), at least
+#: ``MIN_BLOCK`` output pixels.
+BLOCK_FLOATS = 1 << 17
+MIN_BLOCK = 128
 
 
-def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int) -> None:
-    """Grouped NCHW convolution, no padding: ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``,
-    ``Y[N, G*F, OH, OW]`` (rank-4 descriptors; ``groups`` = G)."""
+def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
+    """Grouped NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
+    left of the input (and whatever the output size implies below and right):
+    ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``, ``Y[N, G*F, OH, OW]`` (rank-4
+    descriptors; ``groups`` = G)."""
     x, w, y = _desc(x_d, 4), _desc(w_d, 4), _desc(y_d, 4)
     n_img, h, wid = x[3], x[5], x[6]
     f_all, ch, kh, kw = w[3], w[4], w[5], w[6]
@@ -279,79 +371,97 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
                 for i in range(kh):
                     for j in range(kw):
                         wmat[o, (cc * kh + i) * kw + j] = wflat[o * w[7] + cc * w[8] + i * w[9] + j * w[10]]
-    direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and x[10] == 1 and x[9] == wid and oh == h and ow == wid
+    wp = np.int64(wmat.ctypes.data)
+    direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and x[10] == 1 and x[9] == wid and oh == h and ow == wid
+    packed_y = y[10] == 1 and y[9] == ow
+    yaddr = y[1] + 4 * y[2]
     if plane < SMALL_PLANE and n_img > 1:
         # Small images: one GEMM per group over all images' columns, then scattered to NCHW.
         cols = np.empty((red, n_img * plane), np.float32)
         out = np.empty((f, n_img * plane), np.float32)
-        yflat = carray(_f32p(y[1] + 4 * y[2]), 1 + (n_img - 1) * y[7] + (f_all - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
+        yflat = carray(_f32p(yaddr), 1 + (n_img - 1) * y[7] + (f_all - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
         for g in range(groups):
             for img in range(n_img):
-                _im2col(xflat, img * x[7], xs, cols, img * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
+                _im2col(xflat, img * x[7], xs, cols, img * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, 0, plane)
             _dot(wmat[g * f:(g + 1) * f], cols, out)
             for img in range(n_img):
                 for o in range(f):
                     base = img * y[7] + (g * f + o) * y[8]
-                    if y[10] == 1 and y[9] == ow:
+                    if packed_y:
                         yflat[base:base + plane] = out[o, img * plane:(img + 1) * plane]
                     else:
                         for p in range(oh):
                             for q in range(ow):
                                 yflat[base + p * y[9] + q * y[10]] = out[o, img * plane + p * ow + q]
         return
-    cols = np.empty((0, 0), np.float32) if direct else np.empty((red, plane), np.float32)
+    block = min(plane, max(MIN_BLOCK, BLOCK_FLOATS // red // 16 * 16))
+    cols = np.empty((0, 0), np.float32) if direct else np.empty((red, block), np.float32)
+    tmp = np.empty((0, 0), np.float32) if packed_y else np.empty((f, plane), np.float32)
     for img in range(n_img):
         for g in range(groups):
-            wg = wmat[g * f:(g + 1) * f]
-            ybase = y[1] + 4 * (y[2] + img * y[7] + g * f * y[8])
-            packed_y = y[10] == 1 and y[9] == ow and (f == 1 or y[8] == plane)
-            yg = carray(_f32p(ybase), (f, plane)) if packed_y else np.empty((f, plane), np.float32)
+            wg = wp + 4 * g * f * red
+            ybase = yaddr + 4 * (img * y[7] + g * f * y[8])
+            # the product goes straight into Y (row stride y[8]) when its planes are packed
+            out, ldo = (ybase, y[8]) if packed_y else (np.int64(tmp.ctypes.data), plane)
             if direct:
-                xg = _matrix(xbase + 4 * (img * x[7] + g * ch * x[8]), ch, plane, x[8], 1)
-                _dot(wg, xg, yg)
+                _sgemm_rm(f, plane, ch, wg, red, xbase + 4 * (img * x[7] + g * ch * x[8]), x[8], out, ldo, 0.0)
             else:
-                _im2col(xflat, img * x[7], xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
-                _dot(wg, cols, yg)
+                for p0 in range(0, plane, block):
+                    count = min(block, plane - p0)
+                    _im2col(xflat, img * x[7], xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, p0, count)
+                    _sgemm_rm(f, count, red, wg, red, np.int64(cols.ctypes.data), block, out + 4 * p0, ldo, 0.0)
             if not packed_y:
                 yflat = carray(_f32p(ybase), 1 + (f - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
                 for o in range(f):
                     for p in range(oh):
                         for q in range(ow):
-                            yflat[o * y[8] + p * y[9] + q * y[10]] = yg[o, p * ow + q]
+                            yflat[o * y[8] + p * y[9] + q * y[10]] = tmp[o, p * ow + q]
+    _alive(wmat, cols, tmp)  # the GEMMs above read them through raw addresses
 
 
-def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int) -> None:
-    """Depthwise NCHW convolution, no padding: ``X[N, C, H, W]``, ``W[C, KH, KW]``,
-    ``Y[N, C, OH, OW]`` (``linalg.depthwise_conv_2d_nchw_chw``)."""
+def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
+    """Depthwise NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
+    left: ``X[N, C, H, W]``, ``W[C, KH, KW]``, ``Y[N, C, OH, OW]``
+    (``linalg.depthwise_conv_2d_nchw_chw``)."""
     x, w, y = _desc(x_d, 4), _desc(w_d, 3), _desc(y_d, 4)
-    n_img, ch = x[3], x[4]
+    n_img, ch, h, wid = x[3], x[4], x[5], x[6]
     kh, kw = w[4], w[5]
     oh, ow = y[5], y[6]
     if n_img == 0 or ch == 0 or oh == 0 or ow == 0:
         return
-    xf = carray(_f32p(x[1] + 4 * x[2]), 1 + (n_img - 1) * x[7] + (ch - 1) * x[8] + (x[5] - 1) * x[9] + (x[6] - 1) * x[10])
+    xf = carray(_f32p(x[1] + 4 * x[2]), 1 + (n_img - 1) * x[7] + (ch - 1) * x[8] + (h - 1) * x[9] + (wid - 1) * x[10])
     wf = carray(_f32p(w[1] + 4 * w[2]), 1 + (ch - 1) * w[6] + (kh - 1) * w[7] + (kw - 1) * w[8])
     yf = carray(_f32p(y[1] + 4 * y[2]), 1 + (n_img - 1) * y[7] + (ch - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
     row = np.empty(ow, np.float32)
-    unit = x[10] == 1 and sw == 1
+    step = sw * x[10]
     for img in range(n_img):
         for cc in range(ch):
             xb = img * x[7] + cc * x[8]
             for p in range(oh):
                 row[:] = 0.0
                 for i in range(kh):
-                    rb = xb + (p * sh + i * dh) * x[9]
+                    r = p * sh + i * dh - pt
+                    if r < 0 or r >= h:
+                        continue
+                    rb = xb + r * x[9]
                     for j in range(kw):
                         wv = wf[cc * w[6] + i * w[7] + j * w[8]]
-                        start = rb + j * dw * x[10]
-                        if unit:
-                            src = xf[start:start + ow]
-                            for q in range(ow):
-                                row[q] += wv * src[q]
+                        lo_num = pl - j * dw
+                        q_lo = 0 if lo_num <= 0 else (lo_num + sw - 1) // sw
+                        hi_num = wid - 1 + pl - j * dw
+                        if hi_num < 0:
+                            continue
+                        q_hi = min(ow - 1, hi_num // sw)
+                        if q_hi < q_lo:
+                            continue
+                        start = rb + (q_lo * sw + j * dw - pl) * x[10]
+                        if step == 1:
+                            src = xf[start:start + q_hi + 1 - q_lo]
+                            for q in range(q_hi + 1 - q_lo):
+                                row[q_lo + q] += wv * src[q]
                         else:
-                            step = sw * x[10]
-                            for q in range(ow):
-                                row[q] += wv * xf[start + q * step]
+                            for q in range(q_hi + 1 - q_lo):
+                                row[q_lo + q] += wv * xf[start + q * step]
                 yb = img * y[7] + cc * y[8] + p * y[9]
                 for q in range(ow):
                     yf[yb + q * y[10]] = row[q]
@@ -364,8 +474,8 @@ _I = types.int64
 _SPECS: dict[str, tuple[Any, Any]] = {
     "tasd_dense_matmul": (_matmul_py, types.void(_P, _P, _P)),
     "tasd_dense_batch_matmul": (_batch_matmul_py, types.void(_P, _P, _P)),
-    "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I)),
-    "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _I, _I, _I, _I)),
+    "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I, _I)),
+    "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I)),
 }
 LIBRARY_ENTRIES = tuple(_SPECS)
 

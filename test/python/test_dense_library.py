@@ -117,7 +117,8 @@ def _conv_bound(x: np.ndarray, w: np.ndarray, **kw) -> tuple[np.ndarray, np.ndar
     (1, 4, 6, 1, 2, 1, 11),  # 1x1 strided
     (2, 4, 6, 3, 2, 1, 11),  # grouped (conv_2d_ngchw_gfchw)
     (3, 6, 3, 3, 1, 2, 11),  # grouped, dilated
-    (1, 3, 4, 3, 1, 1, 70),  # >= SMALL_PLANE output pixels: one GEMM per image
+    (1, 5, 7, 3, 1, 1, 20),  # >= SMALL_PLANE output pixels: GEMMs per image
+    (1, 3, 4, 3, 1, 1, 70),  # ... and over several im2col blocks, one ending inside an output row
     (1, 4, 3, 1, 1, 1, 66),  # ... and 1x1 stride 1 without im2col
     (2, 4, 2, 3, 1, 1, 70),  # ... grouped
 ])
