@@ -9,7 +9,7 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, linalg, tensor
 
-from tasdc.elements import constant_elements, make_elements
+from tasdc.elements import constant_elements
 from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
 
@@ -244,9 +244,11 @@ class FoldBatchNorm(ModulePass):
         bias = shift.astype(np.float32)
         filter_type = ir.RankedTensorType(conv.operands[1].type)
         with ir.InsertionPoint(conv), conv.location:
-            new_filter = arith.ConstantOp(filter_type, make_elements(folded, "tasd_bn_folded", filter_type)).result
+            # DenseElementsAttr (a copy): named resources would get a new name per compile in
+            # one context, and the bias (under 1 KB, not bound) would change the compile-cache key.
+            new_filter = arith.ConstantOp(filter_type, ir.DenseElementsAttr.get(np.ascontiguousarray(folded.reshape(filter_type.shape)), type=filter_type)).result
             bias_value = arith.ConstantOp(ir.RankedTensorType.get([channels], out_type.element_type),
-                                          make_elements(bias, "tasd_bn_bias")).result
+                                          ir.DenseElementsAttr.get(np.ascontiguousarray(bias))).result
             empty = tensor.EmptyOp(list(out_type.shape), out_type.element_type).result
             new_init = linalg.broadcast(bias_value, outs=[empty], dimensions=[0, 2, 3]).results[0]
         old_filter, old_init = conv.operands[1], conv.operands[2]
