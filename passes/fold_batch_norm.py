@@ -178,6 +178,12 @@ class FoldBatchNorm(ModulePass):
     filter is a new constant; the chain and its dead producers are erased.
     Whatever follows the chain (ReLU, a residual add) is left as it is.
 
+    Second rule, for chains that cannot be folded into a filter (a TASD
+    series' output, a conv with a run-time filter): a per-channel operand of
+    a 4-D elementwise ``linalg.generic`` that is computed from constants
+    alone (BatchNorm's ``1/sqrt(var + eps)``) becomes a constant, so the
+    fused epilogue does not compute a square root and a division per element.
+
     Folding reorders roundings (``(x·W)·s`` becomes ``x·(W·s)``): results
     match to f32 rounding, not bit for bit. A per-output-channel scale keeps
     every N:M pattern of the filter (blocks run along the reduction axis),
@@ -199,6 +205,34 @@ class FoldBatchNorm(ModulePass):
         with module.context:
             for op in ops_named(module, *_CONVS):
                 self._fold(op)
+            for op in ops_named(module, "linalg.generic"):
+                self._constant_operands(op)
+
+    @staticmethod
+    def _constant_operands(op: ir.OpView) -> None:
+        """Replace a per-channel operand of a 4-D elementwise op that is computed from
+        constants (``1/sqrt(var + eps)``) by its value."""
+        if len(op.results) != 1 or not isinstance(op.results[0].type, ir.RankedTensorType):
+            return
+        out_type = ir.RankedTensorType(op.results[0].type)
+        if out_type.rank != 4 or not out_type.has_static_shape:
+            return
+        for index, operand in enumerate(op.inputs):
+            owner = operand.owner
+            while isinstance(owner, ir.OpView) and owner.name in ("tensor.expand_shape", "tensor.collapse_shape"):
+                owner = owner.operands[0].owner
+            if not isinstance(owner, ir.OpView) or owner.name != "linalg.generic":
+                continue  # a constant already, or a run-time value
+            if _channel_operand(op, index, out_type.shape[1]) is None:
+                continue
+            value = _evaluate(operand)
+            if value is None:
+                continue
+            operand_type = ir.RankedTensorType(operand.type)
+            with ir.InsertionPoint(op), op.location:
+                constant = arith.ConstantOp(operand_type, ir.DenseElementsAttr.get(np.ascontiguousarray(value.reshape(operand_type.shape)), type=operand_type)).result
+            op.operation.operands[index] = constant
+            _erase_dead(operand)
 
     def _fold(self, conv: ir.OpView) -> None:
         out_type = ir.RankedTensorType(conv.results[0].type)

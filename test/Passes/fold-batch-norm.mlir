@@ -26,8 +26,12 @@
 // CHECK-NOT: math.sqrt
 // CHECK-NOT: arith.subf
 // CHECK: return %[[R]]
+// With max-chain=1 only the subtraction is folded (bias -1); the rest stays,
+// with 1/sqrt(var + eps) = 0.5 as a constant (second rule).
 // ONE-LABEL: func.func @batch_norm(
-// ONE: math.sqrt
+// ONE-DAG: arith.constant dense<-1.000000e+00> : tensor<2xf32>
+// ONE-DAG: arith.constant dense<5.000000e-01> : tensor<2x1x1xf32>
+// ONE-NOT: math.sqrt
 // ONE: arith.mulf
 // ONE: arith.mulf
 // ONE: arith.addf
@@ -179,4 +183,37 @@ func.func @unchanged(%x: tensor<1x2x4x4xf32>, %wa: tensor<2x2x3x3xf32>, %s: tens
     linalg.yield %r : f32
   } -> tensor<1x2x2x2xf32>
   return %y1, %y2, %y3, %y4, %y5, %c5 : tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>, tensor<1x2x2x2xf32>
+}
+
+// -----
+
+#v = affine_map<(d0) -> (d0)>
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#ch = affine_map<(d0, d1, d2, d3) -> (d1, 0, 0)>
+// Not after a foldable conv (a run-time input): the computed per-channel
+// operand 1/sqrt(var + 1) = [0.5, 0.25] becomes a constant; the op stays.
+// CHECK-LABEL: func.func @computed_operand(
+// CHECK-SAME: %[[Y:[^:]*]]: tensor<1x2x2x2xf32>
+// CHECK: %[[S:.*]] = arith.constant dense<[{{\[\[}}5.000000e-01]], {{\[\[}}2.500000e-01]]]> : tensor<2x1x1xf32>
+// CHECK: linalg.generic {{.*}} ins(%[[Y]], %[[S]] : tensor<1x2x2x2xf32>, tensor<2x1x1xf32>)
+// CHECK-NOT: math.sqrt
+func.func @computed_operand(%y: tensor<1x2x2x2xf32>) -> tensor<1x2x2x2xf32> {
+  %one = arith.constant 1.0 : f32
+  %var = arith.constant dense<[3.0, 15.0]> : tensor<2xf32>
+  %ev = tensor.empty() : tensor<2xf32>
+  %v1 = linalg.generic {indexing_maps = [#v, #v], iterator_types = ["parallel"]} ins(%var : tensor<2xf32>) outs(%ev : tensor<2xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %s = arith.addf %in, %one : f32
+    %r = math.sqrt %s : f32
+    %q = arith.divf %one, %r : f32
+    linalg.yield %q : f32
+  } -> tensor<2xf32>
+  %s3 = tensor.expand_shape %v1 [[0, 1, 2]] output_shape [2, 1, 1] : tensor<2xf32> into tensor<2x1x1xf32>
+  %e = tensor.empty() : tensor<1x2x2x2xf32>
+  %r = linalg.generic {indexing_maps = [#id, #ch, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%y, %s3 : tensor<1x2x2x2xf32>, tensor<2x1x1xf32>) outs(%e : tensor<1x2x2x2xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %m = arith.mulf %in, %in2 : f32
+    linalg.yield %m : f32
+  } -> tensor<1x2x2x2xf32>
+  return %r : tensor<1x2x2x2xf32>
 }
