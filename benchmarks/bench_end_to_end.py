@@ -37,7 +37,10 @@ For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
   ``tasd-cpu-outline-loops`` (one huge function, the old way);
 * the median latency over ``--repeat`` runs of the compiled model and of
   torch eager (dense weights, ``torch.no_grad``, same input, same thread
-  count, same process) and their ratio (>1 means tasdc is faster).
+  count, same process, calls interleaved) and their ratio (>1 means tasdc
+  is faster); ``--clock cpu`` measures the process's CPU seconds instead of
+  wall seconds (a shared, loaded machine preempts long calls more than
+  short ones; CPU time is not charged for the wait).
 
 ``--models zoo`` is the zoo set of the issue: the example models, the
 6-layer 384-wide ``hf-minilm``, the BERT-base-sized ``hf-bert-base`` and
@@ -92,15 +95,27 @@ HF_BERTS = {
 }
 
 
-def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    for _ in range(3):  # warm-up (an exported program is slow for its first few calls)
-        fn()
-    times = []
+#: ``--clock``: ``wall`` (time.perf_counter) or ``cpu`` (time.process_time: CPU seconds of the
+#: whole process, every thread; on a shared machine a run preempted by other jobs is not
+#: charged for the time it waited — compare like with like, both sides use the same clock).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def median_pair(a: Callable[[], Any], b: Callable[[], Any], repeat: int, clock: str = "wall") -> tuple[float, float]:
+    """Medians of ``a`` and ``b`` over ``repeat`` calls each, interleaved (a, b, a, b, …) so a
+    change of load hits both sides alike, after three warm-up calls each (an exported
+    program is slow for its first few calls)."""
+    now = CLOCKS[clock]
+    for _ in range(3):
+        a()
+        b()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, out in ((a, times[0]), (b, times[1])):
+            start = now()
+            fn()
+            out.append(now() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def _first_output(out: Any) -> np.ndarray:
@@ -210,6 +225,8 @@ def child_start(path: str, threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="latency clock: wall seconds, or the process's CPU seconds (all threads)")
     parser.add_argument("--models", default="mlp,cnn,transformer,encoder4", help=f"comma-separated; 'zoo' = {ZOO_SET}")
     parser.add_argument("--configs", default="dense,2:4,2:4+1:4")
     parser.add_argument("--threads", type=int, default=0, help="torch and Numba threads (0: leave the defaults)")
@@ -233,7 +250,8 @@ def main() -> None:
 
         blas_limit = threadpool_limits(args.threads, user_api="blas")  # noqa: F841 - kept for the run
     print(f"torch threads {torch.get_num_threads()}, numba threads {numba.get_num_threads()}, "
-          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, repeat {args.repeat}, load {os.getloadavg()[0]:.2f}")
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, repeat {args.repeat}, clock {args.clock}, "
+          f"load {os.getloadavg()[0]:.2f}")
     header = (f"{'model':<13} {'config':<9} {'compile s':>9} {'JIT cold':>8} {'1st call':>8} {'JIT cached':>10} "
               f"{'cold/cached':>11} " + (f"{'start new':>9} " if args.fresh_process else "")
               + (f"{'JIT 1fn':>8} " if args.compare_outline else "")
@@ -278,15 +296,13 @@ def main() -> None:
                 start = time.perf_counter()
                 compile_for_cpu(result.module, cache=False, lowering="tasd-cpu-to-llvm{outline=false}")
                 one_fn = f"{time.perf_counter() - start:>8.2f} "
-            with torch.no_grad():
-                t_torch = median_seconds(eager, args.repeat)
-                expected = eager()
-
             def first() -> np.ndarray:
                 out = cached(*inputs)
                 return out[0] if isinstance(out, tuple) else out
 
-            t_tasdc = median_seconds(first, args.repeat)
+            with torch.no_grad():
+                expected = eager()
+                t_torch, t_tasdc = median_pair(eager, first, args.repeat, args.clock)
             diff = float(np.abs(first() - expected).max())
             print(f"{name:<13} {config:<9} {compile_s:>9.2f} {cold_s:>8.2f} {first_s:>8.2f} {cached_s:>10.2f} "
                   f"{cold_s / cached_s:>11.1f} {fresh}{one_fn}"

@@ -32,7 +32,15 @@ def _scalar_constant(value: ir.Value) -> np.ndarray | None:
     return None
 
 
-def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:
+def _evaluate(value: ir.Value) -> np.ndarray | None:
+    """:func:`_evaluate_unchecked` when every element comes out finite (a NaN or an infinity
+    is left for the model to compute at run time, as written)."""
+    with np.errstate(all="ignore"):
+        found = _evaluate_unchecked(value)
+    return found if found is not None and np.all(np.isfinite(found)) else None
+
+
+def _evaluate_unchecked(value: ir.Value, depth: int = 0) -> np.ndarray | None:
     """The value of a small tensor computed from constants alone (``None`` when it is
     not): constants, reshapes of them, and all-parallel ``linalg.generic`` ops with
     identity maps over such values whose bodies use the arithmetic below. This is
@@ -47,7 +55,7 @@ def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:
     if not isinstance(owner, ir.OpView):
         return None
     if owner.name in ("tensor.expand_shape", "tensor.collapse_shape"):
-        inner = _evaluate(owner.operands[0], depth + 1)
+        inner = _evaluate_unchecked(owner.operands[0], depth + 1)
         return None if inner is None else inner.reshape(ir.RankedTensorType(value.type).shape)
     if owner.name != "linalg.generic" or len(owner.results) != 1:
         return None
@@ -58,7 +66,7 @@ def _evaluate(value: ir.Value, depth: int = 0) -> np.ndarray | None:
         return None
     if any(str(t) != "#linalg.iterator_type<parallel>" for t in ir.ArrayAttr(op.attributes["iterator_types"])):
         return None
-    args = [_evaluate(v, depth + 1) for v in op.inputs]
+    args = [_evaluate_unchecked(v, depth + 1) for v in op.inputs]
     if any(a is None for a in args):
         return None
     block = op.regions[0].blocks[0]
