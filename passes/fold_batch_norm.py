@@ -9,7 +9,7 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, linalg, tensor
 
-from tasdc.elements import constant_elements
+from tasdc.elements import constant_elements, make_elements
 from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
 
@@ -181,7 +181,7 @@ class FoldBatchNorm(ModulePass):
     * gamma + beta``, where ``1/sqrt(var + eps)`` is itself a ``linalg.generic``
     over constants, evaluated here), becomes one convolution: the chain is
     ``y * s + t`` per channel, so the filter's output channel ``f`` is scaled
-    by ``s[f]`` (in f64, rounded once to f32) and the init becomes
+    by ``s[f]`` (``s`` composed in f64, rounded to f32, then multiplied in f32) and the init becomes
     ``linalg.broadcast`` of the shift ``t`` (the conv's bias). The folded
     filter is a new constant; the chain and its dead producers are erased.
     Whatever follows the chain (ReLU, a residual add) is left as it is.
@@ -282,15 +282,14 @@ class FoldBatchNorm(ModulePass):
             value = users[0].results[0]
         if not chain:
             return
-        folded = (weight.astype(np.float64) * scale.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(np.float32)
+        # in f32 (the scale rounded once, then each product): f64 doubled the cached start
+        folded = np.multiply(weight, scale.astype(np.float32).reshape((-1,) + (1,) * (weight.ndim - 1)), dtype=np.float32)
         bias = shift.astype(np.float32)
         filter_type = ir.RankedTensorType(conv.operands[1].type)
         with ir.InsertionPoint(conv), conv.location:
-            # DenseElementsAttr (a copy): named resources would get a new name per compile in
-            # one context, and the bias (under 1 KB, not bound) would change the compile-cache key.
-            new_filter = arith.ConstantOp(filter_type, ir.DenseElementsAttr.get(np.ascontiguousarray(folded.reshape(filter_type.shape)), type=filter_type)).result
-            bias_value = arith.ConstantOp(ir.RankedTensorType.get([channels], out_type.element_type),
-                                          ir.DenseElementsAttr.get(np.ascontiguousarray(bias))).result
+            new_filter = arith.ConstantOp(filter_type, _elements(folded.reshape(filter_type.shape), "tasd_bn_filter", filter_type)).result
+            bias_type = ir.RankedTensorType.get([channels], out_type.element_type)
+            bias_value = arith.ConstantOp(bias_type, _elements(bias, "tasd_bn_bias", bias_type)).result
             empty = tensor.EmptyOp(list(out_type.shape), out_type.element_type).result
             new_init = linalg.broadcast(bias_value, outs=[empty], dimensions=[0, 2, 3]).results[0]
         old_filter, old_init = conv.operands[1], conv.operands[2]
@@ -316,6 +315,21 @@ class FoldBatchNorm(ModulePass):
             if len(body) == 1 and body[0].operands[0] == owner.regions[0].blocks[0].arguments[0]:
                 return _channel_operand(owner, 0, channels)
         return None
+
+
+#: Folded constants of at least this many bytes become ``dense_resource`` blobs (no copy;
+#: ``tasd-cpu-bind-constants`` binds them as arguments, so their names, which MLIR makes
+#: unique per context, never reach the compile-cache key); smaller ones stay in the code
+#: as ``DenseElementsAttr`` (content-addressed). A large ``DenseElementsAttr`` would be
+#: slow to read back: casting it to a resource attribute prints it into the error.
+RESOURCE_BYTES = 1024
+
+
+def _elements(array: np.ndarray, name: str, tensor_type: ir.RankedTensorType) -> ir.Attribute:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if array.nbytes >= RESOURCE_BYTES:
+        return make_elements(array, name, tensor_type)
+    return ir.DenseElementsAttr.get(array, type=tensor_type)
 
 
 _ERASABLE = ("arith.constant", "linalg.generic", "linalg.fill", "linalg.broadcast", "tensor.empty",

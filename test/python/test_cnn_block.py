@@ -6,8 +6,8 @@ ReLU6, a residual add, max and global average pooling.
 Tolerance: an error bound propagated layer by layer, not a fixed epsilon. A
 convolution output is a sum of K products in float32 (any order: OpenBLAS
 picks the order per CPU kernel), so with ``u = 2⁻²⁴`` its error is at most
-``γ·(|W'| ⋆ |h|)`` with ``γ = (K + 2)·u`` (the sum, the folded filter's own
-rounding ``W' = fl(W·s)`` and the bias add) plus ``|W'| ⋆ E`` for an error
+``γ·(|W'| ⋆ |h|)`` with ``γ = (K + 3)·u`` (the sum, the folded filter's own
+roundings ``W' = fl(W·fl(s))`` and the bias add) plus ``|W'| ⋆ E`` for an error
 ``E`` already in its input ``h``; ReLU, ReLU6 and max pooling do not grow an
 error, an addition adds the two bounds (+ one rounding), an average adds at most
 ``(n + 1)·u`` of its inputs' magnitude. The test allows twice the bound. It
@@ -72,7 +72,7 @@ def _conv_bound(h: torch.Tensor, err: torch.Tensor, w: torch.Tensor, bias: torch
     k = w.shape[1] * w.shape[2] * w.shape[3]
     kw = dict(stride=conv.stride, padding=conv.padding, groups=conv.groups)
     magnitude = F.conv2d(h.abs() + err, w.abs(), **kw) + bias.abs().reshape(1, -1, 1, 1)
-    return F.conv2d(err, w.abs(), **kw) + (k + 2) * U * magnitude
+    return F.conv2d(err, w.abs(), **kw) + (k + 3) * U * magnitude
 
 
 def _reference_and_bound(block: Block, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
