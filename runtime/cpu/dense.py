@@ -9,18 +9,23 @@ pointers to MLIR memref descriptors (``llvm.emit_c_interface``:
 two operands, then the output ``Y``, which is overwritten — and the
 convolution's geometry as i64 values.
 
-The products are OpenBLAS's ``sgemm`` (scipy's, reached through Numba's
-``np.dot``, which calls ``scipy.linalg.cython_blas``); convolutions are an
-im2col (skipped for 1×1 stride-1 kernels) followed by one ``sgemm`` per
-image and group (per group over all images when the images are small:
-fewer than ``SMALL_PLANE`` output pixels); depthwise convolutions are a direct loop nest whose inner
-loop runs along a contiguous output row (LLVM vectorizes it). An operand
+The products are OpenBLAS's ``sgemm``: for matmuls scipy's, reached through
+Numba's ``np.dot`` (``scipy.linalg.cython_blas``); for convolutions called
+directly with leading dimensions (``_sgemm_rm``), from a private AVX-512
+instance of the same library where OpenBLAS picked AVX2 kernels on an
+AVX-512 CPU (``_private_skylakex_sgemm``). Convolutions take zero padding as
+arguments (top, left) and are an im2col in blocks of about ``BLOCK_FLOATS``
+(skipped for 1×1 stride-1 kernels), one ``sgemm`` per block writing into the
+NCHW output (per group over all images when the images are small: fewer than
+``SMALL_PLANE`` output pixels); depthwise convolutions copy each channel
+plane into a zero-bordered scratch plane and multiply-add one tap at a time.
+Loops index with unsigned integers where LLVM must vectorize them. An operand
 whose rows are not contiguous is first copied into a contiguous buffer.
 
 Threads: every ``sgemm`` runs single-threaded inside OpenBLAS
 (``openblas_set_num_threads_local(1)`` around the call); a product of at
 least ``PARALLEL_FLOPS`` with enough rows is split into row blocks over
-Numba's threads (``numba.set_num_threads``, as for the N:M kernels). Letting
+Numba's threads (a convolution of that size: its images) (``numba.set_num_threads``, as for the N:M kernels). Letting
 OpenBLAS's own pool take them cost milliseconds of wake-up per GEMM on a
 loaded 2-core machine (example CNN at 2 threads: 34 ms instead of 0.7 ms).
 The depthwise loop uses one thread.
@@ -421,6 +426,51 @@ BLOCK_FLOATS = 1 << 17
 MIN_BLOCK = 128
 
 
+@njit(cache=True, nogil=True)
+def _conv_images(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int, yaddr: int, geometry: np.ndarray,
+                 first: int, last: int, block: int, direct: bool, packed_y: bool) -> None:
+    """Images ``first … last-1`` of :func:`_conv_py`'s per-image path (``geometry``: groups, F per
+    group, C per group, KH, KW, strides, dilations, OH, OW, padding top/left, H, W, X's image
+    stride, Y's strides): per group, im2col blocks of ``block`` output pixels and one ``sgemm``
+    each, written into Y's plane (through a temporary when Y's planes are not packed)."""
+    groups, f, ch, kh, kw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4]
+    sh, sw, dh, dw, oh, ow = geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]
+    pt, pl, h, wid, xn = geometry[11], geometry[12], geometry[13], geometry[14], geometry[15]
+    yn, yc, yr, yq = geometry[16], geometry[17], geometry[18], geometry[19]
+    red = ch * kh * kw
+    plane = oh * ow
+    cols = np.empty((0, 0), np.float32) if direct else np.empty((red, block), np.float32)
+    tmp = np.empty((0, 0), np.float32) if packed_y else np.empty((f, plane), np.float32)
+    for img in range(first, last):
+        for g in range(groups):
+            wg = wp + 4 * g * f * red
+            ybase = yaddr + 4 * (img * yn + g * f * yc)
+            # the product goes straight into Y (row stride yc) when its planes are packed
+            out, ldo = (ybase, yc) if packed_y else (np.int64(tmp.ctypes.data), plane)
+            if direct:
+                _sgemm_rm(f, plane, ch, wg, red, xbase + 4 * (img * xn + g * ch * xs[0]), xs[0], out, ldo, 0.0)
+            else:
+                for p0 in range(0, plane, block):
+                    count = min(block, plane - p0)
+                    _im2col(xflat, img * xn, xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, p0, count)
+                    _sgemm_rm(f, count, red, wg, red, np.int64(cols.ctypes.data), block, out + 4 * p0, ldo, 0.0)
+            if not packed_y:
+                yflat = carray(_f32p(ybase), 1 + (f - 1) * yc + (oh - 1) * yr + (ow - 1) * yq)
+                for o in range(f):
+                    for p in range(oh):
+                        for q in range(ow):
+                            yflat[o * yc + p * yr + q * yq] = tmp[o, p * ow + q]
+    _alive(cols, tmp, geometry)  # the GEMMs above read them through raw addresses
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _conv_images_parallel(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int, yaddr: int, geometry: np.ndarray,
+                          n_img: int, block: int, direct: bool, packed_y: bool, parts: int) -> None:
+    """:func:`_conv_images` with the images split into ``parts`` chunks over Numba's threads."""
+    for t in prange(parts):
+        _conv_images(xflat, xs, wp, xbase, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, block, direct, packed_y)
+
+
 def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
     """Grouped NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
     left of the input (and whatever the output size implies below and right):
@@ -477,28 +527,17 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
         _alive(wmat, cols, out)  # the GEMMs above read them through raw addresses
         return
     block = min(plane, max(MIN_BLOCK, BLOCK_FLOATS // red // 16 * 16))
-    cols = np.empty((0, 0), np.float32) if direct else np.empty((red, block), np.float32)
-    tmp = np.empty((0, 0), np.float32) if packed_y else np.empty((f, plane), np.float32)
-    for img in range(n_img):
-        for g in range(groups):
-            wg = wp + 4 * g * f * red
-            ybase = yaddr + 4 * (img * y[7] + g * f * y[8])
-            # the product goes straight into Y (row stride y[8]) when its planes are packed
-            out, ldo = (ybase, y[8]) if packed_y else (np.int64(tmp.ctypes.data), plane)
-            if direct:
-                _sgemm_rm(f, plane, ch, wg, red, xbase + 4 * (img * x[7] + g * ch * x[8]), x[8], out, ldo, 0.0)
-            else:
-                for p0 in range(0, plane, block):
-                    count = min(block, plane - p0)
-                    _im2col(xflat, img * x[7], xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, p0, count)
-                    _sgemm_rm(f, count, red, wg, red, np.int64(cols.ctypes.data), block, out + 4 * p0, ldo, 0.0)
-            if not packed_y:
-                yflat = carray(_f32p(ybase), 1 + (f - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
-                for o in range(f):
-                    for p in range(oh):
-                        for q in range(ow):
-                            yflat[o * y[8] + p * y[9] + q * y[10]] = tmp[o, p * ow + q]
-    _alive(wmat, cols, tmp)  # the GEMMs above read them through raw addresses
+    geometry = np.empty(20, np.int64)
+    geometry[0], geometry[1], geometry[2], geometry[3], geometry[4] = groups, f, ch, kh, kw
+    geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10] = sh, sw, dh, dw, oh, ow
+    geometry[11], geometry[12], geometry[13], geometry[14], geometry[15] = pt, pl, h, wid, x[7]
+    geometry[16], geometry[17], geometry[18], geometry[19] = y[7], y[8], y[9], y[10]
+    threads = _num_threads()
+    if threads > 1 and n_img > 1 and 2.0 * n_img * f_all * plane * red >= PARALLEL_FLOPS:
+        _conv_images_parallel(xflat, xs, wp, xbase, yaddr, geometry, n_img, block, direct, packed_y, min(threads, n_img))
+    else:
+        _conv_images(xflat, xs, wp, xbase, yaddr, geometry, 0, n_img, block, direct, packed_y)
+    _alive(wmat, xs, geometry)  # the GEMMs read the filter through its raw address
 
 
 def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
