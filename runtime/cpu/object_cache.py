@@ -59,10 +59,14 @@ _SOURCES = (
     "tasdc.passes.vectorize_contractions",
     "tasdc.passes.dense_to_calls",
     "tasdc.passes.expand_erf",
+    "tasdc.passes.expand_exp",
+    "tasdc.passes.reassociate_reductions",
+    "tasdc.passes.mark_noalias",
     "tasdc.passes.demote_f64",
     "tasdc.passes.lower_tasd_to_calls",
     "tasdc.passes.bind_constants",
     "tasdc.passes.fold_batch_broadcasts",
+    "tasdc.passes.fold_batch_norm",
     "tasdc.runtime.cpu.executor",
 )
 #: llvmlite's symbol table is process-wide: bind and link one object at a time.
