@@ -11,7 +11,7 @@ from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 
 from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
-from tasdc.passes.lower_tasd_to_calls import dynamic_memref
+from tasdc.passes.lower_tasd_to_calls import dynamic_memref, zero_pad_of
 from tasdc.contractions import has_default_maps
 
 #: op name -> (library entry, operand ranks: input, filter/right, output)
@@ -44,32 +44,6 @@ def _is_zero_fill(value: ir.Value) -> bool:
     (``tasd-cpu-fold-batch-broadcasts`` collapses a batch_matmul's init)."""
     constant = fill_value(value, through_reshapes=True)
     return constant == 0.0 and math.copysign(1.0, constant) > 0
-
-
-def zero_padded(value: ir.Value) -> tuple[ir.Value, int, int] | None:
-    """``(source, top, left)`` when ``value`` is a ``tensor.pad`` of a static f32 NCHW
-    tensor with +0.0, static non-negative padding on H and W only, else ``None``."""
-    owner = value.owner
-    if not isinstance(owner, ir.OpView) or owner.name != "tensor.pad" or len(owner.operands) != 1:
-        return None
-    low = [int(v) for v in ir.DenseI64ArrayAttr(owner.attributes["static_low"])]
-    high = [int(v) for v in ir.DenseI64ArrayAttr(owner.attributes["static_high"])]
-    if len(low) != 4 or any(v < 0 for v in low + high) or low[0] or low[1] or high[0] or high[1]:
-        return None
-    source = owner.operands[0]
-    if not _static_f32(source, 4):
-        return None
-    terminator = list(owner.regions[0].blocks[0].operations)[-1]
-    constant = terminator.operands[0].owner
-    if not isinstance(constant, ir.OpView) or constant.name != "arith.constant":
-        return None
-    attr = constant.attributes["value"]
-    if not isinstance(attr, ir.FloatAttr):
-        return None
-    pad = ir.FloatAttr(attr).value
-    if pad != 0.0 or math.copysign(1.0, pad) < 0:
-        return None
-    return source, low[2], low[3]
 
 
 def _pair(op: ir.OpView, name: str) -> list[int]:
@@ -113,8 +87,9 @@ class DenseToLibraryCalls(ModulePass):
         %r = bufferization.to_tensor %y restrict writable
         %s = arith.addf %r, %init      (unless %init is a fill of +0.0)
 
-    A convolution whose input is a ``tensor.pad`` with +0.0 on H and W only
-    (how torch-mlir writes ``padding=``) reads the unpadded tensor instead and
+    A convolution whose input is a ``tensor.pad`` with zero on H and W only
+    (how torch-mlir writes ``padding=``; ``zero_pad_of``, shared with the
+    series calls) reads the unpadded tensor instead and
     passes the top and left padding to the entry, whose im2col (or depthwise
     loop) writes the zeros: no padded copy of the activation is made.
 
@@ -196,9 +171,9 @@ class DenseToLibraryCalls(ModulePass):
             else:
                 out_type = result_type
             padding = [0, 0]
-            padded = zero_padded(lhs) if op.name != "linalg.matmul" and op.name != "linalg.batch_matmul" else None
-            if padded is not None:  # the entry reads the unpadded input; its im2col writes the zeros
-                lhs, padding = padded[0], [padded[1], padded[2]]
+            padded = zero_pad_of(lhs) if op.name not in ("linalg.matmul", "linalg.batch_matmul") else None
+            if padded is not None and _static_f32(padded[0], 4):  # the entry reads the unpadded input; its im2col writes the zeros
+                lhs, padding = padded[0], padded[1][:2]
             ranks = (ir.RankedTensorType(lhs.type).rank, ir.RankedTensorType(rhs.type).rank, out_type.rank)
             decl = self._declare(module, entry, ranks, declared)
 

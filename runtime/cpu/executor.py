@@ -173,10 +173,9 @@ class Kernel:
                     series_matmul(x[b].T, packed, out=y[b].T)
         elif kind == "conv2d":
             kh, kw = self.info["kernel_size"]
-            y[...] = conv2d_series(
-                np.ascontiguousarray(x), self.packed[0], kh, kw,
-                stride=tuple(self.info["strides"]), padding=0, dilation=tuple(self.info["dilations"]),
-            )
+            conv2d_series(x, self.packed[0], kh, kw, stride=tuple(self.info["strides"]),
+                          padding=tuple(self.info.get("padding", (0, 0, 0, 0))),
+                          dilation=tuple(self.info["dilations"]), out=y)
         else:  # pragma: no cover - the lowering only emits the kinds above
             raise KernelError(f"{self.layer}: unknown kernel kind {kind}")
 
@@ -198,7 +197,7 @@ def _pack(name: str, info: dict[str, Any], weights: list[np.ndarray]) -> list[Pa
     return [pack_series([
         pack_term(weights[2 * i], weights[2 * i + 1], t["n"], t["m"], t["axis"], t["dense_shape"], t["padding"], term_index=i)
         for i, t in enumerate(terms)
-    ])]
+    ], conv=info["kind"] == "conv2d")]
 
 
 def _make_callback(kernel: Kernel, in_rank: int, out_rank: int) -> Any:
@@ -403,7 +402,9 @@ def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
         elif kernel.info["kind"] == "conv2d":
             kh, kw = kernel.info["kernel_size"]
             kernel.entry = make_conv_cfunc_entry(kernel.packed[0], kh, kw, tuple(kernel.info["strides"]),
-                                                 tuple(kernel.info["dilations"]), name=kernel.layer)
+                                                 tuple(kernel.info["dilations"]),
+                                                 padding=tuple(kernel.info.get("padding", (0, 0, 0, 0))),
+                                                 name=kernel.layer)
             callback = kernel.entry.ctypes
         else:
             callback = _make_callback(kernel, in_rank, out_rank)
