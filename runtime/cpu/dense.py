@@ -109,11 +109,13 @@ def _private_skylakex_sgemm(library: str) -> int:
     """The address of ``sgemm_`` in a private instance of scipy's OpenBLAS loaded with its
     AVX-512 (SkylakeX) kernels, or 0.
 
-    OpenBLAS picks its kernels once, when the library loads, from the CPU it sees;
-    on AMD CPUs with AVX-512 it picks Haswell (AVX2), which runs a conv-shaped
-    GEMM at half the speed of its SkylakeX kernels (measured, same process:
-    80–98 vs 150–170 GFLOP/s). ``OPENBLAS_CORETYPE`` would change it for the
-    whole process (numpy's and scipy's results too), so this loads a copy of the
+    OpenBLAS picks its kernels once, when the library loads: from
+    ``OPENBLAS_CORETYPE`` when it is set, else from the CPU it sees. A process
+    whose environment pins ``OPENBLAS_CORETYPE=Haswell`` (as these machines do,
+    for numpy's sake) runs conv-shaped GEMMs on the AVX2 kernels at half the
+    speed of the SkylakeX ones (measured, same process: 80–98 vs 150–170
+    GFLOP/s). Changing the variable would change numpy's and scipy's kernels
+    (and results) for the whole process, so this loads a copy of the
     library file (``dlopen`` shares one instance per file) with the variable set
     only while it loads, one thread, and keeps it for the dense entries alone.
     Only on a CPU with AVX-512 F/BW/DQ/VL whose OpenBLAS did not pick an AVX-512

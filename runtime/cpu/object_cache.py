@@ -215,6 +215,11 @@ def clear() -> int:
         if path.name.endswith(ENTRY_SUFFIXES):
             path.unlink(missing_ok=True)
             removed += 1
+    blas = cache_dir() / "blas"  # runtime/cpu/dense.py's private copy of OpenBLAS
+    if blas.is_dir():
+        for path in blas.iterdir():
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
 
 
