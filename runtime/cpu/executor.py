@@ -7,7 +7,8 @@
    compressed weights;
 2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once;
    the packed arrays are cached on disk, :mod:`tasdc.runtime.cpu.kernel_cache`);
-3. folds weight broadcasts over a batch (``tasd-cpu-fold-batch-broadcasts``)
+3. folds inference BatchNorm into dense convolutions (``tasd-cpu-fold-batch-norm``),
+   folds weight broadcasts over a batch (``tasd-cpu-fold-batch-broadcasts``)
    and turns large constants into arguments (``tasd-cpu-bind-constants``):
    their values are read from the module once, here, and passed on every
    call, so the machine code holds no weights;
@@ -52,6 +53,7 @@ from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.passes.bind_constants import BindConstants, bound_values
 from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
+from tasdc.passes.fold_batch_norm import FoldBatchNorm
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import kernel_cache, object_cache
@@ -500,6 +502,7 @@ def compile_for_cpu(
     keep = _bind_kernels(kernels)
     timings["kernels"] = time.perf_counter() - start
     step = time.perf_counter()
+    FoldBatchNorm().run(work)  # BatchNorm into the conv weights, before they are bound
     # Large constants (dense weights, biases) become arguments: the machine code
     # holds no weights, and the cache key below covers the code only.
     if bind_constants:
