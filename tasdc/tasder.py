@@ -103,7 +103,7 @@ from tasdc.passes.approximate_weights import ApproximateWeights
 from tasdc.passes.decompose_activations import DecomposeActivations
 from tasdc.passes.decompose_weights import DecomposeWeights
 from tasdc.allocation import budget_for_quality
-from tasdc.calibration import input_batches, load_input_set
+from tasdc.calibration import calibration_outputs, input_batches, load_input_set, module_digest
 from tasdc.errors import SelectionError
 from tasdc.passes.select_series import SelectSeries, check_options, read_selection
 from tasdc.passes.sparsity_analysis import SparsityAnalysis
@@ -470,6 +470,8 @@ class TasderSession:
         with capture(self.model.context):
             run_pipeline(self.model.module, [SparsityAnalysis()])
         self.source = self.model.source
+        #: module_digest of the imported module: every selection runs on an unchanged copy of it
+        self.text_digest = module_digest(self.model.module) if self.calib else ""
         self.timings["import"] = time.perf_counter() - start
         self._reference: dict[str, np.ndarray] | None = None
         self._metric: str | None = None
@@ -513,19 +515,25 @@ class TasderSession:
     def _batches(self, result: CompileResult, inputs: list[np.ndarray], desc: str) -> Any:
         """The measured output (the first, or ``metric_output``), batch by batch, on the samples of ``inputs``."""
         executable = self._executable(result)
-        batch = self.arg_types[0][0][0] if self.arg_types and self.arg_types[0][0] else 1
-        self._batch = batch
         batches = input_batches(inputs, self.arg_types)
         iterator = _progress(batches, desc=desc, unit="batch") if self.progress else batches
         for chunk, real in iterator:
-            out = executable(*chunk)
-            if isinstance(out, tuple):
-                out = out[self.output_index]
-            if real < batch:
-                if out.shape[0] != batch:
-                    continue  # cannot tell padded rows apart: drop the partial batch
-                out = out[:real]
-            yield out
+            out = self._trim(executable(*chunk), real)
+            if out is not None:
+                yield out
+
+    def _trim(self, out: Any, real: int) -> np.ndarray | None:
+        """The measured output of one batch's results ``out`` without its padded rows
+        (None: a partial batch whose padded rows cannot be told apart, dropped)."""
+        batch = self.arg_types[0][0][0] if self.arg_types and self.arg_types[0][0] else 1
+        self._batch = batch
+        if isinstance(out, tuple):
+            out = out[self.output_index]
+        if real < batch:
+            if out.shape[0] != batch:
+                return None
+            out = out[:real]
+        return out
 
     def _run(self, result: CompileResult, inputs: list[np.ndarray], desc: str) -> np.ndarray:
         """The measured output on every sample of ``inputs`` (one array per model input)."""
@@ -546,11 +554,25 @@ class TasderSession:
         return self._orders[name]
 
     def reference(self) -> dict[str, np.ndarray]:
-        """Dense-model outputs on every input set (computed once)."""
+        """Dense-model outputs on every input set (computed once). The calibration
+        set's come from tasd-select's calibration run when it ran in this process
+        (the instrumented dense model returns the model's outputs too), so run a
+        selection first (:meth:`compile` does) and the dense model runs the
+        evaluation set only."""
         if self._reference is None:
             start = time.perf_counter()
-            dense = self.compile_with([], "dense")
-            self._reference = {name: self._run(dense, x, f"tasder dense {name}") for name, (x, _) in self.sets.items()}
+            self._reference = {}
+            dense: CompileResult | None = None
+            for name, (x, _) in self.sets.items():
+                kept = calibration_outputs(self.text_digest, self.calib) if name == "calibration" and self.calib else None
+                if kept is not None and len(kept) == len(input_batches(x, self.arg_types)):
+                    # the calibration run of tasd-select ran the dense model on this set already
+                    outs = [self._trim(out, real)
+                            for out, (_, real) in zip(kept, input_batches(x, self.arg_types))]
+                    self._reference[name] = np.concatenate([o for o in outs if o is not None], axis=0)
+                    continue
+                dense = dense or self.compile_with([], "dense")
+                self._reference[name] = self._run(dense, x, f"tasder dense {name}")
             first = next(iter(self._reference.values()), None)
             if first is None:
                 self._metric = "none"
@@ -711,7 +733,8 @@ class TasderSession:
                 steps = 0
             passes = [SelectSeries(target=target, objective=objective, quality=quality, max_terms=max_terms,
                                    calib=self.calib or "", budget=budget, max_steps=steps,
-                                   input_names=",".join(self.input_names), ban=ban),
+                                   input_names=",".join(self.input_names), ban=ban,
+                                   calib_digest=self.text_digest if self.calib else ""),
                       DecomposeActivations(config="dense")]
             if approximate:
                 passes.append(ApproximateWeights())
@@ -727,9 +750,6 @@ class TasderSession:
 
         probes: list[Probe] = []
         if measuring and search == "bisect":
-            if self._reference is None:
-                self.reference()
-                timings["reference"] = self.timings["reference"]
             result, reports, initial, chosen_level = self._bisect(select, configs_of, quality, max_probes,
                                                                   probes, timings, notes)
         elif not measuring:
@@ -739,13 +759,13 @@ class TasderSession:
             reports: dict[str, QualityReport] = {}
             notes.append("no calibration or evaluation inputs: quality not measured")
         else:
-            if self._reference is None:
-                self.reference()
-                timings["reference"] = self.timings["reference"]
             levels = list(LADDER)
             numeric = [-1.0 if lv is None else lv for lv in levels]
             s = max(i for i, v in enumerate(numeric) if v <= predicted)
-            first = select(levels[s], decompose=False)
+            first = select(levels[s], decompose=False)   # the calibration run first: it gives the calibration reference
+            if self._reference is None:
+                self.reference()
+                timings["reference"] = self.timings["reference"]
             summary = read_selection(first.module)
             used = list(summary.get("path_used", []))
 
@@ -859,7 +879,10 @@ class TasderSession:
                                 all(q.complete for q in reps.values())))
             return ok, not cached
 
-        dense_path = path_of(frozenset())
+        dense_path = path_of(frozenset())   # the calibration run first: it gives the calibration reference
+        if self._reference is None:
+            self.reference()
+            timings["reference"] = self.timings["reference"]
         initial = configs_of(select(math.inf, exact=budget_for_quality(quality), decompose=False))
         outcome = bisect_with_demotion(path_of, probe, max_probes)
         bans = frozenset(tuple(b.split("@", 1)) for b in outcome.bans)  # type: ignore[misc]
