@@ -18,7 +18,7 @@ keeps the model's own outputs on the calibration inputs
 (:attr:`CalibrationStats.outputs`): TASDER's dense reference of the
 calibration set, so the dense model does not run that set again.
 
-Sampling. A layer's statistics use at most :data:`SAMPLE_ROWS` of its GEMM
+Sampling. A layer's statistics use about :data:`SAMPLE_ROWS` of its GEMM
 rows (a convolution's output positions, a linear layer's tokens), drawn
 uniformly without replacement, the same fraction from every batch
 (proportional stratified sampling, seeded by layer name and batch: the same
@@ -95,8 +95,9 @@ class _Probe:
         return x.shape[1] if self.sparse_operand == 1 else x.shape[2]
 
 
-#: At most this many GEMM rows per layer enter its statistics (a uniform sample
-#: over all calibration batches when there are more); 0 keeps every row.
+#: About this many GEMM rows per layer enter its statistics (a uniform sample over
+#: all calibration batches when there are more, the same fraction of every batch,
+#: rounded up); 0 keeps every row.
 SAMPLE_ROWS = 16384
 
 
@@ -381,6 +382,9 @@ def _gemm_rows(probe: _Probe, x: np.ndarray, take: np.ndarray | None = None) -> 
     """The layer input as rows ``[S, K]`` (one array per GEMM batch element);
     with ``take``, only those rows (ascending indices into every element's rows)."""
     if probe.kind == "conv2d":
+        if take is None and probe.kernel == (1, 1) and probe.strides == (1, 1):
+            # a 1x1 convolution's rows are the input's pixels: one transposing copy (im2col's layout)
+            return [np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(x.shape[1], -1).T]
         if take is None:
             from tasdc.runtime.cpu.kernels import im2col
 
