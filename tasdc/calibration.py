@@ -482,9 +482,15 @@ def single_threaded_blas() -> Any:
     and many, and on a shared machine a second BLAS thread that is not scheduled
     stalls every call (measured 13.6 vs 67 GMAC/s on ``xᵀx`` of 1568 x 720 at
     load 4 on 2 cores)."""
-    from threadpoolctl import threadpool_limits
+    global _blas_controller
+    if _blas_controller is None:   # finding the loaded libraries takes milliseconds: once
+        from threadpoolctl import ThreadpoolController
 
-    return threadpool_limits(1, user_api="blas")
+        _blas_controller = ThreadpoolController()
+    return _blas_controller.limit(limits=1, user_api="blas")
+
+
+_blas_controller: Any = None
 
 
 def _account(probes: list[_Probe], flat: np.ndarray, real: int, batch: int, index: int, batches: int,
