@@ -857,11 +857,15 @@ class TasderSession:
         paths: dict[frozenset[tuple[str, str]], list[PathMove]] = {}
         compiled: dict[tuple[frozenset[tuple[str, str]], int], tuple[CompileResult, dict[str, QualityReport], bool]] = {}
 
+        layers: list[str] = []     # the selection's layers in report order
+
         def path_of(bans: frozenset[tuple[str, str]]) -> list[PathMove]:
             if bans not in paths:
-                summary = read_selection(select(math.inf, steps=0, ban=ban_text(bans), decompose=False).module)
+                none = select(math.inf, steps=0, ban=ban_text(bans), decompose=False)
+                summary = read_selection(none.module)
                 paths[bans] = [PathMove(str(layer), str(series), float(used)) for (layer, series), used
                                in zip(summary.get("path_moves", []), summary.get("path_used", []))]
+                layers[:] = [row.layer for row in none.report.layers if "select" in row.stats]
             return paths[bans]
 
         def probe(steps: int, bans: frozenset[tuple[str, str]]) -> tuple[bool, bool]:
@@ -883,7 +887,7 @@ class TasderSession:
         if self._reference is None:
             self.reference()
             timings["reference"] = self.timings["reference"]
-        initial = configs_of(select(math.inf, exact=budget_for_quality(quality), decompose=False))
+        initial = _cut(dense_path, layers, budget_for_quality(quality))
         outcome = bisect_with_demotion(path_of, probe, max_probes)
         bans = frozenset(tuple(b.split("@", 1)) for b in outcome.bans)  # type: ignore[misc]
         key = (bans, outcome.steps)
@@ -946,6 +950,19 @@ class TasderSession:
             quality_metric=metric or "not measured", metric_why=self.metric_why if reports else "", measured=reports, layers=layers, totals=totals,
             reduction=reduction, probes=probes, backed_off=backed, relaxed=relaxed, error_used=level,
             predicted_budget=predicted, timings=timings, notes=notes)
+
+
+def _cut(path: Sequence[Any], layers: Sequence[str], budget: float) -> tuple[str, ...]:
+    """Per layer (in ``layers``' order) the series the greedy ``path`` (PathMoves) gives
+    at ``budget``: the longest prefix within it, stopping at the first activation move
+    when the budget is zero (:func:`tasdc.allocation.cut_path`'s rule, without a selection)."""
+    chosen = {layer: "dense" for layer in layers}
+    tol = 1e-12 * max(1.0, budget)
+    for move in path:
+        if move.used > budget + tol or (move.series.startswith("A ") and budget <= tol):
+            break
+        chosen[move.layer] = move.series
+    return tuple(chosen[layer] for layer in layers)
 
 
 def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality: float = 0.99, max_terms: int = 2,

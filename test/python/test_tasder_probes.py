@@ -160,3 +160,25 @@ def test_search_runs_the_dense_model_on_the_eval_set_only_and_keeps_its_selectio
     # equal up to float reordering; observed bit-equal)
     dense = session._run(session.compile_with([], "dense"), session.sets["calibration"][0], "check")
     np.testing.assert_allclose(session.reference()["calibration"], dense, rtol=1e-6, atol=1e-6 * np.abs(dense).max())
+
+
+@pytest.mark.parametrize("quality", [0.9, 0.99, 1.0])
+def test_the_reported_initial_choice_is_the_pass_cut_of_the_greedy_path(session, quality):
+    """TASDER reports what the predicted budget chose by cutting the path it already has
+    (no extra selection); it equals the pass's own cut, activation moves included (ttc-m8)."""
+    from tasdc.allocation import budget_for_quality
+    from tasdc.passes.select_series import read_selection
+    from tasdc.path_search import PathMove
+    from tasdc.tasder import _cut
+
+    def select(**options):
+        return session.compile_with([SelectSeries(target="ttc-m8", calib=session.calib, **options)], "t")
+
+    none = select(budget=1e30, max_steps=0)
+    summary = read_selection(none.module)
+    path = [PathMove(str(layer), str(series), float(used))
+            for (layer, series), used in zip(summary["path_moves"], summary["path_used"])]
+    layers = [row.layer for row in none.report.layers if "select" in row.stats]
+    chosen = select(quality=quality)
+    expected = tuple(row.stats["select"]["chosen"] for row in chosen.report.layers if "select" in row.stats)
+    assert _cut(path, layers, budget_for_quality(quality)) == expected
