@@ -35,9 +35,14 @@ For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
   there (not timed), then ``compile_for_cpu`` + the first call are timed;
 * with ``--compare-outline``: ``JIT 1fn``, the cold JIT without
   ``tasd-cpu-outline-loops`` (one huge function, the old way);
+* with ``--baseline LOWERING`` (e.g. ``'tasd-cpu-to-llvm{reassociate=false
+  expand-exp=false}'``): ``base ms``, the median latency of the same module
+  lowered that way, timed in the same process right after ``tasdc ms``
+  (before/after of a lowering change in one run), and ``base/tasdc``;
 * the median latency over ``--repeat`` runs of the compiled model and of
   torch eager (dense weights, ``torch.no_grad``, same input, same thread
-  count, same process) and their ratio (>1 means tasdc is faster).
+  count, same process; one call of each in turn, so load changes hit both)
+  and their ratio (>1 means tasdc is faster).
 
 ``--models zoo`` is the zoo set of the issue: the example models, the
 6-layer 384-wide ``hf-minilm``, the BERT-base-sized ``hf-bert-base`` and
@@ -46,7 +51,8 @@ The compile caches are temporary folders (the user's cache is not touched).
 ``--threads N`` sets torch's, Numba's and OpenBLAS's thread counts.
 
 Run: ``.venv/bin/python benchmarks/bench_end_to_end.py [--models mlp,encoder4|zoo]
-[--configs dense,2:4] [--threads 1] [--repeat 30] [--fresh-process] [--compare-outline]``.
+[--configs dense,2:4] [--threads 1] [--repeat 30] [--fresh-process] [--compare-outline]
+[--baseline LOWERING]``.
 """
 
 from __future__ import annotations
@@ -92,15 +98,22 @@ HF_BERTS = {
 }
 
 
-def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    for _ in range(3):  # warm-up (an exported program is slow for its first few calls)
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def medians_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Median seconds of each function, timed one call of each in turn (so a
+    change of machine load hits all of them alike; this machine is shared),
+    the order rotated every round (the call right after another model's
+    finds the caches filled with that model's data)."""
+    for fn in fns:
+        for _ in range(3):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for round_ in range(repeat):
+        for k in range(len(fns)):
+            i = (round_ + k) % len(fns)
+            start = time.perf_counter()
+            fns[i]()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def _first_output(out: Any) -> np.ndarray:
@@ -215,6 +228,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch and Numba threads (0: leave the defaults)")
     parser.add_argument("--compare-outline", action="store_true", help="also JIT without tasd-cpu-outline-loops")
     parser.add_argument("--fresh-process", action="store_true", help="also time the cached start of a new process")
+    parser.add_argument("--baseline", help="also time the module lowered with this pipeline (e.g. 'tasd-cpu-to-llvm{reassociate=false}')")
     parser.add_argument("--child-start", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_start:
@@ -237,7 +251,8 @@ def main() -> None:
     header = (f"{'model':<13} {'config':<9} {'compile s':>9} {'JIT cold':>8} {'1st call':>8} {'JIT cached':>10} "
               f"{'cold/cached':>11} " + (f"{'start new':>9} " if args.fresh_process else "")
               + (f"{'JIT 1fn':>8} " if args.compare_outline else "")
-              + f"{'tasdc ms':>9} {'torch ms':>9} {'torch/tasdc':>11} {'max |diff|':>10}")
+              + f"{'tasdc ms':>9} {'torch ms':>9} {'torch/tasdc':>11} "
+              + (f"{'base ms':>9} {'base/tasdc':>10} " if args.baseline else "") + f"{'max |diff|':>10}")
     print(header)
     print("-" * len(header))
     models = ZOO_SET if args.models == "zoo" else args.models
@@ -278,19 +293,26 @@ def main() -> None:
                 start = time.perf_counter()
                 compile_for_cpu(result.module, cache=False, lowering="tasd-cpu-to-llvm{outline=false}")
                 one_fn = f"{time.perf_counter() - start:>8.2f} "
-            with torch.no_grad():
-                t_torch = median_seconds(eager, args.repeat)
-                expected = eager()
-
-            def first() -> np.ndarray:
-                out = cached(*inputs)
+            def first(exe: Any = cached) -> np.ndarray:
+                out = exe(*inputs)
                 return out[0] if isinstance(out, tuple) else out
 
-            t_tasdc = median_seconds(first, args.repeat)
+            timed: list[Callable[[], Any]] = [first]
+            baseline = None
+            if args.baseline:
+                baseline = compile_for_cpu(result.module, cache=False, lowering=args.baseline)
+                timed.append(lambda: first(baseline))
+            with torch.no_grad():
+                expected = eager()
+                t_torch, t_tasdc, *t_base = medians_interleaved([eager] + timed, args.repeat)
             diff = float(np.abs(first() - expected).max())
+            base = ""
+            if baseline is not None:
+                base = f"{t_base[0] * 1e3:>9.3f} {t_base[0] / t_tasdc:>10.2f} "
+                del baseline
             print(f"{name:<13} {config:<9} {compile_s:>9.2f} {cold_s:>8.2f} {first_s:>8.2f} {cached_s:>10.2f} "
                   f"{cold_s / cached_s:>11.1f} {fresh}{one_fn}"
-                  f"{t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} {t_torch / t_tasdc:>11.2f} {diff:>10.2e}  (cold JIT s: {split})",
+                  f"{t_tasdc * 1e3:>9.3f} {t_torch * 1e3:>9.3f} {t_torch / t_tasdc:>11.2f} {base}{diff:>10.2e}  (cold JIT s: {split})",
                   flush=True)
             del exe, cached
             shutil.rmtree(folder, ignore_errors=True)

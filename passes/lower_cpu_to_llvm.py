@@ -15,8 +15,11 @@ from tasdc.passes.dedup_functions import DedupFunctions
 from tasdc.passes.demote_f64 import DemoteF64
 from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.expand_erf import ExpandErf
+from tasdc.passes.expand_exp import ExpandExp
 from tasdc.passes.inline_entry import InlineEntry
+from tasdc.passes.mark_noalias import MarkNoalias
 from tasdc.passes.outline_loops import OutlineLoops
+from tasdc.passes.reassociate_reductions import ReassociateReductions
 from tasdc.passes.vectorize_contractions import VectorizeContractions
 
 #: The upstream pipeline, in order. ``refback-munge-memref-copy`` rewrites
@@ -95,7 +98,12 @@ class LowerCpuToLLVM(ModulePass):
 
     With ``expand_erf`` (the default), scalar f32 ``math.erf`` (GELU) becomes
     arithmetic LLVM can vectorize instead of a libm call per element
-    (``tasd-cpu-expand-erf``, after the elementwise ops are linalg).
+    (``tasd-cpu-expand-erf``, after the elementwise ops are linalg). With
+    ``expand_exp`` (the default), scalar f32 ``math.exp`` (softmax, sigmoid,
+    SiLU) likewise becomes a polynomial (``tasd-cpu-expand-exp``). With
+    ``reassociate`` (the default), the combiners of f32 reductions (sums,
+    max) may be reordered, so LLVM vectorizes softmax's and layer norm's
+    row reductions (``tasd-cpu-reassociate-reductions``).
 
     With ``fuse`` (the default), elementwise ops are fused into one loop
     nest per chain on tensors, before bufferization (``FUSION``).
@@ -106,7 +114,10 @@ class LowerCpuToLLVM(ModulePass):
     huge one (JIT time linear in the model size); with ``dedup`` (the
     default) identical outlined functions (the same layer repeated) are
     then merged by ``tasd-cpu-dedup-functions``, so LLVM compiles each loop
-    nest once however deep the model is.
+    nest once however deep the model is. With ``noalias`` (the default),
+    the outlined nests' memref arguments that no other argument of the call
+    aliases get LLVM ``noalias`` (``tasd-cpu-mark-noalias``), so LLVM can
+    hoist loop-invariant loads and vectorize without overlap checks.
 
     Last, ``tasd-cpu-inline-entry`` inlines each public function into its
     C-interface wrapper (no call with thousands of scalar arguments left).
@@ -117,6 +128,9 @@ class LowerCpuToLLVM(ModulePass):
     library: bool = True
     vectorize: bool = True
     expand_erf: bool = True
+    expand_exp: bool = True
+    reassociate: bool = True
+    noalias: bool = True
     demote_f64: bool = True
     outline: bool = True
     fuse: bool = True
@@ -149,16 +163,24 @@ class LowerCpuToLLVM(ModulePass):
             at = pipeline.index(FUSE_AFTER) + 1
             pipeline = pipeline[:at] + FUSION + pipeline[at:]
         split = pipeline.index(OUTLINE_BEFORE)
-        if self.expand_erf:  # on the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg
+        # On the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg:
+        body_passes = [p for p, on in ((ExpandErf(), self.expand_erf), (ExpandExp(), self.expand_exp),
+                                       (ReassociateReductions(), self.reassociate)) if on]
+        if body_passes:
             self._upstream(module, pipeline[:1])
-            ExpandErf().run(module)
+            for body_pass in body_passes:
+                body_pass.run(module)
             pipeline, split = pipeline[1:], split - 1
         if self.outline:
             self._upstream(module, pipeline[:split])
             OutlineLoops().run(module)
+            if self.noalias:  # records which arguments to mark; before dedup, which then keeps call sites apart
+                MarkNoalias().run(module)
             if self.dedup:
                 DedupFunctions().run(module)
             self._upstream(module, pipeline[split:])
+            if self.noalias:  # puts llvm.noalias on the recorded pointer arguments
+                MarkNoalias().run(module)
         else:
             self._upstream(module, pipeline)
         InlineEntry().run(module)
