@@ -42,7 +42,10 @@ For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
 * the median latency over ``--repeat`` runs of the compiled model and of
   torch eager (dense weights, ``torch.no_grad``, same input, same thread
   count, same process; one call of each in turn, so load changes hit both)
-  and their ratio (>1 means tasdc is faster).
+  and their ratio (>1 means tasdc is faster); ``--clock cpu`` measures the
+  process's CPU seconds instead of wall seconds (a shared, loaded machine
+  preempts long calls more than short ones; CPU time is not charged for the
+  wait).
 
 ``--models zoo`` is the zoo set of the issue: the example models, the
 6-layer 384-wide ``hf-minilm``, the BERT-base-sized ``hf-bert-base`` and
@@ -98,11 +101,18 @@ HF_BERTS = {
 }
 
 
-def medians_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+#: ``--clock``: ``wall`` (time.perf_counter) or ``cpu`` (time.process_time: CPU seconds of the
+#: whole process, every thread; on a shared machine a run preempted by other jobs is not
+#: charged for the time it waited — compare like with like, both sides use the same clock).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def medians_interleaved(fns: list[Callable[[], Any]], repeat: int, clock: str = "wall") -> list[float]:
     """Median seconds of each function, timed one call of each in turn (so a
     change of machine load hits all of them alike; this machine is shared),
     the order rotated every round (the call right after another model's
     finds the caches filled with that model's data)."""
+    now = CLOCKS[clock]
     for fn in fns:
         for _ in range(3):
             fn()
@@ -110,9 +120,9 @@ def medians_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float
     for round_ in range(repeat):
         for k in range(len(fns)):
             i = (round_ + k) % len(fns)
-            start = time.perf_counter()
+            start = now()
             fns[i]()
-            times[i].append(time.perf_counter() - start)
+            times[i].append(now() - start)
     return [statistics.median(t) for t in times]
 
 
@@ -223,6 +233,8 @@ def child_start(path: str, threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="latency clock: wall seconds, or the process's CPU seconds (all threads)")
     parser.add_argument("--models", default="mlp,cnn,transformer,encoder4", help=f"comma-separated; 'zoo' = {ZOO_SET}")
     parser.add_argument("--configs", default="dense,2:4,2:4+1:4")
     parser.add_argument("--threads", type=int, default=0, help="torch and Numba threads (0: leave the defaults)")
@@ -247,7 +259,8 @@ def main() -> None:
 
         blas_limit = threadpool_limits(args.threads, user_api="blas")  # noqa: F841 - kept for the run
     print(f"torch threads {torch.get_num_threads()}, numba threads {numba.get_num_threads()}, "
-          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, repeat {args.repeat}, load {os.getloadavg()[0]:.2f}")
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, repeat {args.repeat}, clock {args.clock}, "
+          f"load {os.getloadavg()[0]:.2f}")
     header = (f"{'model':<13} {'config':<9} {'compile s':>9} {'JIT cold':>8} {'1st call':>8} {'JIT cached':>10} "
               f"{'cold/cached':>11} " + (f"{'start new':>9} " if args.fresh_process else "")
               + (f"{'JIT 1fn':>8} " if args.compare_outline else "")
@@ -304,7 +317,7 @@ def main() -> None:
                 timed.append(lambda: first(baseline))
             with torch.no_grad():
                 expected = eager()
-                t_torch, t_tasdc, *t_base = medians_interleaved([eager] + timed, args.repeat)
+                t_torch, t_tasdc, *t_base = medians_interleaved([eager] + timed, args.repeat, args.clock)
             diff = float(np.abs(first() - expected).max())
             base = ""
             if baseline is not None:

@@ -17,7 +17,15 @@ it reports, in one table from one run:
   ``x @ W_csr.T`` (single-threaded, as scipy is),
 * the ratios numpy/numba and scipy/numba (> 1: the kernel is faster),
 
-then the cost of each two-term series against the sum of its terms. With
+then the cost of each two-term series against the sum of its terms.
+
+``--conv`` times convolutions of ResNet-18/50 at 224² input, batch 8
+(``CONV_SHAPES``) instead: the N:M conv kernel (``conv2d_series``: X tiles
+packed straight from the NCHW input, padding read as zeros) against numpy
+im2col + ``sgemm`` (the kernels' im2col, then ``W @ cols``; the output left
+as ``[F, N*P]``, no layout pass: in numpy's favour), torch's ``conv2d`` and
+the previous N:M route (im2col, then the GEMM kernel on the column matrix),
+all in the same rounds, at ``--threads`` threads for numba, OpenBLAS and torch. With
 ``--isa both`` each series is also timed with both wide micro-kernels (8-lane
 AVX2 and 16-lane AVX-512, in the same rounds, each on the packing its ISA's
 host makes: ``pack_series(..., isa=...)``) and a last table compares them
@@ -45,7 +53,7 @@ import scipy.sparse as sp
 import numba
 
 from tasdc.decompose import decompose
-from tasdc.runtime.cpu.kernels import pack_series, series_matmul, wide_kernel_isa
+from tasdc.runtime.cpu.kernels import conv2d_series, im2col, pack_series, series_matmul, wide_kernel_isa
 
 SHAPES = [
     # name, T, K, O
@@ -57,6 +65,22 @@ SHAPES = [
     ("R50 conv5_x 3x3 512", 49, 4608, 512),
 ]
 CONFIGS = ["2:4", "1:4", "2:8", "1:8", "2:4+1:4", "2:8+1:8"]
+#: ResNet-18/50 convolutions at 224² input, batch 8:
+#: name, N, C, H (= W), F, kernel, stride, padding
+CONV_SHAPES = [
+    ("conv1 7x7/2 3->64 @224", 8, 3, 224, 64, 7, 2, 3),
+    ("3x3 64->64 @56", 8, 64, 56, 64, 3, 1, 1),
+    ("3x3/2 64->128 @56", 8, 64, 56, 128, 3, 2, 1),
+    ("3x3 128->128 @28", 8, 128, 28, 128, 3, 1, 1),
+    ("3x3 256->256 @14", 8, 256, 14, 256, 3, 1, 1),
+    ("3x3 512->512 @7", 8, 512, 7, 512, 3, 1, 1),
+    ("1x1 64->256 @56 (r50)", 8, 64, 56, 256, 1, 1, 0),
+    ("1x1 256->64 @56 (r50)", 8, 256, 56, 64, 1, 1, 0),
+    ("1x1 512->128 @28 (r50)", 8, 512, 28, 128, 1, 1, 0),
+    ("1x1 1024->256 @14 (r50)", 8, 1024, 14, 256, 1, 1, 0),
+    ("1x1 512->2048 @7 (r50)", 8, 512, 7, 2048, 1, 1, 0),
+]
+CONV_CONFIGS = ["2:4", "1:4", "1:8"]
 SERIES_PARTS = {"2:4+1:4": ("2:4", "1:4"), "2:8+1:8": ("2:8", "1:8")}
 #: speed-up goals over numpy dense (issue #13), on AVX2 and AVX-512 alike
 GOAL_24, GOAL_14 = 1.6, 3.0
@@ -100,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="first two shapes, fewer reps")
     ap.add_argument("--threads", type=int, default=None, help="threads for both numba and OpenBLAS (default: numba's default, 2 here)")
     ap.add_argument("--isa", choices=("host", "both"), default="host", help="both: also time the AVX2 and AVX-512 micro-kernels side by side")
+    ap.add_argument("--conv", action="store_true", help="time the ResNet convolutions (CONV_SHAPES) instead of the GEMMs")
+    ap.add_argument("--conv-configs", default=",".join(CONV_CONFIGS), help="series for --conv (comma-separated)")
+    ap.add_argument("--conv-cases", default=None, help="--conv: indices into CONV_SHAPES (comma-separated; default all)")
     args = ap.parse_args(argv)
     nthreads = args.threads or numba.get_num_threads()
     numba.set_num_threads(nthreads)
@@ -123,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
 
+    if args.conv:
+        return _conv_main(args, nthreads, load0)
     rng = np.random.default_rng(0)
     rows = []
     t_start = time.perf_counter()
@@ -251,6 +280,67 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{shape:<42} {r['cfg']:<8} {r['avx2'] * 1e3:>8.3f} {r['avx512'] * 1e3:>9.3f} {r['np_'] * 1e3:>9.3f} "
                   f"{r['np_'] / r['avx2']:>7.2f} {r['np_'] / r['avx512']:>9.2f} {r['avx2'] / r['avx512']:>11.2f}")
     print(f"\nload average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (other processes share the 2 cores)")
+    return 0
+
+
+def _conv_main(args: argparse.Namespace, nthreads: int, load0: tuple[float, float, float]) -> int:
+    """``--conv``: the N:M conv kernel against numpy im2col + sgemm and torch, same rounds."""
+    import torch
+
+    torch.set_num_threads(nthreads)
+    cfgs = [c for c in args.conv_configs.split(",") if c]
+    cases = CONV_SHAPES if args.conv_cases is None else [CONV_SHAPES[int(i)] for i in args.conv_cases.split(",")]
+    reps = 2 if args.quick else max(1, args.reps // 5)
+    rounds = 1 if args.quick else args.rounds
+    isas = ("avx2", "avx512") if args.isa == "both" else (wide_kernel_isa(),)
+    rng = np.random.default_rng(0)
+    t_start = time.perf_counter()
+    results = []
+    for name, n, c, h, f, k, s, p in cases:
+        x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+        w = rng.standard_normal((f, c * k * k)).astype(np.float32)
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w.reshape(f, c, k, k))
+        fns = {
+            "numpy": lambda: w @ im2col(x, k, k, s, p)[0].T,
+            "torch": lambda: torch.nn.functional.conv2d(xt, wt, stride=s, padding=p),
+        }
+        for cfg in cfgs:
+            d = decompose(w, cfg, axis=1)
+            for isa in isas:
+                pk = pack_series(d, isa=isa, conv=True)
+                fns[f"{cfg}@{isa}"] = lambda pk=pk, isa=isa: conv2d_series(x, pk, k, k, s, p, isa=isa)
+                fns[f"{cfg}@{isa} im2col"] = lambda pk=pk, isa=isa: series_matmul(im2col(x, k, k, s, p)[0], pk, isa=isa)
+        times: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for key, fn in fns.items():
+                times.setdefault(key, []).extend(_time_block(fn, reps))
+        med = {key: statistics.median(v) for key, v in times.items()}
+        mins = {key: min(v) for key, v in times.items()}
+        oh = (h + 2 * p - k) // s + 1
+        flops = 2.0 * n * oh * oh * f * c * k * k
+        results.append((f"{name} (K={c * k * k}, P={oh}²)", flops, med, mins))
+        print(f"  measured {name} ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
+    load1 = os.getloadavg()
+    print()
+    print(f"convolutions, batch 8: median of {rounds} x {reps} calls; numba, OpenBLAS and torch at {nthreads} thread(s)")
+    print("ratios: reference time / N:M conv time by medians (by minima in brackets); 'via im2col' = the previous route")
+    hdr = (f"{'conv':<40} {'series':<12} {'numpy ms':>9} {'torch ms':>9} {'N:M ms':>8} {'GF/s':>5} {'via im2col':>10} "
+           f"{'np/N:M':>13} {'torch/N:M':>13} {'im2col/N:M':>10}")
+    print(hdr)
+    print("-" * len(hdr))
+    for shape, flops, med, mins in results:
+        first = True
+        for cfg in cfgs:
+            for isa in isas:
+                key = f"{cfg}@{isa}"
+                nm = med[key]
+                print(f"{shape if first else '':<40} {key:<12} {med['numpy'] * 1e3:>9.2f} {med['torch'] * 1e3:>9.2f} {nm * 1e3:>8.2f} "
+                      f"{flops / nm / 1e9:>5.0f} {med[key + ' im2col'] * 1e3:>10.2f} "
+                      f"{med['numpy'] / nm:>5.2f} [{mins['numpy'] / mins[key]:>5.2f}] {med['torch'] / nm:>5.2f} [{mins['torch'] / mins[key]:>5.2f}] "
+                      f"{med[key + ' im2col'] / nm:>10.2f}")
+                first = False
+    print("(GF/s: dense-equivalent, 2*N*P*F*K / time)")
+    print(f"\nload average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (other processes share the 2 cores)")
     return 0
 
 

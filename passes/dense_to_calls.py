@@ -11,7 +11,7 @@ from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 
 from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
-from tasdc.passes.lower_tasd_to_calls import dynamic_memref
+from tasdc.passes.lower_tasd_to_calls import dynamic_memref, zero_pad_of
 from tasdc.contractions import has_default_maps
 
 #: op name -> (library entry, operand ranks: input, filter/right, output)
@@ -27,8 +27,8 @@ _OPS: dict[str, tuple[str, tuple[int, int, int]]] = {
 _SCALARS = {
     "tasd_dense_matmul": 0,
     "tasd_dense_batch_matmul": 0,
-    "tasd_dense_conv2d": 5,  # groups, stride h/w, dilation h/w
-    "tasd_dense_depthwise_conv2d": 4,  # stride h/w, dilation h/w
+    "tasd_dense_conv2d": 7,  # groups, stride h/w, dilation h/w, zero padding top/left
+    "tasd_dense_depthwise_conv2d": 6,  # stride h/w, dilation h/w, zero padding top/left
 }
 
 
@@ -86,6 +86,12 @@ class DenseToLibraryCalls(ModulePass):
         func.call @tasd_dense_<kind>(%a, %b, %y, <i64 geometry…>)
         %r = bufferization.to_tensor %y restrict writable
         %s = arith.addf %r, %init      (unless %init is a fill of +0.0)
+
+    A convolution whose input is a ``tensor.pad`` with zero on H and W only
+    (how torch-mlir writes ``padding=``; ``zero_pad_of``, shared with the
+    series calls) reads the unpadded tensor instead and
+    passes the top and left padding to the entry, whose im2col (or depthwise
+    loop) writes the zeros: no padded copy of the activation is made.
 
     ``@tasd_dense_<kind>`` is declared ``private`` with ``llvm.emit_c_interface``
     and fully dynamic strided memrefs; the executor binds it to the entry of
@@ -153,12 +159,21 @@ class DenseToLibraryCalls(ModulePass):
         i64 = ir.IntegerType.get_signless(64)
         with ir.InsertionPoint(op), op.location:
             if grouped:  # [N, G, C, H, W] -> [N, G*C, H, W]; filter [G, F, C, KH, KW] -> [G*F, C, KH, KW]
-                lhs = self._collapse(lhs, [[0], [1, 2], [3], [4]])
+                owner = lhs.owner
+                if (isinstance(owner, ir.OpView) and owner.name == "tensor.expand_shape"
+                        and [[int(ir.IntegerAttr(d).value) for d in ir.ArrayAttr(g)] for g in ir.ArrayAttr(owner.attributes["reassociation"])] == [[0], [1, 2], [3], [4]]):
+                    lhs = owner.operands[0]  # the NCHW tensor torch-mlir split into groups
+                else:
+                    lhs = self._collapse(lhs, [[0], [1, 2], [3], [4]])
                 rhs = self._collapse(rhs, [[0, 1], [2], [3], [4]])
                 n, g, f, oh, ow = result_type.shape
                 out_type = ir.RankedTensorType.get([n, g * f, oh, ow], result_type.element_type)
             else:
                 out_type = result_type
+            padding = [0, 0]
+            padded = zero_pad_of(lhs) if op.name not in ("linalg.matmul", "linalg.batch_matmul") else None
+            if padded is not None and _static_f32(padded[0], 4):  # the entry reads the unpadded input; its im2col writes the zeros
+                lhs, padding = padded[0], padded[1][:2]
             ranks = (ir.RankedTensorType(lhs.type).rank, ir.RankedTensorType(rhs.type).rank, out_type.rank)
             decl = self._declare(module, entry, ranks, declared)
 
@@ -175,7 +190,7 @@ class DenseToLibraryCalls(ModulePass):
             if op.name.startswith("linalg.conv") or op.name.startswith("linalg.depthwise"):
                 if entry == "tasd_dense_conv2d":  # groups
                     scalars.append(ir.RankedTensorType(op.operands[1].type).shape[0] if grouped else 1)
-                scalars += _pair(op, "strides") + _pair(op, "dilations")
+                scalars += _pair(op, "strides") + _pair(op, "dilations") + padding
             args += [arith.ConstantOp(i64, v).result for v in scalars]
             func.CallOp(decl, args)
             value = bufferization.ToTensorOp(out_type, out, restrict=True, writable=True).result
@@ -183,10 +198,11 @@ class DenseToLibraryCalls(ModulePass):
                 value = tensor.ExpandShapeOp(result_type, value, self._reassociation([[0], [1, 2], [3], [4]]), [], list(result_type.shape)).result
             if accumulate:
                 value = arith.AddFOp(value, init).result
-        original_init = op.operands[2]
+        original_init, original_lhs = op.operands[2], op.operands[0]
         op.results[0].replace_all_uses_with(value)
         op.operation.erase()
         _erase_if_dead(original_init.owner)
+        _erase_if_dead(original_lhs.owner)
 
     @staticmethod
     def _reassociation(groups: list[list[int]]) -> ir.ArrayAttr:
@@ -205,8 +221,8 @@ class DenseToLibraryCalls(ModulePass):
 
 
 def _erase_if_dead(owner: object) -> None:
-    """Erase a now unused init producer (a fill, then its ``tensor.empty``)."""
-    while isinstance(owner, ir.OpView) and owner.name in ("linalg.fill", "tensor.empty", "tensor.collapse_shape", "tensor.expand_shape"):
+    """Erase a now unused init producer (a fill, then its ``tensor.empty``) or input padding."""
+    while isinstance(owner, ir.OpView) and owner.name in ("linalg.fill", "tensor.empty", "tensor.collapse_shape", "tensor.expand_shape", "tensor.pad"):
         if any(True for r in owner.results for _ in r.uses):
             return
         nxt = owner.operands[len(owner.operands) - 1].owner if len(owner.operands) else None

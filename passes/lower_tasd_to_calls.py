@@ -56,6 +56,35 @@ def emit_kernel_call(module: ir.Module, at: ir.OpView, name: str, dense: ir.Valu
         return bufferization.ToTensorOp(result_type, out, restrict=True, writable=True).result
 
 
+def zero_pad_of(value: ir.Value) -> tuple[ir.Value, list[int]] | None:
+    """``(source, [ph_before, pw_before, ph_after, pw_after])`` when ``value``
+    is a ``tensor.pad`` of an NCHW tensor with static, non-negative padding
+    of the two spatial dimensions only and a constant zero (either sign) as
+    padding value; else ``None``. A conv call reads such a pad's source and
+    treats the padding as zeros, so the padded copy is never made."""
+    owner = value.owner
+    if not isinstance(owner, ir.OpView) or owner.operation.name != "tensor.pad":
+        return None
+    source = owner.operands[0]
+    if len(list(owner.operands)) != 1 or ir.RankedTensorType(source.type).rank != 4:
+        return None  # dynamic padding amounts
+    low = list(ir.DenseI64ArrayAttr(owner.attributes["static_low"]))
+    high = list(ir.DenseI64ArrayAttr(owner.attributes["static_high"]))
+    if low[:2] != [0, 0] or high[:2] != [0, 0] or min(low + high) < 0:
+        return None
+    body = owner.regions[0].blocks[0]
+    yields = list(body.operations)
+    if len(yields) != 1 or yields[0].operation.name != "tensor.yield":
+        return None
+    scalar = yields[0].operands[0].owner
+    if not isinstance(scalar, ir.OpView) or scalar.operation.name != "arith.constant":
+        return None
+    attr = scalar.attributes["value"]
+    if not isinstance(attr, ir.FloatAttr) or ir.FloatAttr(attr).value != 0.0:
+        return None
+    return source, [low[2], low[3], high[2], high[3]]
+
+
 def _erase_dead(ops: list[ir.OpView]) -> None:
     """Erase ``ops`` (consumers first) when nothing uses them any more."""
     for op in ops:
@@ -82,9 +111,17 @@ class LowerTasdToCalls(ModulePass):
     padding, conv attributes, the layer name and dense shapes) and
     ``tasd.weights`` (each term's values and indices constants). The term ops
     and their constants are erased.
+
+    A ``tasd.conv2d`` whose input is a ``tensor.pad`` with zeros on the two
+    spatial dimensions (static amounts; how torch-mlir expresses a conv's
+    ``padding``) takes the pad's *source*, and ``tasd.kernel`` records
+    ``padding = [ph_before, pw_before, ph_after, pw_after]``: the kernel reads
+    the padding as zeros, so the padded copy is not made (the pad is erased
+    when nothing else uses it). ``fold-padding=false`` keeps the pad.
     """
 
     name: ClassVar[str] = "tasd-lower-to-runtime-calls"
+    fold_padding: bool = True
 
     def run(self, module: ir.Module) -> None:
         existing = {
@@ -105,6 +142,12 @@ class LowerTasdToCalls(ModulePass):
         first = terms[0]
         which, _ = sparse_operand_of(first)
         dense = dense_operand_of(first)
+        pad = None
+        if first.operation.name == "tasd.conv2d" and self.fold_padding:
+            folded = zero_pad_of(dense)
+            if folded is not None:
+                pad = dense.owner
+                dense, padding = folded
         result_type = ir.RankedTensorType(series.results[0].type)
         dense_type = ir.RankedTensorType(dense.type)
         info: dict[str, object] = {
@@ -120,6 +163,8 @@ class LowerTasdToCalls(ModulePass):
         for key in ("kernel_size", "strides", "dilations"):
             if key in first.attributes:
                 info[key] = list(ir.DenseI64ArrayAttr(first.attributes[key]))
+        if pad is not None:
+            info["padding"] = padding
         weights: list[ir.Attribute] = []
         producers: list[ir.OpView] = []
         for term in terms:
@@ -142,5 +187,5 @@ class LowerTasdToCalls(ModulePass):
         value = emit_kernel_call(module, series, name, dense, result_type, attributes)
         series.results[0].replace_all_uses_with(value)
         series.operation.erase()
-        # Terms first, then the weights and their constants.
-        _erase_dead(terms + producers)
+        # Terms first, then the weights and their constants, then a folded pad.
+        _erase_dead(terms + producers + ([pad] if pad is not None else []))

@@ -9,18 +9,23 @@ pointers to MLIR memref descriptors (``llvm.emit_c_interface``:
 two operands, then the output ``Y``, which is overwritten — and the
 convolution's geometry as i64 values.
 
-The products are OpenBLAS's ``sgemm`` (scipy's, reached through Numba's
-``np.dot``, which calls ``scipy.linalg.cython_blas``); convolutions are an
-im2col (skipped for 1×1 stride-1 kernels) followed by one ``sgemm`` per
-image and group (per group over all images when the images are small:
-fewer than ``SMALL_PLANE`` output pixels); depthwise convolutions are a direct loop nest whose inner
-loop runs along a contiguous output row (LLVM vectorizes it). An operand
+The products are OpenBLAS's ``sgemm``: for matmuls scipy's, reached through
+Numba's ``np.dot`` (``scipy.linalg.cython_blas``); for convolutions called
+directly with leading dimensions (``_sgemm_rm``), from a private AVX-512
+instance of the same library where OpenBLAS picked AVX2 kernels on an
+AVX-512 CPU (``_private_skylakex_sgemm``). Convolutions take zero padding as
+arguments (top, left) and are an im2col in blocks of about ``BLOCK_FLOATS``
+(skipped for 1×1 stride-1 kernels), one ``sgemm`` per block writing into the
+NCHW output (per group over all images when the images are small: fewer than
+``SMALL_PLANE`` output pixels); depthwise convolutions copy each channel
+plane into a zero-bordered scratch plane and multiply-add one tap at a time.
+Loops index with unsigned integers where LLVM must vectorize them. An operand
 whose rows are not contiguous is first copied into a contiguous buffer.
 
 Threads: every ``sgemm`` runs single-threaded inside OpenBLAS
 (``openblas_set_num_threads_local(1)`` around the call); a product of at
 least ``PARALLEL_FLOPS`` with enough rows is split into row blocks over
-Numba's threads (``numba.set_num_threads``, as for the N:M kernels). Letting
+Numba's threads (a convolution of that size: its images) (``numba.set_num_threads``, as for the N:M kernels). Letting
 OpenBLAS's own pool take them cost milliseconds of wake-up per GEMM on a
 loaded 2-core machine (example CNN at 2 threads: 34 ms instead of 0.7 ms).
 The depthwise loop uses one thread.
@@ -33,7 +38,7 @@ import threading
 from typing import Any
 
 import numpy as np
-import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS np.dot calls now, so thread limits set after importing this see it
+import scipy.linalg.cython_blas  # load the BLAS np.dot calls now, so thread limits set after importing this see it
 import llvmlite.binding as llvm
 from llvmlite import ir as llvmir
 from numba import carray, cfunc, njit, prange, types
@@ -90,6 +95,137 @@ def _bind_openblas_local() -> None:
 
 
 _bind_openblas_local()
+
+#: The name under which scipy's Fortran-ABI ``sgemm`` (``scipy.linalg.cython_blas``) is linked
+#: into the Numba code: leading dimensions and ``beta`` that ``np.dot`` cannot express.
+_SGEMM = "tasdc_scipy_sgemm"
+
+
+#: OpenBLAS kernels that use AVX-512 (``openblas_get_corename``).
+_AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+
+
+def _private_skylakex_sgemm(library: str) -> int:
+    """The address of ``sgemm_`` in a private instance of scipy's OpenBLAS loaded with its
+    AVX-512 (SkylakeX) kernels, or 0.
+
+    OpenBLAS picks its kernels once, when the library loads: from
+    ``OPENBLAS_CORETYPE`` when it is set, else from the CPU it sees. A process
+    whose environment pins ``OPENBLAS_CORETYPE=Haswell`` (as these machines do,
+    for numpy's sake) runs conv-shaped GEMMs on the AVX2 kernels at half the
+    speed of the SkylakeX ones (measured, same process: 80–98 vs 150–170
+    GFLOP/s). Changing the variable would change numpy's and scipy's kernels
+    (and results) for the whole process, so this loads a copy of the
+    library file (``dlopen`` shares one instance per file) with the variable set
+    only while it loads, one thread, and keeps it for the dense entries alone.
+    Only on a CPU with AVX-512 F/BW/DQ/VL whose OpenBLAS did not pick an AVX-512
+    kernel itself; ``TASDC_DENSE_BLAS=shared`` turns it off."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    if os.environ.get("TASDC_DENSE_BLAS", "") == "shared":
+        return 0
+    features = set(f[1:] for f in llvm.get_host_cpu_features().flatten().split(",") if f.startswith("+"))
+    if not {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= features:
+        return 0
+    shared = ctypes.CDLL(library)
+    corename = getattr(shared, "scipy_openblas_get_corename", None) or getattr(shared, "openblas_get_corename", None)
+    if corename is None:
+        return 0
+    corename.restype = ctypes.c_char_p
+    if (corename() or b"").decode().lower() in _AVX512_CORES:
+        return 0  # the shared instance already runs AVX-512 kernels
+    from tasdc.runtime.cpu.object_cache import cache_dir
+
+    stat = os.stat(library)
+    copy = cache_dir() / "blas" / f"{Path(library).stem}-{stat.st_size}-{int(stat.st_mtime)}.so"
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_suffix(f".{os.getpid()}.part")
+        shutil.copyfile(library, partial)
+        os.replace(partial, copy)
+    saved = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")}
+    os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        private = ctypes.CDLL(str(copy), mode=ctypes.RTLD_LOCAL)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    name = getattr(private, "scipy_openblas_get_corename", None) or getattr(private, "openblas_get_corename")
+    name.restype = ctypes.c_char_p
+    if (name() or b"").decode().lower() not in _AVX512_CORES:
+        return 0
+    _keep_alive.append(private)
+    function = getattr(private, "scipy_sgemm_", None) or getattr(private, "sgemm_")
+    return int(ctypes.cast(function, ctypes.c_void_p).value or 0)
+
+
+def _bind_sgemm() -> None:
+    """Link ``_SGEMM``: the private AVX-512 instance when there is one, else scipy's ``sgemm``."""
+    address = 0
+    try:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            if info.get("internal_api") == "openblas" and "scipy.libs" in info.get("filepath", ""):
+                address = _private_skylakex_sgemm(info["filepath"])
+                break
+    except (ImportError, OSError, AttributeError):
+        address = 0
+    if not address:
+        capsule = scipy.linalg.cython_blas.__pyx_capi__["sgemm"]
+        name = ctypes.pythonapi.PyCapsule_GetName
+        name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+        pointer = ctypes.pythonapi.PyCapsule_GetPointer
+        pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        address = pointer(capsule, name(capsule))
+    llvm.add_symbol(_SGEMM, address)
+
+
+_bind_sgemm()
+
+
+@intrinsic
+def _sgemm_call(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):  # type: ignore[no-untyped-def]
+    """Fortran ``sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)``, every
+    argument an address (i64)."""
+    args = (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    if not all(isinstance(t, types.Integer) for t in args):
+        return None
+
+    def codegen(context, builder, signature, llargs):  # type: ignore[no-untyped-def]
+        i8p = llvmir.IntType(8).as_pointer()
+        fnty = llvmir.FunctionType(llvmir.VoidType(), [i8p] * 13)
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _SGEMM)
+        builder.call(fn, [builder.inttoptr(v, i8p) for v in llargs])
+        return context.get_dummy_value()
+
+    return types.none(*args), codegen
+
+
+@njit(cache=True, nogil=True)
+def _sgemm_rm(m: int, n: int, k: int, a: int, lda: int, b: int, ldb: int, c: int, ldc: int, beta: float) -> None:
+    """Row-major ``C[m, n] = A[m, k] · B[k, n] + beta · C`` on f32 addresses with row strides
+    ``lda``, ``ldb``, ``ldc`` (elements), by one single-threaded ``sgemm`` (column-major
+    ``Cᵀ = Bᵀ · Aᵀ``)."""
+    if m == 0 or n == 0:
+        return
+    ints = np.empty(6, np.int32)
+    ints[0], ints[1], ints[2], ints[3], ints[4], ints[5] = n, m, k, ldb, lda, ldc
+    floats = np.empty(2, np.float32)
+    floats[0], floats[1] = 1.0, beta
+    chars = np.empty(1, np.uint8)
+    chars[0] = 78  # 'N'
+    ip, fp, cp = np.int64(ints.ctypes.data), np.int64(floats.ctypes.data), np.int64(chars.ctypes.data)
+    _blas_threads_local(1)
+    _sgemm_call(cp, cp, ip, ip + 4, ip + 8, fp, b, ip + 12, a, ip + 16, fp + 4, c, ip + 20)
+    _blas_threads_local(0)
+    ints[0] = chars[0] + floats[0]  # keeps the three arrays alive until after the call
 
 
 @intrinsic
@@ -229,31 +365,119 @@ def _batch_matmul_py(a_d: int, b_d: int, y_d: int) -> None:
 
 @njit(cache=True, nogil=True)
 def _im2col(x: np.ndarray, start: int, xs: np.ndarray, cols: np.ndarray, col0: int, c0: int, channels: int,
-            kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int, ow: int) -> None:
-    """``cols[(c*kh + i)*kw + j, col0 + p*ow + q] = image[c0 + c, p*sh + i*dh, q*sw + j*dw]`` where
-    the image starts at ``x[start]`` (``x`` flat; ``xs`` its channel, row, column strides)."""
-    step = sw * xs[2]
+            kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, ow: int, pt: int, pl: int, h: int, wid: int,
+            p0: int, count: int) -> None:
+    """Output pixels ``p0 … p0+count-1`` (row-major over ``[OH, OW]``) of the im2col matrix:
+    ``cols[(c*kh + i)*kw + j, col0 + t] = image[c0 + c, p*sh + i*dh - pt, q*sw + j*dw - pl]``
+    for pixel ``p0 + t = p*ow + q``, zero where that falls in the padding. The image starts
+    at ``x[start]`` (``x`` flat; ``xs`` its channel, row, column strides; ``h × wid`` unpadded)."""
     for c in range(channels):
         for i in range(kh):
             for j in range(kw):
                 row = (c * kh + i) * kw + j
-                for p in range(oh):
-                    src = start + (c0 + c) * xs[0] + (p * sh + i * dh) * xs[1] + j * dw * xs[2]
-                    dst = col0 + p * ow
-                    if step == 1:
-                        cols[row, dst:dst + ow] = x[src:src + ow]
-                    else:
-                        for q in range(ow):
-                            cols[row, dst + q] = x[src + q * step]
+                # the output columns q whose input column q*sw + j*dw - pl lies in [0, wid)
+                lo_num = pl - j * dw
+                q_lo = 0 if lo_num <= 0 else (lo_num + sw - 1) // sw
+                hi_num = wid - 1 + pl - j * dw
+                q_hi = -1 if hi_num < 0 else min(ow - 1, hi_num // sw)
+                pix = p0
+                end = p0 + count
+                # unsigned indices below: Numba's wraparound test on signed ones keeps
+                # LLVM from vectorizing the copies (see _depthwise_py)
+                crow = cols[row]
+                while pix < end:
+                    p = pix // ow
+                    qa = pix - p * ow
+                    qb = min(ow, qa + end - pix)
+                    dst = col0 + pix - p0
+                    r = p * sh + i * dh - pt
+                    a = max(qa, q_lo)
+                    b = min(qb, q_hi + 1)
+                    if r < 0 or r >= h or a >= b:
+                        a = b = qb
+                    ud = np.uint64(dst)
+                    for q in range(np.uint64(a - qa)):
+                        crow[ud + q] = 0.0
+                    if b > a:
+                        us = np.uint64(start + (c0 + c) * xs[0] + r * xs[1] + (a * sw + j * dw - pl) * xs[2])
+                        ust = np.uint64(sw * xs[2])
+                        d = np.uint64(dst + a - qa)
+                        if ust == 1:
+                            for q in range(np.uint64(b - a)):
+                                crow[d + q] = x[us + q]
+                        else:
+                            for q in range(np.uint64(b - a)):
+                                crow[d + q] = x[us + q * ust]
+                    d = np.uint64(dst + b - qa)
+                    for q in range(np.uint64(qb - b)):
+                        crow[d + q] = 0.0
+                    pix += qb - qa
+
+
+@njit(cache=True, nogil=True)
+def _alive(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    """A use of the arrays: Numba keeps an array alive until its last use in the code, and a
+    raw address taken from it (``.ctypes.data``) is not one."""
 
 
 #: Below this many output pixels per image, all images of a convolution share one GEMM.
-SMALL_PLANE = 4096
+SMALL_PLANE = 256
+#: The im2col block of a large image holds about this many floats (L2-resident), at least
+#: ``MIN_BLOCK`` output pixels.
+BLOCK_FLOATS = 1 << 17
+MIN_BLOCK = 128
 
 
-def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int) -> None:
-    """Grouped NCHW convolution, no padding: ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``,
-    ``Y[N, G*F, OH, OW]`` (rank-4 descriptors; ``groups`` = G)."""
+@njit(cache=True, nogil=True)
+def _conv_images(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int, yaddr: int, geometry: np.ndarray,
+                 first: int, last: int, block: int, direct: bool, packed_y: bool) -> None:
+    """Images ``first … last-1`` of :func:`_conv_py`'s per-image path (``geometry``: groups, F per
+    group, C per group, KH, KW, strides, dilations, OH, OW, padding top/left, H, W, X's image
+    stride, Y's strides): per group, im2col blocks of ``block`` output pixels and one ``sgemm``
+    each, written into Y's plane (through a temporary when Y's planes are not packed)."""
+    groups, f, ch, kh, kw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4]
+    sh, sw, dh, dw, oh, ow = geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]
+    pt, pl, h, wid, xn = geometry[11], geometry[12], geometry[13], geometry[14], geometry[15]
+    yn, yc, yr, yq = geometry[16], geometry[17], geometry[18], geometry[19]
+    red = ch * kh * kw
+    plane = oh * ow
+    cols = np.empty((0, 0), np.float32) if direct else np.empty((red, block), np.float32)
+    tmp = np.empty((0, 0), np.float32) if packed_y else np.empty((f, plane), np.float32)
+    for img in range(first, last):
+        for g in range(groups):
+            wg = wp + 4 * g * f * red
+            ybase = yaddr + 4 * (img * yn + g * f * yc)
+            # the product goes straight into Y (row stride yc) when its planes are packed
+            out, ldo = (ybase, yc) if packed_y else (np.int64(tmp.ctypes.data), plane)
+            if direct:
+                _sgemm_rm(f, plane, ch, wg, red, xbase + 4 * (img * xn + g * ch * xs[0]), xs[0], out, ldo, 0.0)
+            else:
+                for p0 in range(0, plane, block):
+                    count = min(block, plane - p0)
+                    _im2col(xflat, img * xn, xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, p0, count)
+                    _sgemm_rm(f, count, red, wg, red, np.int64(cols.ctypes.data), block, out + 4 * p0, ldo, 0.0)
+            if not packed_y:
+                yflat = carray(_f32p(ybase), 1 + (f - 1) * yc + (oh - 1) * yr + (ow - 1) * yq)
+                for o in range(f):
+                    for p in range(oh):
+                        for q in range(ow):
+                            yflat[o * yc + p * yr + q * yq] = tmp[o, p * ow + q]
+    _alive(cols, tmp, geometry)  # the GEMMs above read them through raw addresses
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _conv_images_parallel(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int, yaddr: int, geometry: np.ndarray,
+                          n_img: int, block: int, direct: bool, packed_y: bool, parts: int) -> None:
+    """:func:`_conv_images` with the images split into ``parts`` chunks over Numba's threads."""
+    for t in prange(parts):
+        _conv_images(xflat, xs, wp, xbase, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, block, direct, packed_y)
+
+
+def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
+    """Grouped NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
+    left of the input (and whatever the output size implies below and right):
+    ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``, ``Y[N, G*F, OH, OW]`` (rank-4
+    descriptors; ``groups`` = G)."""
     x, w, y = _desc(x_d, 4), _desc(w_d, 4), _desc(y_d, 4)
     n_img, h, wid = x[3], x[5], x[6]
     f_all, ch, kh, kw = w[3], w[4], w[5], w[6]
@@ -279,82 +503,119 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
                 for i in range(kh):
                     for j in range(kw):
                         wmat[o, (cc * kh + i) * kw + j] = wflat[o * w[7] + cc * w[8] + i * w[9] + j * w[10]]
-    direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and x[10] == 1 and x[9] == wid and oh == h and ow == wid
+    wp = np.int64(wmat.ctypes.data)
+    direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and x[10] == 1 and x[9] == wid and oh == h and ow == wid
+    packed_y = y[10] == 1 and y[9] == ow
+    yaddr = y[1] + 4 * y[2]
     if plane < SMALL_PLANE and n_img > 1:
         # Small images: one GEMM per group over all images' columns, then scattered to NCHW.
         cols = np.empty((red, n_img * plane), np.float32)
         out = np.empty((f, n_img * plane), np.float32)
-        yflat = carray(_f32p(y[1] + 4 * y[2]), 1 + (n_img - 1) * y[7] + (f_all - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
+        yflat = carray(_f32p(yaddr), 1 + (n_img - 1) * y[7] + (f_all - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
         for g in range(groups):
             for img in range(n_img):
-                _im2col(xflat, img * x[7], xs, cols, img * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
-            _dot(wmat[g * f:(g + 1) * f], cols, out)
+                _im2col(xflat, img * x[7], xs, cols, img * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, 0, plane)
+            _sgemm_rm(f, n_img * plane, red, wp + 4 * g * f * red, red, np.int64(cols.ctypes.data), n_img * plane,
+                      np.int64(out.ctypes.data), n_img * plane, 0.0)
             for img in range(n_img):
                 for o in range(f):
                     base = img * y[7] + (g * f + o) * y[8]
-                    if y[10] == 1 and y[9] == ow:
+                    if packed_y:
                         yflat[base:base + plane] = out[o, img * plane:(img + 1) * plane]
                     else:
                         for p in range(oh):
                             for q in range(ow):
                                 yflat[base + p * y[9] + q * y[10]] = out[o, img * plane + p * ow + q]
+        _alive(wmat, cols, out)  # the GEMMs above read them through raw addresses
         return
-    cols = np.empty((0, 0), np.float32) if direct else np.empty((red, plane), np.float32)
-    for img in range(n_img):
-        for g in range(groups):
-            wg = wmat[g * f:(g + 1) * f]
-            ybase = y[1] + 4 * (y[2] + img * y[7] + g * f * y[8])
-            packed_y = y[10] == 1 and y[9] == ow and (f == 1 or y[8] == plane)
-            yg = carray(_f32p(ybase), (f, plane)) if packed_y else np.empty((f, plane), np.float32)
-            if direct:
-                xg = _matrix(xbase + 4 * (img * x[7] + g * ch * x[8]), ch, plane, x[8], 1)
-                _dot(wg, xg, yg)
-            else:
-                _im2col(xflat, img * x[7], xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, oh, ow)
-                _dot(wg, cols, yg)
-            if not packed_y:
-                yflat = carray(_f32p(ybase), 1 + (f - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
-                for o in range(f):
-                    for p in range(oh):
-                        for q in range(ow):
-                            yflat[o * y[8] + p * y[9] + q * y[10]] = yg[o, p * ow + q]
+    block = min(plane, max(MIN_BLOCK, BLOCK_FLOATS // red // 16 * 16))
+    geometry = np.empty(20, np.int64)
+    geometry[0], geometry[1], geometry[2], geometry[3], geometry[4] = groups, f, ch, kh, kw
+    geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10] = sh, sw, dh, dw, oh, ow
+    geometry[11], geometry[12], geometry[13], geometry[14], geometry[15] = pt, pl, h, wid, x[7]
+    geometry[16], geometry[17], geometry[18], geometry[19] = y[7], y[8], y[9], y[10]
+    threads = _num_threads()
+    if threads > 1 and n_img > 1 and 2.0 * n_img * f_all * plane * red >= PARALLEL_FLOPS:
+        _conv_images_parallel(xflat, xs, wp, xbase, yaddr, geometry, n_img, block, direct, packed_y, min(threads, n_img))
+    else:
+        _conv_images(xflat, xs, wp, xbase, yaddr, geometry, 0, n_img, block, direct, packed_y)
+    _alive(wmat, xs, geometry)  # the GEMMs read the filter through its raw address
 
 
-def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int) -> None:
-    """Depthwise NCHW convolution, no padding: ``X[N, C, H, W]``, ``W[C, KH, KW]``,
-    ``Y[N, C, OH, OW]`` (``linalg.depthwise_conv_2d_nchw_chw``)."""
+def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
+    """Depthwise NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
+    left: ``X[N, C, H, W]``, ``W[C, KH, KW]``, ``Y[N, C, OH, OW]``
+    (``linalg.depthwise_conv_2d_nchw_chw``).
+
+    Each channel plane is copied into a zero-bordered scratch plane (L1/L2-resident),
+    then, for stride 1, every tap is one long multiply-add over the whole plane on the
+    padded width (the columns past OW are computed and dropped); for other strides,
+    per output row. Indices are unsigned: Numba's negative-index wraparound on signed
+    indices keeps LLVM from vectorizing these loops (measured 2–7× slower)."""
     x, w, y = _desc(x_d, 4), _desc(w_d, 3), _desc(y_d, 4)
-    n_img, ch = x[3], x[4]
+    n_img, ch, h, wid = x[3], x[4], x[5], x[6]
     kh, kw = w[4], w[5]
     oh, ow = y[5], y[6]
     if n_img == 0 or ch == 0 or oh == 0 or ow == 0:
         return
-    xf = carray(_f32p(x[1] + 4 * x[2]), 1 + (n_img - 1) * x[7] + (ch - 1) * x[8] + (x[5] - 1) * x[9] + (x[6] - 1) * x[10])
+    xf = carray(_f32p(x[1] + 4 * x[2]), 1 + (n_img - 1) * x[7] + (ch - 1) * x[8] + (h - 1) * x[9] + (wid - 1) * x[10])
     wf = carray(_f32p(w[1] + 4 * w[2]), 1 + (ch - 1) * w[6] + (kh - 1) * w[7] + (kw - 1) * w[8])
     yf = carray(_f32p(y[1] + 4 * y[2]), 1 + (n_img - 1) * y[7] + (ch - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
-    row = np.empty(ow, np.float32)
-    unit = x[10] == 1 and sw == 1
+    hp = (oh - 1) * sh + (kh - 1) * dh + 1
+    wp = (ow - 1) * sw + (kw - 1) * dw + 1
+    buf = np.zeros(hp * wp + (kw - 1) * dw + 1, np.float32)  # the border stays zero
+    unit = sh == 1 and sw == 1
+    full = np.empty(oh * wp if unit else ow, np.float32)
+    rows = min(h, hp - pt)  # input rows that land in the scratch plane
+    r0 = max(0, -pt)
+    c0 = max(0, -pl)
+    cols = min(wid, wp - pl) - c0
+    uw = np.uint64(wp)
     for img in range(n_img):
         for cc in range(ch):
             xb = img * x[7] + cc * x[8]
-            for p in range(oh):
-                row[:] = 0.0
+            for r in range(r0, rows):
+                d = np.uint64((r + pt) * wp + pl + c0)
+                if x[10] == 1:
+                    s0 = np.uint64(xb + r * x[9] + c0)
+                    for q in range(np.uint64(max(cols, 0))):
+                        buf[d + q] = xf[s0 + q]
+                else:
+                    for q in range(max(cols, 0)):
+                        buf[d + np.uint64(q)] = xf[xb + r * x[9] + (c0 + q) * x[10]]
+            yb = img * y[7] + cc * y[8]
+            if unit:
+                length = np.uint64(oh * wp)
+                for t in range(length):
+                    full[t] = 0.0
                 for i in range(kh):
-                    rb = xb + (p * sh + i * dh) * x[9]
                     for j in range(kw):
                         wv = wf[cc * w[6] + i * w[7] + j * w[8]]
-                        start = rb + j * dw * x[10]
-                        if unit:
-                            src = xf[start:start + ow]
-                            for q in range(ow):
-                                row[q] += wv * src[q]
-                        else:
-                            step = sw * x[10]
-                            for q in range(ow):
-                                row[q] += wv * xf[start + q * step]
-                yb = img * y[7] + cc * y[8] + p * y[9]
-                for q in range(ow):
-                    yf[yb + q * y[10]] = row[q]
+                        base = np.uint64(i * dh * wp + j * dw)
+                        for t in range(length):
+                            full[t] += wv * buf[base + t]
+                for p in range(oh):
+                    src = np.uint64(p) * uw
+                    if y[10] == 1:
+                        d = np.uint64(yb + p * y[9])
+                        for q in range(np.uint64(ow)):
+                            yf[d + q] = full[src + q]
+                    else:
+                        for q in range(ow):
+                            yf[yb + p * y[9] + q * y[10]] = full[src + np.uint64(q)]
+            else:
+                usw = np.uint64(sw)
+                for p in range(oh):
+                    for q in range(np.uint64(ow)):
+                        full[q] = 0.0
+                    for i in range(kh):
+                        for j in range(kw):
+                            wv = wf[cc * w[6] + i * w[7] + j * w[8]]
+                            base = np.uint64((p * sh + i * dh) * wp + j * dw)
+                            for q in range(np.uint64(ow)):
+                                full[q] += wv * buf[base + q * usw]
+                    for q in range(ow):
+                        yf[yb + p * y[9] + q * y[10]] = full[np.uint64(q)]
 
 
 _P = types.intp
@@ -364,8 +625,8 @@ _I = types.int64
 _SPECS: dict[str, tuple[Any, Any]] = {
     "tasd_dense_matmul": (_matmul_py, types.void(_P, _P, _P)),
     "tasd_dense_batch_matmul": (_batch_matmul_py, types.void(_P, _P, _P)),
-    "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I)),
-    "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _I, _I, _I, _I)),
+    "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I, _I)),
+    "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I)),
 }
 LIBRARY_ENTRIES = tuple(_SPECS)
 

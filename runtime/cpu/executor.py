@@ -7,7 +7,8 @@
    compressed weights;
 2. packs each kernel's weights for :mod:`tasdc.runtime.cpu.kernels` (once;
    the packed arrays are cached on disk, :mod:`tasdc.runtime.cpu.kernel_cache`);
-3. folds weight broadcasts over a batch (``tasd-cpu-fold-batch-broadcasts``)
+3. folds inference BatchNorm into dense convolutions (``tasd-cpu-fold-batch-norm``),
+   folds weight broadcasts over a batch (``tasd-cpu-fold-batch-broadcasts``)
    and turns large constants into arguments (``tasd-cpu-bind-constants``):
    their values are read from the module once, here, and passed on every
    call, so the machine code holds no weights;
@@ -52,6 +53,7 @@ from tasdc.module import clone_module
 from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.passes.bind_constants import BindConstants, bound_values
 from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
+from tasdc.passes.fold_batch_norm import FoldBatchNorm
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import kernel_cache, object_cache
@@ -171,10 +173,9 @@ class Kernel:
                     series_matmul(x[b].T, packed, out=y[b].T)
         elif kind == "conv2d":
             kh, kw = self.info["kernel_size"]
-            y[...] = conv2d_series(
-                np.ascontiguousarray(x), self.packed[0], kh, kw,
-                stride=tuple(self.info["strides"]), padding=0, dilation=tuple(self.info["dilations"]),
-            )
+            conv2d_series(x, self.packed[0], kh, kw, stride=tuple(self.info["strides"]),
+                          padding=tuple(self.info.get("padding", (0, 0, 0, 0))),
+                          dilation=tuple(self.info["dilations"]), out=y)
         else:  # pragma: no cover - the lowering only emits the kinds above
             raise KernelError(f"{self.layer}: unknown kernel kind {kind}")
 
@@ -196,7 +197,7 @@ def _pack(name: str, info: dict[str, Any], weights: list[np.ndarray]) -> list[Pa
     return [pack_series([
         pack_term(weights[2 * i], weights[2 * i + 1], t["n"], t["m"], t["axis"], t["dense_shape"], t["padding"], term_index=i)
         for i, t in enumerate(terms)
-    ])]
+    ], conv=info["kind"] == "conv2d")]
 
 
 def _make_callback(kernel: Kernel, in_rank: int, out_rank: int) -> Any:
@@ -401,7 +402,9 @@ def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
         elif kernel.info["kind"] == "conv2d":
             kh, kw = kernel.info["kernel_size"]
             kernel.entry = make_conv_cfunc_entry(kernel.packed[0], kh, kw, tuple(kernel.info["strides"]),
-                                                 tuple(kernel.info["dilations"]), name=kernel.layer)
+                                                 tuple(kernel.info["dilations"]),
+                                                 padding=tuple(kernel.info.get("padding", (0, 0, 0, 0))),
+                                                 name=kernel.layer)
             callback = kernel.entry.ctypes
         else:
             callback = _make_callback(kernel, in_rank, out_rank)
@@ -499,6 +502,7 @@ def compile_for_cpu(
     keep = _bind_kernels(kernels)
     timings["kernels"] = time.perf_counter() - start
     step = time.perf_counter()
+    FoldBatchNorm().run(work)  # BatchNorm into the conv weights, before they are bound
     # Large constants (dense weights, biases) become arguments: the machine code
     # holds no weights, and the cache key below covers the code only.
     if bind_constants:

@@ -11,8 +11,10 @@ along a reduction ``axis``). This module
   of a series merged into one pass,
 * exposes a C-callable entry for JIT'ed MLIR code
   (:func:`make_cfunc_entry`), and
-* lowers a conv2d onto the same kernel (:func:`im2col`,
-  :func:`conv2d_series`).
+* runs a conv2d on the same micro-kernels (:func:`conv2d_series` and the
+  conv C entry), its X tiles packed straight from the NCHW input (no im2col
+  matrix; zero padding read as part of the input); :func:`im2col` remains
+  for references and calibration.
 
 Packed layout (``PackedSeries``)
 --------------------------------
@@ -42,12 +44,14 @@ twice L1), 16 for the narrow one used when T <= 32) into a
 64-byte aligned buffer that stays in L1, from any input strides (row-major X
 is transposed 8x8 blocks at a time with shuffles; a K-major ``cols.T`` from
 :func:`im2col` is copied row by row). Then every weight row of the chunk runs
-over its slots of that tile: the 8-lane wide micro-kernel keeps 64 partial
-sums in eight AVX registers and, per slot, does one broadcast + eight FMAs
-with memory operands (``x_tile[k_loc*64 : +64]``); the 16-lane one does two
-weight rows x 128 outputs (8 zmm each: every FMA reads its own X vector, so
-the kernel is bound by loads, and 8 vectors per slot amortise the broadcast
-and index loads); the narrow one does 4 weight rows x 16 outputs. Explicit
+over its slots of that tile: the 8-lane wide micro-kernel runs two weight
+rows at a time, 64 partial sums each in eight AVX registers (16 FMA chains)
+and, per slot, one broadcast + eight FMAs with memory operands
+(``x_tile[k_loc*64 : +64]``); the 16-lane one does two weight rows x 128
+outputs (8 zmm each: every FMA reads its own X vector, so the kernel is
+bound by loads, and 8 vectors per slot amortise the broadcast and index
+loads), or four rows x 64 outputs on 64-row tiles; the narrow one does 4
+weight rows x 16 outputs. Explicit
 ``<8 x float>`` / ``<16 x float>`` vectors come from small Numba intrinsics
 below (``vload8`` / ``vfma16`` ..., one factory for both widths): Numba's
 auto-vectoriser otherwise vectorises the slot loop as a gather. Partial sums
@@ -56,6 +60,13 @@ output over the slots in K order, whatever the lane width or thread count)
 and are finally written (or added, ``accumulate=True``) to Y with Y's own
 strides (8x8 shuffle transposes for a row-major Y). All terms of a series are
 one merged slot stream: one pass, no dense temporaries, Y written once.
+
+A conv2d (:func:`_conv_kernel`) is the same GEMM over all N*OH*OW output
+pixels: each item cuts its pixels into runs of one output row once, then
+packs every K-tile column (c, i, j) from the input rows those runs meet
+(zeros in the padding), prefetching the next tile's input rows; its
+``[filter, pixel]`` partial sums are copied into the NCHW output planes.
+Per output the FMAs and their order are those of im2col + the GEMM kernel.
 
 The C entry (:func:`make_cfunc_entry`) runs the same kernel on memref
 descriptors (2-D, the weight on either side, or a rank-3 ``batch_matmul``
@@ -258,6 +269,24 @@ def wide_kernel_isa() -> str:
 
 #: The wide micro-kernel of this process, picked once when the module loads.
 _WIDE_ISA = wide_kernel_isa()
+
+
+def _compiles_with_32_vector_registers() -> bool:
+    """Whether Numba compiles for a CPU with AVX-512's 32 vector registers
+    (its ``NUMBA_CPU_FEATURES`` if set, else the host's features)."""
+    features = numba.config.CPU_FEATURES
+    if features:
+        return "+avx512f" in features
+    return host_has_avx512()
+
+
+#: The 8-lane micro-kernel runs two weight rows per pass (16 accumulators +
+#: 2 broadcasts = 18 live vectors) only where there are 32 vector registers;
+#: with AVX2's 16 it runs one row per pass (two rows spilled 2 accumulators
+#: per slot: 4 stack loads / stores per 16 FMAs, seen with
+#: ``NUMBA_CPU_NAME=haswell``). Read as a constant when the kernels compile
+#: (Numba's cache is keyed by the CPU, so each kind of host gets its own).
+_PAIR_ROWS_8LANE = _compiles_with_32_vector_registers()
 
 
 def _shuf(builder, a, b, mask):
@@ -505,7 +534,7 @@ def _term_from_obj(t: Any, i: int) -> PackedTerm:
     return pack_term(t.values, t.indices, n, m, int(t.axis), tuple(t.dense_shape), int(t.padding), term_index=i)
 
 
-def default_kb(density: float, isa: str | None = None) -> int:
+def default_kb(density: float, isa: str | None = None, conv: bool = False) -> int:
     """The K-tile width (before fitting it to K) for a series of this density
     and the wide micro-kernel ``isa`` (default: this process's, :func:`wide_kernel_isa`).
 
@@ -518,13 +547,18 @@ def default_kb(density: float, isa: str | None = None) -> int:
     128 columns at every density (1:4 at 768² vs OpenBLAS Haswell: 2.7x with
     64, 3.0x with 128; 256 columns spill L1 and lose). The tile width does not
     change results: every output is one FMA chain over its slots in K order,
-    through the float32 partial-sum buffer."""
+    through the float32 partial-sum buffer.
+
+    ``conv``: the series of a conv2d, whose X tiles are packed from the input
+    image by every item (few filters share each tile): the 16-lane kernel
+    takes 64 columns at every density, so that its tiles have 128 rows (1:8,
+    3x3 64->64 at 56², batch 8: 64 columns 25 % faster than 128)."""
     if (isa or _WIDE_ISA) == "avx2":
         return 2 * DEFAULT_KB
-    return DEFAULT_KB if density >= 0.25 else 2 * DEFAULT_KB
+    return DEFAULT_KB if density >= 0.25 or conv else 2 * DEFAULT_KB
 
 
-def pack_series(terms: Any, *, kb: int | None = None, isa: str | None = None) -> PackedSeries:
+def pack_series(terms: Any, *, kb: int | None = None, isa: str | None = None, conv: bool = False) -> PackedSeries:
     """Merge the terms of a series into the kernel layout.
 
     ``terms`` is a sequence of :class:`PackedTerm` or canonical compressed
@@ -534,7 +568,7 @@ def pack_series(terms: Any, *, kb: int | None = None, isa: str | None = None) ->
     the same dense ``[O, K]`` shape (each may come in either orientation).
     ``kb`` (K-tile width) defaults to :func:`default_kb` for ``isa`` (the
     micro-kernel the series will mostly run on; any ISA gives the same
-    results on any packing).
+    results on any packing) and ``conv`` (a conv2d filter).
     """
     if hasattr(terms, "terms"):
         terms = terms.terms
@@ -555,7 +589,7 @@ def pack_series(terms: Any, *, kb: int | None = None, isa: str | None = None) ->
     if kb is None:
         if isa is not None and isa not in ("avx2", "avx512"):
             raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
-        kb = default_kb(sum(t.n / t.m for t in pterms), isa)
+        kb = default_kb(sum(t.n / t.m for t in pterms), isa, conv)
         # no wider than K (rounded up to the blocks): a wider tile would only
         # pack and zero columns past K (a first conv layer has K = 9 or 27)
         kp = max(t.in_features + t.padding for t in pterms)
@@ -670,18 +704,81 @@ def _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, k0, kb, tt, dst):
 def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """acc[o-o0, 0:64] += Σ_s w_val * xp[w_loc*64 : +64] for o in [o0, o0+no).
 
-    While row oi is computed, row oi of the *next* X tile's source
+    Two weight rows at a time, 8 ymm partial sums each: 16 FMA chains (8
+    leave no slack at a 4-5 cycle FMA latency and two FMA pipes), where
+    there are 32 vector registers (``_PAIR_ROWS_8LANE``), else one. While row
+    oi is computed, row oi of the *next* X tile's source
     (``xbuf[pf_base + oi*pf_rs : + pf_lines*16]``) is prefetched, so that
     X streaming from L3/DRAM overlaps the FMAs.
     """
-    for oi in range(no):
-        if oi < pf_rows:
-            pb = pf_base + oi * pf_rs
-            for ln in range(pf_lines):
-                prefetch(xbuf, pb + ln * 16)
+    o2 = no - no % 2 if _PAIR_ROWS_8LANE else 0
+    for oi in range(0, o2, 2):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no)
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi + 1, pf_rows, no)
+        ab = oi * 64
+        p0 = wb + (o0 + oi) * cnt
+        # slices: the slot loop then indexes with s >= 0 (no wraparound code)
+        la = w_loc[p0 : p0 + cnt]
+        lb = w_loc[p0 + cnt : p0 + 2 * cnt]
+        wa = w_val[p0 : p0 + cnt]
+        wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
+        a0 = vload8(acc, ab)
+        a1 = vload8(acc, ab + 8)
+        a2 = vload8(acc, ab + 16)
+        a3 = vload8(acc, ab + 24)
+        a4 = vload8(acc, ab + 32)
+        a5 = vload8(acc, ab + 40)
+        a6 = vload8(acc, ab + 48)
+        a7 = vload8(acc, ab + 56)
+        b0 = vload8(acc, ab + 64)
+        b1 = vload8(acc, ab + 64 + 8)
+        b2 = vload8(acc, ab + 64 + 16)
+        b3 = vload8(acc, ab + 64 + 24)
+        b4 = vload8(acc, ab + 64 + 32)
+        b5 = vload8(acc, ab + 64 + 40)
+        b6 = vload8(acc, ab + 64 + 48)
+        b7 = vload8(acc, ab + 64 + 56)
+        for s in range(cnt):
+            ka = np.intp(la[s]) * 64
+            kb_ = np.intp(lb[s]) * 64
+            va = vbcast8(wa[s])
+            vb = vbcast8(wb_[s])
+            a0 = vfma8(va, vload8(xp, ka), a0)
+            a1 = vfma8(va, vload8(xp, ka + 8), a1)
+            a2 = vfma8(va, vload8(xp, ka + 16), a2)
+            a3 = vfma8(va, vload8(xp, ka + 24), a3)
+            a4 = vfma8(va, vload8(xp, ka + 32), a4)
+            a5 = vfma8(va, vload8(xp, ka + 40), a5)
+            a6 = vfma8(va, vload8(xp, ka + 48), a6)
+            a7 = vfma8(va, vload8(xp, ka + 56), a7)
+            b0 = vfma8(vb, vload8(xp, kb_), b0)
+            b1 = vfma8(vb, vload8(xp, kb_ + 8), b1)
+            b2 = vfma8(vb, vload8(xp, kb_ + 16), b2)
+            b3 = vfma8(vb, vload8(xp, kb_ + 24), b3)
+            b4 = vfma8(vb, vload8(xp, kb_ + 32), b4)
+            b5 = vfma8(vb, vload8(xp, kb_ + 40), b5)
+            b6 = vfma8(vb, vload8(xp, kb_ + 48), b6)
+            b7 = vfma8(vb, vload8(xp, kb_ + 56), b7)
+        vstore8(acc, ab, a0)
+        vstore8(acc, ab + 8, a1)
+        vstore8(acc, ab + 16, a2)
+        vstore8(acc, ab + 24, a3)
+        vstore8(acc, ab + 32, a4)
+        vstore8(acc, ab + 40, a5)
+        vstore8(acc, ab + 48, a6)
+        vstore8(acc, ab + 56, a7)
+        vstore8(acc, ab + 64 + 0, b0)
+        vstore8(acc, ab + 64 + 8, b1)
+        vstore8(acc, ab + 64 + 16, b2)
+        vstore8(acc, ab + 64 + 24, b3)
+        vstore8(acc, ab + 64 + 32, b4)
+        vstore8(acc, ab + 64 + 40, b5)
+        vstore8(acc, ab + 64 + 48, b6)
+        vstore8(acc, ab + 64 + 56, b7)
+    for oi in range(o2, no):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no)
         ab = oi * 64
         p = wb + (o0 + oi) * cnt
-        # slices: the slot loop then indexes with s >= 0 (no wraparound code)
         wl = w_loc[p : p + cnt]
         wv = w_val[p : p + cnt]
         a0 = vload8(acc, ab)
@@ -714,10 +811,13 @@ def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, p
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows):
-    """Prefetch row ``oi`` of the next X tile's source (if it has one)."""
-    if oi < pf_rows:
-        pb = pf_base + oi * pf_rs
+def _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no):
+    """Prefetch rows ``oi, oi + no, oi + 2*no, ...`` (< ``pf_rows``) of the next
+    X tile's source: called once per weight row ``oi < no``, so every source
+    row is fetched once even when the tile has more of them than the chunk
+    has weight rows (a 1x1 conv's 128 input channels for 64 filters)."""
+    for r in range(oi, pf_rows, no):
+        pb = pf_base + r * pf_rs
         for ln in range(pf_lines):
             prefetch(xbuf, pb + ln * 16)
 
@@ -735,8 +835,8 @@ def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows,
     the 8-lane kernel (one chain over the slots, through ``acc``)."""
     o2 = no - no % 2
     for oi in range(0, o2, 2):
-        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows)
-        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi + 1, pf_rows)
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no)
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi + 1, pf_rows, no)
         ab = oi * 128
         p0 = wb + (o0 + oi) * cnt
         la = w_loc[p0 : p0 + cnt]
@@ -797,7 +897,7 @@ def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows,
         vstore16(acc, ab + 224, b6)
         vstore16(acc, ab + 240, b7)
     for oi in range(o2, no):
-        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows)
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no)
         ab = oi * 128
         p = wb + (o0 + oi) * cnt
         wl = w_loc[p : p + cnt]
@@ -834,21 +934,23 @@ def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows,
 @njit(fastmath=True, cache=True, nogil=True)
 def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """:func:`_wide_item` with 16-lane vectors (AVX-512), for 64-row X tiles
-    (33 <= T < 128): two weight rows at a time, 4 zmm accumulators each, so
-    per slot one broadcast + four FMAs instead of eight."""
-    o2 = no - no % 2
-    for oi in range(0, o2, 2):
-        for r in range(2):
-            if oi + r < pf_rows:
-                pb = pf_base + (oi + r) * pf_rs
-                for ln in range(pf_lines):
-                    prefetch(xbuf, pb + ln * 16)
+    (33 <= T < 128, or K-tiles wider than 64 columns): four weight rows at a
+    time, 4 zmm accumulators each (16 FMA chains: with a 4-cycle FMA latency
+    and two FMA pipes, 8 chains leave no slack, 16 do)."""
+    o4 = no - no % 4
+    for oi in range(0, o4, 4):
+        for r in range(4):
+            _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi + r, pf_rows, no)
         ab = oi * 64
         p0 = wb + (o0 + oi) * cnt
         la = w_loc[p0 : p0 + cnt]
         lb = w_loc[p0 + cnt : p0 + 2 * cnt]
+        lc = w_loc[p0 + 2 * cnt : p0 + 3 * cnt]
+        ld = w_loc[p0 + 3 * cnt : p0 + 4 * cnt]
         wa = w_val[p0 : p0 + cnt]
         wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
+        wc = w_val[p0 + 2 * cnt : p0 + 3 * cnt]
+        wd = w_val[p0 + 3 * cnt : p0 + 4 * cnt]
         a0 = vload16(acc, ab)
         a1 = vload16(acc, ab + 16)
         a2 = vload16(acc, ab + 32)
@@ -857,11 +959,23 @@ def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_r
         b1 = vload16(acc, ab + 80)
         b2 = vload16(acc, ab + 96)
         b3 = vload16(acc, ab + 112)
+        c0 = vload16(acc, ab + 128)
+        c1 = vload16(acc, ab + 144)
+        c2 = vload16(acc, ab + 160)
+        c3 = vload16(acc, ab + 176)
+        d0 = vload16(acc, ab + 192)
+        d1 = vload16(acc, ab + 208)
+        d2 = vload16(acc, ab + 224)
+        d3 = vload16(acc, ab + 240)
         for s in range(cnt):
             ka = np.intp(la[s]) * 64
             kb_ = np.intp(lb[s]) * 64
+            kc = np.intp(lc[s]) * 64
+            kd = np.intp(ld[s]) * 64
             va = vbcast16(wa[s])
             vb = vbcast16(wb_[s])
+            vc = vbcast16(wc[s])
+            vd = vbcast16(wd[s])
             a0 = vfma16(va, vload16(xp, ka), a0)
             a1 = vfma16(va, vload16(xp, ka + 16), a1)
             a2 = vfma16(va, vload16(xp, ka + 32), a2)
@@ -870,6 +984,14 @@ def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_r
             b1 = vfma16(vb, vload16(xp, kb_ + 16), b1)
             b2 = vfma16(vb, vload16(xp, kb_ + 32), b2)
             b3 = vfma16(vb, vload16(xp, kb_ + 48), b3)
+            c0 = vfma16(vc, vload16(xp, kc), c0)
+            c1 = vfma16(vc, vload16(xp, kc + 16), c1)
+            c2 = vfma16(vc, vload16(xp, kc + 32), c2)
+            c3 = vfma16(vc, vload16(xp, kc + 48), c3)
+            d0 = vfma16(vd, vload16(xp, kd), d0)
+            d1 = vfma16(vd, vload16(xp, kd + 16), d1)
+            d2 = vfma16(vd, vload16(xp, kd + 32), d2)
+            d3 = vfma16(vd, vload16(xp, kd + 48), d3)
         vstore16(acc, ab, a0)
         vstore16(acc, ab + 16, a1)
         vstore16(acc, ab + 32, a2)
@@ -878,11 +1000,16 @@ def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_r
         vstore16(acc, ab + 80, b1)
         vstore16(acc, ab + 96, b2)
         vstore16(acc, ab + 112, b3)
-    for oi in range(o2, no):
-        if oi < pf_rows:
-            pb = pf_base + oi * pf_rs
-            for ln in range(pf_lines):
-                prefetch(xbuf, pb + ln * 16)
+        vstore16(acc, ab + 128, c0)
+        vstore16(acc, ab + 144, c1)
+        vstore16(acc, ab + 160, c2)
+        vstore16(acc, ab + 176, c3)
+        vstore16(acc, ab + 192, d0)
+        vstore16(acc, ab + 208, d1)
+        vstore16(acc, ab + 224, d2)
+        vstore16(acc, ab + 240, d3)
+    for oi in range(o4, no):
+        _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no)
         ab = oi * 64
         p = wb + (o0 + oi) * cnt
         wl = w_loc[p : p + cnt]
@@ -1001,11 +1128,15 @@ def _write_rows(acc, tt, tv, no, ybuf, yb, ys0, accumulate):
                 ybuf[d + oi] = acc[oi * tt + r]
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
-    """Y[t, o] (+)= Σ_k X[t, k] W[o, k] on flat buffers with element strides."""
-    if T <= 0 or O <= 0:
-        return
+@njit(fastmath=True, cache=True, nogil=True)
+def _plan(T, O, tile_count, kb, nth, wide16):
+    """(tt, ntt, noc, ochunk): rows per X tile, T-tiles, O-chunks, rows per O-chunk.
+
+    Items are (T-tile, O-chunk) pairs and every item packs its own X tiles.
+    Splitting O over the threads balances them when T-tiles do not divide
+    evenly, at the price of packing X once per chunk: split only when the
+    imbalance costs more than that (packing ~5/(slots per X column) of the
+    compute: one tile column feeds O*density broadcast-FMA slots)."""
     ntiles = tile_count.size
     tt = 64
     if T <= 32:
@@ -1018,11 +1149,6 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
     # nth: the caller's numba.get_num_threads() (calling it here would make
     # the function uncacheable: it embeds the threading layer's address)
     nth = max(1, nth)
-    # Items are (T-tile, O-chunk) pairs and every item packs its own X tiles.
-    # Splitting O over the threads balances them when T-tiles do not divide
-    # evenly, at the price of packing X once per chunk: split only when the
-    # imbalance costs more than that (packing ~5/(slots per X column) of the
-    # compute: one tile column feeds O*density broadcast-FMA slots).
     noc = 1
     imbalance = ((ntt + nth - 1) // nth) * nth / ntt - 1.0
     slots = 0
@@ -1034,6 +1160,30 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
     ochunk = (O + noc - 1) // noc
     ochunk = ((ochunk + 3) // 4) * 4
     noc = (O + ochunk - 1) // ochunk
+    return tt, ntt, noc, ochunk
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _micro(tt, wide16, xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+    """Run the micro-kernel for ``tt``-row X tiles on one packed tile."""
+    if tt == 128:
+        _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+    elif tt == 64:
+        if wide16:
+            _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+        else:
+            _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+    else:
+        _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val)
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
+    """Y[t, o] (+)= Σ_k X[t, k] W[o, k] on flat buffers with element strides."""
+    if T <= 0 or O <= 0:
+        return
+    ntiles = tile_count.size
+    tt, ntt, noc, ochunk = _plan(T, O, tile_count, kb, nth, wide16)
     tsz = kb * tt
     for item in prange(ntt * noc):
         it = item // noc
@@ -1049,27 +1199,19 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
         for kt in range(ntiles):
             # pack the X tile right before use so that it is hot in L1
             _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, kt * kb, kb, tt, xp)
-            if tt >= 64:
-                # prefetch plan for the next X tile (unit-stride layouts only)
-                pf_rows = 0
-                pf_rs = 0
-                pf_lines = 0
-                pf_base = 0
-                if kt + 1 < ntiles:
-                    if xs1 == 1:  # rows of X: tv rows, kb contiguous columns each
-                        pf_rows, pf_rs, pf_lines = tv, xs0, (kb + 15) // 16
-                        pf_base = xoff + t0 * xs0 + (kt + 1) * kb
-                    elif xs0 == 1:  # K-major: kb rows of tv contiguous elements
-                        pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
-                        pf_base = xoff + (kt + 1) * kb * xs1 + t0
-                if tt == 128:
-                    _wide_item16(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
-                elif wide16:
-                    _wide_item16_t64(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
-                else:
-                    _wide_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
-            else:
-                _narrow_item(xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val)
+            # prefetch plan for the next X tile (unit-stride layouts only)
+            pf_rows = 0
+            pf_rs = 0
+            pf_lines = 0
+            pf_base = 0
+            if kt + 1 < ntiles and tt >= 64:
+                if xs1 == 1:  # rows of X: tv rows, kb contiguous columns each
+                    pf_rows, pf_rs, pf_lines = tv, xs0, (kb + 15) // 16
+                    pf_base = xoff + t0 * xs0 + (kt + 1) * kb
+                elif xs0 == 1:  # K-major: kb rows of tv contiguous elements
+                    pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
+                    pf_base = xoff + (kt + 1) * kb * xs1 + t0
+            _micro(tt, wide16, xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
         if ys1 == 1:
             _write_rows(acc, tt, tv, no, ybuf, yoff + t0 * ys0 + o0, ys0, accumulate)
         else:
@@ -1083,6 +1225,233 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
                         ybuf[yb + t * ys0] = acc[oi * tt + t]
 
 
+# conv geometry block (int64) of _conv_kernel: input offset and strides (elements),
+# input / filter / stride / padding / dilation sizes, output size
+_G_XOFF, _G_XSN, _G_XSC, _G_XSH, _G_XSW, _G_N, _G_C, _G_H, _G_W = range(9)
+_G_KH, _G_KW, _G_SH, _G_SW, _G_PH, _G_PW, _G_DH, _G_DW, _G_OH, _G_OW = range(9, 19)
+_G_LEN = 19
+
+
+#: ints per run of :func:`_conv_runs`: tile row, input image offset, input row
+#: of filter row 0, first output column, length
+_RUN = 5
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _conv_runs(geo, t0, tv, runs):
+    """Cut output pixels ``t0 .. t0+tv-1`` (ordered (n, oy, ox)) into runs of
+    one output row: ``runs[_RUN*r : _RUN*r + 5]`` = (tile row, input offset
+    of image n, input row ``oy*sh - ph`` of filter row 0, first ox, length).
+    Returns the number of runs (at most ``tv // ow + 2``)."""
+    oh, ow = geo[_G_OH], geo[_G_OW]
+    p_img = oh * ow
+    n = t0 // p_img
+    q = t0 % p_img
+    oy = q // ow
+    ox = q % ow
+    t = 0
+    nr = 0
+    while t < tv:
+        ln = min(ow - ox, tv - t)
+        b = _RUN * nr
+        runs[b] = t
+        runs[b + 1] = geo[_G_XOFF] + n * geo[_G_XSN]
+        runs[b + 2] = oy * geo[_G_SH] - geo[_G_PH]
+        runs[b + 3] = ox
+        runs[b + 4] = ln
+        nr += 1
+        t += ln
+        ox += ln
+        if ox == ow:
+            ox = 0
+            oy += 1
+            if oy == oh:
+                oy = 0
+                n += 1
+    return nr
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _pack_conv_tile(xbuf, geo, runs, nr, tv, k0, kb, tt, dst):
+    """The X tile of a conv2d read straight from its NCHW input (no im2col
+    matrix): ``dst[kk*tt + t]`` = the input element that output pixel ``t``
+    of the tile (runs from :func:`_conv_runs`) meets at filter column
+    ``k0 + kk`` (ordered (c, i, j)); zero in the padding (low pads ``ph,
+    pw``; the high ones follow from the output size) and past the last pixel
+    or column. Per column and run: zero edges around a strided (at stride 1,
+    contiguous 8-lane) copy of one input row."""
+    xsc, xsh, xsw = geo[_G_XSC], geo[_G_XSH], geo[_G_XSW]
+    c_in, h, w = geo[_G_C], geo[_G_H], geo[_G_W]
+    kh, kw, sw = geo[_G_KH], geo[_G_KW], geo[_G_SW]
+    pw, dh, dw = geo[_G_PW], geo[_G_DH], geo[_G_DW]
+    ow = geo[_G_OW]
+    khw = kh * kw
+    kv = min(kb, c_in * khw - k0)
+    if kv < 0:
+        kv = 0
+    step = sw * xsw
+    c = k0 // khw
+    i = (k0 // kw) % kh
+    j = k0 % kw
+    for kk in range(kv):
+        offw = j * dw - pw  # input column of output column 0
+        # output columns whose input column lies inside [0, w)
+        ox_lo = 0
+        if offw < 0:
+            ox_lo = (-offw + sw - 1) // sw
+        ox_hi = 0
+        if w - 1 - offw >= 0:
+            ox_hi = min(ow, (w - 1 - offw) // sw + 1)
+        ox_lo = min(ox_lo, ox_hi)
+        row = kk * tt
+        cbase = c * xsc + offw * xsw
+        idh = i * dh
+        for r in range(nr):
+            rb = _RUN * r
+            ox = runs[rb + 3]
+            ln = runs[rb + 4]
+            # indices as unsigned: no negative-index wraparound code in the copies
+            d = np.uint64(row + runs[rb] - ox)  # dst index of output column 0 of this run's row
+            iy = runs[rb + 2] + idh
+            if iy < 0 or iy >= h:
+                for q in range(ox, ox + ln):
+                    dst[d + np.uint64(q)] = 0.0
+                continue
+            a = max(ox, ox_lo)
+            b = min(ox + ln, ox_hi)
+            if b < a:
+                a = ox + ln
+                b = ox + ln
+            for q in range(ox, a):
+                dst[d + np.uint64(q)] = 0.0
+            src = runs[rb + 1] + cbase + iy * xsh
+            if step == 1 and b - a >= 8:
+                # 8-lane copies; the last one overlaps the previous (same values)
+                for q in range(a, b - 8, 8):
+                    vstore8(dst, d + np.uint64(q), vload8(xbuf, src + q))
+                vstore8(dst, d + np.uint64(b - 8), vload8(xbuf, src + b - 8))
+            elif step == 1:
+                for q in range(a, b):
+                    dst[d + np.uint64(q)] = xbuf[np.uint64(src + q)]
+            else:
+                for q in range(a, b):
+                    dst[d + np.uint64(q)] = xbuf[np.uint64(src + q * step)]
+            for q in range(b, ox + ln):
+                dst[d + np.uint64(q)] = 0.0
+        for q in range(row + tv, row + tt):
+            dst[q] = 0.0
+        # next column: (c, i, j) in filter order
+        j += 1
+        if j == kw:
+            j = 0
+            i += 1
+            if i == kh:
+                i = 0
+                c += 1
+    for q in range(kv * tt, kb * tt):
+        dst[q] = 0.0
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _conv_prefetch_plan(geo, t0, tv, k0, kb):
+    """(pf_base, pf_rows, pf_rs, pf_lines): the input a conv X tile reads, as
+    the micro-kernels' prefetch rows — one row per input channel of the
+    tile's columns, covering the input rows its output pixels meet in the
+    first image (unit-stride input rows only; else nothing)."""
+    xsn, xsc, xsh, xsw = geo[_G_XSN], geo[_G_XSC], geo[_G_XSH], geo[_G_XSW]
+    c_in, h = geo[_G_C], geo[_G_H]
+    kh, kw, sh, ph, dh = geo[_G_KH], geo[_G_KW], geo[_G_SH], geo[_G_PH], geo[_G_DH]
+    oh, ow = geo[_G_OH], geo[_G_OW]
+    kk = c_in * kh * kw
+    if xsw != 1 or k0 >= kk or tv <= 0:
+        return 0, 0, 0, 0
+    p_img = oh * ow
+    n = t0 // p_img
+    q = t0 % p_img
+    oy0 = q // ow
+    oy1 = min(oh - 1, (q + tv - 1) // ow)
+    iy0 = max(0, oy0 * sh - ph)
+    iy1 = min(h - 1, oy1 * sh - ph + (kh - 1) * dh)
+    if iy1 < iy0:
+        return 0, 0, 0, 0
+    c0 = k0 // (kh * kw)
+    c1 = (min(k0 + kb, kk) - 1) // (kh * kw)
+    span = (iy1 - iy0) * xsh + geo[_G_W]
+    return geo[_G_XOFF] + n * xsn + c0 * xsc + iy0 * xsh, c1 - c0 + 1, xsc, (span + 15) // 16 + 1
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
+    """Y[n, f, oy, ox] (+)= Σ_k W[f, k] X[n, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw]
+    (k = (c, i, j)): the series GEMM over all N*OH*OW output pixels, X tiles
+    packed from the input by :func:`_pack_conv_tile`. The partial sums are
+    ``[f, pixel]``, the orientation of NCHW output planes: a contiguous
+    plane gets each filter's run of pixels as one copy (no transpose)."""
+    n_img, oh, ow = geo[_G_N], geo[_G_OH], geo[_G_OW]
+    p_img = oh * ow
+    T = n_img * p_img
+    if T <= 0 or O <= 0:
+        return
+    ntiles = tile_count.size
+    tt, ntt, noc, ochunk = _plan(T, O, tile_count, kb, nth, wide16)
+    tsz = kb * tt
+    planes = ysw == 1 and ysh == ow
+    for item in prange(ntt * noc):
+        it = item // noc
+        ic = item % noc
+        t0 = it * tt
+        tv = min(tt, T - t0)
+        o0 = ic * ochunk
+        o1 = min(O, o0 + ochunk)
+        no = o1 - o0
+        acc = _aligned_empty(no * tt)
+        acc[:] = 0.0
+        xp = _aligned_empty(tsz)
+        runs = np.empty(_RUN * (tt // ow + 3), np.int64)
+        nr = _conv_runs(geo, t0, tv, runs)
+        for kt in range(ntiles):
+            _pack_conv_tile(xbuf, geo, runs, nr, tv, kt * kb, kb, tt, xp)
+            # prefetch what the next tile reads: the next K-tile, else the next T-tile's first
+            if kt + 1 < ntiles:
+                pf_base, pf_rows, pf_rs, pf_lines = _conv_prefetch_plan(geo, t0, tv, (kt + 1) * kb, kb)
+            else:
+                pf_base, pf_rows, pf_rs, pf_lines = _conv_prefetch_plan(geo, t0 + tt, min(tt, T - t0 - tt), 0, kb)
+            _micro(tt, wide16, xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+        for oi in range(no):
+            yf = yoff + (o0 + oi) * ysf
+            ab = oi * tt
+            t = 0
+            while t < tv:
+                n = (t0 + t) // p_img
+                q = (t0 + t) % p_img
+                run = min(p_img - q, tv - t)
+                if planes:
+                    # 8-lane copies, unsigned indices (no wraparound code)
+                    yb = np.uint64(yf + n * ysn + q)
+                    sb = np.uint64(ab + t)
+                    r8 = np.uint64(run - run % 8)
+                    if accumulate:
+                        for u in range(np.uint64(0), r8, np.uint64(8)):
+                            vstore8(ybuf, yb + u, vadd8(vload8(ybuf, yb + u), vload8(acc, sb + u)))
+                        for u in range(r8, np.uint64(run)):
+                            ybuf[yb + u] += acc[sb + u]
+                    else:
+                        for u in range(np.uint64(0), r8, np.uint64(8)):
+                            vstore8(ybuf, yb + u, vload8(acc, sb + u))
+                        for u in range(r8, np.uint64(run)):
+                            ybuf[yb + u] = acc[sb + u]
+                else:
+                    for u in range(run):
+                        oy = (q + u) // ow
+                        ox = (q + u) % ow
+                        yi = yf + n * ysn + oy * ysh + ox * ysw
+                        if accumulate:
+                            ybuf[yi] += acc[ab + t + u]
+                        else:
+                            ybuf[yi] = acc[ab + t + u]
+                t += run
+
+
 # --------------------------------------------------------------------------
 # Python entry
 # --------------------------------------------------------------------------
@@ -1092,12 +1461,6 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
 #: thread (tens of µs with a passive OpenMP wait policy) costs more than it
 #: saves. 2M is ~50 µs of single-thread work.
 SERIAL_WORK = 2_000_000
-
-#: conv2d entries: images with fewer output pixels than this run as one
-#: kernel call over the whole batch (then a copy of the output planes)
-#: instead of one call per image.
-CONV_BATCHED_P = 256
-
 
 def _renamed(fn: Any, name: str) -> Any:
     """``fn`` under another name, so that Numba caches it separately."""
@@ -1119,6 +1482,24 @@ def _run_series(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate,
         _series_kernel_serial(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
     else:
         _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
+
+
+_conv_kernel_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_conv_kernel.py_func, "_conv_kernel_serial"))
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _run_conv(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
+    """Dispatch to the serial or the parallel conv kernel by the amount of work.
+
+    (A 1x1 stride-1 conv as one GEMM kernel call per image on the input
+    planes was tried and measured 2.3x slower at 1x1 64->256 on 56² planes,
+    batch 8, in one process at load 7.)"""
+    n_img, oh, ow = geo[_G_N], geo[_G_OH], geo[_G_OW]
+    work = n_img * oh * ow * w_loc.size
+    if nth <= 1 or work < SERIAL_WORK:
+        _conv_kernel_serial(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
+    else:
+        _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
 
 
 def _flat(a: np.ndarray, what: str, writable: bool) -> tuple[np.ndarray, int, int, int]:
@@ -1261,7 +1642,9 @@ _P_KH, _P_KW, _P_SH, _P_SW, _P_DH, _P_DW = range(17, 23)
 # transposed (the weight on the left: Y = W X), batch size and the distance
 # between two batch elements' weights in w_loc / w_val (slots)
 _P_RANK, _P_TRANS, _P_BATCH, _P_WSTRIDE = range(23, 27)
-_P_LEN = 27
+# conv2d entries: zero padding before / after the rows and columns
+_P_PH0, _P_PW0, _P_PH1, _P_PW1 = range(27, 31)
+_P_LEN = 31
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -1397,9 +1780,10 @@ _cfunc_obj: Any = None
 
 def _conv_cfunc_py(xd_a, yd_a, prm_a):
     """int32 status = entry(X memref4d*, Y memref4d*, params*) for a conv2d
-    (NCHW input, NFHW output, no padding: torch-mlir pads with tensor.pad
-    first); im2col into a K-major buffer, then the series kernel writes each
-    image's ``[F, OH*OW]`` plane through a transposed view. Never raises."""
+    (NCHW input, NFHW output, zero padding ``[ph0, pw0, ph1, pw1]`` read as
+    part of the input: torch-mlir's ``tensor.pad`` is folded into the call):
+    :func:`_conv_kernel` packs its X tiles straight from the input, with any
+    strides. Never raises."""
     prm = carray(_ptr_i64(prm_a), _P_LEN)
     if prm[_P_MAGIC] != _MAGIC:
         return STATUS_BAD_PARAMS
@@ -1412,9 +1796,11 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
     n, c, h, w = xd[3], xd[4], xd[5], xd[6]
     f, oh, ow = yd[4], yd[5], yd[6]
     kh, kw, sh, sw, dh, dw = prm[_P_KH], prm[_P_KW], prm[_P_SH], prm[_P_SW], prm[_P_DH], prm[_P_DW]
+    ph0, pw0, ph1, pw1 = prm[_P_PH0], prm[_P_PW0], prm[_P_PH1], prm[_P_PW1]
     K = prm[_P_K]
     ok = (yd[3] == n and f == prm[_P_O] and c * kh * kw == K
-          and oh == (h - dh * (kh - 1) - 1) // sh + 1 and ow == (w - dw * (kw - 1) - 1) // sw + 1
+          and oh == (h + ph0 + ph1 - dh * (kh - 1) - 1) // sh + 1
+          and ow == (w + pw0 + pw1 - dw * (kw - 1) - 1) // sw + 1
           and oh > 0 and ow > 0)
     if not ok:
         prm[_P_STATUS] = STATUS_CONV_SHAPE
@@ -1432,69 +1818,22 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
             prm[_P_STATUS] = STATUS_BAD_STRIDES
             return STATUS_BAD_STRIDES
     prm[_P_STATUS] = STATUS_INCOMPLETE
-    p = oh * ow
-    np_ = n * p
     xspan = 1 + (n - 1) * xd[7] + (c - 1) * xd[8] + (h - 1) * xd[9] + (w - 1) * xd[10]
     yspan = 1 + (n - 1) * yd[7] + (f - 1) * yd[8] + (oh - 1) * yd[9] + (ow - 1) * yd[10]
     xbuf = carray(_ptr_f32(xd[1] + 4 * xd[2]), xspan)
     ybuf = carray(_ptr_f32(yd[1] + 4 * yd[2]), yspan)
-    cols = np.empty(K * np_, np.float32)  # K-major: cols[k * (N*P) + n*P + t]
-    # descriptor fields in locals: stores into cols may alias the descriptor
-    # as far as LLVM knows, which would reload them in the innermost loop
-    xs_n, xs_c, xs_h, xs_w = xd[7], xd[8], xd[9], xd[10]
-    step = sw * xs_w
-    ow8 = ow - ow % 8
-    for ci in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                kk = (ci * kh + i) * kw + j
-                for ni in range(n):
-                    dst = kk * np_ + ni * p
-                    for y in range(oh):
-                        src = ni * xs_n + ci * xs_c + (y * sh + i * dh) * xs_h + j * dw * xs_w
-                        row = dst + y * ow
-                        # unsigned indices: no wraparound code; 8-lane copies of unit-stride rows
-                        if step == 1:
-                            for x in range(0, ow8, 8):
-                                vstore8(cols, row + x, vload8(xbuf, src + x))
-                            for x in range(ow8, ow):
-                                cols[np.uint64(row + x)] = xbuf[np.uint64(src + x)]
-                        else:
-                            for x in range(ow):
-                                cols[np.uint64(row + x)] = xbuf[np.uint64(src + x * step)]
+    geo = np.empty(_G_LEN, np.int64)
+    geo[_G_XOFF], geo[_G_XSN], geo[_G_XSC], geo[_G_XSH], geo[_G_XSW] = 0, xd[7], xd[8], xd[9], xd[10]
+    geo[_G_N], geo[_G_C], geo[_G_H], geo[_G_W] = n, c, h, w
+    geo[_G_KH], geo[_G_KW], geo[_G_SH], geo[_G_SW] = kh, kw, sh, sw
+    geo[_G_PH], geo[_G_PW], geo[_G_DH], geo[_G_DW] = ph0, pw0, dh, dw
+    geo[_G_OH], geo[_G_OW] = oh, ow
     w_loc = carray(_ptr_u8(prm[_P_WLOC]), prm[_P_NSLOTS])
     w_val = carray(_ptr_f32(prm[_P_WVAL]), prm[_P_NSLOTS])
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), prm[_P_NTILES])
     tptr = carray(_ptr_i64(prm[_P_TPTR]), prm[_P_NTILES] + 1)
-    if yd[10] == 1 and yd[9] == ow and p < CONV_BATCHED_P:
-        # small images: one kernel call over all N*P rows (per-image calls
-        # would run tiles of a few rows) into [F, N*P], then copy the planes
-        tmp = np.empty(f * np_, np.float32)
-        _run_series(cols, 0, 1, np_, np_, K, tmp, 0, 1, np_, f, False,
-                    w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
-        p8 = p - p % 8
-        ys_n, ys_f = yd[7], yd[8]
-        for ni in range(n):
-            for fi in range(f):
-                dst = ni * ys_n + fi * ys_f
-                src = fi * np_ + ni * p
-                for q in range(0, p8, 8):
-                    vstore8(ybuf, dst + q, vload8(tmp, src + q))
-                for q in range(p8, p):
-                    ybuf[np.uint64(dst + q)] = tmp[np.uint64(src + q)]
-    elif yd[10] == 1 and yd[9] == ow:  # an output plane [F, OH*OW] per image, rows of ow contiguous
-        for ni in range(n):
-            _run_series(cols, ni * p, 1, np_, p, K, ybuf, ni * yd[7], 1, yd[8], f, False,
-                        w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
-    else:  # any other layout: through a contiguous [N*P, F] buffer
-        tmp = np.empty(np_ * f, np.float32)
-        _run_series(cols, 0, 1, np_, np_, K, tmp, 0, f, 1, f, False,
-                    w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
-        for ni in range(n):
-            for fi in range(f):
-                for y in range(oh):
-                    for x in range(ow):
-                        ybuf[ni * yd[7] + fi * yd[8] + y * yd[9] + x * yd[10]] = tmp[(ni * p + y * ow + x) * f + fi]
+    _run_conv(xbuf, geo, ybuf, 0, yd[7], yd[8], yd[9], yd[10], f, False,
+              w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 
@@ -1710,21 +2049,25 @@ def make_cfunc_entry(
 
 def make_conv_cfunc_entry(
     packed: PackedSeries, kh: int, kw: int, stride: Any = 1, dilation: Any = 1, *,
-    name: str | None = None, isa: str | None = None,
+    padding: Any = 0, name: str | None = None, isa: str | None = None,
 ) -> CFuncEntry:
     """The C entry ``int32 <name>(memref4d *x, memref4d *y)`` of a conv2d
-    (NCHW input ``x``, NFHW output ``y``, no padding, groups 1) with the
-    filter series ``packed`` (``[F, C*kh*kw]`` along axis 1, as for
-    :func:`conv2d_series`): one shared Numba ``@cfunc`` behind a trampoline,
-    like :func:`make_cfunc_entry`, so JIT'ed code calls it without Python.
+    (NCHW input ``x``, NFHW output ``y``, groups 1) with the filter series
+    ``packed`` (``[F, C*kh*kw]`` along axis 1, as for :func:`conv2d_series`):
+    one shared Numba ``@cfunc`` behind a trampoline, like
+    :func:`make_cfunc_entry`, so JIT'ed code calls it without Python.
+    ``padding`` is zero padding read as part of the input: an int, a pair
+    ``(ph, pw)`` or ``(ph_before, pw_before, ph_after, pw_after)``.
     Shapes are checked on every call (status, never an exception)."""
     entry = make_cfunc_entry(packed, name=name, isa=isa)
     sh, sw = _pair(stride, "stride")
     dh, dw = _pair(dilation, "dilation")
-    if min(sh, sw, dh, dw, kh, kw) < 1:
-        raise KernelError(f"invalid conv geometry: kernel {kh}x{kw}, stride {(sh, sw)}, dilation {(dh, dw)}")
+    pads = _pads(padding)
+    if min(sh, sw, dh, dw, kh, kw) < 1 or min(pads) < 0:
+        raise KernelError(f"invalid conv geometry: kernel {kh}x{kw}, stride {(sh, sw)}, dilation {(dh, dw)}, padding {pads}")
     prm = entry.params
     prm[_P_KH], prm[_P_KW], prm[_P_SH], prm[_P_SW], prm[_P_DH], prm[_P_DW] = kh, kw, sh, sw, dh, dw
+    prm[_P_PH0], prm[_P_PW0], prm[_P_PH1], prm[_P_PW1] = pads
     entry.address = _trampoline(_conv_cfunc().address, prm.ctypes.data, entry.name)
     entry.ctypes = _CFUNC_PROTO(entry.address)
     return entry
@@ -1766,6 +2109,19 @@ def _im2col_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, buf):
                         row[b] = x[n, c, hh, ww]
                     else:
                         row[b] = 0.0
+
+
+def _pads(v: Any) -> tuple[int, int, int, int]:
+    """Zero padding as ``(ph_before, pw_before, ph_after, pw_after)`` from an
+    int, a pair ``(ph, pw)`` or the four values."""
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v), int(v), int(v)
+    t = tuple(int(a) for a in v)
+    if len(t) == 2:
+        return t[0], t[1], t[0], t[1]
+    if len(t) != 4:
+        raise KernelError(f"padding must be an int, a pair or four values, got {v!r}")
+    return t  # type: ignore[return-value]
 
 
 def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -1817,30 +2173,68 @@ def conv2d_series(
     padding: Any = 0,
     dilation: Any = 1,
     bias: np.ndarray | None = None,
+    *,
+    out: np.ndarray | None = None,
+    isa: str | None = None,
 ) -> np.ndarray:
     """conv2d (NCHW, groups=1) with a TASD filter: ``packed`` is the series of
     the ``[F, C*kh*kw]`` filter compressed along axis 1 in (c, kh, kw) order.
 
-    im2col gives the K-major column matrix; the series kernel writes each
-    image's ``[F, OH*OW]`` output plane directly through a transposed view of
-    ``out[n]`` (no extra pass). Bias, if any, is broadcast into ``out`` first
-    and the kernel accumulates on top.
+    No im2col matrix: the series kernel packs its X tiles straight from ``x``
+    (any strides; ``padding`` — an int, ``(ph, pw)`` or ``(ph_before,
+    pw_before, ph_after, pw_after)`` — read as zeros) and writes each
+    filter's output pixels into ``out`` ``[N, F, OH, OW]`` (any strides).
+    Bias, if any, is broadcast into ``out`` first and the kernel accumulates
+    on top. ``isa`` as for :func:`series_matmul`.
     """
     x = np.asarray(x)
     if x.ndim != 4:
         raise KernelError(f"conv2d_series expects an NCHW 4-D input, got shape {list(x.shape)}")
-    n, c = x.shape[:2]
+    if x.dtype != np.float32:
+        raise KernelError(f"conv2d_series expects float32, got {x.dtype}")
+    n, c, h, w = x.shape
     if c * kh * kw != packed.in_features:
         raise KernelError(f"input has C={c} channels: C*kh*kw = {c * kh * kw} != filter K={packed.in_features}")
-    cols, oh, ow = im2col(x, kh, kw, stride, padding, dilation)
+    sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
+    ph0, pw0, ph1, pw1 = _pads(padding)
+    if min(sh, sw, dh, dw, kh, kw) < 1 or min(ph0, pw0, ph1, pw1) < 0:
+        raise KernelError(f"invalid conv geometry: kernel {kh}x{kw}, stride {(sh, sw)}, padding {(ph0, pw0, ph1, pw1)}, dilation {(dh, dw)}")
+    oh = (h + ph0 + ph1 - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pw0 + pw1 - dw * (kw - 1) - 1) // sw + 1
+    if oh <= 0 or ow <= 0:
+        raise KernelError(f"conv output would be empty: input {h}x{w}, kernel {kh}x{kw}, stride {(sh, sw)}, padding {(ph0, pw0, ph1, pw1)}, dilation {(dh, dw)}")
+    if isa is None:
+        isa = _WIDE_ISA
+    elif isa not in ("avx2", "avx512"):
+        raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
     f = packed.out_features
-    p = oh * ow
-    out = np.empty((n, f, oh, ow), np.float32)
+    if out is None:
+        out = np.empty((n, f, oh, ow), np.float32)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (n, f, oh, ow) or not out.flags.writeable:
+        raise KernelError(f"out must be a writable float32 array of shape {[n, f, oh, ow]}")
     if bias is not None:
         bias = np.asarray(bias, np.float32)
         if bias.shape != (f,):
             raise KernelError(f"bias has shape {list(bias.shape)}, expected [{f}]")
         out[...] = bias[None, :, None, None]
-    for i in range(n):
-        series_matmul(cols[i * p : (i + 1) * p], packed, out=out[i].reshape(f, p).T, accumulate=bias is not None)
+    if n == 0 or f == 0:
+        return out
+    if c == 0:  # an empty reduction
+        if bias is None:
+            out[...] = 0.0
+        return out
+    if not x.flags.writeable or min(x.strides) < 0 or any(s % 4 for s in x.strides):
+        x = np.array(x, np.float32, order="C")
+    if min(out.strides) < 0 or any(s % 4 for s in out.strides) or (out.size > 1 and min(out.strides) == 0):
+        raise KernelError(f"out has strides {out.strides}: negative, zero or not multiples of the float32 size")
+    if np.may_share_memory(x, out):
+        raise KernelError("out must not overlap x")
+    xs = [s // 4 for s in x.strides]
+    ys = [s // 4 for s in out.strides]
+    geo = np.array([0, *xs, n, c, h, w, kh, kw, sh, sw, ph0, pw0, dh, dw, oh, ow], np.int64)
+    xflat = np.lib.stride_tricks.as_strided(x, shape=(1 + sum((d - 1) * s for d, s in zip(x.shape, xs)),), strides=(4,))
+    yflat = np.lib.stride_tricks.as_strided(out, shape=(1 + sum((d - 1) * s for d, s in zip(out.shape, ys)),), strides=(4,))
+    _run_conv(xflat, geo, yflat, 0, ys[0], ys[1], ys[2], ys[3], f, bias is not None,
+              packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512")
     return out

@@ -66,6 +66,7 @@ _SOURCES = (
     "tasdc.passes.lower_tasd_to_calls",
     "tasdc.passes.bind_constants",
     "tasdc.passes.fold_batch_broadcasts",
+    "tasdc.passes.fold_batch_norm",
     "tasdc.runtime.cpu.executor",
 )
 #: llvmlite's symbol table is process-wide: bind and link one object at a time.
@@ -212,6 +213,11 @@ def clear() -> int:
         return 0
     for path in folder.iterdir():
         if path.name.endswith(ENTRY_SUFFIXES):
+            path.unlink(missing_ok=True)
+            removed += 1
+    blas = cache_dir() / "blas"  # runtime/cpu/dense.py's private copy of OpenBLAS
+    if blas.is_dir():
+        for path in blas.iterdir():
             path.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -55,13 +55,13 @@ func.func @batch_matmul_accumulate(%a: tensor<2x3x8xf32>, %b: tensor<2x8x5xf32>,
 // (groups first), a depthwise one has its own entry; -0.0 is not a zero init.
 // CHECK-LABEL: func.func @convs(
 // CHECK: %[[MZ:.*]] = linalg.fill ins(%cst{{.*}} : f32) outs(%{{.*}} : tensor<1x4x4x4xf32>)
-// CHECK: call @tasd_dense_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c1_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}})
+// CHECK: call @tasd_dense_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c1_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}})
 // CHECK: arith.addf %{{.*}}, %[[MZ]] : tensor<1x4x4x4xf32>
 // CHECK: tensor.collapse_shape %{{.*}} {{\[\[}}0], [1, 2], [3], [4]] : tensor<1x2x3x9x9xf32> into tensor<1x6x9x9xf32>
 // CHECK: tensor.collapse_shape %{{.*}} {{\[\[}}0, 1], [2], [3], [4]] : tensor<2x4x3x3x3xf32> into tensor<8x3x3x3xf32>
-// CHECK: call @tasd_dense_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c2_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}})
+// CHECK: call @tasd_dense_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c2_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}})
 // CHECK: tensor.expand_shape %{{.*}} {{\[\[}}0], [1, 2], [3], [4]] output_shape [1, 2, 4, 7, 7] : tensor<1x8x7x7xf32> into tensor<1x2x4x7x7xf32>
-// CHECK: call @tasd_dense_depthwise_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}})
+// CHECK: call @tasd_dense_depthwise_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}})
 // CHECK-NOT: linalg.conv
 // CHECK-NOT: linalg.depthwise
 func.func @convs(%x: tensor<1x3x9x9xf32>, %w: tensor<4x3x3x3xf32>, %xg: tensor<1x2x3x9x9xf32>, %wg: tensor<2x4x3x3x3xf32>, %wd: tensor<3x3x3xf32>)
@@ -115,4 +115,64 @@ func.func @unchanged(%a: tensor<4x8xf16>, %b: tensor<8x16xf16>, %c: tensor<4x16x
   %w = linalg.matmul indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>]
          ins(%g, %t : tensor<4x8xf32>, tensor<16x8xf32>) outs(%h : tensor<4x16xf32>) -> tensor<4x16xf32>
   return %y, %z, %w : tensor<4x16xf16>, tensor<?x16xf32>, tensor<4x16xf32>
+}
+
+// -----
+
+// A zero tensor.pad on H and W (asymmetric too) is read through: the entry gets
+// the unpadded input and the top/left padding, the padded copy is gone (also
+// for -0.0). A pad with another value or on the channels stays (passed padded).
+// CHECK-LABEL: func.func @padding(
+// CHECK-SAME: %[[X:[^:]*]]: tensor<1x3x9x9xf32>
+// CHECK: %[[XB:.*]] = bufferization.to_buffer %[[X]] read_only
+// CHECK: %[[XC:.*]] = memref.cast %[[XB]]
+// CHECK: call @tasd_dense_conv2d(%[[XC]], %{{.*}}, %{{.*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}})
+// CHECK: call @tasd_dense_depthwise_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c2_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}})
+// CHECK: %[[P1:.*]] = tensor.pad %[[X]] low[0, 0, 1, 1] high[0, 0, 1, 1]
+// CHECK: tensor.yield %cst
+// CHECK: %[[P1B:.*]] = bufferization.to_buffer %[[P1]]
+// CHECK: %[[P1C:.*]] = memref.cast %[[P1B]]
+// CHECK: call @tasd_dense_conv2d(%[[P1C]], {{.*}}, %c0_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}})
+// CHECK: tensor.pad %[[X]] low[0, 1, 1, 1] high[0, 0, 1, 1]
+// CHECK: call @tasd_dense_conv2d(
+// CHECK: call @tasd_dense_conv2d(%{{.*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}})
+// CHECK-NOT: tensor.pad
+// CHECK-NOT: linalg.conv
+func.func @padding(%x: tensor<1x3x9x9xf32>, %w: tensor<4x3x3x3xf32>, %w4: tensor<4x4x3x3xf32>, %wd: tensor<3x3x3xf32>)
+    -> (tensor<1x4x8x9xf32>, tensor<1x3x5x4xf32>, tensor<1x4x9x9xf32>, tensor<1x4x9x9xf32>, tensor<1x4x9x9xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %one = arith.constant 1.0 : f32
+  %mzero = arith.constant -0.0 : f32
+  %p = tensor.pad %x low[0, 0, 2, 1] high[0, 0, 0, 1] {
+  ^bb0(%a: index, %b: index, %c: index, %d: index):
+    tensor.yield %zero : f32
+  } : tensor<1x3x9x9xf32> to tensor<1x3x11x11xf32>
+  %e = tensor.empty() : tensor<1x4x8x9xf32>
+  %i = linalg.fill ins(%zero : f32) outs(%e : tensor<1x4x8x9xf32>) -> tensor<1x4x8x9xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%p, %w : tensor<1x3x11x11xf32>, tensor<4x3x3x3xf32>) outs(%i : tensor<1x4x8x9xf32>) -> tensor<1x4x8x9xf32>
+  %pd = tensor.pad %x low[0, 0, 1, 0] high[0, 0, 1, 0] {
+  ^bb0(%a: index, %b: index, %c: index, %d: index):
+    tensor.yield %zero : f32
+  } : tensor<1x3x9x9xf32> to tensor<1x3x11x9xf32>
+  %ed = tensor.empty() : tensor<1x3x5x4xf32>
+  %id = linalg.fill ins(%zero : f32) outs(%ed : tensor<1x3x5x4xf32>) -> tensor<1x3x5x4xf32>
+  %yd = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<2> : vector<2xi64>} ins(%pd, %wd : tensor<1x3x11x9xf32>, tensor<3x3x3xf32>) outs(%id : tensor<1x3x5x4xf32>) -> tensor<1x3x5x4xf32>
+  %p1 = tensor.pad %x low[0, 0, 1, 1] high[0, 0, 1, 1] {
+  ^bb0(%a: index, %b: index, %c: index, %d: index):
+    tensor.yield %one : f32
+  } : tensor<1x3x9x9xf32> to tensor<1x3x11x11xf32>
+  %e9 = tensor.empty() : tensor<1x4x9x9xf32>
+  %i9 = linalg.fill ins(%zero : f32) outs(%e9 : tensor<1x4x9x9xf32>) -> tensor<1x4x9x9xf32>
+  %y1 = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%p1, %w : tensor<1x3x11x11xf32>, tensor<4x3x3x3xf32>) outs(%i9 : tensor<1x4x9x9xf32>) -> tensor<1x4x9x9xf32>
+  %pc = tensor.pad %x low[0, 1, 1, 1] high[0, 0, 1, 1] {
+  ^bb0(%a: index, %b: index, %c: index, %d: index):
+    tensor.yield %zero : f32
+  } : tensor<1x3x9x9xf32> to tensor<1x4x11x11xf32>
+  %y2 = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%pc, %w4 : tensor<1x4x11x11xf32>, tensor<4x4x3x3xf32>) outs(%i9 : tensor<1x4x9x9xf32>) -> tensor<1x4x9x9xf32>
+  %pm = tensor.pad %x low[0, 0, 1, 1] high[0, 0, 1, 1] {
+  ^bb0(%a: index, %b: index, %c: index, %d: index):
+    tensor.yield %mzero : f32
+  } : tensor<1x3x9x9xf32> to tensor<1x3x11x11xf32>
+  %y3 = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%pm, %w : tensor<1x3x11x11xf32>, tensor<4x3x3x3xf32>) outs(%i9 : tensor<1x4x9x9xf32>) -> tensor<1x4x9x9xf32>
+  return %y, %yd, %y1, %y2, %y3 : tensor<1x4x8x9xf32>, tensor<1x3x5x4xf32>, tensor<1x4x9x9xf32>, tensor<1x4x9x9xf32>, tensor<1x4x9x9xf32>
 }

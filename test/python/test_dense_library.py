@@ -117,7 +117,8 @@ def _conv_bound(x: np.ndarray, w: np.ndarray, **kw) -> tuple[np.ndarray, np.ndar
     (1, 4, 6, 1, 2, 1, 11),  # 1x1 strided
     (2, 4, 6, 3, 2, 1, 11),  # grouped (conv_2d_ngchw_gfchw)
     (3, 6, 3, 3, 1, 2, 11),  # grouped, dilated
-    (1, 3, 4, 3, 1, 1, 70),  # >= SMALL_PLANE output pixels: one GEMM per image
+    (1, 5, 7, 3, 1, 1, 20),  # >= SMALL_PLANE output pixels: GEMMs per image
+    (1, 3, 4, 3, 1, 1, 70),  # ... and over several im2col blocks, one ending inside an output row
     (1, 4, 3, 1, 1, 1, 66),  # ... and 1x1 stride 1 without im2col
     (2, 4, 2, 3, 1, 1, 70),  # ... grouped
 ])
@@ -175,3 +176,31 @@ def test_large_matmul_split_over_threads() -> None:
     finally:
         numba.set_num_threads(before)
     _assert_within(got, a.astype(np.float64) @ b.astype(np.float64), np.abs(a).astype(np.float64) @ np.abs(b), k)
+
+
+def test_conv2d_images_split_over_threads_bit_identically() -> None:
+    """With two Numba threads a large convolution splits its images over them (each
+    image still one sequence of single-threaded GEMMs): the same bits as one thread."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    from tasdc.compiler import CompileOptions, compile_model
+
+    conv = torch.nn.Conv2d(16, 32, 3, padding=1, bias=False).eval()
+    x = torch.randn(8, 16, 32, 32, generator=torch.Generator().manual_seed(2))  # 2·8·32·1024·144 flops > PARALLEL_FLOPS
+    with torch.no_grad():
+        exe = compile_model(conv, (x,), CompileOptions(config="dense")).cpu(cache=False)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        exe(-x.numpy())  # a reused output buffer then holds other values, not the expected ones
+        numba.set_num_threads(2)
+        two = exe(x.numpy())
+        numba.set_num_threads(1)
+        one = exe(x.numpy())
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one, two)
+    exact, scale = _conv_bound(x.numpy(), conv.weight.detach().numpy(), padding=1)
+    _assert_within(two, exact, scale, 16 * 9)

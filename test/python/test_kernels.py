@@ -459,15 +459,15 @@ def test_isa_choice():
 
 
 @pytest.mark.parametrize(
-    "n,c,h,w,f,kh,kw,stride,dilation,cfg,transposed_out",
+    "n,c,h,w,f,kh,kw,stride,dilation,pad,cfg,transposed_out",
     [
-        (1, 3, 9, 11, 5, 3, 3, 1, 1, "2:4", False),
-        (2, 4, 9, 9, 6, 3, 2, (2, 1), (1, 2), "2:8+1:8", False),
-        (3, 8, 20, 20, 70, 3, 3, 1, 1, "2:4+1:4", False),   # T = 324 per image: wide micro-kernel
-        (2, 3, 12, 10, 7, 3, 3, 2, 1, "1:4", True),         # an output that is not NFHW-contiguous
+        (1, 3, 9, 11, 5, 3, 3, 1, 1, 0, "2:4", False),
+        (2, 4, 9, 9, 6, 3, 2, (2, 1), (1, 2), (1, 0, 2, 1), "2:8+1:8", False),  # padding [ph0, pw0, ph1, pw1]
+        (3, 8, 20, 20, 70, 3, 3, 1, 1, 1, "2:4+1:4", False),   # T = 400 per image: wide micro-kernel
+        (2, 3, 12, 10, 7, 3, 3, 2, 1, (2, 2, 0, 1), "1:4", True),  # an output that is not NFHW-contiguous
     ],
 )
-def test_conv_cfunc_entry_matches_torch(n, c, h, w, f, kh, kw, stride, dilation, cfg, transposed_out):
+def test_conv_cfunc_entry_matches_torch(n, c, h, w, f, kh, kw, stride, dilation, pad, cfg, transposed_out):
     """The conv2d C entry (what JIT'ed code calls, no Python) on memref
     descriptors, against torch in f64 on the approximated filter; a bad
     shape is a status, never a crash."""
@@ -477,9 +477,11 @@ def test_conv_cfunc_entry_matches_torch(n, c, h, w, f, kh, kw, stride, dilation,
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     filt = rng.standard_normal((f, c, kh, kw)).astype(np.float32)
     d = decompose(filt.reshape(f, -1), cfg, axis=1)
-    entry = K.make_conv_cfunc_entry(pack_series(d), kh, kw, stride, dilation)
+    entry = K.make_conv_cfunc_entry(pack_series(d), kh, kw, stride, dilation, padding=pad)
     approx = torch.from_numpy(np.ascontiguousarray(d.approximation.reshape(f, c, kh, kw)))
-    ref = torch.nn.functional.conv2d(torch.from_numpy(x).double(), approx.double(), stride=stride, dilation=dilation).numpy()
+    ph0, pw0, ph1, pw1 = K._pads(pad)
+    xpad = torch.nn.functional.pad(torch.from_numpy(x).double(), (pw0, pw1, ph0, ph1))
+    ref = torch.nn.functional.conv2d(xpad, approx.double(), stride=stride, dilation=dilation).numpy()
     if transposed_out:  # y[n, f, oh, ow] stored as [n, oh, ow, f]
         store = np.zeros((n,) + ref.shape[2:] + (f,), np.float32)
         y = store.transpose(0, 3, 1, 2)
@@ -612,3 +614,119 @@ def test_k_tile_width_does_not_change_results(cfg):
     np.testing.assert_array_equal(series_matmul(x, pack_series(d, isa="avx2"), isa="avx2"), ref)
     with pytest.raises(KernelError, match="isa must be"):
         pack_series(d, isa="neon")
+
+
+# --------------------------------------------------------------------------
+# conv2d without an im2col matrix: X tiles packed from the NCHW input
+# --------------------------------------------------------------------------
+
+CONV_CASES = [
+    # n, c, h, w, f, kh, kw, stride, padding [ph0, pw0, ph1, pw1], dilation, series
+    (2, 5, 9, 11, 7, 3, 3, 1, (1, 1, 1, 1), 1, "2:4"),            # P = 99 < 128: tiles span images
+    (3, 4, 13, 10, 9, 3, 2, (2, 1), (0, 2, 1, 0), (1, 2), "2:8+1:8"),  # asymmetric padding
+    (1, 3, 30, 30, 16, 7, 7, 2, (3, 3, 3, 3), 1, "1:4"),          # a first layer: K = 147
+    (2, 16, 12, 12, 70, 1, 1, 1, (0, 0, 0, 0), 1, "2:4+1:4"),     # 1x1; 70 rows: 4-row blocks + rest
+    (2, 16, 24, 24, 36, 1, 1, 1, (0, 0, 0, 0), 1, "2:4"),         # 1x1, P = 576: whole 128-row tiles in one image
+    (2, 16, 24, 24, 12, 1, 1, 2, (0, 0, 0, 0), 1, "1:4"),         # 1x1 stride 2: the conv kernel
+    (2, 8, 6, 6, 5, 5, 5, 1, (4, 4, 4, 4), 1, "1:8"),             # whole input rows / columns of padding
+    (1, 16, 20, 20, 33, 3, 3, 1, (1, 1, 1, 1), 1, "2:4"),         # T = 400: 128-row tiles + a 16-row rest
+    (1, 4, 5, 5, 6, 3, 3, 1, (1, 1, 1, 1), 1, "2:4"),             # T = 25: the narrow micro-kernel
+    (2, 6, 11, 9, 8, 3, 3, 3, (2, 0, 0, 2), (2, 1), "4:16+1:16"),  # stride 3 with dilation
+]
+
+
+def _im2col_reference(x, packed, kh, kw, stride, pads, dilation, isa):
+    """The same conv the old way: zero-pad, im2col, then the GEMM kernel on the
+    K-major column matrix. Per output the FMAs and their order are the conv
+    kernel's (slots in K order, one chain), so the results must be identical."""
+    ph0, pw0, ph1, pw1 = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (ph0, ph1), (pw0, pw1)))
+    cols, oh, ow = im2col(xp, kh, kw, stride, 0, dilation)
+    y = series_matmul(cols, packed, isa=isa)  # [N*P, F]
+    n, f = x.shape[0], packed.out_features
+    return np.ascontiguousarray(y.reshape(n, oh * ow, f).transpose(0, 2, 1).reshape(n, f, oh, ow))
+
+
+def _torch_conv64(x, dense_filter, stride, pads, dilation):
+    ph0, pw0, ph1, pw1 = pads
+    xp = torch.nn.functional.pad(torch.from_numpy(x).double(), (pw0, pw1, ph0, ph1))
+    return torch.nn.functional.conv2d(xp, torch.from_numpy(dense_filter).double(), stride=stride, dilation=dilation).numpy()
+
+
+@pytest.mark.parametrize("n,c,h,w,f,kh,kw,stride,pads,dilation,cfg", CONV_CASES)
+def test_conv_kernel_equals_im2col_gemm(n, c, h, w, f, kh, kw, stride, pads, dilation, cfg):
+    """conv2d_series packs X tiles straight from the input (padding read as
+    zeros): bit-identical to pad + im2col + the GEMM kernel for both ISAs and
+    several K-tile widths, and within the float32 tolerance of a float64 torch
+    conv on the approximated filter (atol 1e-4 * sqrt(K), module docstring)."""
+    rng = np.random.default_rng(n * 100 + c * 10 + f)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    filt = _weight(rng, f, c * kh * kw, density=0.8)
+    d = decompose(filt, cfg, axis=1)
+    p = pack_series(d)
+    ref = _im2col_reference(x, p, kh, kw, stride, pads, dilation, "avx512")
+    k = c * kh * kw
+    got64 = _torch_conv64(x, _dense_of(d).reshape(f, c, kh, kw), stride, pads, dilation)
+    np.testing.assert_allclose(ref, got64, rtol=1e-4, atol=1e-4 * math.sqrt(k))
+    lcm = math.lcm(*(t.m for t in p.terms))
+    for kb in sorted({p.kb, lcm * max(1, 32 // lcm), 128 - 128 % lcm}):
+        pk = pack_series(d, kb=kb)
+        for isa in ("avx2", "avx512"):
+            np.testing.assert_array_equal(conv2d_series(x, pk, kh, kw, stride, pads, dilation, isa=isa), ref, err_msg=f"kb={kb} {isa}")
+
+
+def test_conv_kernel_strided_input_output_bias_and_errors():
+    """Any input / output strides (an NHWC buffer seen as NCHW, a channel
+    slice), bias accumulated on top, and bad arguments as KernelError."""
+    rng = np.random.default_rng(3)
+    n, c, h, w, f, kh, kw = 2, 6, 10, 9, 12, 3, 3
+    d = decompose(_weight(rng, f, c * kh * kw), "2:4+1:8", axis=1)
+    p = pack_series(d)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    ref = conv2d_series(x, p, kh, kw, 1, 1)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(conv2d_series(nhwc.transpose(0, 3, 1, 2), p, kh, kw, 1, 1), ref)
+    wide = np.zeros((n, 2 * c, h, w), np.float32)
+    wide[:, ::2] = x
+    np.testing.assert_array_equal(conv2d_series(wide[:, ::2], p, kh, kw, 1, 1), ref)
+    store = np.zeros((n, h, w, f), np.float32)
+    conv2d_series(x, p, kh, kw, 1, 1, out=store.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(store.transpose(0, 3, 1, 2), ref)
+    bias = rng.standard_normal(f).astype(np.float32)
+    np.testing.assert_allclose(conv2d_series(x, p, kh, kw, 1, 1, bias=bias), ref + bias[None, :, None, None], rtol=1e-6, atol=1e-6)
+    ro = x.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(conv2d_series(ro, p, kh, kw, 1, 1), ref)
+    with pytest.raises(KernelError, match="padding"):
+        conv2d_series(x, p, kh, kw, 1, (1, 2, 3))
+    with pytest.raises(KernelError, match="invalid conv geometry"):
+        conv2d_series(x, p, kh, kw, 1, (1, -1, 1, 1))
+    with pytest.raises(KernelError, match="empty"):
+        conv2d_series(x[:, :, :1, :1], p, kh, kw, 1, 0)
+    with pytest.raises(KernelError, match="float32"):
+        conv2d_series(x.astype(np.float64), p, kh, kw)
+    with pytest.raises(KernelError, match="out must be"):
+        conv2d_series(x, p, kh, kw, 1, 1, out=np.zeros((n, f, h, w + 1), np.float32))
+    with pytest.raises(KernelError, match="invalid conv geometry"):
+        K.make_conv_cfunc_entry(p, kh, kw, padding=(0, -1, 0, 0))
+
+
+def test_conv_kernel_thread_count_does_not_change_results():
+    """The parallel conv kernel splits output pixels / filters only: one and
+    two threads give bit-identical results."""
+    import numba
+
+    rng = np.random.default_rng(8)
+    n, c, h, w, f = 2, 16, 32, 32, 64
+    p = pack_series(decompose(_weight(rng, f, c * 9), "2:4", axis=1))
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    assert n * h * w * p.w_loc.size >= K.SERIAL_WORK  # the parallel kernel runs
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        y1 = conv2d_series(x, p, 3, 3, 1, 1)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        y2 = conv2d_series(x, p, 3, 3, 1, 1)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(y1, y2)
