@@ -84,7 +84,7 @@ from tasdc.contractions import CONTRACTION_NAMES, Candidate, b_source_elems, has
 from tasdc.decompose import Pattern, SeriesConfig
 from tasdc.diagnostics import remark
 from tasdc.errors import SelectionError
-from tasdc.layer_errors import array_digest, output_energy, output_errors, weight_errors, weight_k_major
+from tasdc.layer_errors import array_digest, output_errors, weight_errors
 from tasdc.passes.base import ModulePass
 from tasdc.progress import progress
 from tasdc.report import annotate, from_attr, to_attr
@@ -234,7 +234,11 @@ class SelectSeries(ModulePass):
     ``activations`` (default true: on a target with
     TASD extraction units and with ``calib``, every layer may instead take a
     series on its *activation* operand, TASD-A, written as
-    ``tasd.act_config`` for ``tasd-decompose-activations``; see below).
+    ``tasd.act_config`` for ``tasd-decompose-activations``; see below),
+    ``calib-digest`` (the module's :func:`tasdc.calibration.module_digest`
+    when the caller knows it, the key of the cached calibration statistics;
+    TASDER passes its imported module's, of which every selection is an
+    unchanged copy; empty: computed).
 
     Activation series (TASD-A) share the allocation with weight series: the
     options of a layer are ``dense``, the weight series and the same series
@@ -263,6 +267,7 @@ class SelectSeries(ModulePass):
     input_names: str = ""  # the model's input names, comma-separated (calibration .npz keys)
     activations: bool = True
     ban: str = ""
+    calib_digest: str = ""  # tasdc.calibration.module_digest of the module, when the caller knows it
 
     def banned(self) -> set[tuple[str, str]]:
         """The ``ban`` option as ``{(layer, series)}``."""
@@ -309,7 +314,8 @@ class SelectSeries(ModulePass):
         # The options do not depend on the bound: quality 1.0 cuts the same path before its first activation move.
         if self.activations and self.calib and hw.extraction is not None:
             act_configs = [ActivationSeries(c.terms) for c in weight_configs[1:]]
-        calib = (collect_calibration(module, self.calib, input_names=names, act_series=act_configs)
+        calib = (collect_calibration(module, self.calib, input_names=names, act_series=act_configs,
+                                     digest=self.calib_digest)
                  if self.calib and cands else None)
         if calib is None or calib.activations is None:
             act_configs = []
@@ -348,9 +354,7 @@ class SelectSeries(ModulePass):
             if act_configs:
                 valid[i, n_w:] = False
                 if metric[i] == "output" and calib is not None and calib.activations is not None:
-                    reference = output_energy(calib.layers[cand.layer], w, cand.axis, cand.kind)
-                    act_errs = calib.activations.output_errors(
-                        cand.layer, weight_k_major(w, cand.axis, cand.kind), reference, act_configs)
+                    act_errs = calib.activations.output_errors(cand.layer, act_configs)
                     channels = _shape(cand.op.operands[0])[1] if cand.kind == "conv2d" else 0
                     for q, e in enumerate(act_errs):
                         # A convolution's input is decomposed along channels; the cost model's blocks run

@@ -11,13 +11,22 @@ this keeps
   block size of the candidate series (``hist[m][j]`` = blocks of ``m``
   holding ``j`` non-zeros), so a series whose ``ΣN`` covers the largest
   count seen is lossless *on the calibration data*;
-* for every candidate series ``S`` the Gram ``RᵀR`` (float64; the rows
-  themselves while there are fewer rows than ``K``) of the residual
-  ``R = X − approx_S(X)`` in GEMM-row form, where ``approx_S`` is the run-time
+* for every candidate series ``S`` the energy ``‖R W‖²`` of the layer's
+  output error, where ``R = X − approx_S(X)`` is the residual of the run-time
   decomposition (:func:`tasdc.reference.decompose_activation`, the weights'
-  greedy and tie rule), so that the layer-output error
-  ``‖R W‖ / ‖X W‖`` comes out exactly as for weights (``‖XΔ‖`` with ``Δ`` the
-  weight residual): one error algebra for both sides.
+  greedy and tie rule) in GEMM-row form, and ``‖X W‖²`` on the same rows, so
+  that the layer-output error is ``‖R W‖ / ‖X W‖``, the same ratio as for
+  weights (``‖XΔ‖`` with ``Δ`` the weight residual).
+
+The energies are computed directly, ``R W`` on the GEMM rows the calibration
+run samples (:data:`tasdc.calibration.SAMPLE_ROWS` per layer, see there for
+the statistics): the residual of a row is its decomposition along the
+reduction axis (a convolution's patch row ``(c, kh, kw)``: along ``c`` for
+every kernel position, which equals decomposing the whole input along its
+channels and unfolding it), so no full-size residual or convolution is
+formed, and the cost per series is that of the layer's own product on the
+sampled rows (a Gram ``RᵀR`` would cost ``K/N`` times more on a layer with
+``K`` inputs and ``N`` outputs). The block histograms count every input.
 
 :class:`ActivationSeries` is a series on the activation side: it prints as
 ``A 2:8`` so that weight and activation candidates can stand in one list of
@@ -27,7 +36,7 @@ options of one allocation problem.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -57,12 +66,13 @@ def activation_axis(kind: str, sparse_operand: int, rank: int) -> int:
 
 @dataclasses.dataclass
 class LayerActivationStats:
-    """One layer's histograms and per-series residual Grams."""
+    """One layer's histograms and per-series output-error energies."""
 
     axis: int
     histograms: dict[int, np.ndarray]
-    residuals: dict[str, list[Any]]  # series -> one Gram per GEMM batch element
+    residuals: dict[str, float]  # series -> ‖R W‖² on the sampled rows
     samples: int = 0
+    reference: float = 0.0       # ‖X W‖² on the same rows
 
     def max_block_nnz(self, m: int) -> int:
         hist = self.histograms.get(m)
@@ -83,16 +93,17 @@ class LayerActivationStats:
 class ActivationStats:
     """Per layer name: :class:`LayerActivationStats` over all calibration batches."""
 
-    def __init__(self, series: Sequence[SeriesConfig], make_gram: Callable[[int], Any]) -> None:
+    def __init__(self, series: Sequence[SeriesConfig]) -> None:
         self.series = [SeriesConfig(s.terms) for s in series if not s.is_dense]
         self.ms = sorted({t.m for s in self.series for t in s.terms} | {4, 8})
-        self.make_gram = make_gram
         self.layers: dict[str, LayerActivationStats] = {}
 
-    def add(self, layer: str, kind: str, sparse_operand: int, x: np.ndarray,
-            gemm_rows: Callable[[np.ndarray], list[np.ndarray]]) -> None:
-        """Account one batch ``x`` of ``layer``'s input (``gemm_rows`` turns an
-        input-shaped array into its GEMM rows, as for the weight statistics)."""
+    def add(self, layer: str, kind: str, sparse_operand: int, x: np.ndarray, rows: list[np.ndarray],
+            group: int, weights: list[np.ndarray]) -> None:
+        """Account one batch ``x`` of ``layer``'s input: its block histograms, and
+        the output energies on ``rows`` (its GEMM rows, sampled or all, one array
+        per GEMM batch element; ``group`` consecutive columns share a channel: a
+        convolution's ``KH·KW``, else 1) through ``weights`` (``[K, out]`` each)."""
         axis = activation_axis(kind, sparse_operand, x.ndim)
         stats = self.layers.get(layer)
         if stats is None:
@@ -103,32 +114,37 @@ class ActivationStats:
             stats.histograms[m] += block_histogram(x, m, axis)
         if not np.isfinite(x).all():
             return
+        stats.reference += sum(_energy(r, w) for r, w in zip(rows, weights))
         for series in self.series:
             key = str(series)
-            residual = x - decompose_activation(x, key, axis)
-            rows = gemm_rows(residual)
-            grams = stats.residuals.get(key)
-            if grams is None:
-                grams = stats.residuals[key] = [self.make_gram(r.shape[1]) for r in rows]
-            for gram, r in zip(grams, rows):
-                gram.add(r)
+            error = 0.0
+            for r, w in zip(rows, weights):
+                split = r.reshape(r.shape[0], -1, group)
+                residual = (split - decompose_activation(split, key, 1)).reshape(r.shape)
+                error += _energy(residual, w)
+            stats.residuals[key] = stats.residuals.get(key, 0.0) + error
 
-    def output_errors(self, layer: str, weight_k_major: list[np.ndarray], reference: float,
-                      series: Sequence[SeriesConfig]) -> list[float | None]:
+    def output_errors(self, layer: str, series: Sequence[SeriesConfig]) -> list[float | None]:
         """``‖R W‖ / ‖X W‖`` per series (0 when lossless on the calibration
-        data, None when the layer or series was not measured)."""
+        data, None when the layer or series was not measured or its output is
+        zero)."""
         stats = self.layers.get(layer)
         out: list[float | None] = []
         for s in series:
             plain = SeriesConfig(s.terms)
-            grams = stats.residuals.get(str(plain)) if stats is not None else None
-            if stats is None or not reference > 0.0:
+            energy = stats.residuals.get(str(plain)) if stats is not None else None
+            if stats is None or not stats.reference > 0.0:
                 out.append(None)
             elif stats.lossless(plain):
                 out.append(0.0)
-            elif grams is None:
+            elif energy is None:
                 out.append(None)
             else:
-                energy = sum(g.energy(d) for g, d in zip(grams, weight_k_major))
-                out.append(float(np.sqrt(max(energy, 0.0) / reference)))
+                out.append(float(np.sqrt(max(energy, 0.0) / stats.reference)))
         return out
+
+
+def _energy(rows: np.ndarray, weight: np.ndarray) -> float:
+    """``‖rows · weight‖²`` (the product in float32, the sum in float64)."""
+    y = np.asarray(rows, dtype=np.float32) @ np.asarray(weight, dtype=np.float32)
+    return float(np.einsum("ij,ij->", y, y, dtype=np.float64))

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tasdc.calibration import Gram
+from tasdc.calibration import Gram, single_threaded_blas
 from tasdc.decompose import SeriesConfig, decompose, l1_dropped, relative_error
 
 _CACHE_LIMIT = 200_000
@@ -125,6 +125,12 @@ def output_errors(grams: list[Gram], w: np.ndarray, axis: int, kind: str, config
                   lossless: Sequence[bool], cache_key: tuple | None = None) -> list[float] | None:
     """Relative layer-output error ``‖X(W − Ŵ)‖/‖XW‖`` of each config (None if
     the layer output is identically zero on the calibration data)."""
+    with single_threaded_blas():
+        return _output_errors(grams, w, axis, kind, configs, lossless, cache_key)
+
+
+def _output_errors(grams: list[Gram], w: np.ndarray, axis: int, kind: str, configs: Sequence[SeriesConfig],
+                   lossless: Sequence[bool], cache_key: tuple | None) -> list[float] | None:
 
     def k_major(a: np.ndarray) -> list[np.ndarray]:
         return weight_k_major(a, axis, kind)

@@ -103,7 +103,7 @@ from tasdc.passes.approximate_weights import ApproximateWeights
 from tasdc.passes.decompose_activations import DecomposeActivations
 from tasdc.passes.decompose_weights import DecomposeWeights
 from tasdc.allocation import budget_for_quality
-from tasdc.calibration import input_batches, load_input_set
+from tasdc.calibration import calibration_outputs, input_batches, load_input_set, module_digest
 from tasdc.errors import SelectionError
 from tasdc.passes.select_series import SelectSeries, check_options, read_selection
 from tasdc.passes.sparsity_analysis import SparsityAnalysis
@@ -470,6 +470,8 @@ class TasderSession:
         with capture(self.model.context):
             run_pipeline(self.model.module, [SparsityAnalysis()])
         self.source = self.model.source
+        #: module_digest of the imported module: every selection runs on an unchanged copy of it
+        self.text_digest = module_digest(self.model.module) if self.calib else ""
         self.timings["import"] = time.perf_counter() - start
         self._reference: dict[str, np.ndarray] | None = None
         self._metric: str | None = None
@@ -513,19 +515,25 @@ class TasderSession:
     def _batches(self, result: CompileResult, inputs: list[np.ndarray], desc: str) -> Any:
         """The measured output (the first, or ``metric_output``), batch by batch, on the samples of ``inputs``."""
         executable = self._executable(result)
-        batch = self.arg_types[0][0][0] if self.arg_types and self.arg_types[0][0] else 1
-        self._batch = batch
         batches = input_batches(inputs, self.arg_types)
         iterator = _progress(batches, desc=desc, unit="batch") if self.progress else batches
         for chunk, real in iterator:
-            out = executable(*chunk)
-            if isinstance(out, tuple):
-                out = out[self.output_index]
-            if real < batch:
-                if out.shape[0] != batch:
-                    continue  # cannot tell padded rows apart: drop the partial batch
-                out = out[:real]
-            yield out
+            out = self._trim(executable(*chunk), real)
+            if out is not None:
+                yield out
+
+    def _trim(self, out: Any, real: int) -> np.ndarray | None:
+        """The measured output of one batch's results ``out`` without its padded rows
+        (None: a partial batch whose padded rows cannot be told apart, dropped)."""
+        batch = self.arg_types[0][0][0] if self.arg_types and self.arg_types[0][0] else 1
+        self._batch = batch
+        if isinstance(out, tuple):
+            out = out[self.output_index]
+        if real < batch:
+            if out.shape[0] != batch:
+                return None
+            out = out[:real]
+        return out
 
     def _run(self, result: CompileResult, inputs: list[np.ndarray], desc: str) -> np.ndarray:
         """The measured output on every sample of ``inputs`` (one array per model input)."""
@@ -546,11 +554,25 @@ class TasderSession:
         return self._orders[name]
 
     def reference(self) -> dict[str, np.ndarray]:
-        """Dense-model outputs on every input set (computed once)."""
+        """Dense-model outputs on every input set (computed once). The calibration
+        set's come from tasd-select's calibration run when it ran in this process
+        (the instrumented dense model returns the model's outputs too), so run a
+        selection first (:meth:`compile` does) and the dense model runs the
+        evaluation set only."""
         if self._reference is None:
             start = time.perf_counter()
-            dense = self.compile_with([], "dense")
-            self._reference = {name: self._run(dense, x, f"tasder dense {name}") for name, (x, _) in self.sets.items()}
+            self._reference = {}
+            dense: CompileResult | None = None
+            for name, (x, _) in self.sets.items():
+                kept = calibration_outputs(self.text_digest, self.calib) if name == "calibration" and self.calib else None
+                if kept is not None and len(kept) == len(input_batches(x, self.arg_types)):
+                    # the calibration run of tasd-select ran the dense model on this set already
+                    outs = [self._trim(out, real)
+                            for out, (_, real) in zip(kept, input_batches(x, self.arg_types))]
+                    self._reference[name] = np.concatenate([o for o in outs if o is not None], axis=0)
+                    continue
+                dense = dense or self.compile_with([], "dense")
+                self._reference[name] = self._run(dense, x, f"tasder dense {name}")
             first = next(iter(self._reference.values()), None)
             if first is None:
                 self._metric = "none"
@@ -711,7 +733,8 @@ class TasderSession:
                 steps = 0
             passes = [SelectSeries(target=target, objective=objective, quality=quality, max_terms=max_terms,
                                    calib=self.calib or "", budget=budget, max_steps=steps,
-                                   input_names=",".join(self.input_names), ban=ban),
+                                   input_names=",".join(self.input_names), ban=ban,
+                                   calib_digest=self.text_digest if self.calib else ""),
                       DecomposeActivations(config="dense")]
             if approximate:
                 passes.append(ApproximateWeights())
@@ -727,9 +750,6 @@ class TasderSession:
 
         probes: list[Probe] = []
         if measuring and search == "bisect":
-            if self._reference is None:
-                self.reference()
-                timings["reference"] = self.timings["reference"]
             result, reports, initial, chosen_level = self._bisect(select, configs_of, quality, max_probes,
                                                                   probes, timings, notes)
         elif not measuring:
@@ -739,13 +759,13 @@ class TasderSession:
             reports: dict[str, QualityReport] = {}
             notes.append("no calibration or evaluation inputs: quality not measured")
         else:
-            if self._reference is None:
-                self.reference()
-                timings["reference"] = self.timings["reference"]
             levels = list(LADDER)
             numeric = [-1.0 if lv is None else lv for lv in levels]
             s = max(i for i, v in enumerate(numeric) if v <= predicted)
-            first = select(levels[s], decompose=False)
+            first = select(levels[s], decompose=False)   # the calibration run first: it gives the calibration reference
+            if self._reference is None:
+                self.reference()
+                timings["reference"] = self.timings["reference"]
             summary = read_selection(first.module)
             used = list(summary.get("path_used", []))
 
@@ -837,11 +857,15 @@ class TasderSession:
         paths: dict[frozenset[tuple[str, str]], list[PathMove]] = {}
         compiled: dict[tuple[frozenset[tuple[str, str]], int], tuple[CompileResult, dict[str, QualityReport], bool]] = {}
 
+        layers: list[str] = []     # the selection's layers in report order
+
         def path_of(bans: frozenset[tuple[str, str]]) -> list[PathMove]:
             if bans not in paths:
-                summary = read_selection(select(math.inf, steps=0, ban=ban_text(bans), decompose=False).module)
+                none = select(math.inf, steps=0, ban=ban_text(bans), decompose=False)
+                summary = read_selection(none.module)
                 paths[bans] = [PathMove(str(layer), str(series), float(used)) for (layer, series), used
                                in zip(summary.get("path_moves", []), summary.get("path_used", []))]
+                layers[:] = [row.layer for row in none.report.layers if "select" in row.stats]
             return paths[bans]
 
         def probe(steps: int, bans: frozenset[tuple[str, str]]) -> tuple[bool, bool]:
@@ -859,8 +883,11 @@ class TasderSession:
                                 all(q.complete for q in reps.values())))
             return ok, not cached
 
-        dense_path = path_of(frozenset())
-        initial = configs_of(select(math.inf, exact=budget_for_quality(quality), decompose=False))
+        dense_path = path_of(frozenset())   # the calibration run first: it gives the calibration reference
+        if self._reference is None:
+            self.reference()
+            timings["reference"] = self.timings["reference"]
+        initial = _cut(dense_path, layers, budget_for_quality(quality))
         outcome = bisect_with_demotion(path_of, probe, max_probes)
         bans = frozenset(tuple(b.split("@", 1)) for b in outcome.bans)  # type: ignore[misc]
         key = (bans, outcome.steps)
@@ -923,6 +950,19 @@ class TasderSession:
             quality_metric=metric or "not measured", metric_why=self.metric_why if reports else "", measured=reports, layers=layers, totals=totals,
             reduction=reduction, probes=probes, backed_off=backed, relaxed=relaxed, error_used=level,
             predicted_budget=predicted, timings=timings, notes=notes)
+
+
+def _cut(path: Sequence[Any], layers: Sequence[str], budget: float) -> tuple[str, ...]:
+    """Per layer (in ``layers``' order) the series the greedy ``path`` (PathMoves) gives
+    at ``budget``: the longest prefix within it, stopping at the first activation move
+    when the budget is zero (:func:`tasdc.allocation.cut_path`'s rule, without a selection)."""
+    chosen = {layer: "dense" for layer in layers}
+    tol = 1e-12 * max(1.0, budget)
+    for move in path:
+        if move.used > budget + tol or (move.series.startswith("A ") and budget <= tol):
+            break
+        chosen[move.layer] = move.series
+    return tuple(chosen[layer] for layer in layers)
 
 
 def tasder_compile(source: Any, *, target: str, objective: str = "edp", quality: float = 0.99, max_terms: int = 2,

@@ -19,7 +19,10 @@ no prediction may change.
 What is timed: ``tasdc compile MODEL.pt2 --target T --quality 0.99 --calib
 C --eval E`` (the CLI's default search, bisection with demotion), wall clock
 of the whole process (import, calibration, dense reference, every probe),
-plus the split the report prints (``time: ...``). The compile cache of the CPU
+its CPU time (user + system, all threads: what the run costs when other jobs
+share the cores), plus the split the report prints (``time: ...``; the
+calibration run, which also gives the calibration set's dense reference, is
+in ``select+decompose``, ``reference`` is the evaluation set's dense run). The compile cache of the CPU
 runtime is emptied before each run (``TASDC_CACHE_DIR`` = a fresh folder)
 unless ``--warm``.
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -112,9 +116,12 @@ def run(files: dict[str, Path], target: str, warm: bool, extra: list[str]) -> di
         command = [str(ROOT / ".venv" / "bin" / "tasdc"), "compile", str(files["model"]), "--target", target,
                    "--quality", "0.99", "--calib", str(files["calib"]), "--eval", str(files["eval"]),
                    "--json", str(report), *extra]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if done.returncode != 0:
             raise SystemExit(f"compact_cnn: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
         data = json.loads(report.read_text())
@@ -123,6 +130,8 @@ def run(files: dict[str, Path], target: str, warm: bool, extra: list[str]) -> di
     return {
         "target": target,
         "wall_s": seconds,
+        "cpu_s": cpu,           # user + system time of the tasdc process (all its threads)
+        "load_end": os.getloadavg()[0],
         # wall-clock split: printed ("time: import 12.3s, ..."), never written into the --json report
         "timings": {k: float(v.rstrip("s")) for k, v in (item.rsplit(" ", 1) for line in done.stdout.splitlines()
                                                           if line.startswith("time: ")
@@ -146,16 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     files = build()
     load = os.getloadavg()[0]
     rows = []
-    print(f"{'target':<8} {'wall s':>7} {'probes':>6} {'EDP':>7}  quality (top-1 agreement)   split (s)")
+    print(f"{'target':<8} {'wall s':>7} {'cpu s':>6} {'probes':>6} {'EDP':>7}  quality (top-1 agreement)   split (s)")
     for target in [t for t in args.targets.split(",") if t]:
         row = run(files, target, args.warm, args.extra)
         rows.append(row)
         split = ", ".join(f"{k} {v:.1f}" for k, v in row["timings"].items())
         quality = ", ".join(f"{k} {v:.4f}" for k, v in row["quality"].items())
         edp = row["edp_reduction"]
-        print(f"{target:<8} {row['wall_s']:>7.1f} {row['measured_probes']:>6} "
+        print(f"{target:<8} {row['wall_s']:>7.1f} {row['cpu_s']:>6.1f} {row['measured_probes']:>6} "
               f"{'n/a' if edp is None else format(-edp, '+.1%'):>7}  {quality:<28} {split}", flush=True)
-    print(f"load average at start {load:.2f} on {os.cpu_count()} cores")
+    print(f"load average at start {load:.2f}, at the end {os.getloadavg()[0]:.2f}, on {os.cpu_count()} cores "
+          "(cpu s: user + system time of the tasdc process; with other jobs on the cores wall time grows, it does not)")
     if args.out:
         args.out.write_text(json.dumps({"load": load, "rows": rows}, indent=2) + "\n")
     return 0

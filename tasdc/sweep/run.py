@@ -170,10 +170,10 @@ def prepare_model(task: dict[str, Any], cache_path: str) -> bool:
     try:
         with cache.using(store):
             session = _session(task)
+            if session.calib:   # first: its run gives the calibration set's dense reference too
+                collect_calibration(session._clone().module, session.calib, digest=session.text_digest)
             if session.sets:
                 session.reference()
-            if session.calib:
-                collect_calibration(session._clone().module, session.calib)
         return True
     except Exception:  # noqa: BLE001 - the cells of this model report it
         return False

@@ -8,7 +8,6 @@ import pytest
 
 from tasdc.activation_stats import ActivationSeries, ActivationStats
 from tasdc.decompose import SeriesConfig
-from tasdc.calibration import Gram
 from tasdc.reference import decompose_activation
 from tasdc.tasder import tasder_compile
 
@@ -40,21 +39,21 @@ def test_no_activation_options_without_extraction_units_or_calibration(example_d
 
 
 def test_activation_output_error_is_the_relative_error_of_the_layer_output():
-    """‖(X − X̂)W‖/‖XW‖ from the residual Grams equals the direct computation."""
+    """‖(X − X̂)W‖/‖XW‖ from the accumulated energies equals the direct float64 computation.
+    The energies' products are float32 (K = 16: rounding ≈ 16·2⁻²⁴ relative per entry): rel 1e-5."""
     rng = np.random.default_rng(0)
     series = [SeriesConfig.parse("2:4"), SeriesConfig.parse("1:4"), SeriesConfig.parse("4:8+2:8")]
-    stats = ActivationStats(series, Gram)
-    xs = [np.maximum(rng.standard_normal((6, 16)), 0).astype(np.float32) for _ in range(5)]  # 30 rows > K: Gram form
-    for x in xs:
-        stats.add("fc", "matmul", 1, x, lambda a: [a])
+    stats = ActivationStats(series)
+    xs = [np.maximum(rng.standard_normal((6, 16)), 0).astype(np.float32) for _ in range(5)]
     w = rng.standard_normal((16, 7))
+    for x in xs:
+        stats.add("fc", "matmul", 1, x, [x], 1, [w])
     x_all = np.concatenate(xs).astype(np.float64)
-    reference = float(np.sum((x_all @ w) ** 2))
-    got = stats.output_errors("fc", [w], reference, [ActivationSeries(s.terms) for s in series])
+    got = stats.output_errors("fc", [ActivationSeries(s.terms) for s in series])
     for s, e in zip(series, got):
         approx = decompose_activation(x_all, str(s), 1)
         expected = np.linalg.norm((x_all - approx) @ w) / np.linalg.norm(x_all @ w)
-        assert e == pytest.approx(expected, rel=1e-9)
+        assert e == pytest.approx(expected, rel=1e-5)
     hist = stats.layers["fc"].histograms[4]
     assert hist.sum() == 30 * 4 and hist.tolist() == np.bincount(
         np.count_nonzero(x_all.reshape(-1, 4), axis=1), minlength=5).tolist()
@@ -63,7 +62,7 @@ def test_activation_output_error_is_the_relative_error_of_the_layer_output():
 def test_lossless_on_calibration_data_has_zero_error():
     x = np.zeros((8, 8), dtype=np.float32)
     x[:, ::4] = 1.0  # one non-zero per 4-block
-    stats = ActivationStats([SeriesConfig.parse("1:4")], Gram)
-    stats.add("fc", "matmul", 1, x, lambda a: [a])
-    assert stats.output_errors("fc", [np.ones((8, 3))], 1.0, [ActivationSeries(SeriesConfig.parse("1:4").terms)]) == [0.0]
+    stats = ActivationStats([SeriesConfig.parse("1:4")])
+    stats.add("fc", "matmul", 1, x, [x], 1, [np.ones((8, 3))])
+    assert stats.output_errors("fc", [ActivationSeries(SeriesConfig.parse("1:4").terms)]) == [0.0]
     assert str(ActivationSeries(SeriesConfig.parse("2:8+1:8").terms)) == "A 2:8+1:8"

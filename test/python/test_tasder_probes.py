@@ -120,3 +120,65 @@ def test_importer_reads_weight_literals_from_the_tensor_bytes():
     finally:
         importer._literal_hooks = original
     assert hooked == default and "torch_tensor_16_8_torch.float32" in hooked
+
+
+def test_search_runs_the_dense_model_on_the_eval_set_only_and_keeps_its_selection(example_dir, monkeypatch):
+    """The calibration run gives the calibration set's dense reference and its statistics use a
+    sample of rows; the search with these shortcuts makes the same choices, probe for probe, as
+    with every row and a dense run of both sets (what the search did before). ttc-m8: weight
+    and activation (TASD-A) options; conv2d_0 has 352 x 64 rows on the calibration set, more than
+    SAMPLE_ROWS (so the sample is really drawn)."""
+    import tasdc.tasder
+    from tasdc import calibration
+
+    def search() -> tuple[object, list[str], int, TasderSession, int]:
+        calibration._calib_cache.clear()
+        runs: list[str] = []
+        instrumented = [0]
+        run, instrument = TasderSession._run, calibration._instrument
+        monkeypatch.setattr(TasderSession, "_run", lambda self, r, x, desc: runs.append(desc) or run(self, r, x, desc))
+        monkeypatch.setattr(calibration, "_instrument",
+                            lambda *a, **k: instrumented.__setitem__(0, instrumented[0] + 1) or instrument(*a, **k))
+        session = TasderSession(example_dir / "cnn.pt2", calib=example_dir / "cnn-calib.npz",
+                                eval=example_dir / "cnn-eval.npz", progress=False)
+        result = session.compile("ttc-m8", quality=0.99, search="bisect", max_probes=8)
+        rows = calibration._calib_cache[next(iter(calibration._calib_cache))].layers["conv2d_0"][0].count
+        monkeypatch.undo()
+        return result, runs, instrumented[0], session, rows
+
+    fast, fast_runs, fast_instrumented, session, sampled_rows = search()
+    monkeypatch.setattr(calibration, "SAMPLE_ROWS", 0)
+    monkeypatch.setattr(tasdc.tasder, "calibration_outputs", lambda *a: None)
+    slow, slow_runs, _, _, all_rows = search()
+    assert all_rows > calibration.SAMPLE_ROWS and sampled_rows < calibration.SAMPLE_ROWS + 64  # rounded up per batch
+    assert fast_runs == ["tasder dense eval"] and fast_instrumented == 1    # one calibration run, one dense set
+    assert slow_runs == ["tasder dense calibration", "tasder dense eval"]
+    assert fast.configs == slow.configs
+    assert [(p.steps, p.banned, p.quality, p.passed) for p in fast.probes] == \
+        [(p.steps, p.banned, p.quality, p.passed) for p in slow.probes]
+    # the calibration run's outputs are the dense model's (another compiled module of the same ops:
+    # equal up to float reordering; observed bit-equal)
+    dense = session._run(session.compile_with([], "dense"), session.sets["calibration"][0], "check")
+    np.testing.assert_allclose(session.reference()["calibration"], dense, rtol=1e-6, atol=1e-6 * np.abs(dense).max())
+
+
+@pytest.mark.parametrize("quality", [0.9, 0.99, 1.0])
+def test_the_reported_initial_choice_is_the_pass_cut_of_the_greedy_path(session, quality):
+    """TASDER reports what the predicted budget chose by cutting the path it already has
+    (no extra selection); it equals the pass's own cut, activation moves included (ttc-m8)."""
+    from tasdc.allocation import budget_for_quality
+    from tasdc.passes.select_series import read_selection
+    from tasdc.path_search import PathMove
+    from tasdc.tasder import _cut
+
+    def select(**options):
+        return session.compile_with([SelectSeries(target="ttc-m8", calib=session.calib, **options)], "t")
+
+    none = select(budget=1e30, max_steps=0)
+    summary = read_selection(none.module)
+    path = [PathMove(str(layer), str(series), float(used))
+            for (layer, series), used in zip(summary["path_moves"], summary["path_used"])]
+    layers = [row.layer for row in none.report.layers if "select" in row.stats]
+    chosen = select(quality=quality)
+    expected = tuple(row.stats["select"]["chosen"] for row in chosen.report.layers if "select" in row.stats)
+    assert _cut(path, layers, budget_for_quality(quality)) == expected
