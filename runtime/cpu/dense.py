@@ -70,6 +70,9 @@ PARALLEL_FLOPS = 1 << 26
 #: The name under which OpenBLAS's per-thread thread count is linked into the
 #: Numba code (resolved through llvmlite's symbol table, so the code caches).
 _SET_LOCAL = "tasdc_openblas_set_num_threads_local"
+#: The same for the library ``_SGEMM`` comes from (the private copy below has its
+#: own thread count, which ``threadpoolctl`` users change along with scipy's).
+_SGEMM_SET_LOCAL = "tasdc_sgemm_set_num_threads_local"
 _keep_alive: list[Any] = []
 
 
@@ -122,7 +125,6 @@ def _private_skylakex_sgemm(library: str) -> int:
     kernel itself; ``TASDC_DENSE_BLAS=shared`` turns it off."""
     import os
     import shutil
-    from pathlib import Path
 
     if os.environ.get("TASDC_DENSE_BLAS", "") == "shared":
         return 0
@@ -139,7 +141,10 @@ def _private_skylakex_sgemm(library: str) -> int:
     from tasdc.runtime.cpu.object_cache import cache_dir
 
     stat = os.stat(library)
-    copy = cache_dir() / "blas" / f"{Path(library).stem}-{stat.st_size}-{int(stat.st_mtime)}.so"
+    # Named so that threadpoolctl does not take it for an OpenBLAS (it matches "libopenblas",
+    # "libscipy_openblas", …): a user's or a benchmark's threadpool_limits(2) would otherwise
+    # give it a thread pool, which then runs inside Numba's threads ("Detect OpenMP Loop").
+    copy = cache_dir() / "blas" / f"tasdc-dense-sgemm-{stat.st_size}-{int(stat.st_mtime)}.so"
     if not copy.exists():
         copy.parent.mkdir(parents=True, exist_ok=True)
         partial = copy.with_suffix(f".{os.getpid()}.part")
@@ -162,11 +167,16 @@ def _private_skylakex_sgemm(library: str) -> int:
         return 0
     _keep_alive.append(private)
     function = getattr(private, "scipy_sgemm_", None) or getattr(private, "sgemm_")
+    local = getattr(private, "openblas_set_num_threads_local", None)
+    if local is None:
+        return 0  # without a per-call thread count its pool could run inside Numba's threads
+    llvm.add_symbol(_SGEMM_SET_LOCAL, int(ctypes.cast(local, ctypes.c_void_p).value or 0))
     return int(ctypes.cast(function, ctypes.c_void_p).value or 0)
 
 
 def _bind_sgemm() -> None:
-    """Link ``_SGEMM``: the private AVX-512 instance when there is one, else scipy's ``sgemm``."""
+    """Link ``_SGEMM`` (and ``_SGEMM_SET_LOCAL``, the same library's per-thread thread
+    count): the private AVX-512 instance when there is one, else scipy's ``sgemm``."""
     address = 0
     try:
         from threadpoolctl import threadpool_info
@@ -184,6 +194,7 @@ def _bind_sgemm() -> None:
         pointer = ctypes.pythonapi.PyCapsule_GetPointer
         pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
         address = pointer(capsule, name(capsule))
+        llvm.add_symbol(_SGEMM_SET_LOCAL, llvm.address_of_symbol(_SET_LOCAL))
     llvm.add_symbol(_SGEMM, address)
 
 
@@ -222,23 +233,33 @@ def _sgemm_rm(m: int, n: int, k: int, a: int, lda: int, b: int, ldb: int, c: int
     chars = np.empty(1, np.uint8)
     chars[0] = 78  # 'N'
     ip, fp, cp = np.int64(ints.ctypes.data), np.int64(floats.ctypes.data), np.int64(chars.ctypes.data)
-    _blas_threads_local(1)
+    _sgemm_threads_local(1)
     _sgemm_call(cp, cp, ip, ip + 4, ip + 8, fp, b, ip + 12, a, ip + 16, fp + 4, c, ip + 20)
-    _blas_threads_local(0)
+    _sgemm_threads_local(0)
     ints[0] = chars[0] + floats[0]  # keeps the three arrays alive until after the call
 
 
-@intrinsic
-def _blas_threads_local(typingctx, n):  # type: ignore[no-untyped-def]
-    if not isinstance(n, types.Integer):
-        return None
+def _threads_local_intrinsic(symbol: str) -> Any:
+    """An intrinsic ``f(n)`` calling the ``openblas_set_num_threads_local`` linked as ``symbol``."""
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        fnty = llvmir.FunctionType(llvmir.IntType(32), [llvmir.IntType(32)])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _SET_LOCAL)
-        return builder.call(fn, [builder.trunc(args[0], llvmir.IntType(32)) if args[0].type.width > 32 else args[0]])
+    @intrinsic
+    def threads_local(typingctx, n):  # type: ignore[no-untyped-def]
+        if not isinstance(n, types.Integer):
+            return None
 
-    return types.int32(n), codegen
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            fnty = llvmir.FunctionType(llvmir.IntType(32), [llvmir.IntType(32)])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
+            return builder.call(fn, [builder.trunc(args[0], llvmir.IntType(32)) if args[0].type.width > 32 else args[0]])
+
+        return types.int32(n), codegen
+
+    return threads_local
+
+
+#: Per-call thread count of scipy's OpenBLAS (``np.dot`` in Numba code) and of ``_SGEMM``'s library.
+_blas_threads_local = _threads_local_intrinsic(_SET_LOCAL)
+_sgemm_threads_local = _threads_local_intrinsic(_SGEMM_SET_LOCAL)
 
 
 @intrinsic

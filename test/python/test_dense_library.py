@@ -204,3 +204,42 @@ def test_conv2d_images_split_over_threads_bit_identically() -> None:
     assert np.array_equal(one, two)
     exact, scale = _conv_bound(x.numpy(), conv.weight.detach().numpy(), padding=1)
     _assert_within(two, exact, scale, 16 * 9)
+
+
+_THREADPOOL_CHILD = r"""
+import sys
+import numba, numpy as np, torch
+from threadpoolctl import threadpool_info, threadpool_limits
+from tasdc.compiler import CompileOptions, compile_model
+from tasdc.runtime.cpu.object_cache import cache_dir
+
+conv = torch.nn.Conv2d(16, 32, 3, padding=1, bias=False).eval()
+x = torch.randn(8, 16, 32, 32, generator=torch.Generator().manual_seed(2))
+with torch.no_grad():
+    exe = compile_model(conv, (x,), CompileOptions(config="dense")).cpu(cache=False)
+threadpool_limits(2, user_api="blas")  # as a user's (or a benchmark's) thread setting does
+numba.set_num_threads(2)
+for _ in range(3):
+    exe(x.numpy())
+blas = str(cache_dir() / "blas")
+print("seen:", [i["filepath"] for i in threadpool_info() if i["filepath"].startswith(blas)])
+"""
+
+
+def test_two_threads_never_run_an_openblas_pool_inside_numba_threads(tmp_path) -> None:
+    """With ``threadpool_limits(2)`` and two Numba threads, a convolution split over
+    the threads still runs single-threaded GEMMs: OpenBLAS (pthreads) prints "Detect
+    OpenMP Loop … may hang" whenever its pool is entered from a parallel region, once
+    per call. ``OPENBLAS_CORETYPE=Haswell`` makes an AVX-512 host load the private
+    SkylakeX copy of ``runtime/cpu/dense.py`` (which threadpoolctl must not see); other
+    hosts check the shared library's per-call thread count."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", NUMBA_NUM_THREADS="2", TASDC_CACHE_DIR=str(tmp_path))
+    env.pop("TASDC_DENSE_BLAS", None)
+    proc = subprocess.run([sys.executable, "-c", _THREADPOOL_CHILD], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "OpenBLAS Warning" not in proc.stderr
+    assert "seen: []" in proc.stdout
