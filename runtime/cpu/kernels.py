@@ -1855,6 +1855,12 @@ def _generic_cfunc() -> Any:
     global _cfunc_obj
     with _cfunc_lock:
         if _cfunc_obj is None:
+            from numba.np.ufunc import parallel as _parallel
+
+            # Before the cfunc loads: its parallel regions link against the threading
+            # layer's symbols (``allocate_sched``); loaded first, a later cfunc that
+            # starts the threads (runtime/cpu/dense.py) aborted in LLVM's linker.
+            _parallel._launch_threads()
             _cfunc_obj = cfunc(_CFUNC_SIG, cache=True, nogil=True)(_cfunc_generic_py)
         return _cfunc_obj
 

@@ -730,3 +730,22 @@ def test_conv_kernel_thread_count_does_not_change_results():
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(y1, y2)
+
+
+def test_series_entry_first_then_dense_entries_load_in_a_new_process() -> None:
+    """An embedder may load the series C entry before anything has started Numba's
+    threads and then the dense library entries: that order once aborted the process
+    in LLVM's linker ("Symbol not found: allocate_sched")."""
+    import subprocess
+    import sys
+
+    child = (
+        "from tasdc.runtime.cpu import kernels\n"
+        "kernels._generic_cfunc()\n"
+        "from tasdc.runtime.cpu import dense\n"
+        "for name in dense.LIBRARY_ENTRIES:\n"
+        "    dense.library_entry(name)\n"
+        "print('loaded')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "loaded" in proc.stdout, proc.stderr[-2000:]
