@@ -1533,16 +1533,25 @@ _MODE_TILES, _MODE_PADDED, _MODE_INPLACE = 0, 1, 2
 #: ``layout="auto"`` runs a k x k (k > 1) stride-1 conv directly from this many
 #: output pixels per image on (``benchmarks/bench_kernels.py --conv-model``)
 DIRECT_MIN_PIXELS = 196
+#: ... and only while each X column feeds at most this many weight slots
+#: (``O * density``): the X tiles are L1-resident and aligned, the direct
+#: layout's columns are shifted runs (unaligned loads, split over cache lines),
+#: so it wins only where packing weighs more than the loads (see
+#: docs/cpu-runtime.md, "Direct conv layout")
+DIRECT_MAX_SLOTS_PER_COLUMN = 16
 
 
 @njit(cache=True, nogil=True)
-def _direct_conv_pays(kh, kw, oh, ow, inplace):
+def _direct_conv_pays(kh, kw, oh, ow, inplace, slots_per_column):
     """``layout="auto"``: whether the direct layout is expected to beat the X
     tiles for a stride-1 conv that admits it. A 1x1 conv read in place saves
     the whole X packing; a k x k conv packs each image once instead of every
     input element k² times per O-chunk, but computes ``(kw-1)*dw`` wasted
-    columns per output row: worth it on images of ``DIRECT_MIN_PIXELS``
-    output pixels or more."""
+    columns per output row and reads X unaligned: worth it on images of
+    ``DIRECT_MIN_PIXELS`` output pixels or more whose X columns each feed at
+    most ``DIRECT_MAX_SLOTS_PER_COLUMN`` slots (few FMAs per packed float)."""
+    if slots_per_column > DIRECT_MAX_SLOTS_PER_COLUMN:
+        return False
     if kh == 1 and kw == 1:
         return inplace
     return oh * ow >= DIRECT_MIN_PIXELS
@@ -1563,14 +1572,15 @@ def _dconv_geometry(geo):
 
 
 @njit(cache=True, nogil=True)
-def _dconv_mode(geo, layout, kpad):
+def _dconv_mode(geo, layout, kpad, nslots):
     """:data:`_MODE_TILES`, ``_MODE_PADDED`` or ``_MODE_INPLACE`` for a conv of
     geometry ``geo`` whose packed series reaches column ``kpad`` (its K plus
     the compressed format's padding), under ``layout`` (a
     :data:`CONV_LAYOUTS` code). The direct layout needs stride 1, no slots
     past K (their columns have no tap) and more output pixels per image than
     the narrow micro-kernel's rows (it has no tap-offset clone); ``direct``
-    forces it where it applies, ``auto`` asks :func:`_direct_conv_pays`.
+    forces it where it applies, ``auto`` asks :func:`_direct_conv_pays`
+    (``nslots``: the series' stored slots, ``O * density * K``).
     Returns -1 for ``direct`` where it does not apply."""
     if layout == 1:
         return _MODE_TILES
@@ -1582,7 +1592,7 @@ def _dconv_mode(geo, layout, kpad):
         return -1 if layout == 2 else _MODE_TILES
     inplace = (kh == 1 and kw == 1 and geo[_G_PH] == 0 and geo[_G_PW] == 0 and geo[_G_OH] == geo[_G_H]
                and geo[_G_OW] == geo[_G_W] and geo[_G_XSW] == 1 and geo[_G_XSH] == geo[_G_W])
-    if layout == 0 and not _direct_conv_pays(kh, kw, geo[_G_OH], geo[_G_OW], inplace):
+    if layout == 0 and not _direct_conv_pays(kh, kw, geo[_G_OH], geo[_G_OW], inplace, nslots / max(1, kpad)):
         return _MODE_TILES
     return _MODE_INPLACE if inplace else _MODE_PADDED
 
@@ -1794,7 +1804,7 @@ def _run_conv(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w
     n_img, oh, ow = geo[_G_N], geo[_G_OH], geo[_G_OW]
     work = n_img * oh * ow * w_loc.size
     parallel = not (nth <= 1 or work < SERIAL_WORK)
-    mode = _dconv_mode(geo, layout, kpad)
+    mode = _dconv_mode(geo, layout, kpad, w_loc.size)
     if mode == _MODE_PADDED or mode == _MODE_INPLACE:
         _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16,
                       mode, pf, parallel)
@@ -2374,7 +2384,7 @@ def _kpad(packed: PackedSeries) -> int:
 
 def make_conv_cfunc_entry(
     packed: PackedSeries, kh: int, kw: int, stride: Any = 1, dilation: Any = 1, *,
-    padding: Any = 0, name: str | None = None, isa: str | None = None, layout: str = "auto",
+    padding: Any = 0, name: str | None = None, isa: str | None = None, layout: str | None = None,
 ) -> CFuncEntry:
     """The C entry ``int32 <name>(memref4d *x, memref4d *y)`` of a conv2d
     (NCHW input ``x``, NFHW output ``y``, groups 1) with the filter series
@@ -2383,10 +2393,15 @@ def make_conv_cfunc_entry(
     :func:`make_cfunc_entry`, so JIT'ed code calls it without Python.
     ``padding`` is zero padding read as part of the input: an int, a pair
     ``(ph, pw)`` or ``(ph_before, pw_before, ph_after, pw_after)``.
-    ``layout`` as for :func:`conv2d_series`; ``direct`` is checked here for
+    ``layout`` as for :func:`conv2d_series` (default ``$TASDC_CONV_LAYOUT``,
+    else ``auto``: what the CPU executor's entries run); ``direct`` is checked here for
     the stride only: on a call whose shapes do not admit it the entry runs
     the X tiles (same results). Shapes are checked on every call (status,
     never an exception)."""
+    if layout is None:
+        import os
+
+        layout = os.environ.get("TASDC_CONV_LAYOUT", "").strip().lower() or "auto"
     lcode = _layout_code(layout)
     entry = make_cfunc_entry(packed, name=name, isa=isa)
     sh, sw = _pair(stride, "stride")
@@ -2582,7 +2597,7 @@ def conv2d_series(
     xflat = np.lib.stride_tricks.as_strided(x, shape=(1 + sum((d - 1) * s for d, s in zip(x.shape, xs)),), strides=(4,))
     yflat = np.lib.stride_tricks.as_strided(out, shape=(1 + sum((d - 1) * s for d, s in zip(out.shape, ys)),), strides=(4,))
     kpad = _kpad(packed)
-    if lcode == CONV_LAYOUTS["direct"] and _dconv_mode(geo, lcode, kpad) < 0:
+    if lcode == CONV_LAYOUTS["direct"] and _dconv_mode(geo, lcode, kpad, packed.w_loc.size) < 0:
         raise KernelError(f"layout='direct' does not apply: stride {(sh, sw)} (needs 1), series columns {kpad} vs K={c * kh * kw} "
                           f"(needs no padding), {oh} output rows of {ow + (kw - 1) * dw} padded-width pixels (needs > {NARROW_MAX_T})")
     pf = DIRECT_PREFETCH if prefetch is None else bool(prefetch)
