@@ -708,15 +708,17 @@ _NO_TAPS = np.zeros(1, np.int64)
 def _xcol(toff, loc, tt):
     """Start of X column ``loc`` (a slot's column inside its K-tile) in the
     packed X tile: ``loc * tt``. The direct conv layout's clones of the
-    micro-kernels (:data:`_DIRECT_GLOBALS`) read ``toff[loc]`` instead: the
-    column's tap offset in the padded input image."""
+    micro-kernels (``_dwide_item`` ...) use :func:`_xcol_tap` instead."""
     return np.intp(loc) * tt
 
 
 @njit(inline="always", nogil=True)
 def _xcol_tap(toff, loc, tt):
-    """:func:`_xcol` of the direct conv layout: ``toff[loc]``."""
-    return toff[np.intp(loc)]
+    """:func:`_xcol` of the direct conv layout, whose slots carry their
+    column's tap offset (``loc``, int32) instead of its place in the K-tile:
+    ``toff[0] + loc``, ``toff[0]`` being the tile's first pixel in the image
+    (one add per slot, no table load: a table lookup per slot cost ~15 % at 2:4)."""
+    return toff[0] + np.intp(loc)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
@@ -1530,45 +1532,53 @@ CONV_LAYOUTS = {"auto": 0, "tiles": 1, "direct": 2}
 #: what :func:`_dconv_mode` picks: X tiles packed per item, the direct layout
 #: on a zero-padded copy of each image, the direct layout on the input itself
 _MODE_TILES, _MODE_PADDED, _MODE_INPLACE = 0, 1, 2
-#: ``layout="auto"`` runs a k x k (k > 1) stride-1 conv directly from this many
-#: output pixels per image on (``benchmarks/bench_kernels.py --conv-model``)
-DIRECT_MIN_PIXELS = 196
-#: ... and only while each X column feeds at most this many weight slots
-#: (``O * density``): the X tiles are L1-resident and aligned, the direct
-#: layout's columns are shifted runs (unaligned loads, split over cache lines),
-#: so it wins only where packing weighs more than the loads (see
-#: docs/cpu-runtime.md, "Direct conv layout")
-DIRECT_MAX_SLOTS_PER_COLUMN = 16
+#: ``layout="auto"`` runs a k x k (k > 1) stride-1 conv directly when the
+#: output pixels it computes per image — rows padded to ``_DCONV_ALIGN``,
+#: rounded up to whole 64-pixel tiles — exceed the real ones by at most this
+#: fraction (ResNet at 224²: 56² 0 %, 28² 14 %: direct; 14² 31 %, 7² 31 %:
+#: tiles; ``benchmarks/bench_kernels.py --conv-model``)
+DIRECT_MAX_WASTE = 0.2
+#: ... and a 1x1 conv read in place only while each input channel feeds at
+#: most this many weight slots (``O * density``): the X tiles are packed
+#: once per item anyway, and the in-place columns are 1-4 KB apart (one per
+#: channel), so reading in place wins only where packing weighs most
+DIRECT_MAX_SLOTS_1X1 = 8
 
 
 @njit(cache=True, nogil=True)
-def _direct_conv_pays(kh, kw, oh, ow, inplace, slots_per_column):
+def _direct_conv_pays(kh, kw, oh, ow, wp, inplace, slots_per_column):
     """``layout="auto"``: whether the direct layout is expected to beat the X
-    tiles for a stride-1 conv that admits it. A 1x1 conv read in place saves
-    the whole X packing; a k x k conv packs each image once instead of every
-    input element k² times per O-chunk, but computes ``(kw-1)*dw`` wasted
-    columns per output row and reads X unaligned: worth it on images of
-    ``DIRECT_MIN_PIXELS`` output pixels or more whose X columns each feed at
-    most ``DIRECT_MAX_SLOTS_PER_COLUMN`` slots (few FMAs per packed float)."""
-    if slots_per_column > DIRECT_MAX_SLOTS_PER_COLUMN:
-        return False
+    tiles for a stride-1 conv that admits it. A k x k conv packs each image
+    ``kw`` times instead of every input element k² times per O-chunk, but
+    computes the padded rows' extra pixels (``wp - ow`` per row and the last
+    tile's rest): worth it while they are at most ``DIRECT_MAX_WASTE`` of
+    the output. A 1x1 conv read in place: see ``DIRECT_MAX_SLOTS_1X1``."""
     if kh == 1 and kw == 1:
-        return inplace
-    return oh * ow >= DIRECT_MIN_PIXELS
+        return inplace and slots_per_column <= DIRECT_MAX_SLOTS_1X1
+    computed = -(-(oh * wp) // 64) * 64
+    return computed <= (1.0 + DIRECT_MAX_WASTE) * oh * ow
+
+
+#: the direct layout's padded rows are a multiple of this many floats long, so
+#: that every tap's run starts 32-byte aligned (8-lane loads never split a line)
+_DCONV_ALIGN = 8
 
 
 @njit(cache=True, nogil=True)
 def _dconv_geometry(geo):
-    """(hp, wp, rows, cs, rs): the padded image of the direct layout (rows
-    ``hp = oh + (kh-1)*dh`` of ``wp = ow + (kw-1)*dw`` elements); the output
-    pixels per image it computes (``oh * wp``: each row's last ``wp - ow``
-    are wasted); channel and row strides of the image the taps index (the
-    padded copy's, or the input's own when read in place)."""
-    kh, kw, dh, dw = geo[_G_KH], geo[_G_KW], geo[_G_DH], geo[_G_DW]
+    """(hp, wp, rows, cs, rs, js): the padded images of the direct layout.
+    One zero-padded copy per filter column ``j`` (``kw`` copies of ``[C,
+    hp, wp]``; copy ``j`` shifted left by ``j*dw``), so that every tap reads
+    a run that starts where its output pixel does, plus whole rows: ``hp =
+    oh + (kh-1)*dh`` rows of ``wp`` = ``ow`` rounded up to ``_DCONV_ALIGN``
+    floats (aligned loads; each row's last ``wp - ow`` pixels are computed
+    and dropped). ``rows``: the output pixels per image it computes (``oh *
+    wp``); ``cs``, ``rs``, ``js``: channel, row and copy strides."""
+    kh, kw, dh = geo[_G_KH], geo[_G_KW], geo[_G_DH]
     oh, ow = geo[_G_OH], geo[_G_OW]
     hp = oh + (kh - 1) * dh
-    wp = ow + (kw - 1) * dw
-    return hp, wp, oh * wp, hp * wp, wp
+    wp = -(-ow // _DCONV_ALIGN) * _DCONV_ALIGN
+    return hp, wp, oh * wp, hp * wp, wp, geo[_G_C] * hp * wp
 
 
 @njit(cache=True, nogil=True)
@@ -1586,31 +1596,35 @@ def _dconv_mode(geo, layout, kpad, nslots):
         return _MODE_TILES
     kh, kw = geo[_G_KH], geo[_G_KW]
     kk = geo[_G_C] * kh * kw
-    hp, wp, rows, cs, rs = _dconv_geometry(geo)
-    ok = geo[_G_SH] == 1 and geo[_G_SW] == 1 and kpad == kk and rows > NARROW_MAX_T and kk > 0
+    hp, wp, rows, cs, rs, js = _dconv_geometry(geo)
+    if kh == 1 and kw == 1:
+        rows = geo[_G_OH] * geo[_G_OW]  # read in place: rows of ow pixels
+    ok = (geo[_G_SH] == 1 and geo[_G_SW] == 1 and kpad == kk and rows > NARROW_MAX_T and kk > 0
+          and kw * js < 2**31 - 2**20 and geo[_G_C] * geo[_G_XSC] < 2**31 - 2**20)  # int32 tap offsets
     if not ok:
         return -1 if layout == 2 else _MODE_TILES
     inplace = (kh == 1 and kw == 1 and geo[_G_PH] == 0 and geo[_G_PW] == 0 and geo[_G_OH] == geo[_G_H]
                and geo[_G_OW] == geo[_G_W] and geo[_G_XSW] == 1 and geo[_G_XSH] == geo[_G_W])
-    if layout == 0 and not _direct_conv_pays(kh, kw, geo[_G_OH], geo[_G_OW], inplace, nslots / max(1, kpad)):
+    if layout == 0 and not _direct_conv_pays(kh, kw, geo[_G_OH], geo[_G_OW], wp, inplace, nslots / max(1, kpad)):
         return _MODE_TILES
     return _MODE_INPLACE if inplace else _MODE_PADDED
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _dconv_fill(xbuf, geo, n, c, dst, hp, wp):
-    """Channel ``c`` of image ``n`` into ``dst[c*hp*wp : +hp*wp]``: the input
-    rows at row ``ph`` and column ``pw`` of an ``hp x wp`` zero plane (the
+def _dconv_fill(xbuf, geo, n, c, j, dst, hp, wp):
+    """Channel ``c`` of image ``n`` into copy ``j`` of the direct layout,
+    ``dst[(j*C + c)*hp*wp : +hp*wp]``: element ``(y, x)`` is the input at
+    row ``y - ph``, column ``x + j*dw - pw``, zero outside the input (the
     high padding follows from the output size; input past it is not read)."""
     h, w, ph, pw = geo[_G_H], geo[_G_W], geo[_G_PH], geo[_G_PW]
     xsh, xsw = geo[_G_XSH], geo[_G_XSW]
     src0 = geo[_G_XOFF] + n * geo[_G_XSN] + c * geo[_G_XSC]
-    a = min(pw, wp)
-    b = min(wp, pw + w)
-    if b < a:
-        b = a
+    shift = j * geo[_G_DW] - pw  # input column of x = 0
+    a = min(max(0, -shift), wp)
+    b = max(a, min(wp, w - shift))
+    dbase = (j * geo[_G_C] + c) * hp * wp
     for y in range(hp):
-        d = np.uint64(c * hp * wp + y * wp)
+        d = np.uint64(dbase + y * wp)
         iy = y - ph
         if iy < 0 or iy >= h:
             for q in range(np.uint64(wp)):
@@ -1618,7 +1632,7 @@ def _dconv_fill(xbuf, geo, n, c, dst, hp, wp):
             continue
         for q in range(np.uint64(a)):
             dst[d + q] = 0.0
-        s = np.uint64(src0 + iy * xsh)
+        s = np.uint64(src0 + iy * xsh + (a + shift) * xsw)
         da = d + np.uint64(a)
         if xsw == 1:
             for q in range(np.uint64(b - a)):
@@ -1632,17 +1646,19 @@ def _dconv_fill(xbuf, geo, n, c, dst, hp, wp):
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _dconv_pack(xbuf, geo, n, dst, hp, wp):
-    """Image ``n`` as the direct layout's padded ``[C, hp, wp]`` copy in ``dst``
-    (channels over the threads)."""
-    for c in prange(geo[_G_C]):
-        _dconv_fill(xbuf, geo, n, c, dst, hp, wp)
+    """Image ``n`` as the direct layout's ``kw`` padded ``[C, hp, wp]`` copies
+    in ``dst`` (copies x channels over the threads)."""
+    c_in = geo[_G_C]
+    for q in prange(geo[_G_KW] * c_in):
+        _dconv_fill(xbuf, geo, n, q % c_in, q // c_in, dst, hp, wp)
 
 
 @njit(cache=True, nogil=True)
-def _dconv_taps(geo, cs, rs, ntiles, kb):
+def _dconv_taps(geo, cs, rs, js, ntiles, kb):
     """Tap offsets ``[ntiles*kb]``: filter column ``k = (c, i, j)`` reads the
-    image at ``c*cs + i*dh*rs + j*dw`` past the output pixel's own offset
-    (0 past K). Returns (taps, largest offset)."""
+    image at ``j*js + c*cs + i*dh*rs`` past the output pixel's own offset
+    (copy ``j`` of :func:`_dconv_geometry`; 0 past K). Returns (taps,
+    largest offset)."""
     kh, kw, dh, dw = geo[_G_KH], geo[_G_KW], geo[_G_DH], geo[_G_DW]
     kk = geo[_G_C] * kh * kw
     taps = np.zeros(ntiles * kb, np.int64)
@@ -1651,7 +1667,7 @@ def _dconv_taps(geo, cs, rs, ntiles, kb):
         c = k // (kh * kw)
         i = (k // kw) % kh
         j = k % kw
-        taps[k] = c * cs + i * dh * rs + j * dw
+        taps[k] = j * js + c * cs + i * dh * rs
         tmax = max(tmax, taps[k])
     return taps, tmax
 
@@ -1691,7 +1707,7 @@ def _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, acc
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O, accumulate, w_loc, w_val,
+def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O, accumulate, w_loc, w_tap, w_val,
                  tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf):
     """One image of the direct layout: items = (T-tile, O-chunk) of its ``rows``
     padded-width pixels (``plan`` from :func:`_plan`). Per K-tile an item
@@ -1706,7 +1722,7 @@ def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O
     kk = geo[_G_C] * khw
     ow = geo[_G_OW]
     wp = rs  # padded-width pixels: p = oy*wp + ox (wp = ow when read in place)
-    span = tt + (kh - 1) * dh * rs + (kw - 1) * dw
+    span = tt + (kh - 1) * dh * rs  # one copy's rows of the tile's pixels
     for item in prange(ntt * noc):
         it = item // noc
         ic = item % noc
@@ -1718,26 +1734,25 @@ def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O
         acc = _aligned_empty(no * tt)
         acc[:] = 0.0
         toff = np.empty(kb, np.int64)
+        toff[0] = base + t0
         spill = base + t0 + tt + tmax > limit
         xp = _aligned_empty(kb * tt if spill else 16)
         for kt in range(ntiles):
-            for l in range(kb):
-                toff[l] = base + t0 + taps[kt * kb + l]
             pf_base, pf_rows, pf_lines = 0, 0, 0
             if pf and kt + 1 < ntiles:
                 c0 = (kt + 1) * kb // khw
                 c1 = (min(kk, (kt + 2) * kb) - 1) // khw
                 pf_base, pf_rows, pf_lines = base + t0 + c0 * cs, c1 - c0 + 1, (span + 15) // 16 + 1
-            if spill:
+            if spill:  # the tiles' micro-kernel on the columns copied into an X tile
                 for l in range(kb):
+                    o = base + t0 + taps[kt * kb + l]
                     for t in range(tv):
-                        xp[l * tt + t] = src[toff[l] + t]
+                        xp[l * tt + t] = src[o + t]
                     for t in range(tv, tt):
                         xp[l * tt + t] = 0.0
-                    toff[l] = l * tt
-                _dmicro(tt, wide16, xp, toff, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, src, pf_base, pf_rows, cs, pf_lines)
+                _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, src, pf_base, pf_rows, cs, pf_lines)
             else:
-                _dmicro(tt, wide16, src, toff, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, src, pf_base, pf_rows, cs, pf_lines)
+                _dmicro(tt, wide16, src, toff, acc, no, o0, tile_count[kt], tile_ptr[kt], w_tap, w_val, src, pf_base, pf_rows, cs, pf_lines)
         _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, accumulate)
 
 
@@ -1751,37 +1766,42 @@ def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_lo
     are those of the X-tile path (same slots, same values, zeros in the
     padding): the results are bit-identical."""
     n_img, c_in = geo[_G_N], geo[_G_C]
-    hp, wp, rows, cs, rs = _dconv_geometry(geo)
+    hp, wp, rows, cs, rs, js = _dconv_geometry(geo)
     if mode == _MODE_INPLACE:
-        cs, rs = geo[_G_XSC], geo[_G_XSH]
+        cs, rs, rows = geo[_G_XSC], geo[_G_XSH], geo[_G_OH] * geo[_G_OW]
     if rows <= 0 or O <= 0:
         return
     ntiles = tile_count.size
     plan = np.empty(4, np.int64)
     plan[0], plan[1], plan[2], plan[3] = _plan(rows, O, tile_count, kb, nth, wide16)
-    taps, tmax = _dconv_taps(geo, cs, rs, ntiles, kb)
+    taps, tmax = _dconv_taps(geo, cs, rs, js, ntiles, kb)
+    # every slot's tap offset (int32: _dconv_mode keeps the image under 2**31 floats)
+    w_tap = np.empty(w_loc.size, np.int32)
+    for kt in range(ntiles):
+        for q in range(tile_ptr[kt], tile_ptr[kt + 1]):
+            w_tap[q] = taps[kt * kb + np.intp(w_loc[q])]
     if mode == _MODE_PADDED:
-        body = c_in * hp * wp
+        body = geo[_G_KW] * c_in * hp * wp
         pad = _aligned_empty(tmax + plan[0] * plan[1] + 16)
         pad[body:] = 0.0
         for n in range(n_img):
             if parallel:
                 _dconv_pack(xbuf, geo, n, pad, hp, wp)
                 _dconv_image(pad, 0, pad.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                             w_loc, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
             else:
                 _dconv_pack_serial(xbuf, geo, n, pad, hp, wp)
                 _dconv_image_serial(pad, 0, pad.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                                    w_loc, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
     else:
         for n in range(n_img):
             base = geo[_G_XOFF] + n * geo[_G_XSN]
             if parallel:
                 _dconv_image(xbuf, base, xbuf.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                             w_loc, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
             else:
                 _dconv_image_serial(xbuf, base, xbuf.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                                    w_loc, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
 
 
 _dconv_pack_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_dconv_pack.py_func, "_dconv_pack_serial"))
@@ -2599,7 +2619,7 @@ def conv2d_series(
     kpad = _kpad(packed)
     if lcode == CONV_LAYOUTS["direct"] and _dconv_mode(geo, lcode, kpad, packed.w_loc.size) < 0:
         raise KernelError(f"layout='direct' does not apply: stride {(sh, sw)} (needs 1), series columns {kpad} vs K={c * kh * kw} "
-                          f"(needs no padding), {oh} output rows of {ow + (kw - 1) * dw} padded-width pixels (needs > {NARROW_MAX_T})")
+                          f"(needs no padding), {oh} output rows of {-(-ow // _DCONV_ALIGN) * _DCONV_ALIGN} padded-width pixels (needs > {NARROW_MAX_T})")
     pf = DIRECT_PREFETCH if prefetch is None else bool(prefetch)
     _run_conv(xflat, geo, yflat, 0, ys[0], ys[1], ys[2], ys[3], f, bias is not None,
               packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512",
