@@ -380,7 +380,7 @@ def _model_convs(model: str, batch: int = 8, side: int = 224) -> list[tuple[tupl
 
 def _conv_model_main(args: argparse.Namespace, nthreads: int, load0: tuple[float, float, float]) -> int:
     """``--conv-model``: every conv layer shape of a ResNet (batch 8, 224²), torch ``conv2d`` vs the N:M
-    conv with X tiles and in the direct layout (with and without prefetching), all in the same rounds;
+    conv with X tiles and in the direct layout (without and with prefetching), all in the same rounds;
     per layer and in total (each shape times its count in the model). ``auto`` is what
     ``layout="auto"`` runs (the tiles or the direct column)."""
     import torch
@@ -411,8 +411,8 @@ def _conv_model_main(args: argparse.Namespace, nthreads: int, load0: tuple[float
             auto[cfg] = "direct" if K._dconv_mode(geo, 0, kpad, pk.w_loc.size) > 0 else "tiles"
             fns[f"{cfg} tiles"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="tiles")
             if K._dconv_mode(geo, 2, kpad, pk.w_loc.size) > 0:
-                fns[f"{cfg} direct"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="direct", prefetch=True)
-                fns[f"{cfg} direct-nopf"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="direct", prefetch=False)
+                fns[f"{cfg} direct"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="direct", prefetch=False)
+                fns[f"{cfg} direct+pf"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="direct", prefetch=True)
         times: dict[str, list[float]] = {}
         for _ in range(rounds):
             for key, fn in fns.items():
@@ -425,10 +425,10 @@ def _conv_model_main(args: argparse.Namespace, nthreads: int, load0: tuple[float
     print()
     print(f"{args.conv_model} conv layers, batch 8, 224² input: median of {rounds} x {reps} calls per layer; "
           f"numba and torch at {nthreads} thread(s); micro-kernel {isa}; {args.clock} clock")
-    print("ms per call; 'direct' with prefetching, 'nopf' without; auto = what layout='auto' runs; "
+    print("ms per call; 'direct' without prefetching (the default), '+pf' with; auto = what layout='auto' runs; "
           "ratios torch / N:M (> 1: tasdc faster)")
-    hdr = (f"{'layer':<36} {'series':<6} {'torch':>7} {'tiles':>7} {'direct':>7} {'nopf':>7} {'auto':>6} "
-           f"{'t/tiles':>7} {'t/auto':>6} {'tiles/dir':>9} {'nopf/dir':>8}")
+    hdr = (f"{'layer':<36} {'series':<6} {'torch':>7} {'tiles':>7} {'direct':>7} {'+pf':>7} {'auto':>6} "
+           f"{'t/tiles':>7} {'t/auto':>6} {'tiles/dir':>9} {'pf/dir':>8}")
     print(hdr)
     print("-" * len(hdr))
     tot = {}
@@ -438,9 +438,9 @@ def _conv_model_main(args: argparse.Namespace, nthreads: int, load0: tuple[float
         for cfg in cfgs:
             tl = med[f"{cfg} tiles"]
             dr = med.get(f"{cfg} direct")
-            npf = med.get(f"{cfg} direct-nopf")
+            npf = med.get(f"{cfg} direct+pf")
             au = dr if auto[cfg] == "direct" else tl
-            for key, v in ((f"{cfg} tiles", tl), (f"{cfg} auto", au), (f"{cfg} nopf", npf if auto[cfg] == "direct" else tl)):
+            for key, v in ((f"{cfg} tiles", tl), (f"{cfg} auto", au), (f"{cfg} +pf", npf if auto[cfg] == "direct" else tl)):
                 tot[key] = tot.get(key, 0.0) + count * v
             fmt = lambda v: f"{v * 1e3:>7.2f}" if v is not None else f"{'-':>7}"
             tcol = f"{med['torch'] * 1e3:.2f}" if first else ""
@@ -453,8 +453,7 @@ def _conv_model_main(args: argparse.Namespace, nthreads: int, load0: tuple[float
     for cfg in cfgs:
         print(f"  {cfg:<6} tiles {tot[cfg + ' tiles'] * 1e3:7.1f} (torch/tiles {tot['torch'] / tot[cfg + ' tiles']:.2f})   "
               f"auto {tot[cfg + ' auto'] * 1e3:7.1f} (torch/auto {tot['torch'] / tot[cfg + ' auto']:.2f})   "
-              f"auto without prefetch {tot[cfg + ' nopf'] * 1e3:7.1f} (torch/that {tot['torch'] / tot[cfg + ' nopf']:.2f}; "
-              f"nopf = tiles where direct does not apply)")
+              f"auto with prefetch {tot[cfg + ' +pf'] * 1e3:7.1f} (torch/that {tot['torch'] / tot[cfg + ' +pf']:.2f})")
     print(f"\nload average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
     return 0
 

@@ -1807,8 +1807,12 @@ def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_lo
 _dconv_pack_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_dconv_pack.py_func, "_dconv_pack_serial"))
 _dconv_image_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_dconv_image.py_func, "_dconv_image_serial"))
 
-#: the direct layout prefetches the next K-tile's input channels (A/B: ``conv2d_series(..., prefetch=)``)
-DIRECT_PREFETCH = True
+#: the direct layout prefetches the next K-tile's input channels (A/B:
+#: ``conv2d_series(..., prefetch=)``, ``bench_kernels.py --conv-model``'s
+#: "nopf" column). Off: it did not pay over whole models (conv layers of
+#: resnet18 / resnet50, one run each: 2:4 -3 % / +1.5 %, 1:8 +2 % / -0.5 %
+#: time with it; only 1x1 layers read in place gained, ~1.2x at 1:8)
+DIRECT_PREFETCH = False
 
 
 @njit(fastmath=True, cache=True, nogil=True)
