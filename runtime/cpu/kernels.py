@@ -68,6 +68,16 @@ packs every K-tile column (c, i, j) from the input rows those runs meet
 ``[filter, pixel]`` partial sums are copied into the NCHW output planes.
 Per output the FMAs and their order are those of im2col + the GEMM kernel.
 
+Direct conv layout (:func:`_dconv_kernel`, stride 1; ``layout="auto"``
+takes it where :func:`_direct_conv_pays`): each image is packed once into
+``kw`` zero-padded copies (copy ``j`` shifted by ``j`` columns, rows rounded
+up to 8 floats), so the X column of filter tap ``(c, i, j)`` for output
+pixels ``t0 .. t0+tt`` is the contiguous, aligned run at ``t0 + tap`` of
+copy ``j``; a 1x1 conv without padding reads its input planes in place.
+The micro-kernels' clones (``_dwide_item`` ...) read X there instead of a
+packed tile, each slot carrying its tap offset; the same FMAs in the same
+order per output as the X tiles, so the results are bit-identical.
+
 The C entry (:func:`make_cfunc_entry`) runs the same kernel on memref
 descriptors (2-D, the weight on either side, or a rank-3 ``batch_matmul``
 with per-batch weights) and reports errors through an int32 status plus a
@@ -2401,9 +2411,16 @@ def _layout_code(layout: str) -> int:
 
 
 def _kpad(packed: PackedSeries) -> int:
-    """The last column any slot of ``packed`` may name, plus one: K and the
-    compressed format's padding up to the block size."""
-    return max((t.in_features + t.padding for t in packed.terms), default=packed.in_features)
+    """One past the last column any stored slot of ``packed`` names, at least
+    K: more than K where the compressed format padded K up to the block size
+    and a zero filler landed past it. From the slots themselves, so that a
+    series read back from the kernel cache (no ``terms``) gives the same."""
+    cols = packed.in_features
+    for kt in range(packed.ntiles):
+        seg = packed.w_loc[packed.tile_ptr[kt]:packed.tile_ptr[kt + 1]]
+        if seg.size:
+            cols = max(cols, kt * packed.kb + int(seg.max()) + 1)
+    return cols
 
 
 def make_conv_cfunc_entry(

@@ -178,6 +178,23 @@ def test_direct_c_entry_equals_tiles_entry():
     np.testing.assert_array_equal(outs[0], conv2d_series(x, p, 3, 3, 1, 1))
 
 
+def test_kpad_from_the_slots_not_the_terms():
+    """Whether a series has slots past K (no tap for them) is read from the
+    packed slots: a series read back from the kernel cache has no terms."""
+    rng = np.random.default_rng(2)
+    d = decompose(rng.standard_normal((8, 3 * 9)).astype(np.float32), "2:4", axis=1)  # K = 27: padded to 28
+    p = pack_series(d)
+    bare = K.PackedSeries(out_features=p.out_features, in_features=p.in_features, kb=p.kb, patterns=p.patterns,
+                          tile_count=p.tile_count, tile_ptr=p.tile_ptr, w_loc=p.w_loc, w_val=p.w_val)
+    last = max(kt * p.kb + int(p.w_loc[p.tile_ptr[kt]:p.tile_ptr[kt + 1]].max()) + 1 for kt in range(p.ntiles))
+    assert K._kpad(bare) == K._kpad(p) == max(27, last)
+    x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    if K._kpad(bare) > 27:
+        with pytest.raises(KernelError, match="does not apply"):
+            conv2d_series(x, bare, 3, 3, 1, 1, layout="direct")
+    np.testing.assert_array_equal(conv2d_series(x, bare, 3, 3, 1, 1), conv2d_series(x, p, 3, 3, 1, 1, layout="tiles"))
+
+
 def test_layout_errors():
     """Bad layout names and a direct layout that does not apply are KernelErrors."""
     rng = np.random.default_rng(1)
