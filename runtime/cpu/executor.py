@@ -119,6 +119,23 @@ def _copy_out(desc: ctypes.Structure, shape: tuple[int, ...], dtype: np.dtype) -
     return np.array(_view(desc, dtype), copy=True)
 
 
+@functools.lru_cache(maxsize=None)
+def _results_class(ranks: tuple[int, ...]) -> type[ctypes.Structure]:
+    """The C struct of several memref descriptors an entry with several results returns.
+
+    Built once per signature: a ctypes type is a cyclic object, and one made per
+    call is garbage only the cyclic collector frees (measured: 10 calls left 7
+    unreachable objects before, none after)."""
+    fields = [(f"r{i}", _descriptor_class(rank)) for i, rank in enumerate(ranks)]
+    return type("Results", (ctypes.Structure,), {"_fields_": fields})
+
+
+@functools.lru_cache(maxsize=None)
+def _pointer_array_class(length: int) -> type[ctypes.Array]:
+    """``ctypes.c_void_p * length``, built once per length (see :func:`_results_class`)."""
+    return ctypes.c_void_p * length
+
+
 def _descriptor_of(array: np.ndarray) -> ctypes.Structure:
     """A memref descriptor over a C-contiguous numpy array (no copy)."""
     desc = _descriptor_class(array.ndim)()
@@ -255,8 +272,7 @@ class CpuExecutable:
             result = _descriptor_class(len(result_types[0][0]))()
             parts = [result]
         else:
-            fields = [(f"r{i}", _descriptor_class(len(shape))) for i, (shape, _) in enumerate(result_types)]
-            result = type("Results", (ctypes.Structure,), {"_fields_": fields})()
+            result = _results_class(tuple(len(shape) for shape, _ in result_types))()
             parts = [getattr(result, f"r{i}") for i in range(len(result_types))]
         if self._bound_descriptors is None:
             # Built once: the bound arrays never change, and a model has dozens
@@ -266,7 +282,7 @@ class CpuExecutable:
             self._bound_pointers = [ctypes.pointer(d) for d in self._bound_descriptors]
             self._bound_addresses = [ctypes.addressof(p) for p in self._bound_pointers]
         pointers = [ctypes.pointer(result)] + [ctypes.pointer(_descriptor_of(a)) for a in arrays]
-        packed = (ctypes.c_void_p * (len(pointers) + len(self._bound_addresses)))()
+        packed = _pointer_array_class(len(pointers) + len(self._bound_addresses))()
         packed[:len(pointers)] = [ctypes.addressof(p) for p in pointers]
         packed[len(pointers):] = self._bound_addresses
         before = [self._calls(kernel) for kernel in self.kernels]
