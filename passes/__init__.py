@@ -30,6 +30,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-outline-loops": "outline_loops",
     "tasd-cpu-dedup-functions": "dedup_functions",
     "tasd-cpu-inline-entry": "inline_entry",
+    "tasd-cpu-interchange-transposes": "interchange_transposes",
     "tasd-cpu-bind-constants": "bind_constants",
     "tasd-cpu-fold-batch-broadcasts": "fold_batch_broadcasts",
     "tasd-cpu-fold-batch-norm": "fold_batch_norm",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+import functools
+from typing import Callable, ClassVar
 
 from torch_mlir import ir
 from torch_mlir.passmanager import PassManager
@@ -17,6 +18,7 @@ from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.expand_erf import ExpandErf
 from tasdc.passes.expand_exp import ExpandExp
 from tasdc.passes.inline_entry import InlineEntry
+from tasdc.passes.interchange_transposes import InterchangeTransposes
 from tasdc.passes.mark_noalias import MarkNoalias
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.reassociate_reductions import ReassociateReductions
@@ -66,6 +68,9 @@ UPSTREAM_PIPELINE = (
 #: materialising the intermediate tensors; canonicalize and cse clean up.
 FUSION = ("func.func(linalg-fuse-elementwise-ops)", "canonicalize", "cse")
 FUSE_AFTER = "func.func(convert-elementwise-to-linalg)"
+
+#: ``tasd-cpu-interchange-transposes`` runs on tensors, right before this step.
+BUFFERIZE = "one-shot-bufferize"
 
 #: ``tasd-cpu-outline-loops`` runs on loops over memrefs, right before this step.
 OUTLINE_BEFORE = "expand-strided-metadata"
@@ -128,6 +133,10 @@ class LowerCpuToLLVM(ModulePass):
     the code needs no compiler-rt helper on CPUs without bfloat16
     instructions; the results are the same bits (round to nearest even).
 
+    With ``interchange`` (the default), a transpose that moves the last dim
+    is copied in a loop order that reads its input along rows
+    (``tasd-cpu-interchange-transposes``, on tensors before bufferization).
+
     With ``outline`` (the default), every top-level loop nest is moved into
     its own never-inlined function by ``tasd-cpu-outline-loops`` once the
     loops exist, so LLVM optimises many small functions instead of one
@@ -156,6 +165,7 @@ class LowerCpuToLLVM(ModulePass):
     fuse: bool = True
     dedup: bool = True
     expand_bf16: bool = True
+    interchange: bool = True
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -186,27 +196,34 @@ class LowerCpuToLLVM(ModulePass):
         if self.fuse:
             at = pipeline.index(FUSE_AFTER) + 1
             pipeline = pipeline[:at] + FUSION + pipeline[at:]
-        split = pipeline.index(OUTLINE_BEFORE)
+        # The upstream steps in order, with tasdc's own passes where they run.
+        steps: list[str | Callable[[], None]] = list(pipeline)
         # On the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg:
         body_passes = [p for p, on in ((ExpandErf(), self.expand_erf), (ExpandExp(), self.expand_exp),
                                        (ReassociateReductions(), self.reassociate)) if on]
-        if body_passes:
-            self._upstream(module, pipeline[:1])
-            for body_pass in body_passes:
-                body_pass.run(module)
-            pipeline, split = pipeline[1:], split - 1
+        steps[1:1] = [functools.partial(body_pass.run, module) for body_pass in body_passes]
+        if self.interchange:  # on tensors, right before bufferization
+            at = next(i for i, step in enumerate(steps) if isinstance(step, str) and step.startswith(BUFFERIZE))
+            steps.insert(at, functools.partial(InterchangeTransposes().run, module))
         if self.outline:
-            self._upstream(module, pipeline[:split])
-            OutlineLoops().run(module)
+            at = steps.index(OUTLINE_BEFORE)
+            outline: list[Callable[[], None]] = [functools.partial(OutlineLoops().run, module)]
             if self.noalias:  # records which arguments to mark; before dedup, which then keeps call sites apart
-                MarkNoalias().run(module)
+                outline.append(functools.partial(MarkNoalias().run, module))
             if self.dedup:
-                DedupFunctions().run(module)
-            self._upstream(module, pipeline[split:])
+                outline.append(functools.partial(DedupFunctions().run, module))
+            steps[at:at] = outline
             if self.noalias:  # puts llvm.noalias on the recorded pointer arguments
-                MarkNoalias().run(module)
-        else:
-            self._upstream(module, pipeline)
+                steps.append(functools.partial(MarkNoalias().run, module))
+        batch: list[str] = []
+        for step in steps + [lambda: None]:
+            if isinstance(step, str):
+                batch.append(step)
+                continue
+            if batch:
+                self._upstream(module, tuple(batch))
+                batch = []
+            step()
         InlineEntry().run(module)
 
     @staticmethod
