@@ -494,11 +494,161 @@ def _conv_images_parallel(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int
         _conv_images(xflat, xs, wp, xbase, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, block, direct, packed_y)
 
 
-def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
+#: ``_conv_core``'s ``method``: choose per shape (``_implicit_wins``), im2col, implicit GEMM.
+AUTO, IM2COL, IMPLICIT = 0, 1, 2
+#: The implicit GEMM needs at least this many input channels per group (each tap is a GEMM with
+#: K = C); a stem with fewer stacks its taps through im2col instead.
+IMPLICIT_MIN_CHANNELS = 16
+
+
+@njit(cache=True, nogil=True)
+def _implicit_wins(ch: int, kh: int, kw: int, dh: int, dw: int, sh: int, sw: int) -> bool:
+    """The implicit GEMM for a KxK (K > 1) convolution with at least ``IMPLICIT_MIN_CHANNELS``
+    input channels per group, dilation 1, stride 1 or 2 (per-layer times in
+    ``benchmarks/bench_dense_conv.py``); im2col otherwise (1×1: no copy at all at stride 1)."""
+    return kh * kw > 1 and ch >= IMPLICIT_MIN_CHANNELS and dh == 1 and dw == 1 and sh <= 2 and sw <= 2
+
+
+@njit(cache=True, nogil=True)
+def _tap_filter(wbase: int, ws: np.ndarray, f_all: int, ch: int, kh: int, kw: int) -> np.ndarray:
+    """The filter ``W[F, C, KH, KW]`` (element strides ``ws``) as ``[KH*KW, F, C]``: tap ``t``'s
+    ``[F, C]`` matrix is one plain GEMM operand (leading dimension C)."""
+    wflat = carray(_f32p(wbase), 1 + (f_all - 1) * ws[0] + (ch - 1) * ws[1] + (kh - 1) * ws[2] + (kw - 1) * ws[3])
+    out = np.empty((kh * kw, f_all, ch), np.float32)
+    for o in range(f_all):
+        for c in range(ch):
+            src = o * ws[0] + c * ws[1]
+            for i in range(kh):
+                for j in range(kw):
+                    out[i * kw + j, o, c] = wflat[src + i * ws[2] + j * ws[3]]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _phase_fill(xflat: np.ndarray, xs: np.ndarray, n0: int, nb: int, c0: int, ch: int, h: int, wid: int,
+                sh: int, sw: int, pt: int, pl: int, hph: int, wph: int, buf: np.ndarray) -> None:
+    """The zero-padded input of images ``n0 … n0+nb-1``, channels ``c0 … c0+ch-1``, split into
+    ``sh·sw`` stride phases, as ``buf[phase, c, u, n, v]`` (``[sh*sw, ch, hph, nb, wph]``):
+    phase ``(a, b)`` holds padded rows ``u*sh + a`` and columns ``v*sw + b``. Each output row
+    of ``nb`` images is then ``nb*wph`` consecutive floats of every phase plane, so every tap
+    of a stride-``s`` convolution reads one plane at a fixed offset (unit stride)."""
+    row = np.uint64(nb * wph)
+    cplane = np.uint64(hph) * row
+    for a in range(sh):
+        for b in range(sw):
+            ph = a * sw + b
+            lo_num = pl - b
+            v_lo = 0 if lo_num <= 0 else min(wph, (lo_num + sw - 1) // sw)
+            hi_num = wid - 1 + pl - b
+            v_hi = 0 if hi_num < 0 else min(wph, hi_num // sw + 1)
+            if v_hi < v_lo:
+                v_hi = v_lo
+            for c in range(ch):
+                cbase = np.uint64(ph * ch + c) * cplane
+                for u in range(hph):
+                    r = u * sh + a - pt
+                    for n in range(nb):
+                        d = cbase + np.uint64(u) * row + np.uint64(n * wph)
+                        if r < 0 or r >= h or v_lo == v_hi:
+                            for v in range(np.uint64(wph)):
+                                buf[d + v] = 0.0
+                            continue
+                        for v in range(np.uint64(v_lo)):
+                            buf[d + v] = 0.0
+                        src = np.uint64((n0 + n) * xs[0] + (c0 + c) * xs[1] + r * xs[2] + (v_lo * sw + b - pl) * xs[3])
+                        dv = d + np.uint64(v_lo)
+                        if sw == 1 and xs[3] == 1:
+                            for v in range(np.uint64(v_hi - v_lo)):
+                                buf[dv + v] = xflat[src + v]
+                        else:
+                            step = np.uint64(sw * xs[3])
+                            for v in range(np.uint64(v_hi - v_lo)):
+                                buf[dv + v] = xflat[src + v * step]
+                        for v in range(np.uint64(v_hi), np.uint64(wph)):
+                            buf[d + v] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
+                     n0: int, n1: int, nb: int, f_lo: int, f_hi: int) -> None:
+    """Implicit GEMM of images ``n0 … n1-1`` (``nb`` at a time, their rows interleaved), output
+    channels ``f_lo … f_hi-1`` of every group (``geometry`` as for :func:`_conv_images`; ``taps``
+    the ``[KH*KW, G*F, C]`` filter). Per group: the padded, phase-split input once
+    (:func:`_phase_fill`), then per block of output rows one ``sgemm`` per tap, accumulating
+    (``beta = 1``) ``Y'[F, rows·nb·wph] += W_tap[F, C] · X_tap[C, rows·nb·wph]``, where
+    ``X_tap`` is the phase plane at the tap's offset (leading dimension: the plane size).
+    ``Y'`` computes ``wph - OW`` extra columns per row (read across the row end; dropped) and
+    goes to NCHW ``Y`` by a copy. One output's sum runs over the taps in order and over C
+    inside each, whatever the split of images or channels: same bits on any thread count."""
+    groups, f, ch, kh, kw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4]
+    sh, sw, dh, dw, oh, ow = geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]
+    pt, pl, h, wid = geometry[11], geometry[12], geometry[13], geometry[14]
+    yn, yc, yr, yq = geometry[16], geometry[17], geometry[18], geometry[19]
+    f_all = groups * f
+    fc = f_hi - f_lo
+    if fc <= 0 or n1 <= n0:
+        return
+    hph = oh + ((kh - 1) * dh) // sh
+    wph = ow + ((kw - 1) * dw) // sw
+    nph = sh * sw
+    buf = np.empty(nph * ch * hph * nb * wph + wph, np.float32)
+    buf[nph * ch * hph * nb * wph:] = 0.0  # the tail the last plane's dropped columns read
+    bp = np.int64(buf.ctypes.data)
+    rows_per_block = max(1, min(oh, BLOCK_FLOATS // max(1, fc * nb * wph)))
+    tmp = np.empty(fc * rows_per_block * nb * wph, np.float32)
+    tp = np.int64(tmp.ctypes.data)
+    yflat = carray(_f32p(yaddr), 1 + (n1 - 1) * yn + (f_all - 1) * yc + (oh - 1) * yr + (ow - 1) * yq)
+    for start in range(n0, n1, nb):
+        nbc = min(nb, n1 - start)
+        row = nbc * wph
+        cplane = hph * row
+        for g in range(groups):
+            _phase_fill(xflat, xs, start, nbc, g * ch, ch, h, wid, sh, sw, pt, pl, hph, wph, buf)
+            for p0 in range(0, oh, rows_per_block):
+                rows = min(rows_per_block, oh - p0)
+                ncols = rows * row
+                for t in range(kh * kw):
+                    i = t // kw
+                    j = t - i * kw
+                    ph = ((i * dh) % sh) * sw + (j * dw) % sw
+                    off = ph * ch * cplane + ((i * dh) // sh + p0) * row + (j * dw) // sw
+                    a = taps + 4 * (t * f_all + g * f + f_lo) * ch
+                    _sgemm_rm(fc, ncols, ch, a, ch, bp + 4 * off, cplane, tp, ncols, 0.0 if t == 0 else 1.0)
+                for o in range(fc):
+                    for pp in range(rows):
+                        for n in range(nbc):
+                            src = np.uint64(o * ncols + pp * row + n * wph)
+                            dst = (start + n) * yn + (g * f + f_lo + o) * yc + (p0 + pp) * yr
+                            if yq == 1:
+                                ud = np.uint64(dst)
+                                for q in range(np.uint64(ow)):
+                                    yflat[ud + q] = tmp[src + q]
+                            else:
+                                for q in range(ow):
+                                    yflat[dst + q * yq] = tmp[src + np.uint64(q)]
+    _alive(buf, tmp, geometry)  # the GEMMs above read them through raw addresses
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _implicit_parallel(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
+                       n_img: int, nb: int, parts: int, by_images: bool) -> None:
+    """:func:`_implicit_images` over Numba's threads: ``parts`` chunks of the images (one image at a
+    time, ``by_images``) or of every group's output channels (all ``nb`` images interleaved)."""
+    f = geometry[1]
+    for t in prange(parts):
+        if by_images:
+            _implicit_images(xflat, xs, taps, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, 1, 0, f)
+        else:
+            _implicit_images(xflat, xs, taps, yaddr, geometry, 0, n_img, nb, f * t // parts, f * (t + 1) // parts)
+
+
+@njit(cache=True, nogil=True)
+def _conv_core(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int,
+               method: int) -> None:
     """Grouped NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
     left of the input (and whatever the output size implies below and right):
     ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``, ``Y[N, G*F, OH, OW]`` (rank-4
-    descriptors; ``groups`` = G)."""
+    descriptors; ``groups`` = G), by ``method`` (``AUTO``, ``IM2COL`` or ``IMPLICIT``)."""
     x, w, y = _desc(x_d, 4), _desc(w_d, 4), _desc(y_d, 4)
     n_img, h, wid = x[3], x[5], x[6]
     f_all, ch, kh, kw = w[3], w[4], w[5], w[6]
@@ -511,9 +661,35 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
     xbase = x[1] + 4 * x[2]
     xspan = 1 + (n_img - 1) * x[7] + (x[4] - 1) * x[8] + (h - 1) * x[9] + (wid - 1) * x[10]
     xflat = carray(_f32p(xbase), xspan)
+    wbase = w[1] + 4 * w[2]
+    yaddr = y[1] + 4 * y[2]
+    geometry = np.empty(20, np.int64)
+    geometry[0], geometry[1], geometry[2], geometry[3], geometry[4] = groups, f, ch, kh, kw
+    geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10] = sh, sw, dh, dw, oh, ow
+    geometry[11], geometry[12], geometry[13], geometry[14], geometry[15] = pt, pl, h, wid, x[7]
+    geometry[16], geometry[17], geometry[18], geometry[19] = y[7], y[8], y[9], y[10]
+    threads = _num_threads()
+    flops = 2.0 * n_img * f_all * plane * red
+    if method == IMPLICIT or (method == AUTO and _implicit_wins(ch, kh, kw, dh, dw, sh, sw)):
+        ws = np.empty(4, np.int64)
+        ws[0], ws[1], ws[2], ws[3] = w[7], w[8], w[9], w[10]
+        taps = _tap_filter(wbase, ws, f_all, ch, kh, kw)
+        tp = np.int64(taps.ctypes.data)
+        xs4 = np.empty(4, np.int64)
+        xs4[0], xs4[1], xs4[2], xs4[3] = x[7], x[8], x[9], x[10]
+        small = plane < SMALL_PLANE and n_img > 1
+        nb = n_img if small else 1
+        if threads > 1 and flops >= PARALLEL_FLOPS and (n_img > 1 if not small else f >= 32 * threads):
+            if small:
+                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, nb, threads, False)
+            else:
+                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, 1, min(threads, n_img), True)
+        else:
+            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, nb, 0, f)
+        _alive(taps, xs4, ws)
+        return
     xs = np.empty(3, np.int64)
     xs[0], xs[1], xs[2] = x[8], x[9], x[10]
-    wbase = w[1] + 4 * w[2]
     # The filter as [G*F, C*KH*KW] rows (a view when it is packed, as bound weights are).
     packed_w = w[10] == 1 and w[9] == kw and w[8] == kh * kw and w[7] == red
     wmat = carray(_f32p(wbase), (f_all, red)) if packed_w else np.empty((f_all, red), np.float32)
@@ -527,7 +703,6 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
     wp = np.int64(wmat.ctypes.data)
     direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and x[10] == 1 and x[9] == wid and oh == h and ow == wid
     packed_y = y[10] == 1 and y[9] == ow
-    yaddr = y[1] + 4 * y[2]
     if plane < SMALL_PLANE and n_img > 1:
         # Small images: one GEMM per group over all images' columns, then scattered to NCHW.
         cols = np.empty((red, n_img * plane), np.float32)
@@ -550,17 +725,52 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
         _alive(wmat, cols, out)  # the GEMMs above read them through raw addresses
         return
     block = min(plane, max(MIN_BLOCK, BLOCK_FLOATS // red // 16 * 16))
-    geometry = np.empty(20, np.int64)
-    geometry[0], geometry[1], geometry[2], geometry[3], geometry[4] = groups, f, ch, kh, kw
-    geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10] = sh, sw, dh, dw, oh, ow
-    geometry[11], geometry[12], geometry[13], geometry[14], geometry[15] = pt, pl, h, wid, x[7]
-    geometry[16], geometry[17], geometry[18], geometry[19] = y[7], y[8], y[9], y[10]
-    threads = _num_threads()
-    if threads > 1 and n_img > 1 and 2.0 * n_img * f_all * plane * red >= PARALLEL_FLOPS:
+    if threads > 1 and n_img > 1 and flops >= PARALLEL_FLOPS:
         _conv_images_parallel(xflat, xs, wp, xbase, yaddr, geometry, n_img, block, direct, packed_y, min(threads, n_img))
     else:
         _conv_images(xflat, xs, wp, xbase, yaddr, geometry, 0, n_img, block, direct, packed_y)
     _alive(wmat, xs, geometry)  # the GEMMs read the filter through its raw address
+
+
+def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
+    """The ``tasd_dense_conv2d`` entry: :func:`_conv_core`, choosing the method per shape."""
+    _conv_core(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, AUTO)
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
+           dilation: tuple[int, int] = (1, 1), groups: int = 1, method: int = AUTO,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """``tasd_dense_conv2d`` on numpy arrays (tests and ``benchmarks/bench_dense_conv.py``):
+    NCHW f32 ``x``, ``w[F, C/groups, KH, KW]``, symmetric zero ``padding``; ``method`` forces
+    im2col or the implicit GEMM. Returns ``out`` (allocated when not given)."""
+    if x.dtype != np.float32 or w.dtype != np.float32 or x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d takes rank-4 float32 x and w, got {x.dtype}{x.shape} and {w.dtype}{w.shape}")
+    if groups < 1 or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        raise ValueError(f"conv2d: x{x.shape} and w{w.shape} do not fit groups={groups}")
+    if method not in (AUTO, IM2COL, IMPLICIT):
+        raise ValueError(f"conv2d: method must be AUTO, IM2COL or IMPLICIT, got {method}")
+    n, _, h, wid = x.shape
+    kh, kw = w.shape[2], w.shape[3]
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wid + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if oh <= 0 or ow <= 0 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"conv2d: no output for x{x.shape}, w{w.shape}, stride {stride}, padding {padding}, dilation {dilation}")
+    shape = (n, w.shape[0], oh, ow)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    if out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"conv2d: out must be float32{shape}, got {out.dtype}{out.shape}")
+    descs = [_descriptor(a) for a in (x, w, out)]
+    _conv_core(*(int(d.ctypes.data) for d in descs), groups, stride[0], stride[1], dilation[0], dilation[1],
+               padding[0], padding[1], method)
+    return out
+
+
+def _descriptor(a: np.ndarray) -> np.ndarray:
+    """A rank-4 memref descriptor (``allocated, aligned, offset, sizes, strides`` in elements) of ``a``."""
+    if a.itemsize != 4 or any(s % 4 for s in a.strides):
+        raise ValueError("conv2d takes arrays with float32-aligned strides")
+    return np.array([a.ctypes.data, a.ctypes.data, 0, *a.shape, *(s // 4 for s in a.strides)], np.int64)
 
 
 def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
