@@ -515,12 +515,14 @@ def _tap_filter(wbase: int, ws: np.ndarray, f_all: int, ch: int, kh: int, kw: in
     ``[F, C]`` matrix is one plain GEMM operand (leading dimension C)."""
     wflat = carray(_f32p(wbase), 1 + (f_all - 1) * ws[0] + (ch - 1) * ws[1] + (kh - 1) * ws[2] + (kw - 1) * ws[3])
     out = np.empty((kh * kw, f_all, ch), np.float32)
-    for o in range(f_all):
-        for c in range(ch):
-            src = o * ws[0] + c * ws[1]
-            for i in range(kh):
-                for j in range(kw):
-                    out[i * kw + j, o, c] = wflat[src + i * ws[2] + j * ws[3]]
+    for i in range(kh):
+        for j in range(kw):
+            for o in range(f_all):
+                src = np.uint64(o * ws[0] + i * ws[2] + j * ws[3])
+                step = np.uint64(ws[1])
+                row = out[i * kw + j, o]
+                for c in range(np.uint64(ch)):
+                    row[c] = wflat[src + c * step]
     return out
 
 
@@ -673,8 +675,11 @@ def _conv_core(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: 
     if method == IMPLICIT or (method == AUTO and _implicit_wins(ch, kh, kw, dh, dw, sh, sw)):
         ws = np.empty(4, np.int64)
         ws[0], ws[1], ws[2], ws[3] = w[7], w[8], w[9], w[10]
-        taps = _tap_filter(wbase, ws, f_all, ch, kh, kw)
-        tp = np.int64(taps.ctypes.data)
+        # A filter bound tap-major (``tasd-cpu-tap-major-filters``: [KH, KW, F, C] in memory, seen
+        # through a transposed view) is the GEMM operand as it is; any other is rearranged here.
+        tap_major = w[8] == 1 and w[7] == ch and w[10] == f_all * ch and w[9] == kw * f_all * ch
+        taps = np.empty((0, 0, 0), np.float32) if tap_major else _tap_filter(wbase, ws, f_all, ch, kh, kw)
+        tp = wbase if tap_major else np.int64(taps.ctypes.data)
         xs4 = np.empty(4, np.int64)
         xs4[0], xs4[1], xs4[2], xs4[3] = x[7], x[8], x[9], x[10]
         small = plane < SMALL_PLANE and n_img > 1
