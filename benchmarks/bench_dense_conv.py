@@ -5,12 +5,15 @@ Every distinct (non-depthwise) convolution of the ImageNet-sized CNNs of
 ``mobilenetv2-224``: the zoo's definitions, batch 8 × 3 × 224², found with
 forward hooks), run without bias through ``torch.nn.functional.conv2d`` and
 through ``runtime/cpu/dense.py``'s ``conv2d`` with the method forced to
-im2col, to the implicit GEMM, and chosen per shape (what the entry does).
+im2col, to the implicit GEMM with one GEMM per tap, to the implicit GEMM
+with the column taps stacked, and chosen per shape (what the entry does);
+the implicit GEMMs get their filter in the layout a compiled model binds
+(``tasd-cpu-tap-major-filters``), im2col the plain one.
 Every round calls each side once, in a rotating order (a call right after
 another one pays for the caches the other filled); times are medians per
 call, then summed over the layers (× how often the shape occurs in the
 model). One thread on each side unless ``--threads``. ``max rel`` is the
-largest ``|implicit - im2col| / max|im2col|`` of the layer.
+largest ``|implicit - im2col| / max|im2col|`` of the layer (both implicit variants).
 
 Run: ``OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_dense_conv.py [--models resnet18-224]
 [--repeat 7] [--clock cpu|wall] [--threads 1]``.
@@ -35,6 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_end_to_end import IMAGENET  # noqa: E402
+
+from tasdc.passes.tap_major_filters import LAYOUTS  # noqa: E402
 
 Shape = tuple[int, int, int, int, int, int, int, int, int]  # N, C, H, W, F, K, stride, padding, groups
 
@@ -104,32 +109,41 @@ def main() -> None:
     for name in args.models.split(","):
         shapes = conv_shapes(name)
         print(f"\n{name}: ms per call (median), torch/x = speed relative to torch")
-        print(f"{'N C H W -> F KxK/s p g':32} {'n':>2} {'torch':>8} {'im2col':>8} {'implicit':>8} {'auto':>8} "
-              f"{'t/im2col':>8} {'t/impl':>7} {'t/auto':>7} {'max rel':>8}")
-        totals = np.zeros(4)
+        print(f"{'N C H W -> F KxK/s p g':32} {'n':>2} {'torch':>7} {'im2col':>7} {'per tap':>7} {'stacked':>7} "
+              f"{'auto':>7} {'t/im2col':>8} {'t/tap':>6} {'t/stack':>7} {'t/auto':>6} {'max rel':>8}")
+        totals = np.zeros(5)
         rng = np.random.default_rng(0)
         for (n, c, h, w, f, k, s, p, g), count in shapes.items():
             x = rng.standard_normal((n, c, h, w)).astype(np.float32)
             wt = (rng.standard_normal((f, c // g, k, k)) / np.sqrt(c // g * k * k)).astype(np.float32)
             xt, wtt = torch.from_numpy(x), torch.from_numpy(wt)
-            outs = [np.empty(0, np.float32)] * 3
+            outs = [np.empty(0, np.float32)] * 4
+            auto = int(dense.conv_method(c // g, k, k, s, s, 1, 1))
 
             def ours(method: int, slot: int) -> Callable[[], Any]:
+                # the filter as a compiled model binds it (tasd-cpu-tap-major-filters)
+                chosen = auto if method == dense.AUTO else method
+                filt = wt
+                if chosen in LAYOUTS and g == 1:
+                    forward, backward = LAYOUTS[chosen]
+                    filt = np.ascontiguousarray(wt.transpose(forward)).transpose(backward)
+
                 def run() -> None:
-                    outs[slot] = dense.conv2d(x, wt, (s, s), (p, p), (1, 1), g, method)
+                    outs[slot] = dense.conv2d(x, filt, (s, s), (p, p), (1, 1), g, method)
                 return run
 
             with torch.no_grad():
                 fns = [lambda: torch.nn.functional.conv2d(xt, wtt, stride=s, padding=p, groups=g),
-                       ours(dense.IM2COL, 0), ours(dense.IMPLICIT, 1), ours(dense.AUTO, 2)]
+                       ours(dense.IM2COL, 0), ours(dense.IMPLICIT, 1), ours(dense.STACKED, 2), ours(dense.AUTO, 3)]
                 t = np.array(medians(fns, args.repeat, clock)) * 1e3
             totals += t * count
-            rel = float(np.abs(outs[1] - outs[0]).max() / max(np.abs(outs[0]).max(), 1e-30))
+            ref = max(np.abs(outs[0]).max(), 1e-30)
+            rel = float(max(np.abs(outs[1] - outs[0]).max(), np.abs(outs[2] - outs[0]).max()) / ref)
             label = f"{n} {c} {h} {w} -> {f} {k}x{k}/{s} p{p} g{g}"
-            print(f"{label:32} {count:>2} {t[0]:8.2f} {t[1]:8.2f} {t[2]:8.2f} {t[3]:8.2f} "
-                  f"{t[0] / t[1]:8.2f} {t[0] / t[2]:7.2f} {t[0] / t[3]:7.2f} {rel:8.1e}")
-        print(f"{'total (x count)':35} {totals[0]:8.1f} {totals[1]:8.1f} {totals[2]:8.1f} {totals[3]:8.1f} "
-              f"{totals[0] / totals[1]:8.2f} {totals[0] / totals[2]:7.2f} {totals[0] / totals[3]:7.2f}")
+            print(f"{label:32} {count:>2} {t[0]:7.2f} {t[1]:7.2f} {t[2]:7.2f} {t[3]:7.2f} {t[4]:7.2f} "
+                  f"{t[0] / t[1]:8.2f} {t[0] / t[2]:6.2f} {t[0] / t[3]:7.2f} {t[0] / t[4]:6.2f} {rel:8.1e}")
+        print(f"{'total (x count)':35} {totals[0]:7.1f} {totals[1]:7.1f} {totals[2]:7.1f} {totals[3]:7.1f} {totals[4]:7.1f} "
+              f"{totals[0] / totals[1]:8.2f} {totals[0] / totals[2]:6.2f} {totals[0] / totals[3]:7.2f} {totals[0] / totals[4]:6.2f}")
     print(f"\nload {open('/proc/loadavg').read().split()[:3]}")
 
 

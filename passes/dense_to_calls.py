@@ -12,7 +12,7 @@ from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.lower_tasd_to_calls import dynamic_memref, zero_pad_of
-from tasdc.passes.tap_major_filters import TAP_MAJOR, VIEW_ATTR
+from tasdc.passes.tap_major_filters import VIEW_ATTR
 from tasdc.contractions import has_default_maps
 
 #: op name -> (library entry, operand ranks: input, filter/right, output)
@@ -187,7 +187,7 @@ class DenseToLibraryCalls(ModulePass):
             out = memref.AllocOp(ir.MemRefType.get(list(out_type.shape), out_type.element_type), [], [], alignment=64).result
             out_arg = memref.CastOp(dynamic_memref(out_type.rank, out_type.element_type), out).result
             view = _tap_major_source(rhs)
-            args = [buffer(lhs), buffer(rhs) if view is None else self._transposed_view(view), out_arg]
+            args = [buffer(lhs), buffer(rhs) if view is None else self._transposed_view(view, list(ir.DenseI64ArrayAttr(rhs.owner.attributes["permutation"]))), out_arg]
             scalars: list[int] = []
             if op.name.startswith("linalg.conv") or op.name.startswith("linalg.depthwise"):
                 if entry == "tasd_dense_conv2d":  # groups
@@ -209,17 +209,17 @@ class DenseToLibraryCalls(ModulePass):
             _erase_if_dead(original_rhs.owner)
 
     @staticmethod
-    def _transposed_view(source: ir.Value) -> ir.Value:
-        """The tap-major filter ``source`` (``[KH, KW, F, C]``) as a ``[F, C, KH, KW]`` memref view
-        (``memref.transpose``: strides ``C, 1, KW·F·C, F·C``; no copy)."""
+    def _transposed_view(source: ir.Value, permutation: list[int]) -> ir.Value:
+        """The rearranged filter ``source`` (``[KH, KW, F, C]`` or ``[KH, F, C, KW]``) as a
+        ``[F, C, KH, KW]`` memref view through the marked transpose's permutation
+        (``memref.transpose``; no copy)."""
         t = ir.RankedTensorType(source.type)
         dyn = ir.ShapedType.get_dynamic_stride_or_offset()
         layout = ir.StridedLayoutAttr.get(dyn, [dyn] * 4)
         static = ir.MemRefType.get(list(t.shape), t.element_type, layout)
         buf = bufferization.ToBufferOp(static, source, read_only=True).result
-        kh, kw, f, c = t.shape
-        viewed = ir.MemRefType.get([f, c, kh, kw], t.element_type, layout)
-        perm = ir.AffineMapAttr.get(ir.AffineMap.get_permutation(TAP_MAJOR))
+        viewed = ir.MemRefType.get([t.shape[d] for d in permutation], t.element_type, layout)
+        perm = ir.AffineMapAttr.get(ir.AffineMap.get_permutation(permutation))
         transposed = memref.TransposeOp(viewed, buf, perm).result
         return memref.CastOp(dynamic_memref(4, t.element_type), transposed).result
 
@@ -244,8 +244,6 @@ def _tap_major_source(filter_value: ir.Value) -> ir.Value | None:
     (a ``linalg.transpose`` with ``tasd.tap_major_view``), else None."""
     owner = filter_value.owner
     if not isinstance(owner, ir.OpView) or owner.name != "linalg.transpose" or VIEW_ATTR not in owner.attributes:
-        return None
-    if list(ir.DenseI64ArrayAttr(owner.attributes["permutation"])) != TAP_MAJOR:
         return None
     return owner.operands[0]
 

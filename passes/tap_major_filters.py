@@ -11,19 +11,20 @@ from torch_mlir.dialects import linalg, tensor
 from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
 
-#: ``[F, C, KH, KW]`` <-> ``[KH, KW, F, C]`` (the permutation is its own inverse).
-TAP_MAJOR = [2, 3, 0, 1]
+#: The dense conv entry's method (``runtime/cpu/dense.py``: ``IMPLICIT``, ``STACKED``) -> the
+#: permutation of ``[F, C, KH, KW]`` that is its filter layout in memory (per tap:
+#: ``[KH, KW, F, C]``; column taps stacked: ``[KH, F, C, KW]``) and the one back.
+LAYOUTS = {2: ([2, 3, 0, 1], [2, 3, 0, 1]), 3: ([2, 0, 1, 3], [1, 2, 0, 3])}
 #: Attribute on the transpose back to ``[F, C, KH, KW]`` that ``tasd-cpu-dense-to-library-calls``
-#: turns into a strided view of the tap-major filter (no copy).
+#: turns into a strided view of the rearranged filter (no copy).
 VIEW_ATTR = "tasd.tap_major_view"
 
 
-def implicit_gemm_shape(channels: int, kh: int, kw: int, strides: list[int], dilations: list[int]) -> bool:
-    """The shapes for which ``tasd_dense_conv2d`` runs the implicit GEMM
-    (``runtime/cpu/dense.py``: ``_implicit_wins``, same rule)."""
-    from tasdc.runtime.cpu.dense import IMPLICIT_MIN_CHANNELS
+def conv_method(channels: int, kh: int, kw: int, strides: list[int], dilations: list[int]) -> int:
+    """The method ``tasd_dense_conv2d`` picks for this shape (``runtime/cpu/dense.py``)."""
+    from tasdc.runtime.cpu.dense import conv_method as entry_method
 
-    return kh * kw > 1 and channels >= IMPLICIT_MIN_CHANNELS and dilations == [1, 1] and max(strides) <= 2
+    return int(entry_method.py_func(channels, kh, kw, strides[0], strides[1], dilations[0], dilations[1]))
 
 
 def _pair(op: ir.OpView, name: str) -> list[int]:
@@ -38,14 +39,15 @@ class TapMajorFilters(ModulePass):
 
     Rule: a static f32 ``linalg.conv_2d_nchw_fchw`` whose filter is an
     ``arith.constant`` used by that convolution alone, of a shape the dense
-    library entry runs as an implicit GEMM (:func:`implicit_gemm_shape`), reads
-    ``transpose(transpose(W, [2, 3, 0, 1]), [2, 3, 0, 1])`` instead of ``W``;
+    library entry runs as an implicit GEMM (:func:`conv_method`), reads
+    ``transpose(transpose(W, forward), backward)`` instead of ``W`` (``LAYOUTS``);
     the outer transpose carries ``tasd.tap_major_view``. Run before
     ``tasd-cpu-bind-constants``: that pass binds the inner transpose's result
-    (the filter as ``[KH, KW, F, C]``, transposed once when the weights are
-    read) and ``tasd-cpu-dense-to-library-calls`` passes the convolution a
-    transposed *view* of it (``memref.transpose``), which the entry recognises
-    by its strides: each tap's ``[F, C]`` matrix is then a plain GEMM operand.
+    (the filter as ``[KH, KW, F, C]`` or ``[KH, F, C, KW]``, transposed once when
+    the weights are read) and ``tasd-cpu-dense-to-library-calls`` passes the
+    convolution a transposed *view* of it (``memref.transpose``), which the
+    entry recognises by its strides: each GEMM's filter matrix is then a plain
+    operand.
     Without the library calls the two transposes are two copies per call
     (correct, slower); without binding they stay on a constant.
     """
@@ -68,14 +70,17 @@ class TapMajorFilters(ModulePass):
         t = ir.RankedTensorType(weight.type)
         if t.rank != 4 or not t.has_static_shape or not isinstance(t.element_type, ir.F32Type):
             return
-        f, c, kh, kw = t.shape
-        if not implicit_gemm_shape(c, kh, kw, _pair(op, "strides"), _pair(op, "dilations")):
+        shape = list(t.shape)
+        f, c, kh, kw = shape
+        method = conv_method(c, kh, kw, _pair(op, "strides"), _pair(op, "dilations"))
+        if method not in LAYOUTS:
             return
+        forward, backward = LAYOUTS[method]
         with ir.InsertionPoint(op), op.location:
-            inner = tensor.EmptyOp([kh, kw, f, c], t.element_type).result
-            tapped = _value(linalg.transpose(weight, outs=[inner], permutation=TAP_MAJOR))
-            outer = tensor.EmptyOp([f, c, kh, kw], t.element_type).result
-            back = _value(linalg.transpose(tapped, outs=[outer], permutation=TAP_MAJOR))
+            inner = tensor.EmptyOp([shape[d] for d in forward], t.element_type).result
+            tapped = _value(linalg.transpose(weight, outs=[inner], permutation=forward))
+            outer = tensor.EmptyOp(shape, t.element_type).result
+            back = _value(linalg.transpose(tapped, outs=[outer], permutation=backward))
         back.owner.attributes[VIEW_ATTR] = ir.UnitAttr.get()
         op.operation.operands[1] = back
 

@@ -494,59 +494,72 @@ def _conv_images_parallel(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int
         _conv_images(xflat, xs, wp, xbase, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, block, direct, packed_y)
 
 
-#: ``_conv_core``'s ``method``: choose per shape (``_implicit_wins``), im2col, implicit GEMM.
-AUTO, IM2COL, IMPLICIT = 0, 1, 2
+#: ``_conv_core``'s ``method``: per shape (:func:`conv_method`), im2col, implicit GEMM per tap, with the column taps stacked.
+AUTO, IM2COL, IMPLICIT, STACKED = 0, 1, 2, 3
 #: The implicit GEMM needs at least this many input channels per group (each tap is a GEMM with
 #: K = C); a stem with fewer stacks its taps through im2col instead.
 IMPLICIT_MIN_CHANNELS = 16
 
 
 @njit(cache=True, nogil=True)
-def _implicit_wins(ch: int, kh: int, kw: int, dh: int, dw: int, sh: int, sw: int) -> bool:
-    """The implicit GEMM for a KxK (K > 1) convolution with at least ``IMPLICIT_MIN_CHANNELS``
-    input channels per group, dilation 1, stride 1 or 2 (per-layer times in
-    ``benchmarks/bench_dense_conv.py``); im2col otherwise (1×1: no copy at all at stride 1)."""
-    return kh * kw > 1 and ch >= IMPLICIT_MIN_CHANNELS and dh == 1 and dw == 1 and sh <= 2 and sw <= 2
+def conv_method(ch: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> int:
+    """The method ``AUTO`` picks for a convolution with ``ch`` input channels per group (per-layer
+    times in ``benchmarks/bench_dense_conv.py``): the implicit GEMM with stacked column taps
+    for a KxK (K > 1) kernel with at least ``IMPLICIT_MIN_CHANNELS`` channels, stride at most
+    2 (it beat one GEMM per tap and im2col on every such layer of ResNet-18); im2col
+    otherwise (a 1×1 stride-1 convolution reads its input in place)."""
+    if kh * kw > 1 and ch >= IMPLICIT_MIN_CHANNELS and sh <= 2 and sw <= 2:
+        return STACKED
+    return IM2COL
 
 
 @njit(cache=True, nogil=True)
-def _tap_filter(wbase: int, ws: np.ndarray, f_all: int, ch: int, kh: int, kw: int) -> np.ndarray:
-    """The filter ``W[F, C, KH, KW]`` (element strides ``ws``) as ``[KH*KW, F, C]``: tap ``t``'s
-    ``[F, C]`` matrix is one plain GEMM operand (leading dimension C)."""
+def _tap_filter(wbase: int, ws: np.ndarray, f_all: int, ch: int, kh: int, kw: int, stacked: bool) -> np.ndarray:
+    """The filter ``W[F, C, KH, KW]`` (element strides ``ws``) as ``[KH*KW, F, C]`` (tap ``t``'s
+    ``[F, C]`` matrix one plain GEMM operand, leading dimension C) or, ``stacked``, as
+    ``[KH, F, C*KW]`` (filter row ``i``'s ``[F, C·KW]`` matrix)."""
     wflat = carray(_f32p(wbase), 1 + (f_all - 1) * ws[0] + (ch - 1) * ws[1] + (kh - 1) * ws[2] + (kw - 1) * ws[3])
-    out = np.empty((kh * kw, f_all, ch), np.float32)
+    out = np.empty(kh * kw * f_all * ch, np.float32)
+    step = np.uint64(ws[1])
     for i in range(kh):
         for j in range(kw):
             for o in range(f_all):
                 src = np.uint64(o * ws[0] + i * ws[2] + j * ws[3])
-                step = np.uint64(ws[1])
-                row = out[i * kw + j, o]
-                for c in range(np.uint64(ch)):
-                    row[c] = wflat[src + c * step]
+                if stacked:
+                    d = np.uint64(((i * f_all + o) * ch) * kw + j)
+                    ukw = np.uint64(kw)
+                    for c in range(np.uint64(ch)):
+                        out[d + c * ukw] = wflat[src + c * step]
+                else:
+                    d = np.uint64(((i * kw + j) * f_all + o) * ch)
+                    for c in range(np.uint64(ch)):
+                        out[d + c] = wflat[src + c * step]
     return out
 
 
 @njit(cache=True, nogil=True)
 def _phase_fill(xflat: np.ndarray, xs: np.ndarray, n0: int, nb: int, c0: int, ch: int, h: int, wid: int,
-                sh: int, sw: int, pt: int, pl: int, hph: int, wph: int, buf: np.ndarray) -> None:
-    """The zero-padded input of images ``n0 … n0+nb-1``, channels ``c0 … c0+ch-1``, split into
-    ``sh·sw`` stride phases, as ``buf[phase, c, u, n, v]`` (``[sh*sw, ch, hph, nb, wph]``):
-    phase ``(a, b)`` holds padded rows ``u*sh + a`` and columns ``v*sw + b``. Each output row
-    of ``nb`` images is then ``nb*wph`` consecutive floats of every phase plane, so every tap
-    of a stride-``s`` convolution reads one plane at a fixed offset (unit stride)."""
+                sh: int, sw: int, pt: int, pl: int, hph: int, wph: int, nvar: int, voff: int, buf: np.ndarray) -> None:
+    """The zero-padded input of images ``n0 … n0+nb-1``, channels ``c0 … c0+ch-1``, as
+    ``buf[a, c, b, u, n, v]`` (``[sh, ch, nvar, hph, nb, wph]``): padded row ``u*sh + a`` and
+    padded column ``v*sw + b*voff``. With ``nvar = sw``, ``voff = 1`` these are the stride
+    phases (every tap then reads one plane at a fixed offset, unit stride); with
+    ``nvar = KW``, ``voff`` = the column dilation, the KW column taps stacked (rows ``(c, b)``
+    one plane apart: a GEMM operand with K = C·KW). Each output row of the ``nb`` images is
+    ``nb*wph`` consecutive floats of a plane."""
     row = np.uint64(nb * wph)
     cplane = np.uint64(hph) * row
     for a in range(sh):
-        for b in range(sw):
-            ph = a * sw + b
-            lo_num = pl - b
+        for b in range(nvar):
+            cb = b * voff
+            lo_num = pl - cb
             v_lo = 0 if lo_num <= 0 else min(wph, (lo_num + sw - 1) // sw)
-            hi_num = wid - 1 + pl - b
+            hi_num = wid - 1 + pl - cb
             v_hi = 0 if hi_num < 0 else min(wph, hi_num // sw + 1)
             if v_hi < v_lo:
                 v_hi = v_lo
             for c in range(ch):
-                cbase = np.uint64(ph * ch + c) * cplane
+                cbase = np.uint64((a * ch + c) * nvar + b) * cplane
                 for u in range(hph):
                     r = u * sh + a - pt
                     for n in range(nb):
@@ -557,7 +570,7 @@ def _phase_fill(xflat: np.ndarray, xs: np.ndarray, n0: int, nb: int, c0: int, ch
                             continue
                         for v in range(np.uint64(v_lo)):
                             buf[d + v] = 0.0
-                        src = np.uint64((n0 + n) * xs[0] + (c0 + c) * xs[1] + r * xs[2] + (v_lo * sw + b - pl) * xs[3])
+                        src = np.uint64((n0 + n) * xs[0] + (c0 + c) * xs[1] + r * xs[2] + (v_lo * sw + cb - pl) * xs[3])
                         dv = d + np.uint64(v_lo)
                         if sw == 1 and xs[3] == 1:
                             for v in range(np.uint64(v_hi - v_lo)):
@@ -572,16 +585,23 @@ def _phase_fill(xflat: np.ndarray, xs: np.ndarray, n0: int, nb: int, c0: int, ch
 
 @njit(cache=True, nogil=True)
 def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
-                     n0: int, n1: int, nb: int, f_lo: int, f_hi: int) -> None:
+                     n0: int, n1: int, nb: int, f_lo: int, f_hi: int, stacked: bool) -> None:
     """Implicit GEMM of images ``n0 … n1-1`` (``nb`` at a time, their rows interleaved), output
-    channels ``f_lo … f_hi-1`` of every group (``geometry`` as for :func:`_conv_images`; ``taps``
-    the ``[KH*KW, G*F, C]`` filter). Per group: the padded, phase-split input once
-    (:func:`_phase_fill`), then per block of output rows one ``sgemm`` per tap, accumulating
-    (``beta = 1``) ``Y'[F, rows·nb·wph] += W_tap[F, C] · X_tap[C, rows·nb·wph]``, where
-    ``X_tap`` is the phase plane at the tap's offset (leading dimension: the plane size).
-    ``Y'`` computes ``wph - OW`` extra columns per row (read across the row end; dropped) and
-    goes to NCHW ``Y`` by a copy. One output's sum runs over the taps in order and over C
-    inside each, whatever the split of images or channels: same bits on any thread count."""
+    channels ``f_lo … f_hi-1`` of every group (``geometry`` as for :func:`_conv_images`).
+    Per group the padded input is copied once (:func:`_phase_fill`), then per block of output
+    rows the GEMMs accumulate (``beta = 1``) into ``Y'[F, rows·nb·width]``:
+
+    * per tap (``stacked`` false; ``taps`` the ``[KH*KW, G*F, C]`` filter): one ``sgemm``
+      ``W_tap[F, C] · X_tap[C, ·]`` per tap, ``X_tap`` the tap's stride-phase plane at the
+      tap's offset; the planes are ``wph = OW + (KW-1)·dw/sw`` wide, so ``Y'`` holds
+      ``wph - OW`` extra columns per row (read across the row end) that are dropped;
+    * stacked (``taps`` the ``[KH, G*F, C*KW]`` filter): one ``sgemm`` per filter row,
+      ``W_i[F, C·KW] · X_i[C·KW, ·]`` over the KW column-shifted copies: no extra columns,
+      and with one image at a time and packed NCHW planes ``Y'`` is ``Y`` itself.
+
+    ``Y'`` goes to NCHW ``Y`` by a copy otherwise. One output's sum runs over the GEMMs in
+    order and over their K inside each, whatever the split of images or channels: the
+    same bits on any thread count."""
     groups, f, ch, kh, kw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4]
     sh, sw, dh, dw, oh, ow = geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]
     pt, pl, h, wid = geometry[11], geometry[12], geometry[13], geometry[14]
@@ -591,13 +611,14 @@ def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, g
     if fc <= 0 or n1 <= n0:
         return
     hph = oh + ((kh - 1) * dh) // sh
-    wph = ow + ((kw - 1) * dw) // sw
-    nph = sh * sw
-    buf = np.empty(nph * ch * hph * nb * wph + wph, np.float32)
-    buf[nph * ch * hph * nb * wph:] = 0.0  # the tail the last plane's dropped columns read
+    wph = ow if stacked else ow + ((kw - 1) * dw) // sw
+    nvar = kw if stacked else sw
+    buf = np.empty(sh * ch * nvar * hph * nb * wph + wph, np.float32)
+    buf[sh * ch * nvar * hph * nb * wph:] = 0.0  # the tail the last plane's dropped columns read
     bp = np.int64(buf.ctypes.data)
+    direct = stacked and nb == 1 and yq == 1 and yr == ow
     rows_per_block = max(1, min(oh, BLOCK_FLOATS // max(1, fc * nb * wph)))
-    tmp = np.empty(fc * rows_per_block * nb * wph, np.float32)
+    tmp = np.empty(0 if direct else fc * rows_per_block * nb * wph, np.float32)
     tp = np.int64(tmp.ctypes.data)
     yflat = carray(_f32p(yaddr), 1 + (n1 - 1) * yn + (f_all - 1) * yc + (oh - 1) * yr + (ow - 1) * yq)
     for start in range(n0, n1, nb):
@@ -605,17 +626,27 @@ def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, g
         row = nbc * wph
         cplane = hph * row
         for g in range(groups):
-            _phase_fill(xflat, xs, start, nbc, g * ch, ch, h, wid, sh, sw, pt, pl, hph, wph, buf)
+            _phase_fill(xflat, xs, start, nbc, g * ch, ch, h, wid, sh, sw, pt, pl, hph, wph, nvar, dw if stacked else 1, buf)
             for p0 in range(0, oh, rows_per_block):
                 rows = min(rows_per_block, oh - p0)
                 ncols = rows * row
-                for t in range(kh * kw):
-                    i = t // kw
-                    j = t - i * kw
-                    ph = ((i * dh) % sh) * sw + (j * dw) % sw
-                    off = ph * ch * cplane + ((i * dh) // sh + p0) * row + (j * dw) // sw
-                    a = taps + 4 * (t * f_all + g * f + f_lo) * ch
-                    _sgemm_rm(fc, ncols, ch, a, ch, bp + 4 * off, cplane, tp, ncols, 0.0 if t == 0 else 1.0)
+                out, ldo = tp, ncols
+                if direct:
+                    out, ldo = yaddr + 4 * (start * yn + (g * f + f_lo) * yc + p0 * ow), yc
+                if stacked:
+                    for i in range(kh):
+                        off = ((i * dh) % sh) * ch * nvar * cplane + ((i * dh) // sh + p0) * row
+                        a = taps + 4 * (i * f_all + g * f + f_lo) * ch * kw
+                        _sgemm_rm(fc, ncols, ch * kw, a, ch * kw, bp + 4 * off, cplane, out, ldo, 0.0 if i == 0 else 1.0)
+                else:
+                    for t in range(kh * kw):
+                        i = t // kw
+                        j = t - i * kw
+                        off = (((i * dh) % sh) * ch * nvar + (j * dw) % sw) * cplane + ((i * dh) // sh + p0) * row + (j * dw) // sw
+                        a = taps + 4 * (t * f_all + g * f + f_lo) * ch
+                        _sgemm_rm(fc, ncols, ch, a, ch, bp + 4 * off, nvar * cplane, out, ldo, 0.0 if t == 0 else 1.0)
+                if direct:
+                    continue
                 for o in range(fc):
                     for pp in range(rows):
                         for n in range(nbc):
@@ -633,15 +664,15 @@ def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, g
 
 @njit(parallel=True, cache=True, nogil=True)
 def _implicit_parallel(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
-                       n_img: int, nb: int, parts: int, by_images: bool) -> None:
+                       n_img: int, nb: int, parts: int, by_images: bool, stacked: bool) -> None:
     """:func:`_implicit_images` over Numba's threads: ``parts`` chunks of the images (one image at a
     time, ``by_images``) or of every group's output channels (all ``nb`` images interleaved)."""
     f = geometry[1]
     for t in prange(parts):
         if by_images:
-            _implicit_images(xflat, xs, taps, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, 1, 0, f)
+            _implicit_images(xflat, xs, taps, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, 1, 0, f, stacked)
         else:
-            _implicit_images(xflat, xs, taps, yaddr, geometry, 0, n_img, nb, f * t // parts, f * (t + 1) // parts)
+            _implicit_images(xflat, xs, taps, yaddr, geometry, 0, n_img, nb, f * t // parts, f * (t + 1) // parts, stacked)
 
 
 @njit(cache=True, nogil=True)
@@ -650,7 +681,7 @@ def _conv_core(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: 
     """Grouped NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
     left of the input (and whatever the output size implies below and right):
     ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``, ``Y[N, G*F, OH, OW]`` (rank-4
-    descriptors; ``groups`` = G), by ``method`` (``AUTO``, ``IM2COL`` or ``IMPLICIT``)."""
+    descriptors; ``groups`` = G), by ``method`` (``AUTO``, ``IM2COL``, ``IMPLICIT`` or ``STACKED``)."""
     x, w, y = _desc(x_d, 4), _desc(w_d, 4), _desc(y_d, 4)
     n_img, h, wid = x[3], x[5], x[6]
     f_all, ch, kh, kw = w[3], w[4], w[5], w[6]
@@ -672,25 +703,32 @@ def _conv_core(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: 
     geometry[16], geometry[17], geometry[18], geometry[19] = y[7], y[8], y[9], y[10]
     threads = _num_threads()
     flops = 2.0 * n_img * f_all * plane * red
-    if method == IMPLICIT or (method == AUTO and _implicit_wins(ch, kh, kw, dh, dw, sh, sw)):
+    if method == AUTO:
+        method = conv_method(ch, kh, kw, sh, sw, dh, dw)
+    if method == IMPLICIT or method == STACKED:
+        stacked = method == STACKED
         ws = np.empty(4, np.int64)
         ws[0], ws[1], ws[2], ws[3] = w[7], w[8], w[9], w[10]
-        # A filter bound tap-major (``tasd-cpu-tap-major-filters``: [KH, KW, F, C] in memory, seen
-        # through a transposed view) is the GEMM operand as it is; any other is rearranged here.
-        tap_major = w[8] == 1 and w[7] == ch and w[10] == f_all * ch and w[9] == kw * f_all * ch
-        taps = np.empty((0, 0, 0), np.float32) if tap_major else _tap_filter(wbase, ws, f_all, ch, kh, kw)
-        tp = wbase if tap_major else np.int64(taps.ctypes.data)
+        # A filter bound in the method's layout (``tasd-cpu-tap-major-filters``: [KH, KW, F, C] or
+        # [KH, F, C, KW] in memory, seen through a transposed view) is the GEMM operand as it is;
+        # any other is rearranged here.
+        if stacked:
+            ready = w[10] == 1 and w[8] == kw and w[7] == ch * kw and w[9] == f_all * ch * kw
+        else:
+            ready = w[8] == 1 and w[7] == ch and w[10] == f_all * ch and w[9] == kw * f_all * ch
+        taps = np.empty(0, np.float32) if ready else _tap_filter(wbase, ws, f_all, ch, kh, kw, stacked)
+        tp = wbase if ready else np.int64(taps.ctypes.data)
         xs4 = np.empty(4, np.int64)
         xs4[0], xs4[1], xs4[2], xs4[3] = x[7], x[8], x[9], x[10]
         small = plane < SMALL_PLANE and n_img > 1
         nb = n_img if small else 1
         if threads > 1 and flops >= PARALLEL_FLOPS and (n_img > 1 if not small else f >= 32 * threads):
             if small:
-                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, nb, threads, False)
+                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, nb, threads, False, stacked)
             else:
-                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, 1, min(threads, n_img), True)
+                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, 1, min(threads, n_img), True, stacked)
         else:
-            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, nb, 0, f)
+            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, nb, 0, f, stacked)
         _alive(taps, xs4, ws)
         return
     xs = np.empty(3, np.int64)
@@ -752,8 +790,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), paddi
         raise ValueError(f"conv2d takes rank-4 float32 x and w, got {x.dtype}{x.shape} and {w.dtype}{w.shape}")
     if groups < 1 or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
         raise ValueError(f"conv2d: x{x.shape} and w{w.shape} do not fit groups={groups}")
-    if method not in (AUTO, IM2COL, IMPLICIT):
-        raise ValueError(f"conv2d: method must be AUTO, IM2COL or IMPLICIT, got {method}")
+    if method not in (AUTO, IM2COL, IMPLICIT, STACKED):
+        raise ValueError(f"conv2d: method must be AUTO, IM2COL, IMPLICIT or STACKED, got {method}")
     n, _, h, wid = x.shape
     kh, kw = w.shape[2], w.shape[3]
     oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
