@@ -443,6 +443,9 @@ def _alive(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
 
 #: Below this many output pixels per image, all images of a convolution share one GEMM.
 SMALL_PLANE = 256
+#: An implicit GEMM over small images (all in one GEMM) of at least ``PARALLEL_FLOPS`` is split
+#: into this many chunks of output channels, on any thread count (one chunk per thread).
+SMALL_PLANE_PARTS = 2
 #: The im2col block of a large image holds about this many floats (L2-resident), at least
 #: ``MIN_BLOCK`` output pixels.
 BLOCK_FLOATS = 1 << 17
@@ -617,7 +620,9 @@ def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, g
     buf[sh * ch * nvar * hph * nb * wph:] = 0.0  # the tail the last plane's dropped columns read
     bp = np.int64(buf.ctypes.data)
     direct = stacked and nb == 1 and yq == 1 and yr == ow
-    rows_per_block = max(1, min(oh, BLOCK_FLOATS // max(1, fc * nb * wph)))
+    # from F, not from this call's channel share: the pixel blocks (and so the bits) do not
+    # depend on the thread count
+    rows_per_block = max(1, min(oh, BLOCK_FLOATS // max(1, f * nb * wph)))
     tmp = np.empty(0 if direct else fc * rows_per_block * nb * wph, np.float32)
     tp = np.int64(tmp.ctypes.data)
     yflat = carray(_f32p(yaddr), 1 + (n1 - 1) * yn + (f_all - 1) * yc + (oh - 1) * yr + (ow - 1) * yq)
@@ -720,15 +725,20 @@ def _conv_core(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: 
         tp = wbase if ready else np.int64(taps.ctypes.data)
         xs4 = np.empty(4, np.int64)
         xs4[0], xs4[1], xs4[2], xs4[3] = x[7], x[8], x[9], x[10]
-        small = plane < SMALL_PLANE and n_img > 1
-        nb = n_img if small else 1
-        if threads > 1 and flops >= PARALLEL_FLOPS and (n_img > 1 if not small else f >= 32 * threads):
-            if small:
-                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, nb, threads, False, stacked)
+        if plane < SMALL_PLANE and n_img > 1:
+            # All images in one GEMM per chunk of output channels. The chunks do not depend on
+            # the thread count (OpenBLAS's bits for an output can depend on the GEMM's size).
+            parts = SMALL_PLANE_PARTS if flops >= PARALLEL_FLOPS and f >= 32 * SMALL_PLANE_PARTS else 1
+            if threads > 1 and parts > 1:
+                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, n_img, parts, False, stacked)
             else:
-                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, 1, min(threads, n_img), True, stacked)
+                for part in range(parts):
+                    _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, n_img, f * part // parts,
+                                     f * (part + 1) // parts, stacked)
+        elif threads > 1 and flops >= PARALLEL_FLOPS and n_img > 1:
+            _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, 1, min(threads, n_img), True, stacked)
         else:
-            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, nb, 0, f, stacked)
+            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, 1, 0, f, stacked)
         _alive(taps, xs4, ws)
         return
     xs = np.empty(3, np.int64)
