@@ -14,10 +14,18 @@ Numba's ``np.dot`` (``scipy.linalg.cython_blas``); for convolutions called
 directly with leading dimensions (``_sgemm_rm``), from a private AVX-512
 instance of the same library where OpenBLAS picked AVX2 kernels on an
 AVX-512 CPU (``_private_skylakex_sgemm``). Convolutions take zero padding as
-arguments (top, left) and are an im2col in blocks of about ``BLOCK_FLOATS``
-(skipped for 1×1 stride-1 kernels), one ``sgemm`` per block writing into the
-NCHW output (per group over all images when the images are small: fewer than
-``SMALL_PLANE`` output pixels); depthwise convolutions copy each channel
+arguments (top, left). A KxK one with at least ``IMPLICIT_MIN_CHANNELS``
+channels and stride ≤ 2 is an implicit GEMM (:func:`conv_method`,
+:func:`_implicit_images`): the padded input is copied once per image with its
+KW column taps stacked (``[C·KW, rows]``, three copies for 3×3 instead of
+im2col's nine; a stride-2 convolution reads every other row and column), then
+per block of output rows one ``sgemm`` per filter row accumulates with
+``beta = 1`` straight into the NCHW output; the filter is bound in that GEMM's
+layout (``tasd-cpu-tap-major-filters``) or rearranged per call. Others are
+an im2col in blocks of about ``BLOCK_FLOATS`` (skipped for 1×1 stride-1
+kernels: the input is the GEMM operand), one ``sgemm`` per block writing into
+the NCHW output. Both run all images in one GEMM per group when they are
+small (fewer than ``SMALL_PLANE`` output pixels); depthwise convolutions copy each channel
 plane into a zero-bordered scratch plane and multiply-add one tap at a time.
 Loops index with unsigned integers where LLVM must vectorize them. An operand
 whose rows are not contiguous is first copied into a contiguous buffer.
