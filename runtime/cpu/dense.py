@@ -451,9 +451,6 @@ def _alive(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
 
 #: Below this many output pixels per image, all images of a convolution share one GEMM.
 SMALL_PLANE = 256
-#: An implicit GEMM over small images (all in one GEMM) of at least ``PARALLEL_FLOPS`` is split
-#: into this many chunks of output channels, on any thread count (one chunk per thread).
-SMALL_PLANE_PARTS = 2
 #: The im2col block of a large image holds about this many floats (L2-resident), at least
 #: ``MIN_BLOCK`` output pixels.
 BLOCK_FLOATS = 1 << 17
@@ -596,9 +593,10 @@ def _phase_fill(xflat: np.ndarray, xs: np.ndarray, n0: int, nb: int, c0: int, ch
 
 @njit(cache=True, nogil=True)
 def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
-                     n0: int, n1: int, nb: int, f_lo: int, f_hi: int, stacked: bool) -> None:
+                     n0: int, n1: int, nb: int, f_lo: int, f_hi: int, stacked: bool, blk_lo: int, blk_hi: int) -> None:
     """Implicit GEMM of images ``n0 … n1-1`` (``nb`` at a time, their rows interleaved), output
-    channels ``f_lo … f_hi-1`` of every group (``geometry`` as for :func:`_conv_images`).
+    channels ``f_lo … f_hi-1`` of every group, blocks ``blk_lo … blk_hi-1`` of output rows
+    (:func:`_rows_per_block` each; ``geometry`` as for :func:`_conv_images`).
     Per group the padded input is copied once (:func:`_phase_fill`), then per block of output
     rows the GEMMs accumulate (``beta = 1``) into ``Y'[F, rows·nb·width]``:
 
@@ -628,9 +626,7 @@ def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, g
     buf[sh * ch * nvar * hph * nb * wph:] = 0.0  # the tail the last plane's dropped columns read
     bp = np.int64(buf.ctypes.data)
     direct = stacked and nb == 1 and yq == 1 and yr == ow
-    # from F, not from this call's channel share: the pixel blocks (and so the bits) do not
-    # depend on the thread count
-    rows_per_block = max(1, min(oh, BLOCK_FLOATS // max(1, f * nb * wph)))
+    rows_per_block = _rows_per_block(f, nb, wph, oh)
     tmp = np.empty(0 if direct else fc * rows_per_block * nb * wph, np.float32)
     tp = np.int64(tmp.ctypes.data)
     yflat = carray(_f32p(yaddr), 1 + (n1 - 1) * yn + (f_all - 1) * yc + (oh - 1) * yr + (ow - 1) * yq)
@@ -640,7 +636,8 @@ def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, g
         cplane = hph * row
         for g in range(groups):
             _phase_fill(xflat, xs, start, nbc, g * ch, ch, h, wid, sh, sw, pt, pl, hph, wph, nvar, dw if stacked else 1, buf)
-            for p0 in range(0, oh, rows_per_block):
+            for blk in range(blk_lo, min(blk_hi, (oh + rows_per_block - 1) // rows_per_block)):
+                p0 = blk * rows_per_block
                 rows = min(rows_per_block, oh - p0)
                 ncols = rows * row
                 out, ldo = tp, ncols
@@ -675,17 +672,30 @@ def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, g
     _alive(buf, tmp, geometry)  # the GEMMs above read them through raw addresses
 
 
+@njit(cache=True, nogil=True)
+def _rows_per_block(f: int, nb: int, wph: int, oh: int) -> int:
+    """Output rows per GEMM block of the implicit GEMM: about ``BLOCK_FLOATS`` outputs of all
+    ``f`` channels (from F and the image count alone, never from a thread's share: the GEMMs,
+    and so the bits, do not depend on the thread count)."""
+    return max(1, min(oh, BLOCK_FLOATS // max(1, f * nb * wph)))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _implicit_parallel(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
-                       n_img: int, nb: int, parts: int, by_images: bool, stacked: bool) -> None:
-    """:func:`_implicit_images` over Numba's threads: ``parts`` chunks of the images (one image at a
-    time, ``by_images``) or of every group's output channels (all ``nb`` images interleaved)."""
-    f = geometry[1]
+                       n_img: int, parts: int, small: bool, stacked: bool) -> None:
+    """:func:`_implicit_images` over Numba's threads: ``parts`` chunks of the images (one image at
+    a time), or, ``small``, of the blocks of output rows of all images interleaved (each chunk
+    copies the input it reads)."""
+    f, sh, oh, ow = geometry[1], geometry[5], geometry[9], geometry[10]
+    wph = ow if stacked else ow + ((geometry[4] - 1) * geometry[8]) // geometry[6]
+    blocks = (oh + _rows_per_block(f, n_img, wph, oh) - 1) // _rows_per_block(f, n_img, wph, oh)
     for t in prange(parts):
-        if by_images:
-            _implicit_images(xflat, xs, taps, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, 1, 0, f, stacked)
+        if small:
+            _implicit_images(xflat, xs, taps, yaddr, geometry, 0, n_img, n_img, 0, f, stacked,
+                             blocks * t // parts, blocks * (t + 1) // parts)
         else:
-            _implicit_images(xflat, xs, taps, yaddr, geometry, 0, n_img, nb, f * t // parts, f * (t + 1) // parts, stacked)
+            _implicit_images(xflat, xs, taps, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, 1, 0, f,
+                             stacked, 0, oh)
 
 
 @njit(cache=True, nogil=True)
@@ -733,20 +743,11 @@ def _conv_core(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: 
         tp = wbase if ready else np.int64(taps.ctypes.data)
         xs4 = np.empty(4, np.int64)
         xs4[0], xs4[1], xs4[2], xs4[3] = x[7], x[8], x[9], x[10]
-        if plane < SMALL_PLANE and n_img > 1:
-            # All images in one GEMM per chunk of output channels. The chunks do not depend on
-            # the thread count (OpenBLAS's bits for an output can depend on the GEMM's size).
-            parts = SMALL_PLANE_PARTS if flops >= PARALLEL_FLOPS and f >= 32 * SMALL_PLANE_PARTS else 1
-            if threads > 1 and parts > 1:
-                _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, n_img, parts, False, stacked)
-            else:
-                for part in range(parts):
-                    _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, n_img, f * part // parts,
-                                     f * (part + 1) // parts, stacked)
-        elif threads > 1 and flops >= PARALLEL_FLOPS and n_img > 1:
-            _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, 1, min(threads, n_img), True, stacked)
+        small = plane < SMALL_PLANE and n_img > 1  # all images in one GEMM per block of rows
+        if threads > 1 and flops >= PARALLEL_FLOPS and n_img > 1:
+            _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, threads if small else min(threads, n_img), small, stacked)
         else:
-            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, 1, 0, f, stacked)
+            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, n_img if small else 1, 0, f, stacked, 0, oh)
         _alive(taps, xs4, ws)
         return
     xs = np.empty(3, np.int64)

@@ -305,12 +305,12 @@ def test_implicit_filter_layouts_and_strided_operands(method: int, layout: str) 
         _check_conv(x, w, (stride, stride), (1, 1), (1, 1), 1, view)
 
 
-@pytest.mark.parametrize("side,n", [(32, 8), (12, 8)])  # one image per thread; all images interleaved, channels split
+@pytest.mark.parametrize("side,n", [(32, 8), (12, 8)])  # one image per thread; all images interleaved, row blocks split
 @pytest.mark.parametrize("method", [dense.IMPLICIT, dense.STACKED])
 def test_implicit_two_threads_bit_identical(side: int, n: int, method: int) -> None:
-    """Above ``PARALLEL_FLOPS`` the implicit GEMMs split images (large planes) or output
-    channels (small planes, all images in one GEMM) over two Numba threads: the same bits
-    as one thread (never a split of the reduction)."""
+    """Above ``PARALLEL_FLOPS`` the implicit GEMMs split images (large planes) or blocks of
+    output rows (small planes, all images in each GEMM) over two Numba threads: the same
+    GEMMs as on one thread, so the same bits (never a split of the reduction)."""
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < 2:
