@@ -54,6 +54,7 @@ from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.passes.bind_constants import BindConstants, bound_values
 from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.passes.fold_batch_norm import FoldBatchNorm
+from tasdc.passes.tap_major_filters import TapMajorFilters
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import kernel_cache, object_cache
@@ -523,6 +524,8 @@ def compile_for_cpu(
     # holds no weights, and the cache key below covers the code only.
     if bind_constants:
         FoldBatchBroadcasts().run(work)  # first: a weight's transpose then has one user and folds too
+        if "library=false" not in lowering.replace(" ", ""):
+            TapMajorFilters().run(work)  # implicit-GEMM filters bound as [KH, KW, F, C] (passes/tap_major_filters.py)
         BindConstants(entry=entry).run(work)
     bound = bound_values(work, entry)
     timings["weights"] = time.perf_counter() - step
