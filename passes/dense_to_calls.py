@@ -12,6 +12,7 @@ from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.lower_tasd_to_calls import dynamic_memref, zero_pad_of
+from tasdc.passes.tap_major_filters import VIEW_ATTR
 from tasdc.contractions import has_default_maps
 
 #: op name -> (library entry, operand ranks: input, filter/right, output)
@@ -185,7 +186,8 @@ class DenseToLibraryCalls(ModulePass):
 
             out = memref.AllocOp(ir.MemRefType.get(list(out_type.shape), out_type.element_type), [], [], alignment=64).result
             out_arg = memref.CastOp(dynamic_memref(out_type.rank, out_type.element_type), out).result
-            args = [buffer(lhs), buffer(rhs), out_arg]
+            view = _tap_major_source(rhs)
+            args = [buffer(lhs), buffer(rhs) if view is None else self._transposed_view(view, list(ir.DenseI64ArrayAttr(rhs.owner.attributes["permutation"]))), out_arg]
             scalars: list[int] = []
             if op.name.startswith("linalg.conv") or op.name.startswith("linalg.depthwise"):
                 if entry == "tasd_dense_conv2d":  # groups
@@ -198,11 +200,28 @@ class DenseToLibraryCalls(ModulePass):
                 value = tensor.ExpandShapeOp(result_type, value, self._reassociation([[0], [1, 2], [3], [4]]), [], list(result_type.shape)).result
             if accumulate:
                 value = arith.AddFOp(value, init).result
-        original_init, original_lhs = op.operands[2], op.operands[0]
+        original_init, original_lhs, original_rhs = op.operands[2], op.operands[0], op.operands[1]
         op.results[0].replace_all_uses_with(value)
         op.operation.erase()
         _erase_if_dead(original_init.owner)
         _erase_if_dead(original_lhs.owner)
+        if view is not None:
+            _erase_if_dead(original_rhs.owner)
+
+    @staticmethod
+    def _transposed_view(source: ir.Value, permutation: list[int]) -> ir.Value:
+        """The rearranged filter ``source`` (``[KH, KW, F, C]`` or ``[KH, F, C, KW]``) as a
+        ``[F, C, KH, KW]`` memref view through the marked transpose's permutation
+        (``memref.transpose``; no copy)."""
+        t = ir.RankedTensorType(source.type)
+        dyn = ir.ShapedType.get_dynamic_stride_or_offset()
+        layout = ir.StridedLayoutAttr.get(dyn, [dyn] * 4)
+        static = ir.MemRefType.get(list(t.shape), t.element_type, layout)
+        buf = bufferization.ToBufferOp(static, source, read_only=True).result
+        viewed = ir.MemRefType.get([t.shape[d] for d in permutation], t.element_type, layout)
+        perm = ir.AffineMapAttr.get(ir.AffineMap.get_permutation(permutation))
+        transposed = memref.TransposeOp(viewed, buf, perm).result
+        return memref.CastOp(dynamic_memref(4, t.element_type), transposed).result
 
     @staticmethod
     def _reassociation(groups: list[list[int]]) -> ir.ArrayAttr:
@@ -220,9 +239,18 @@ class DenseToLibraryCalls(ModulePass):
         return tensor.CollapseShapeOp(ir.RankedTensorType.get(shape, t.element_type), value, self._reassociation(groups)).result
 
 
+def _tap_major_source(filter_value: ir.Value) -> ir.Value | None:
+    """The ``[KH, KW, F, C]`` tensor behind a filter that ``tasd-cpu-tap-major-filters`` marked
+    (a ``linalg.transpose`` with ``tasd.tap_major_view``), else None."""
+    owner = filter_value.owner
+    if not isinstance(owner, ir.OpView) or owner.name != "linalg.transpose" or VIEW_ATTR not in owner.attributes:
+        return None
+    return owner.operands[0]
+
+
 def _erase_if_dead(owner: object) -> None:
     """Erase a now unused init producer (a fill, then its ``tensor.empty``) or input padding."""
-    while isinstance(owner, ir.OpView) and owner.name in ("linalg.fill", "tensor.empty", "tensor.collapse_shape", "tensor.expand_shape", "tensor.pad"):
+    while isinstance(owner, ir.OpView) and owner.name in ("linalg.fill", "tensor.empty", "tensor.collapse_shape", "tensor.expand_shape", "tensor.pad", "linalg.transpose"):
         if any(True for r in owner.results for _ in r.uses):
             return
         nxt = owner.operands[len(owner.operands) - 1].owner if len(owner.operands) else None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+import functools
+from typing import Callable, ClassVar
 
 from torch_mlir import ir
 from torch_mlir.passmanager import PassManager
@@ -17,6 +18,7 @@ from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.expand_erf import ExpandErf
 from tasdc.passes.expand_exp import ExpandExp
 from tasdc.passes.inline_entry import InlineEntry
+from tasdc.passes.interchange_transposes import InterchangeTransposes
 from tasdc.passes.mark_noalias import MarkNoalias
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.reassociate_reductions import ReassociateReductions
@@ -67,8 +69,26 @@ UPSTREAM_PIPELINE = (
 FUSION = ("func.func(linalg-fuse-elementwise-ops)", "canonicalize", "cse")
 FUSE_AFTER = "func.func(convert-elementwise-to-linalg)"
 
+#: ``tasd-cpu-interchange-transposes`` runs on tensors, right before this step.
+BUFFERIZE = "one-shot-bufferize"
+
 #: ``tasd-cpu-outline-loops`` runs on loops over memrefs, right before this step.
 OUTLINE_BEFORE = "expand-strided-metadata"
+
+#: bfloat16 without compiler-rt: each bf16 arithmetic or math op is computed in
+#: f32 and rounded back (``math-extend-to-supported-types``,
+#: ``arith-emulate-unsupported-floats``: what LLVM's own promotion does), then
+#: every f32↔bf16 conversion becomes integer arithmetic (round to nearest even,
+#: a NaN stays a quiet NaN: ``arith-expand{include-bf16}``).
+#: Without AVX-512 BF16 (or AVX-NE-CONVERT) LLVM would lower each rounding to a
+#: call of compiler-rt's ``__truncsfbf2``, which neither this process nor libgcc
+#: 12 defines ("Symbols not found: [ __truncsfbf2 ]" on an AVX2 machine). Added
+#: right before the conversion to LLVM, and only to modules with bfloat16
+#: values: ``arith-expand`` also rewrites ``maximumf`` and the like.
+EXPAND_BF16 = ("func.func(math-extend-to-supported-types{target-type=f32})",
+               "func.func(arith-emulate-unsupported-floats{source-types=bf16 target-type=f32})",
+               "func.func(arith-expand{include-bf16=true})")
+EXPAND_BF16_BEFORE = "convert-vector-to-llvm"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +128,15 @@ class LowerCpuToLLVM(ModulePass):
     With ``fuse`` (the default), elementwise ops are fused into one loop
     nest per chain on tensors, before bufferization (``FUSION``).
 
+    With ``expand_bf16`` (the default), a module that holds bfloat16 values
+    gets its f32↔bf16 conversions as integer arithmetic (``EXPAND_BF16``), so
+    the code needs no compiler-rt helper on CPUs without bfloat16
+    instructions; the results are the same bits (round to nearest even).
+
+    With ``interchange`` (the default), a transpose that moves the last dim
+    is copied in a loop order that reads its input along rows
+    (``tasd-cpu-interchange-transposes``, on tensors before bufferization).
+
     With ``outline`` (the default), every top-level loop nest is moved into
     its own never-inlined function by ``tasd-cpu-outline-loops`` once the
     loops exist, so LLVM optimises many small functions instead of one
@@ -135,6 +164,8 @@ class LowerCpuToLLVM(ModulePass):
     outline: bool = True
     fuse: bool = True
     dedup: bool = True
+    expand_bf16: bool = True
+    interchange: bool = True
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -159,30 +190,40 @@ class LowerCpuToLLVM(ModulePass):
             if op.operation.name == "func.func" and "sym_visibility" not in op.attributes:
                 op.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
         pipeline = UPSTREAM_PIPELINE
+        if self.expand_bf16 and _has_bf16(module):
+            at = pipeline.index(EXPAND_BF16_BEFORE)
+            pipeline = pipeline[:at] + EXPAND_BF16 + pipeline[at:]
         if self.fuse:
             at = pipeline.index(FUSE_AFTER) + 1
             pipeline = pipeline[:at] + FUSION + pipeline[at:]
-        split = pipeline.index(OUTLINE_BEFORE)
+        # The upstream steps in order, with tasdc's own passes where they run.
+        steps: list[str | Callable[[], None]] = list(pipeline)
         # On the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg:
         body_passes = [p for p, on in ((ExpandErf(), self.expand_erf), (ExpandExp(), self.expand_exp),
                                        (ReassociateReductions(), self.reassociate)) if on]
-        if body_passes:
-            self._upstream(module, pipeline[:1])
-            for body_pass in body_passes:
-                body_pass.run(module)
-            pipeline, split = pipeline[1:], split - 1
+        steps[1:1] = [functools.partial(body_pass.run, module) for body_pass in body_passes]
+        if self.interchange:  # on tensors, right before bufferization
+            at = next(i for i, step in enumerate(steps) if isinstance(step, str) and step.startswith(BUFFERIZE))
+            steps.insert(at, functools.partial(InterchangeTransposes().run, module))
         if self.outline:
-            self._upstream(module, pipeline[:split])
-            OutlineLoops().run(module)
+            at = steps.index(OUTLINE_BEFORE)
+            outline: list[Callable[[], None]] = [functools.partial(OutlineLoops().run, module)]
             if self.noalias:  # records which arguments to mark; before dedup, which then keeps call sites apart
-                MarkNoalias().run(module)
+                outline.append(functools.partial(MarkNoalias().run, module))
             if self.dedup:
-                DedupFunctions().run(module)
-            self._upstream(module, pipeline[split:])
+                outline.append(functools.partial(DedupFunctions().run, module))
+            steps[at:at] = outline
             if self.noalias:  # puts llvm.noalias on the recorded pointer arguments
-                MarkNoalias().run(module)
-        else:
-            self._upstream(module, pipeline)
+                steps.append(functools.partial(MarkNoalias().run, module))
+        batch: list[str] = []
+        for step in steps + [lambda: None]:
+            if isinstance(step, str):
+                batch.append(step)
+                continue
+            if batch:
+                self._upstream(module, tuple(batch))
+                batch = []
+            step()
         InlineEntry().run(module)
 
     @staticmethod
@@ -194,3 +235,24 @@ class LowerCpuToLLVM(ModulePass):
                 record_mlir_error(error)
                 detail = log.errors[0].format() if log.errors else str(error).splitlines()[0]
                 raise PipelineError(f"tasd-cpu-to-llvm failed: {detail}") from None
+
+
+def _has_bf16(module: ir.Module) -> bool:
+    """Whether any operation of ``module`` has a bfloat16 operand or result (scalar,
+    tensor, memref or vector)."""
+    found = False
+
+    def bf16(t: ir.Type) -> bool:
+        if isinstance(t, ir.ShapedType):
+            t = ir.ShapedType(t).element_type
+        return isinstance(t, ir.BF16Type)
+
+    def visit(op: ir.Operation) -> ir.WalkResult:
+        nonlocal found
+        if any(bf16(r.type) for r in op.results) or any(bf16(v.type) for v in op.operands):
+            found = True
+            return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    return found

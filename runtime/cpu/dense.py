@@ -14,10 +14,18 @@ Numba's ``np.dot`` (``scipy.linalg.cython_blas``); for convolutions called
 directly with leading dimensions (``_sgemm_rm``), from a private AVX-512
 instance of the same library where OpenBLAS picked AVX2 kernels on an
 AVX-512 CPU (``_private_skylakex_sgemm``). Convolutions take zero padding as
-arguments (top, left) and are an im2col in blocks of about ``BLOCK_FLOATS``
-(skipped for 1×1 stride-1 kernels), one ``sgemm`` per block writing into the
-NCHW output (per group over all images when the images are small: fewer than
-``SMALL_PLANE`` output pixels); depthwise convolutions copy each channel
+arguments (top, left). A KxK one with at least ``IMPLICIT_MIN_CHANNELS``
+channels and stride ≤ 2 is an implicit GEMM (:func:`conv_method`,
+:func:`_implicit_images`): the padded input is copied once per image with its
+KW column taps stacked (``[C·KW, rows]``, three copies for 3×3 instead of
+im2col's nine; a stride-2 convolution reads every other row and column), then
+per block of output rows one ``sgemm`` per filter row accumulates with
+``beta = 1`` straight into the NCHW output; the filter is bound in that GEMM's
+layout (``tasd-cpu-tap-major-filters``) or rearranged per call. Others are
+an im2col in blocks of about ``BLOCK_FLOATS`` (skipped for 1×1 stride-1
+kernels: the input is the GEMM operand), one ``sgemm`` per block writing into
+the NCHW output. Both run all images in one GEMM per group when they are
+small (fewer than ``SMALL_PLANE`` output pixels); depthwise convolutions copy each channel
 plane into a zero-bordered scratch plane and multiply-add one tap at a time.
 Loops index with unsigned integers where LLVM must vectorize them. An operand
 whose rows are not contiguous is first copied into a contiguous buffer.
@@ -494,11 +502,209 @@ def _conv_images_parallel(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int
         _conv_images(xflat, xs, wp, xbase, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, block, direct, packed_y)
 
 
-def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
+#: ``_conv_core``'s ``method``: per shape (:func:`conv_method`), im2col, implicit GEMM per tap, with the column taps stacked.
+AUTO, IM2COL, IMPLICIT, STACKED = 0, 1, 2, 3
+#: The implicit GEMM needs at least this many input channels per group (each tap is a GEMM with
+#: K = C); a stem with fewer stacks its taps through im2col instead.
+IMPLICIT_MIN_CHANNELS = 16
+
+
+@njit(cache=True, nogil=True)
+def conv_method(ch: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> int:
+    """The method ``AUTO`` picks for a convolution with ``ch`` input channels per group (per-layer
+    times in ``benchmarks/bench_dense_conv.py``): the implicit GEMM with stacked column taps
+    for a KxK (K > 1) kernel with at least ``IMPLICIT_MIN_CHANNELS`` channels, stride at most
+    2 (it beat one GEMM per tap and im2col on every such layer of ResNet-18); im2col
+    otherwise (a 1×1 stride-1 convolution reads its input in place)."""
+    if kh * kw > 1 and ch >= IMPLICIT_MIN_CHANNELS and sh <= 2 and sw <= 2:
+        return STACKED
+    return IM2COL
+
+
+@njit(cache=True, nogil=True)
+def _tap_filter(wbase: int, ws: np.ndarray, f_all: int, ch: int, kh: int, kw: int, stacked: bool) -> np.ndarray:
+    """The filter ``W[F, C, KH, KW]`` (element strides ``ws``) as ``[KH*KW, F, C]`` (tap ``t``'s
+    ``[F, C]`` matrix one plain GEMM operand, leading dimension C) or, ``stacked``, as
+    ``[KH, F, C*KW]`` (filter row ``i``'s ``[F, C·KW]`` matrix)."""
+    wflat = carray(_f32p(wbase), 1 + (f_all - 1) * ws[0] + (ch - 1) * ws[1] + (kh - 1) * ws[2] + (kw - 1) * ws[3])
+    out = np.empty(kh * kw * f_all * ch, np.float32)
+    step = np.uint64(ws[1])
+    for i in range(kh):
+        for j in range(kw):
+            for o in range(f_all):
+                src = np.uint64(o * ws[0] + i * ws[2] + j * ws[3])
+                if stacked:
+                    d = np.uint64(((i * f_all + o) * ch) * kw + j)
+                    ukw = np.uint64(kw)
+                    for c in range(np.uint64(ch)):
+                        out[d + c * ukw] = wflat[src + c * step]
+                else:
+                    d = np.uint64(((i * kw + j) * f_all + o) * ch)
+                    for c in range(np.uint64(ch)):
+                        out[d + c] = wflat[src + c * step]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _phase_fill(xflat: np.ndarray, xs: np.ndarray, n0: int, nb: int, c0: int, ch: int, h: int, wid: int,
+                sh: int, sw: int, pt: int, pl: int, hph: int, wph: int, nvar: int, voff: int, buf: np.ndarray) -> None:
+    """The zero-padded input of images ``n0 … n0+nb-1``, channels ``c0 … c0+ch-1``, as
+    ``buf[a, c, b, u, n, v]`` (``[sh, ch, nvar, hph, nb, wph]``): padded row ``u*sh + a`` and
+    padded column ``v*sw + b*voff``. With ``nvar = sw``, ``voff = 1`` these are the stride
+    phases (every tap then reads one plane at a fixed offset, unit stride); with
+    ``nvar = KW``, ``voff`` = the column dilation, the KW column taps stacked (rows ``(c, b)``
+    one plane apart: a GEMM operand with K = C·KW). Each output row of the ``nb`` images is
+    ``nb*wph`` consecutive floats of a plane."""
+    row = np.uint64(nb * wph)
+    cplane = np.uint64(hph) * row
+    for a in range(sh):
+        for b in range(nvar):
+            cb = b * voff
+            lo_num = pl - cb
+            v_lo = 0 if lo_num <= 0 else min(wph, (lo_num + sw - 1) // sw)
+            hi_num = wid - 1 + pl - cb
+            v_hi = 0 if hi_num < 0 else min(wph, hi_num // sw + 1)
+            if v_hi < v_lo:
+                v_hi = v_lo
+            for c in range(ch):
+                cbase = np.uint64((a * ch + c) * nvar + b) * cplane
+                for u in range(hph):
+                    r = u * sh + a - pt
+                    for n in range(nb):
+                        d = cbase + np.uint64(u) * row + np.uint64(n * wph)
+                        if r < 0 or r >= h or v_lo == v_hi:
+                            for v in range(np.uint64(wph)):
+                                buf[d + v] = 0.0
+                            continue
+                        for v in range(np.uint64(v_lo)):
+                            buf[d + v] = 0.0
+                        src = np.uint64((n0 + n) * xs[0] + (c0 + c) * xs[1] + r * xs[2] + (v_lo * sw + cb - pl) * xs[3])
+                        dv = d + np.uint64(v_lo)
+                        if sw == 1 and xs[3] == 1:
+                            for v in range(np.uint64(v_hi - v_lo)):
+                                buf[dv + v] = xflat[src + v]
+                        else:
+                            step = np.uint64(sw * xs[3])
+                            for v in range(np.uint64(v_hi - v_lo)):
+                                buf[dv + v] = xflat[src + v * step]
+                        for v in range(np.uint64(v_hi), np.uint64(wph)):
+                            buf[d + v] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
+                     n0: int, n1: int, nb: int, f_lo: int, f_hi: int, stacked: bool, blk_lo: int, blk_hi: int) -> None:
+    """Implicit GEMM of images ``n0 … n1-1`` (``nb`` at a time, their rows interleaved), output
+    channels ``f_lo … f_hi-1`` of every group, blocks ``blk_lo … blk_hi-1`` of output rows
+    (:func:`_rows_per_block` each; ``geometry`` as for :func:`_conv_images`).
+    Per group the padded input is copied once (:func:`_phase_fill`), then per block of output
+    rows the GEMMs accumulate (``beta = 1``) into ``Y'[F, rows·nb·width]``:
+
+    * per tap (``stacked`` false; ``taps`` the ``[KH*KW, G*F, C]`` filter): one ``sgemm``
+      ``W_tap[F, C] · X_tap[C, ·]`` per tap, ``X_tap`` the tap's stride-phase plane at the
+      tap's offset; the planes are ``wph = OW + (KW-1)·dw/sw`` wide, so ``Y'`` holds
+      ``wph - OW`` extra columns per row (read across the row end) that are dropped;
+    * stacked (``taps`` the ``[KH, G*F, C*KW]`` filter): one ``sgemm`` per filter row,
+      ``W_i[F, C·KW] · X_i[C·KW, ·]`` over the KW column-shifted copies: no extra columns,
+      and with one image at a time and packed NCHW planes ``Y'`` is ``Y`` itself.
+
+    ``Y'`` goes to NCHW ``Y`` by a copy otherwise. One output's sum runs over the GEMMs in
+    order and over their K inside each, whatever the split of images or channels: the
+    same bits on any thread count."""
+    groups, f, ch, kh, kw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4]
+    sh, sw, dh, dw, oh, ow = geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]
+    pt, pl, h, wid = geometry[11], geometry[12], geometry[13], geometry[14]
+    yn, yc, yr, yq = geometry[16], geometry[17], geometry[18], geometry[19]
+    f_all = groups * f
+    fc = f_hi - f_lo
+    if fc <= 0 or n1 <= n0:
+        return
+    hph = oh + ((kh - 1) * dh) // sh
+    wph = ow if stacked else ow + ((kw - 1) * dw) // sw
+    nvar = kw if stacked else sw
+    buf = np.empty(sh * ch * nvar * hph * nb * wph + wph, np.float32)
+    buf[sh * ch * nvar * hph * nb * wph:] = 0.0  # the tail the last plane's dropped columns read
+    bp = np.int64(buf.ctypes.data)
+    direct = stacked and nb == 1 and yq == 1 and yr == ow
+    rows_per_block = _rows_per_block(f, nb, wph, oh)
+    tmp = np.empty(0 if direct else fc * rows_per_block * nb * wph, np.float32)
+    tp = np.int64(tmp.ctypes.data)
+    yflat = carray(_f32p(yaddr), 1 + (n1 - 1) * yn + (f_all - 1) * yc + (oh - 1) * yr + (ow - 1) * yq)
+    for start in range(n0, n1, nb):
+        nbc = min(nb, n1 - start)
+        row = nbc * wph
+        cplane = hph * row
+        for g in range(groups):
+            _phase_fill(xflat, xs, start, nbc, g * ch, ch, h, wid, sh, sw, pt, pl, hph, wph, nvar, dw if stacked else 1, buf)
+            for blk in range(blk_lo, min(blk_hi, (oh + rows_per_block - 1) // rows_per_block)):
+                p0 = blk * rows_per_block
+                rows = min(rows_per_block, oh - p0)
+                ncols = rows * row
+                out, ldo = tp, ncols
+                if direct:
+                    out, ldo = yaddr + 4 * (start * yn + (g * f + f_lo) * yc + p0 * ow), yc
+                if stacked:
+                    for i in range(kh):
+                        off = ((i * dh) % sh) * ch * nvar * cplane + ((i * dh) // sh + p0) * row
+                        a = taps + 4 * (i * f_all + g * f + f_lo) * ch * kw
+                        _sgemm_rm(fc, ncols, ch * kw, a, ch * kw, bp + 4 * off, cplane, out, ldo, 0.0 if i == 0 else 1.0)
+                else:
+                    for t in range(kh * kw):
+                        i = t // kw
+                        j = t - i * kw
+                        off = (((i * dh) % sh) * ch * nvar + (j * dw) % sw) * cplane + ((i * dh) // sh + p0) * row + (j * dw) // sw
+                        a = taps + 4 * (t * f_all + g * f + f_lo) * ch
+                        _sgemm_rm(fc, ncols, ch, a, ch, bp + 4 * off, nvar * cplane, out, ldo, 0.0 if t == 0 else 1.0)
+                if direct:
+                    continue
+                for o in range(fc):
+                    for pp in range(rows):
+                        for n in range(nbc):
+                            src = np.uint64(o * ncols + pp * row + n * wph)
+                            dst = (start + n) * yn + (g * f + f_lo + o) * yc + (p0 + pp) * yr
+                            if yq == 1:
+                                ud = np.uint64(dst)
+                                for q in range(np.uint64(ow)):
+                                    yflat[ud + q] = tmp[src + q]
+                            else:
+                                for q in range(ow):
+                                    yflat[dst + q * yq] = tmp[src + np.uint64(q)]
+    _alive(buf, tmp, geometry)  # the GEMMs above read them through raw addresses
+
+
+@njit(cache=True, nogil=True)
+def _rows_per_block(f: int, nb: int, wph: int, oh: int) -> int:
+    """Output rows per GEMM block of the implicit GEMM: about ``BLOCK_FLOATS`` outputs of all
+    ``f`` channels (from F and the image count alone, never from a thread's share: the GEMMs,
+    and so the bits, do not depend on the thread count)."""
+    return max(1, min(oh, BLOCK_FLOATS // max(1, f * nb * wph)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _implicit_parallel(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
+                       n_img: int, parts: int, small: bool, stacked: bool) -> None:
+    """:func:`_implicit_images` over Numba's threads: ``parts`` chunks of the images (one image at
+    a time), or, ``small``, of the blocks of output rows of all images interleaved (each chunk
+    copies the input it reads)."""
+    f, sh, oh, ow = geometry[1], geometry[5], geometry[9], geometry[10]
+    wph = ow if stacked else ow + ((geometry[4] - 1) * geometry[8]) // geometry[6]
+    blocks = (oh + _rows_per_block(f, n_img, wph, oh) - 1) // _rows_per_block(f, n_img, wph, oh)
+    for t in prange(parts):
+        if small:
+            _implicit_images(xflat, xs, taps, yaddr, geometry, 0, n_img, n_img, 0, f, stacked,
+                             blocks * t // parts, blocks * (t + 1) // parts)
+        else:
+            _implicit_images(xflat, xs, taps, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, 1, 0, f,
+                             stacked, 0, oh)
+
+
+@njit(cache=True, nogil=True)
+def _conv_core(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int,
+               method: int) -> None:
     """Grouped NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
     left of the input (and whatever the output size implies below and right):
     ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``, ``Y[N, G*F, OH, OW]`` (rank-4
-    descriptors; ``groups`` = G)."""
+    descriptors; ``groups`` = G), by ``method`` (``AUTO``, ``IM2COL``, ``IMPLICIT`` or ``STACKED``)."""
     x, w, y = _desc(x_d, 4), _desc(w_d, 4), _desc(y_d, 4)
     n_img, h, wid = x[3], x[5], x[6]
     f_all, ch, kh, kw = w[3], w[4], w[5], w[6]
@@ -511,9 +717,41 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
     xbase = x[1] + 4 * x[2]
     xspan = 1 + (n_img - 1) * x[7] + (x[4] - 1) * x[8] + (h - 1) * x[9] + (wid - 1) * x[10]
     xflat = carray(_f32p(xbase), xspan)
+    wbase = w[1] + 4 * w[2]
+    yaddr = y[1] + 4 * y[2]
+    geometry = np.empty(20, np.int64)
+    geometry[0], geometry[1], geometry[2], geometry[3], geometry[4] = groups, f, ch, kh, kw
+    geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10] = sh, sw, dh, dw, oh, ow
+    geometry[11], geometry[12], geometry[13], geometry[14], geometry[15] = pt, pl, h, wid, x[7]
+    geometry[16], geometry[17], geometry[18], geometry[19] = y[7], y[8], y[9], y[10]
+    threads = _num_threads()
+    flops = 2.0 * n_img * f_all * plane * red
+    if method == AUTO:
+        method = conv_method(ch, kh, kw, sh, sw, dh, dw)
+    if method == IMPLICIT or method == STACKED:
+        stacked = method == STACKED
+        ws = np.empty(4, np.int64)
+        ws[0], ws[1], ws[2], ws[3] = w[7], w[8], w[9], w[10]
+        # A filter bound in the method's layout (``tasd-cpu-tap-major-filters``: [KH, KW, F, C] or
+        # [KH, F, C, KW] in memory, seen through a transposed view) is the GEMM operand as it is;
+        # any other is rearranged here.
+        if stacked:
+            ready = w[10] == 1 and w[8] == kw and w[7] == ch * kw and w[9] == f_all * ch * kw
+        else:
+            ready = w[8] == 1 and w[7] == ch and w[10] == f_all * ch and w[9] == kw * f_all * ch
+        taps = np.empty(0, np.float32) if ready else _tap_filter(wbase, ws, f_all, ch, kh, kw, stacked)
+        tp = wbase if ready else np.int64(taps.ctypes.data)
+        xs4 = np.empty(4, np.int64)
+        xs4[0], xs4[1], xs4[2], xs4[3] = x[7], x[8], x[9], x[10]
+        small = plane < SMALL_PLANE and n_img > 1  # all images in one GEMM per block of rows
+        if threads > 1 and flops >= PARALLEL_FLOPS and n_img > 1:
+            _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, threads if small else min(threads, n_img), small, stacked)
+        else:
+            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, n_img if small else 1, 0, f, stacked, 0, oh)
+        _alive(taps, xs4, ws)
+        return
     xs = np.empty(3, np.int64)
     xs[0], xs[1], xs[2] = x[8], x[9], x[10]
-    wbase = w[1] + 4 * w[2]
     # The filter as [G*F, C*KH*KW] rows (a view when it is packed, as bound weights are).
     packed_w = w[10] == 1 and w[9] == kw and w[8] == kh * kw and w[7] == red
     wmat = carray(_f32p(wbase), (f_all, red)) if packed_w else np.empty((f_all, red), np.float32)
@@ -527,7 +765,6 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
     wp = np.int64(wmat.ctypes.data)
     direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and x[10] == 1 and x[9] == wid and oh == h and ow == wid
     packed_y = y[10] == 1 and y[9] == ow
-    yaddr = y[1] + 4 * y[2]
     if plane < SMALL_PLANE and n_img > 1:
         # Small images: one GEMM per group over all images' columns, then scattered to NCHW.
         cols = np.empty((red, n_img * plane), np.float32)
@@ -550,17 +787,52 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
         _alive(wmat, cols, out)  # the GEMMs above read them through raw addresses
         return
     block = min(plane, max(MIN_BLOCK, BLOCK_FLOATS // red // 16 * 16))
-    geometry = np.empty(20, np.int64)
-    geometry[0], geometry[1], geometry[2], geometry[3], geometry[4] = groups, f, ch, kh, kw
-    geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10] = sh, sw, dh, dw, oh, ow
-    geometry[11], geometry[12], geometry[13], geometry[14], geometry[15] = pt, pl, h, wid, x[7]
-    geometry[16], geometry[17], geometry[18], geometry[19] = y[7], y[8], y[9], y[10]
-    threads = _num_threads()
-    if threads > 1 and n_img > 1 and 2.0 * n_img * f_all * plane * red >= PARALLEL_FLOPS:
+    if threads > 1 and n_img > 1 and flops >= PARALLEL_FLOPS:
         _conv_images_parallel(xflat, xs, wp, xbase, yaddr, geometry, n_img, block, direct, packed_y, min(threads, n_img))
     else:
         _conv_images(xflat, xs, wp, xbase, yaddr, geometry, 0, n_img, block, direct, packed_y)
     _alive(wmat, xs, geometry)  # the GEMMs read the filter through its raw address
+
+
+def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
+    """The ``tasd_dense_conv2d`` entry: :func:`_conv_core`, choosing the method per shape."""
+    _conv_core(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, AUTO)
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
+           dilation: tuple[int, int] = (1, 1), groups: int = 1, method: int = AUTO,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """``tasd_dense_conv2d`` on numpy arrays (tests and ``benchmarks/bench_dense_conv.py``):
+    NCHW f32 ``x``, ``w[F, C/groups, KH, KW]``, symmetric zero ``padding``; ``method`` forces
+    im2col or the implicit GEMM. Returns ``out`` (allocated when not given)."""
+    if x.dtype != np.float32 or w.dtype != np.float32 or x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d takes rank-4 float32 x and w, got {x.dtype}{x.shape} and {w.dtype}{w.shape}")
+    if groups < 1 or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        raise ValueError(f"conv2d: x{x.shape} and w{w.shape} do not fit groups={groups}")
+    if method not in (AUTO, IM2COL, IMPLICIT, STACKED):
+        raise ValueError(f"conv2d: method must be AUTO, IM2COL, IMPLICIT or STACKED, got {method}")
+    n, _, h, wid = x.shape
+    kh, kw = w.shape[2], w.shape[3]
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wid + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if oh <= 0 or ow <= 0 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"conv2d: no output for x{x.shape}, w{w.shape}, stride {stride}, padding {padding}, dilation {dilation}")
+    shape = (n, w.shape[0], oh, ow)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    if out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"conv2d: out must be float32{shape}, got {out.dtype}{out.shape}")
+    descs = [_descriptor(a) for a in (x, w, out)]
+    _conv_core(*(int(d.ctypes.data) for d in descs), groups, stride[0], stride[1], dilation[0], dilation[1],
+               padding[0], padding[1], method)
+    return out
+
+
+def _descriptor(a: np.ndarray) -> np.ndarray:
+    """A rank-4 memref descriptor (``allocated, aligned, offset, sizes, strides`` in elements) of ``a``."""
+    if a.itemsize != 4 or any(s % 4 for s in a.strides):
+        raise ValueError("conv2d takes arrays with float32-aligned strides")
+    return np.array([a.ctypes.data, a.ctypes.data, 0, *a.shape, *(s // 4 for s in a.strides)], np.int64)
 
 
 def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:

@@ -70,6 +70,8 @@ _SOURCES = (
     "tasdc.passes.bind_constants",
     "tasdc.passes.fold_batch_broadcasts",
     "tasdc.passes.fold_batch_norm",
+    "tasdc.passes.tap_major_filters",
+    "tasdc.passes.interchange_transposes",
     "tasdc.runtime.cpu.executor",
 )
 #: llvmlite's symbol table is process-wide: bind and link one object at a time.

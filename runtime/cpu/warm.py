@@ -35,10 +35,24 @@ def _warm_kernels() -> None:
     kernels._conv_cfunc()
 
 
+def _warm_dense() -> None:
+    """The dense library entries (``runtime/cpu/dense.py``) and every convolution method
+    behind ``tasd_dense_conv2d`` (im2col, implicit GEMM per tap and with stacked taps)."""
+    from tasdc.runtime.cpu import dense
+
+    for name in dense.LIBRARY_ENTRIES:
+        dense.library_entry(name)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 16, 3, 3)).astype(np.float32)
+    for method in (dense.IM2COL, dense.IMPLICIT, dense.STACKED):
+        dense.conv2d(x, w, padding=(1, 1), method=method)
+
+
 def warm() -> dict[str, float]:
     """Compile (or load) every cached Numba function of the CPU runtime; seconds per group."""
     seconds = {}
-    for name, step in (("kernels", _warm_kernels),):
+    for name, step in (("kernels", _warm_kernels), ("dense", _warm_dense)):
         start = time.perf_counter()
         step()
         seconds[name] = time.perf_counter() - start

@@ -225,3 +225,25 @@ def test_weight_on_the_left_and_per_batch_weights_run_through_c_entries() -> Non
     for got, want in zip(result(x.numpy(), z.numpy()), expected):
         np.testing.assert_allclose(got, want.numpy(), rtol=RTOL, atol=ATOL)
     assert all(k.entry.calls == 1 for k in kernels)
+
+
+class _Permutes(torch.nn.Module):
+    """Inner transposes (the last dim moves) and an outer one (it stays), as attention writes them."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return x.permute(1, 2, 3, 0) * 2.0, x.transpose(-1, -2) + 1.0, x.permute(1, 0, 2, 3) - 1.0
+
+
+@pytest.mark.parametrize("interchange", [True, False])
+def test_transposes_copy_the_same_bits_in_either_loop_order(interchange: bool, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """tasd-cpu-interchange-transposes only reorders the loops of a copy: the results are the
+    permuted input exactly (one elementwise op after each, computed the same way on both sides)."""
+    monkeypatch.setenv("TASDC_CACHE_DIR", str(tmp_path / "cache"))
+    x = np.random.default_rng(3).standard_normal((6, 3, 4, 5)).astype(np.float32)
+    result = compile_model(_Permutes(), (torch.from_numpy(x),), CompileOptions(config="dense"))
+    run = executor.compile_for_cpu(result.module, lowering=f"tasd-cpu-to-llvm{{interchange={str(interchange).lower()}}}")
+    a, b, c = run(x)
+    np.testing.assert_array_equal(a, x.transpose(1, 2, 3, 0) * np.float32(2.0))
+    np.testing.assert_array_equal(b, x.transpose(0, 1, 3, 2) + np.float32(1.0))
+    np.testing.assert_array_equal(c, x.transpose(1, 0, 2, 3) - np.float32(1.0))

@@ -243,3 +243,127 @@ def test_two_threads_never_run_an_openblas_pool_inside_numba_threads(tmp_path) -
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "OpenBLAS Warning" not in proc.stderr
     assert "seen: []" in proc.stdout
+
+
+# --------------------------------------------------------------------------
+# the convolution methods (runtime/cpu/dense.py: im2col, implicit GEMM per tap, stacked taps)
+# --------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tasdc.runtime.cpu import dense  # noqa: E402
+
+_METHODS = (dense.IM2COL, dense.IMPLICIT, dense.STACKED)
+
+
+def _check_conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+                dilation: tuple[int, int], groups: int, got: np.ndarray) -> None:
+    exact, scale = _conv_bound(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    _assert_within(got, exact, scale, w.shape[1] * w.shape[2] * w.shape[3])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), c=st.integers(1, 20), f=st.integers(1, 9), groups=st.integers(1, 2),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       dh=st.integers(1, 2), dw=st.integers(1, 2), ph=st.integers(0, 2), pw=st.integers(0, 3),
+       h=st.integers(1, 19), wid=st.integers(1, 19), method=st.sampled_from(_METHODS), seed=st.integers(0, 2 ** 16))
+def test_conv_methods_match_torch(n: int, c: int, f: int, groups: int, kh: int, kw: int, sh: int, sw: int, dh: int,
+                                  dw: int, ph: int, pw: int, h: int, wid: int, method: int, seed: int) -> None:
+    """Every method (forced) over shapes, strides, paddings, dilations and groups against
+    torch's conv2d in float64, within the summation bound of the module docstring (the
+    methods sum in different orders: im2col over (c, i, j), the implicit GEMMs per tap or
+    per filter row)."""
+    if h + 2 * ph < dh * (kh - 1) + 1 or wid + 2 * pw < dw * (kw - 1) + 1:
+        return  # no output
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, c * groups, h, wid)).astype(np.float32)
+    w = rng.uniform(-1, 1, (f * groups, c, kh, kw)).astype(np.float32)
+    got = dense.conv2d(x, w, (sh, sw), (ph, pw), (dh, dw), groups, method)
+    _check_conv(x, w, (sh, sw), (ph, pw), (dh, dw), groups, got)
+
+
+@pytest.mark.parametrize("method", [dense.IMPLICIT, dense.STACKED])
+@pytest.mark.parametrize("layout", ["plain", "bound"])
+def test_implicit_filter_layouts_and_strided_operands(method: int, layout: str) -> None:
+    """The implicit GEMMs read a filter in their own layout in place (as
+    ``tasd-cpu-tap-major-filters`` binds it) or rearrange any other, and take strided
+    input and output views."""
+    from tasdc.passes.tap_major_filters import LAYOUTS
+
+    rng = np.random.default_rng(method)
+    x = rng.uniform(-1, 1, (3, 40, 12, 2 * 13)).astype(np.float32)[:, ::2, :, ::2]  # strided channels and columns
+    w = rng.uniform(-1, 1, (24, 20, 3, 3)).astype(np.float32)
+    if layout == "bound":
+        forward, backward = LAYOUTS[method]
+        w = np.ascontiguousarray(w.transpose(forward)).transpose(backward)
+    out = np.full((3, 48, 12, 2 * 13), np.nan, np.float32)[:, ::2, :, ::2]
+    for stride in (1, 2):
+        oh, ow = (12 + 2 - 3) // stride + 1, (13 + 2 - 3) // stride + 1
+        view = out[:, :, :oh, :ow]
+        dense.conv2d(x, w, (stride, stride), (1, 1), (1, 1), 1, method, out=view)
+        _check_conv(x, w, (stride, stride), (1, 1), (1, 1), 1, view)
+
+
+@pytest.mark.parametrize("side,n", [(32, 8), (12, 8)])  # one image per thread; all images interleaved, row blocks split
+@pytest.mark.parametrize("method", [dense.IMPLICIT, dense.STACKED])
+def test_implicit_two_threads_bit_identical(side: int, n: int, method: int) -> None:
+    """Above ``PARALLEL_FLOPS`` the implicit GEMMs split images (large planes) or blocks of
+    output rows (small planes, all images in each GEMM) over two Numba threads: the same
+    GEMMs as on one thread, so the same bits (never a split of the reduction)."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    rng = np.random.default_rng(side)
+    c, f = 64, 128
+    x = rng.uniform(-1, 1, (n, c, side, side)).astype(np.float32)
+    w = rng.uniform(-1, 1, (f, c, 3, 3)).astype(np.float32)
+    assert 2.0 * n * f * side * side * c * 9 >= dense.PARALLEL_FLOPS
+    assert (side * side < dense.SMALL_PLANE) == (side == 12)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = dense.conv2d(x, w, padding=(1, 1), method=method)
+        numba.set_num_threads(2)
+        two = dense.conv2d(x, w, padding=(1, 1), method=method)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one, two)
+    _check_conv(x, w, (1, 1), (1, 1), (1, 1), 1, two)
+
+
+def test_conv2d_wrapper_rejects_bad_input() -> None:
+    x = np.zeros((1, 4, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="float32"):
+        dense.conv2d(x.astype(np.float64), np.zeros((2, 4, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="groups"):
+        dense.conv2d(x, np.zeros((2, 3, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="no output"):
+        dense.conv2d(x, np.zeros((2, 4, 7, 7), np.float32))
+    with pytest.raises(ValueError, match="method"):
+        dense.conv2d(x, np.zeros((2, 4, 3, 3), np.float32), method=7)
+
+
+def test_model_binds_filters_in_the_implicit_layout() -> None:
+    """Through ``compile_model``: the 3×3 convolutions with >= 16 channels (BatchNorm folded
+    first) get their filter bound in the stacked layout ``[KH, F, C, KW]``, read through
+    a transposed view; a 3-channel stem keeps ``[F, C, KH, KW]`` (im2col). Results against
+    torch."""
+    from tasdc.compiler import CompileOptions, compile_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.Conv2d(16, 32, 3, padding=1),
+                              torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
+                              torch.nn.Conv2d(32, 24, 3, stride=2, padding=1, bias=False)).eval()
+    with torch.no_grad():
+        net[2].running_mean.uniform_(-1, 1)
+        net[2].running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 15, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        exe = compile_model(net, (x,), CompileOptions(config="dense")).cpu(cache=False)
+        ref = net(x).double().numpy()
+    shapes = sorted(tuple(b.shape) for b in exe.bound if b.ndim == 4)
+    assert shapes == [(3, 24, 32, 3), (3, 32, 16, 3), (16, 3, 3, 3)], shapes
+    got = exe(x.numpy())
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
