@@ -81,6 +81,8 @@ CONV_SHAPES = [
     ("1x1 512->2048 @7 (r50)", 8, 512, 7, 2048, 1, 1, 0),
 ]
 CONV_CONFIGS = ["2:4", "1:4", "1:8"]
+#: ``--conv-model``: the zoo ResNets of ``bench_end_to_end.py``'s resnet18-224 / resnet50-224
+CONV_MODELS = {"resnet18": ("_BasicBlock", [2, 2, 2, 2]), "resnet50": ("_Bottleneck", [3, 4, 6, 3])}
 SERIES_PARTS = {"2:4+1:4": ("2:4", "1:4"), "2:8+1:8": ("2:8", "1:8")}
 #: speed-up goals over numpy dense (issue #13), on AVX2 and AVX-512 alike
 GOAL_24, GOAL_14 = 1.6, 3.0
@@ -107,13 +109,13 @@ def _ran_parallel() -> bool:
     return True
 
 
-def _time_block(fn, reps: int) -> list[float]:
+def _time_block(fn, reps: int, clock=time.perf_counter) -> list[float]:
     fn()  # warm (caches, OpenMP / OpenBLAS thread wake-up)
     out = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        out.append(time.perf_counter() - t)
+        out.append(clock() - t)
     return out
 
 
@@ -127,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conv", action="store_true", help="time the ResNet convolutions (CONV_SHAPES) instead of the GEMMs")
     ap.add_argument("--conv-configs", default=",".join(CONV_CONFIGS), help="series for --conv (comma-separated)")
     ap.add_argument("--conv-cases", default=None, help="--conv: indices into CONV_SHAPES (comma-separated; default all)")
+    ap.add_argument("--conv-model", choices=sorted(CONV_MODELS), default=None,
+                    help="every conv layer of this model (batch 8, 224²): torch conv2d vs the N:M conv per layer and in total")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="cpu",
+                    help="--conv-model: wall clock, or the process's CPU time (default; a call waiting for a core on a loaded machine is not charged)")
     args = ap.parse_args(argv)
     nthreads = args.threads or numba.get_num_threads()
     numba.set_num_threads(nthreads)
@@ -150,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
 
+    if args.conv_model:
+        return _conv_model_main(args, nthreads, load0)
     if args.conv:
         return _conv_main(args, nthreads, load0)
     rng = np.random.default_rng(0)
@@ -341,6 +349,112 @@ def _conv_main(args: argparse.Namespace, nthreads: int, load0: tuple[float, floa
                 first = False
     print("(GF/s: dense-equivalent, 2*N*P*F*K / time)")
     print(f"\nload average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (other processes share the 2 cores)")
+    return 0
+
+
+
+def _model_convs(model: str, batch: int = 8, side: int = 224) -> list[tuple[tuple[int, ...], int]]:
+    """The conv layers of a zoo ResNet as ``((N, C, H, W, F, k, stride, padding), count)``, in first-use order."""
+    import torch
+
+    from tasdc import zoo
+
+    block, layers = CONV_MODELS[model]
+    net = zoo.ResNet(getattr(zoo, block), layers, width=64, classes=1000).eval()
+    seen: dict[tuple[int, ...], int] = {}
+
+    def hook(mod: torch.nn.Conv2d, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        if mod.groups != 1 or mod.dilation != (1, 1) or mod.kernel_size[0] != mod.kernel_size[1]:
+            raise SystemExit(f"unexpected conv in {model}: {mod}")
+        n, c, h, w = inp[0].shape
+        key = (n, c, h, w, mod.out_channels, mod.kernel_size[0], mod.stride[0], mod.padding[0])
+        seen[key] = seen.get(key, 0) + 1
+
+    for mod in net.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            mod.register_forward_hook(hook)
+    with torch.no_grad():
+        net(torch.zeros(batch, 3, side, side))
+    return list(seen.items())
+
+
+def _conv_model_main(args: argparse.Namespace, nthreads: int, load0: tuple[float, float, float]) -> int:
+    """``--conv-model``: every conv layer shape of a ResNet (batch 8, 224²), torch ``conv2d`` vs the N:M
+    conv with X tiles and in the direct layout (without and with prefetching), all in the same rounds;
+    per layer and in total (each shape times its count in the model). ``auto`` is what
+    ``layout="auto"`` runs (the tiles or the direct column)."""
+    import torch
+
+    from tasdc.runtime.cpu import kernels as K
+
+    torch.set_num_threads(nthreads)
+    cfgs = [c for c in args.conv_configs.split(",") if c]
+    convs = _model_convs(args.conv_model)
+    reps = 2 if args.quick else max(1, args.reps // 5)
+    rounds = 1 if args.quick else args.rounds
+    isa = wide_kernel_isa()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    rng = np.random.default_rng(0)
+    t_start = time.perf_counter()
+    rows = []
+    for (n, c, h, w_, f, k, s, p), count in convs:
+        x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
+        w = rng.standard_normal((f, c * k * k)).astype(np.float32)
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w.reshape(f, c, k, k))
+        fns = {"torch": lambda: torch.nn.functional.conv2d(xt, wt, stride=s, padding=p)}
+        auto = {}
+        for cfg in cfgs:
+            pk = pack_series(decompose(w, cfg, axis=1), conv=True)
+            geo = np.array([0, c * h * w_, h * w_, w_, 1, n, c, h, w_, k, k, s, s, p, p, 1, 1,
+                            (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1], np.int64)
+            kpad = K._kpad(pk)
+            auto[cfg] = "direct" if K._dconv_mode(geo, 0, kpad, pk.w_loc.size) > 0 else "tiles"
+            fns[f"{cfg} tiles"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="tiles")
+            if K._dconv_mode(geo, 2, kpad, pk.w_loc.size) > 0:
+                fns[f"{cfg} direct"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="direct", prefetch=False)
+                fns[f"{cfg} direct+pf"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="direct", prefetch=True)
+        times: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for key, fn in fns.items():
+                times.setdefault(key, []).extend(_time_block(fn, reps, clock))
+        med = {key: statistics.median(v) for key, v in times.items()}
+        oh = (h + 2 * p - k) // s + 1
+        rows.append((f"{k}x{k}/{s} {c}->{f} @{h} (P={oh}²) x{count}", count, med, auto))
+        print(f"  measured {k}x{k}/{s} {c}->{f} @{h} ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
+    load1 = os.getloadavg()
+    print()
+    print(f"{args.conv_model} conv layers, batch 8, 224² input: median of {rounds} x {reps} calls per layer; "
+          f"numba and torch at {nthreads} thread(s); micro-kernel {isa}; {args.clock} clock")
+    print("ms per call; 'direct' without prefetching (the default), '+pf' with; auto = what layout='auto' runs; "
+          "ratios torch / N:M (> 1: tasdc faster)")
+    hdr = (f"{'layer':<36} {'series':<6} {'torch':>7} {'tiles':>7} {'direct':>7} {'+pf':>7} {'auto':>6} "
+           f"{'t/tiles':>7} {'t/auto':>6} {'tiles/dir':>9} {'pf/dir':>8}")
+    print(hdr)
+    print("-" * len(hdr))
+    tot = {}
+    for name, count, med, auto in rows:
+        first = True
+        tot["torch"] = tot.get("torch", 0.0) + count * med["torch"]
+        for cfg in cfgs:
+            tl = med[f"{cfg} tiles"]
+            dr = med.get(f"{cfg} direct")
+            npf = med.get(f"{cfg} direct+pf")
+            au = dr if auto[cfg] == "direct" else tl
+            for key, v in ((f"{cfg} tiles", tl), (f"{cfg} auto", au), (f"{cfg} +pf", npf if auto[cfg] == "direct" else tl)):
+                tot[key] = tot.get(key, 0.0) + count * v
+            fmt = lambda v: f"{v * 1e3:>7.2f}" if v is not None else f"{'-':>7}"
+            tcol = f"{med['torch'] * 1e3:.2f}" if first else ""
+            print(f"{name if first else '':<36} {cfg:<6} {tcol:>7} {fmt(tl)} {fmt(dr)} {fmt(npf)} "
+                  f"{auto[cfg]:>6} {med['torch'] / tl:>7.2f} {med['torch'] / au:>6.2f} "
+                  f"{(tl / dr if dr else float('nan')):>9.2f} {(npf / dr if dr else float('nan')):>8.2f}")
+            first = False
+    print("-" * len(hdr))
+    print(f"whole model, all conv layers (ms per forward): torch {tot['torch'] * 1e3:.1f}")
+    for cfg in cfgs:
+        print(f"  {cfg:<6} tiles {tot[cfg + ' tiles'] * 1e3:7.1f} (torch/tiles {tot['torch'] / tot[cfg + ' tiles']:.2f})   "
+              f"auto {tot[cfg + ' auto'] * 1e3:7.1f} (torch/auto {tot['torch'] / tot[cfg + ' auto']:.2f})   "
+              f"auto with prefetch {tot[cfg + ' +pf'] * 1e3:7.1f} (torch/that {tot['torch'] / tot[cfg + ' +pf']:.2f})")
+    print(f"\nload average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
     return 0
 
 

@@ -68,6 +68,16 @@ packs every K-tile column (c, i, j) from the input rows those runs meet
 ``[filter, pixel]`` partial sums are copied into the NCHW output planes.
 Per output the FMAs and their order are those of im2col + the GEMM kernel.
 
+Direct conv layout (:func:`_dconv_kernel`, stride 1; ``layout="auto"``
+takes it where :func:`_direct_conv_pays`): each image is packed once into
+``kw`` zero-padded copies (copy ``j`` shifted by ``j`` columns, rows rounded
+up to 8 floats), so the X column of filter tap ``(c, i, j)`` for output
+pixels ``t0 .. t0+tt`` is the contiguous, aligned run at ``t0 + tap`` of
+copy ``j``; a 1x1 conv without padding reads its input planes in place.
+The micro-kernels' clones (``_dwide_item`` ...) read X there instead of a
+packed tile, each slot carrying its tap offset; the same FMAs in the same
+order per output as the X tiles, so the results are bit-identical.
+
 The C entry (:func:`make_cfunc_entry`) runs the same kernel on memref
 descriptors (2-D, the weight on either side, or a rank-3 ``batch_matmul``
 with per-batch weights) and reports errors through an int32 status plus a
@@ -700,8 +710,29 @@ def _pack_tile(xbuf, xoff, xs0, xs1, T, K, t0, k0, kb, tt, dst):
         dst[i] = 0.0
 
 
+#: no tap offsets: the packed-tile micro-kernels address X columns as ``loc * tt``
+_NO_TAPS = np.zeros(1, np.int64)
+
+
+@njit(inline="always", nogil=True)
+def _xcol(toff, loc, tt):
+    """Start of X column ``loc`` (a slot's column inside its K-tile) in the
+    packed X tile: ``loc * tt``. The direct conv layout's clones of the
+    micro-kernels (``_dwide_item`` ...) use :func:`_xcol_tap` instead."""
+    return np.intp(loc) * tt
+
+
+@njit(inline="always", nogil=True)
+def _xcol_tap(toff, loc, tt):
+    """:func:`_xcol` of the direct conv layout, whose slots carry their
+    column's tap offset (``loc``, int32) instead of its place in the K-tile:
+    ``toff[0] + loc``, ``toff[0]`` being the tile's first pixel in the image
+    (one add per slot, no table load: a table lookup per slot cost ~15 % at 2:4)."""
+    return toff[0] + np.intp(loc)
+
+
 @njit(fastmath=True, cache=True, nogil=True)
-def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+def _wide_item(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """acc[o-o0, 0:64] += Σ_s w_val * xp[w_loc*64 : +64] for o in [o0, o0+no).
 
     Two weight rows at a time, 8 ymm partial sums each: 16 FMA chains (8
@@ -739,8 +770,8 @@ def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, p
         b6 = vload8(acc, ab + 64 + 48)
         b7 = vload8(acc, ab + 64 + 56)
         for s in range(cnt):
-            ka = np.intp(la[s]) * 64
-            kb_ = np.intp(lb[s]) * 64
+            ka = _xcol(toff, la[s], 64)
+            kb_ = _xcol(toff, lb[s], 64)
             va = vbcast8(wa[s])
             vb = vbcast8(wb_[s])
             a0 = vfma8(va, vload8(xp, ka), a0)
@@ -790,7 +821,7 @@ def _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, p
         a6 = vload8(acc, ab + 48)
         a7 = vload8(acc, ab + 56)
         for s in range(cnt):
-            k = np.intp(wl[s]) * 64
+            k = _xcol(toff, wl[s], 64)
             v = vbcast8(wv[s])
             a0 = vfma8(v, vload8(xp, k), a0)
             a1 = vfma8(v, vload8(xp, k + 8), a1)
@@ -823,7 +854,7 @@ def _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no):
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+def _wide_item16(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """:func:`_wide_item` for 128-row X tiles with 16-lane vectors (AVX-512):
     two weight rows at a time, 8 zmm partial sums each (16 FMA chains, 18 of
     the 32 zmm registers).
@@ -860,8 +891,8 @@ def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows,
         b6 = vload16(acc, ab + 224)
         b7 = vload16(acc, ab + 240)
         for s in range(cnt):
-            ka = np.intp(la[s]) * 128
-            kb_ = np.intp(lb[s]) * 128
+            ka = _xcol(toff, la[s], 128)
+            kb_ = _xcol(toff, lb[s], 128)
             va = vbcast16(wa[s])
             vb = vbcast16(wb_[s])
             a0 = vfma16(va, vload16(xp, ka), a0)
@@ -911,7 +942,7 @@ def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows,
         a6 = vload16(acc, ab + 96)
         a7 = vload16(acc, ab + 112)
         for s in range(cnt):
-            k = np.intp(wl[s]) * 128
+            k = _xcol(toff, wl[s], 128)
             v = vbcast16(wv[s])
             a0 = vfma16(v, vload16(xp, k), a0)
             a1 = vfma16(v, vload16(xp, k + 16), a1)
@@ -932,7 +963,7 @@ def _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows,
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+def _wide_item16_t64(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """:func:`_wide_item` with 16-lane vectors (AVX-512), for 64-row X tiles
     (33 <= T < 128, or K-tiles wider than 64 columns): four weight rows at a
     time, 4 zmm accumulators each (16 FMA chains: with a 4-cycle FMA latency
@@ -968,10 +999,10 @@ def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_r
         d2 = vload16(acc, ab + 224)
         d3 = vload16(acc, ab + 240)
         for s in range(cnt):
-            ka = np.intp(la[s]) * 64
-            kb_ = np.intp(lb[s]) * 64
-            kc = np.intp(lc[s]) * 64
-            kd = np.intp(ld[s]) * 64
+            ka = _xcol(toff, la[s], 64)
+            kb_ = _xcol(toff, lb[s], 64)
+            kc = _xcol(toff, lc[s], 64)
+            kd = _xcol(toff, ld[s], 64)
             va = vbcast16(wa[s])
             vb = vbcast16(wb_[s])
             vc = vbcast16(wc[s])
@@ -1019,7 +1050,7 @@ def _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_r
         a2 = vload16(acc, ab + 32)
         a3 = vload16(acc, ab + 48)
         for s in range(cnt):
-            k = np.intp(wl[s]) * 64
+            k = _xcol(toff, wl[s], 64)
             v = vbcast16(wv[s])
             a0 = vfma16(v, vload16(xp, k), a0)
             a1 = vfma16(v, vload16(xp, k + 16), a1)
@@ -1164,15 +1195,15 @@ def _plan(T, O, tile_count, kb, nth, wide16):
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _micro(tt, wide16, xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+def _micro(tt, wide16, xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """Run the micro-kernel for ``tt``-row X tiles on one packed tile."""
     if tt == 128:
-        _wide_item16(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+        _wide_item16(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
     elif tt == 64:
         if wide16:
-            _wide_item16_t64(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+            _wide_item16_t64(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
         else:
-            _wide_item(xp, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+            _wide_item(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
     else:
         _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val)
 
@@ -1211,7 +1242,7 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
                 elif xs0 == 1:  # K-major: kb rows of tv contiguous elements
                     pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
                     pf_base = xoff + (kt + 1) * kb * xs1 + t0
-            _micro(tt, wide16, xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+            _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
         if ys1 == 1:
             _write_rows(acc, tt, tv, no, ybuf, yoff + t0 * ys0 + o0, ys0, accumulate)
         else:
@@ -1416,7 +1447,7 @@ def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc
                 pf_base, pf_rows, pf_rs, pf_lines = _conv_prefetch_plan(geo, t0, tv, (kt + 1) * kb, kb)
             else:
                 pf_base, pf_rows, pf_rs, pf_lines = _conv_prefetch_plan(geo, t0 + tt, min(tt, T - t0 - tt), 0, kb)
-            _micro(tt, wide16, xp, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+            _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
         for oi in range(no):
             yf = yoff + (o0 + oi) * ysf
             ab = oi * tt
@@ -1462,9 +1493,15 @@ def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc
 #: saves. 2M is ~50 µs of single-thread work.
 SERIAL_WORK = 2_000_000
 
-def _renamed(fn: Any, name: str) -> Any:
-    """``fn`` under another name, so that Numba caches it separately."""
-    clone = types_module.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+def _renamed(fn: Any, name: str, **replace: Any) -> Any:
+    """``fn`` under another name, so that Numba caches it separately; with
+    ``replace``, the globals it sees are the module's with those names
+    replaced (a clone of a kernel calling other functions)."""
+    glb = fn.__globals__
+    if replace:
+        glb = dict(glb)
+        glb.update(replace)
+    clone = types_module.FunctionType(fn.__code__, glb, name, fn.__defaults__, fn.__closure__)
     clone.__qualname__ = name
     clone.__doc__ = fn.__doc__
     return clone
@@ -1486,17 +1523,326 @@ def _run_series(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate,
 
 _conv_kernel_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_conv_kernel.py_func, "_conv_kernel_serial"))
 
+# the micro-kernels of the direct conv layout: X column ``loc`` at ``toff[loc]``
+_dwide_item = njit(fastmath=True, cache=True, nogil=True)(_renamed(_wide_item.py_func, "_dwide_item", _xcol=_xcol_tap))
+_dwide_item16 = njit(fastmath=True, cache=True, nogil=True)(_renamed(_wide_item16.py_func, "_dwide_item16", _xcol=_xcol_tap))
+_dwide_item16_t64 = njit(fastmath=True, cache=True, nogil=True)(
+    _renamed(_wide_item16_t64.py_func, "_dwide_item16_t64", _xcol=_xcol_tap))
+_dmicro = njit(fastmath=True, cache=True, nogil=True)(_renamed(
+    _micro.py_func, "_dmicro", _wide_item=_dwide_item, _wide_item16=_dwide_item16, _wide_item16_t64=_dwide_item16_t64))
+
+
+# --------------------------------------------------------------------------
+# direct conv layout: the padded image read through tap offsets (no X tiles)
+# --------------------------------------------------------------------------
+
+#: ``layout`` of :func:`conv2d_series` / :func:`make_conv_cfunc_entry`, as the
+#: code stored in the entry's parameters
+CONV_LAYOUTS = {"auto": 0, "tiles": 1, "direct": 2}
+#: what :func:`_dconv_mode` picks: X tiles packed per item, the direct layout
+#: on a zero-padded copy of each image, the direct layout on the input itself
+_MODE_TILES, _MODE_PADDED, _MODE_INPLACE = 0, 1, 2
+#: ``layout="auto"`` runs a k x k (k > 1) stride-1 conv directly when the
+#: output pixels it computes per image — rows padded to ``_DCONV_ALIGN``,
+#: rounded up to whole 64-pixel tiles — exceed the real ones by at most this
+#: fraction (ResNet at 224²: 56² 0 %, 28² 14 %: direct; 14² 31 %, 7² 31 %:
+#: tiles; ``benchmarks/bench_kernels.py --conv-model``)
+DIRECT_MAX_WASTE = 0.2
+#: ... and a 1x1 conv read in place only while each input channel feeds at
+#: most this many weight slots (``O * density``): the X tiles are packed
+#: once per item anyway, and the in-place columns are 1-4 KB apart (one per
+#: channel), so reading in place wins only where packing weighs most
+DIRECT_MAX_SLOTS_1X1 = 8
+
+
+@njit(cache=True, nogil=True)
+def _direct_conv_pays(kh, kw, oh, ow, wp, inplace, slots_per_column):
+    """``layout="auto"``: whether the direct layout is expected to beat the X
+    tiles for a stride-1 conv that admits it. A k x k conv packs each image
+    ``kw`` times instead of every input element k² times per O-chunk, but
+    computes the padded rows' extra pixels (``wp - ow`` per row and the last
+    tile's rest): worth it while they are at most ``DIRECT_MAX_WASTE`` of
+    the output. A 1x1 conv read in place: see ``DIRECT_MAX_SLOTS_1X1``."""
+    if kh == 1 and kw == 1:
+        return inplace and slots_per_column <= DIRECT_MAX_SLOTS_1X1
+    computed = -(-(oh * wp) // 64) * 64
+    return computed <= (1.0 + DIRECT_MAX_WASTE) * oh * ow
+
+
+#: the direct layout's padded rows are a multiple of this many floats long, so
+#: that every tap's run starts 32-byte aligned (8-lane loads never split a line)
+_DCONV_ALIGN = 8
+
+
+@njit(cache=True, nogil=True)
+def _dconv_geometry(geo):
+    """(hp, wp, rows, cs, rs, js): the padded images of the direct layout.
+    One zero-padded copy per filter column ``j`` (``kw`` copies of ``[C,
+    hp, wp]``; copy ``j`` shifted left by ``j*dw``), so that every tap reads
+    a run that starts where its output pixel does, plus whole rows: ``hp =
+    oh + (kh-1)*dh`` rows of ``wp`` = ``ow`` rounded up to ``_DCONV_ALIGN``
+    floats (aligned loads; each row's last ``wp - ow`` pixels are computed
+    and dropped). ``rows``: the output pixels per image it computes (``oh *
+    wp``); ``cs``, ``rs``, ``js``: channel, row and copy strides."""
+    kh, kw, dh = geo[_G_KH], geo[_G_KW], geo[_G_DH]
+    oh, ow = geo[_G_OH], geo[_G_OW]
+    hp = oh + (kh - 1) * dh
+    wp = -(-ow // _DCONV_ALIGN) * _DCONV_ALIGN
+    return hp, wp, oh * wp, hp * wp, wp, geo[_G_C] * hp * wp
+
+
+@njit(cache=True, nogil=True)
+def _dconv_mode(geo, layout, kpad, nslots):
+    """:data:`_MODE_TILES`, ``_MODE_PADDED`` or ``_MODE_INPLACE`` for a conv of
+    geometry ``geo`` whose packed series reaches column ``kpad`` (its K plus
+    the compressed format's padding), under ``layout`` (a
+    :data:`CONV_LAYOUTS` code). The direct layout needs stride 1, no slots
+    past K (their columns have no tap) and more output pixels per image than
+    the narrow micro-kernel's rows (it has no tap-offset clone); ``direct``
+    forces it where it applies, ``auto`` asks :func:`_direct_conv_pays`
+    (``nslots``: the series' stored slots, ``O * density * K``).
+    Returns -1 for ``direct`` where it does not apply."""
+    if layout == 1:
+        return _MODE_TILES
+    kh, kw = geo[_G_KH], geo[_G_KW]
+    kk = geo[_G_C] * kh * kw
+    hp, wp, rows, cs, rs, js = _dconv_geometry(geo)
+    if kh == 1 and kw == 1:
+        rows = geo[_G_OH] * geo[_G_OW]  # read in place: rows of ow pixels
+    ok = (geo[_G_SH] == 1 and geo[_G_SW] == 1 and kpad == kk and rows > NARROW_MAX_T and kk > 0
+          and kw * js < 2**31 - 2**20 and geo[_G_C] * geo[_G_XSC] < 2**31 - 2**20)  # int32 tap offsets
+    if not ok:
+        return -1 if layout == 2 else _MODE_TILES
+    inplace = (kh == 1 and kw == 1 and geo[_G_PH] == 0 and geo[_G_PW] == 0 and geo[_G_OH] == geo[_G_H]
+               and geo[_G_OW] == geo[_G_W] and geo[_G_XSW] == 1 and geo[_G_XSH] == geo[_G_W])
+    if layout == 0 and not _direct_conv_pays(kh, kw, geo[_G_OH], geo[_G_OW], wp, inplace, nslots / max(1, kpad)):
+        return _MODE_TILES
+    return _MODE_INPLACE if inplace else _MODE_PADDED
+
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _run_conv(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
-    """Dispatch to the serial or the parallel conv kernel by the amount of work.
+def _dconv_fill(xbuf, geo, n, c, j, dst, hp, wp):
+    """Channel ``c`` of image ``n`` into copy ``j`` of the direct layout,
+    ``dst[(j*C + c)*hp*wp : +hp*wp]``: element ``(y, x)`` is the input at
+    row ``y - ph``, column ``x + j*dw - pw``, zero outside the input (the
+    high padding follows from the output size; input past it is not read)."""
+    h, w, ph, pw = geo[_G_H], geo[_G_W], geo[_G_PH], geo[_G_PW]
+    xsh, xsw = geo[_G_XSH], geo[_G_XSW]
+    src0 = geo[_G_XOFF] + n * geo[_G_XSN] + c * geo[_G_XSC]
+    shift = j * geo[_G_DW] - pw  # input column of x = 0
+    a = min(max(0, -shift), wp)
+    b = max(a, min(wp, w - shift))
+    dbase = (j * geo[_G_C] + c) * hp * wp
+    for y in range(hp):
+        d = np.uint64(dbase + y * wp)
+        iy = y - ph
+        if iy < 0 or iy >= h:
+            for q in range(np.uint64(wp)):
+                dst[d + q] = 0.0
+            continue
+        for q in range(np.uint64(a)):
+            dst[d + q] = 0.0
+        s = np.uint64(src0 + iy * xsh + (a + shift) * xsw)
+        da = d + np.uint64(a)
+        if xsw == 1:
+            for q in range(np.uint64(b - a)):
+                dst[da + q] = xbuf[s + q]
+        else:
+            for q in range(np.uint64(b - a)):
+                dst[da + q] = xbuf[s + q * np.uint64(xsw)]
+        for q in range(np.uint64(b), np.uint64(wp)):
+            dst[d + q] = 0.0
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def _dconv_pack(xbuf, geo, n, dst, hp, wp):
+    """Image ``n`` as the direct layout's ``kw`` padded ``[C, hp, wp]`` copies
+    in ``dst`` (copies x channels over the threads)."""
+    c_in = geo[_G_C]
+    for q in prange(geo[_G_KW] * c_in):
+        _dconv_fill(xbuf, geo, n, q % c_in, q // c_in, dst, hp, wp)
+
+
+@njit(cache=True, nogil=True)
+def _dconv_taps(geo, cs, rs, js, ntiles, kb):
+    """Tap offsets ``[ntiles*kb]``: filter column ``k = (c, i, j)`` reads the
+    image at ``j*js + c*cs + i*dh*rs`` past the output pixel's own offset
+    (copy ``j`` of :func:`_dconv_geometry`; 0 past K). Returns (taps,
+    largest offset)."""
+    kh, kw, dh, dw = geo[_G_KH], geo[_G_KW], geo[_G_DH], geo[_G_DW]
+    kk = geo[_G_C] * kh * kw
+    taps = np.zeros(ntiles * kb, np.int64)
+    tmax = 0
+    for k in range(min(kk, ntiles * kb)):
+        c = k // (kh * kw)
+        i = (k // kw) % kh
+        j = k % kw
+        taps[k] = j * js + c * cs + i * dh * rs
+        tmax = max(tmax, taps[k])
+    return taps, tmax
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, accumulate):
+    """Partial sums ``acc[oi*tt + p - t0]`` of padded-width pixels ``p = oy*wp
+    + ox`` in ``[t0, t0+tv)`` into ``Y[n, o0+oi, oy, ox]`` for ``ox < ow``
+    (``yimg``: offset of image n in ``ybuf``); the wasted columns are dropped."""
+    for oi in range(no):
+        yf = yimg + (o0 + oi) * ysf
+        ab = oi * tt - t0
+        p = t0
+        while p < t0 + tv:
+            oy = p // wp
+            ox = p - oy * wp
+            e = min(t0 + tv, oy * wp + wp)
+            if ox < ow:
+                ln = np.uint64(min(e, oy * wp + ow) - p)
+                d = np.uint64(yf + oy * ysh + ox * ysw)
+                s = np.uint64(ab + p)
+                if ysw == 1:
+                    if accumulate:
+                        for u in range(ln):
+                            ybuf[d + u] += acc[s + u]
+                    else:
+                        for u in range(ln):
+                            ybuf[d + u] = acc[s + u]
+                else:
+                    st = np.uint64(ysw)
+                    for u in range(ln):
+                        if accumulate:
+                            ybuf[d + u * st] += acc[s + u]
+                        else:
+                            ybuf[d + u * st] = acc[s + u]
+            p = e
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O, accumulate, w_loc, w_tap, w_val,
+                 tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf):
+    """One image of the direct layout: items = (T-tile, O-chunk) of its ``rows``
+    padded-width pixels (``plan`` from :func:`_plan`). Per K-tile an item
+    points the micro-kernel's X columns at ``src[base + t0 + tap]`` (no
+    packing); an item whose reads would pass ``limit`` (the last tile of an
+    input read in place) copies its columns into a zero-padded X tile first.
+    ``pf``: prefetch the next K-tile's input channels while computing."""
+    tt, ntt, noc, ochunk = plan[0], plan[1], plan[2], plan[3]
+    ntiles = tile_count.size
+    kh, kw, dh, dw = geo[_G_KH], geo[_G_KW], geo[_G_DH], geo[_G_DW]
+    khw = kh * kw
+    kk = geo[_G_C] * khw
+    ow = geo[_G_OW]
+    wp = rs  # padded-width pixels: p = oy*wp + ox (wp = ow when read in place)
+    span = tt + (kh - 1) * dh * rs  # one copy's rows of the tile's pixels
+    for item in prange(ntt * noc):
+        it = item // noc
+        ic = item % noc
+        t0 = it * tt
+        tv = min(tt, rows - t0)
+        o0 = ic * ochunk
+        o1 = min(O, o0 + ochunk)
+        no = o1 - o0
+        acc = _aligned_empty(no * tt)
+        acc[:] = 0.0
+        toff = np.empty(kb, np.int64)
+        toff[0] = base + t0
+        spill = base + t0 + tt + tmax > limit
+        xp = _aligned_empty(kb * tt if spill else 16)
+        for kt in range(ntiles):
+            pf_base, pf_rows, pf_lines = 0, 0, 0
+            if pf and kt + 1 < ntiles:
+                c0 = (kt + 1) * kb // khw
+                c1 = (min(kk, (kt + 2) * kb) - 1) // khw
+                pf_base, pf_rows, pf_lines = base + t0 + c0 * cs, c1 - c0 + 1, (span + 15) // 16 + 1
+            if spill:  # the tiles' micro-kernel on the columns copied into an X tile
+                for l in range(kb):
+                    o = base + t0 + taps[kt * kb + l]
+                    for t in range(tv):
+                        xp[l * tt + t] = src[o + t]
+                    for t in range(tv, tt):
+                        xp[l * tt + t] = 0.0
+                _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, src, pf_base, pf_rows, cs, pf_lines)
+            else:
+                _dmicro(tt, wide16, src, toff, acc, no, o0, tile_count[kt], tile_ptr[kt], w_tap, w_val, src, pf_base, pf_rows, cs, pf_lines)
+        _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, accumulate)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, mode, pf, parallel):
+    """The conv of :func:`_conv_kernel` in the direct layout (``mode``
+    ``_MODE_PADDED`` or ``_MODE_INPLACE``), image by image: the image
+    (padded once, or the input itself) is what the micro-kernels read,
+    column ``k = (c, i, j)`` of the pixels ``t0 .. t0+tt`` being the
+    contiguous run at ``t0 + tap(k)``. Per output the FMAs and their order
+    are those of the X-tile path (same slots, same values, zeros in the
+    padding): the results are bit-identical."""
+    n_img, c_in = geo[_G_N], geo[_G_C]
+    hp, wp, rows, cs, rs, js = _dconv_geometry(geo)
+    if mode == _MODE_INPLACE:
+        cs, rs, rows = geo[_G_XSC], geo[_G_XSH], geo[_G_OH] * geo[_G_OW]
+    if rows <= 0 or O <= 0:
+        return
+    ntiles = tile_count.size
+    plan = np.empty(4, np.int64)
+    plan[0], plan[1], plan[2], plan[3] = _plan(rows, O, tile_count, kb, nth, wide16)
+    taps, tmax = _dconv_taps(geo, cs, rs, js, ntiles, kb)
+    # every slot's tap offset (int32: _dconv_mode keeps the image under 2**31 floats)
+    w_tap = np.empty(w_loc.size, np.int32)
+    for kt in range(ntiles):
+        for q in range(tile_ptr[kt], tile_ptr[kt + 1]):
+            w_tap[q] = taps[kt * kb + np.intp(w_loc[q])]
+    if mode == _MODE_PADDED:
+        body = geo[_G_KW] * c_in * hp * wp
+        pad = _aligned_empty(tmax + plan[0] * plan[1] + 16)
+        pad[body:] = 0.0
+        for n in range(n_img):
+            if parallel:
+                _dconv_pack(xbuf, geo, n, pad, hp, wp)
+                _dconv_image(pad, 0, pad.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
+                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+            else:
+                _dconv_pack_serial(xbuf, geo, n, pad, hp, wp)
+                _dconv_image_serial(pad, 0, pad.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
+                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+    else:
+        for n in range(n_img):
+            base = geo[_G_XOFF] + n * geo[_G_XSN]
+            if parallel:
+                _dconv_image(xbuf, base, xbuf.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
+                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+            else:
+                _dconv_image_serial(xbuf, base, xbuf.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
+                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+
+
+_dconv_pack_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_dconv_pack.py_func, "_dconv_pack_serial"))
+_dconv_image_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_dconv_image.py_func, "_dconv_image_serial"))
+
+#: the direct layout prefetches the next K-tile's input channels (A/B:
+#: ``conv2d_series(..., prefetch=)``, ``bench_kernels.py --conv-model``'s
+#: "nopf" column). Off: it did not pay over whole models (conv layers of
+#: resnet18 / resnet50, one run each: 2:4 -3 % / +1.5 %, 1:8 +2 % / -0.5 %
+#: time with it; only 1x1 layers read in place gained, ~1.2x at 1:8)
+DIRECT_PREFETCH = False
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _run_conv(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16,
+              layout, kpad, pf):
+    """Dispatch to the direct layout (:func:`_dconv_mode`; a ``direct``
+    request that does not apply runs the tiles) or to the serial or the
+    parallel X-tile conv kernel, by the amount of work.
 
     (A 1x1 stride-1 conv as one GEMM kernel call per image on the input
     planes was tried and measured 2.3x slower at 1x1 64->256 on 56² planes,
     batch 8, in one process at load 7.)"""
     n_img, oh, ow = geo[_G_N], geo[_G_OH], geo[_G_OW]
     work = n_img * oh * ow * w_loc.size
-    if nth <= 1 or work < SERIAL_WORK:
+    parallel = not (nth <= 1 or work < SERIAL_WORK)
+    mode = _dconv_mode(geo, layout, kpad, w_loc.size)
+    if mode == _MODE_PADDED or mode == _MODE_INPLACE:
+        _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16,
+                      mode, pf, parallel)
+    elif not parallel:
         _conv_kernel_serial(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
     else:
         _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
@@ -1644,7 +1990,10 @@ _P_KH, _P_KW, _P_SH, _P_SW, _P_DH, _P_DW = range(17, 23)
 _P_RANK, _P_TRANS, _P_BATCH, _P_WSTRIDE = range(23, 27)
 # conv2d entries: zero padding before / after the rows and columns
 _P_PH0, _P_PW0, _P_PH1, _P_PW1 = range(27, 31)
-_P_LEN = 31
+# conv2d entries: layout code (``CONV_LAYOUTS``), the series' last column (K +
+# the compressed format's padding), prefetch in the direct layout
+_P_LAYOUT, _P_KPAD, _P_PF = range(31, 34)
+_P_LEN = 34
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -1833,7 +2182,8 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), prm[_P_NTILES])
     tptr = carray(_ptr_i64(prm[_P_TPTR]), prm[_P_NTILES] + 1)
     _run_conv(xbuf, geo, ybuf, 0, yd[7], yd[8], yd[9], yd[10], f, False,
-              w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+              w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0,
+              prm[_P_LAYOUT], prm[_P_KPAD], prm[_P_PF] != 0)
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 
@@ -2053,9 +2403,29 @@ def make_cfunc_entry(
                       params=prm, batch_weights=batch)
 
 
+def _layout_code(layout: str) -> int:
+    """The :data:`CONV_LAYOUTS` code of ``layout`` (KernelError otherwise)."""
+    if layout not in CONV_LAYOUTS:
+        raise KernelError(f"layout must be one of {sorted(CONV_LAYOUTS)}, got {layout!r}")
+    return CONV_LAYOUTS[layout]
+
+
+def _kpad(packed: PackedSeries) -> int:
+    """One past the last column any stored slot of ``packed`` names, at least
+    K: more than K where the compressed format padded K up to the block size
+    and a zero filler landed past it. From the slots themselves, so that a
+    series read back from the kernel cache (no ``terms``) gives the same."""
+    cols = packed.in_features
+    for kt in range(packed.ntiles):
+        seg = packed.w_loc[packed.tile_ptr[kt]:packed.tile_ptr[kt + 1]]
+        if seg.size:
+            cols = max(cols, kt * packed.kb + int(seg.max()) + 1)
+    return cols
+
+
 def make_conv_cfunc_entry(
     packed: PackedSeries, kh: int, kw: int, stride: Any = 1, dilation: Any = 1, *,
-    padding: Any = 0, name: str | None = None, isa: str | None = None,
+    padding: Any = 0, name: str | None = None, isa: str | None = None, layout: str | None = None,
 ) -> CFuncEntry:
     """The C entry ``int32 <name>(memref4d *x, memref4d *y)`` of a conv2d
     (NCHW input ``x``, NFHW output ``y``, groups 1) with the filter series
@@ -2064,7 +2434,16 @@ def make_conv_cfunc_entry(
     :func:`make_cfunc_entry`, so JIT'ed code calls it without Python.
     ``padding`` is zero padding read as part of the input: an int, a pair
     ``(ph, pw)`` or ``(ph_before, pw_before, ph_after, pw_after)``.
-    Shapes are checked on every call (status, never an exception)."""
+    ``layout`` as for :func:`conv2d_series` (default ``$TASDC_CONV_LAYOUT``,
+    else ``auto``: what the CPU executor's entries run); ``direct`` is checked here for
+    the stride only: on a call whose shapes do not admit it the entry runs
+    the X tiles (same results). Shapes are checked on every call (status,
+    never an exception)."""
+    if layout is None:
+        import os
+
+        layout = os.environ.get("TASDC_CONV_LAYOUT", "").strip().lower() or "auto"
+    lcode = _layout_code(layout)
     entry = make_cfunc_entry(packed, name=name, isa=isa)
     sh, sw = _pair(stride, "stride")
     dh, dw = _pair(dilation, "dilation")
@@ -2074,6 +2453,9 @@ def make_conv_cfunc_entry(
     prm = entry.params
     prm[_P_KH], prm[_P_KW], prm[_P_SH], prm[_P_SW], prm[_P_DH], prm[_P_DW] = kh, kw, sh, sw, dh, dw
     prm[_P_PH0], prm[_P_PW0], prm[_P_PH1], prm[_P_PW1] = pads
+    if lcode == CONV_LAYOUTS["direct"] and (sh, sw) != (1, 1):
+        raise KernelError(f"layout='direct' needs stride 1, got {(sh, sw)}")
+    prm[_P_LAYOUT], prm[_P_KPAD], prm[_P_PF] = lcode, _kpad(packed), int(DIRECT_PREFETCH)
     entry.address = _trampoline(_conv_cfunc().address, prm.ctypes.data, entry.name)
     entry.ctypes = _CFUNC_PROTO(entry.address)
     return entry
@@ -2182,6 +2564,8 @@ def conv2d_series(
     *,
     out: np.ndarray | None = None,
     isa: str | None = None,
+    layout: str = "auto",
+    prefetch: bool | None = None,
 ) -> np.ndarray:
     """conv2d (NCHW, groups=1) with a TASD filter: ``packed`` is the series of
     the ``[F, C*kh*kw]`` filter compressed along axis 1 in (c, kh, kw) order.
@@ -2192,7 +2576,19 @@ def conv2d_series(
     filter's output pixels into ``out`` ``[N, F, OH, OW]`` (any strides).
     Bias, if any, is broadcast into ``out`` first and the kernel accumulates
     on top. ``isa`` as for :func:`series_matmul`.
+
+    ``layout``: ``tiles`` packs an X tile per (pixel tile, K-tile, O-chunk)
+    from the input; ``direct`` (stride 1 only; KernelError otherwise, or when
+    the series has slots past K, or an image has at most ``NARROW_MAX_T``
+    padded-width output pixels) packs each image once into a zero-padded
+    copy — or, for a 1x1 conv without padding on contiguous rows, reads the
+    input in place — and the micro-kernels read each filter column as a
+    shifted run of it; ``auto`` takes ``direct`` where
+    :func:`_direct_conv_pays`. All give bit-identical results. ``prefetch``
+    (default ``DIRECT_PREFETCH``): the direct layout prefetches the next
+    K-tile's input channels.
     """
+    lcode = _layout_code(layout)
     x = np.asarray(x)
     if x.ndim != 4:
         raise KernelError(f"conv2d_series expects an NCHW 4-D input, got shape {list(x.shape)}")
@@ -2241,6 +2637,12 @@ def conv2d_series(
     geo = np.array([0, *xs, n, c, h, w, kh, kw, sh, sw, ph0, pw0, dh, dw, oh, ow], np.int64)
     xflat = np.lib.stride_tricks.as_strided(x, shape=(1 + sum((d - 1) * s for d, s in zip(x.shape, xs)),), strides=(4,))
     yflat = np.lib.stride_tricks.as_strided(out, shape=(1 + sum((d - 1) * s for d, s in zip(out.shape, ys)),), strides=(4,))
+    kpad = _kpad(packed)
+    if lcode == CONV_LAYOUTS["direct"] and _dconv_mode(geo, lcode, kpad, packed.w_loc.size) < 0:
+        raise KernelError(f"layout='direct' does not apply: stride {(sh, sw)} (needs 1), series columns {kpad} vs K={c * kh * kw} "
+                          f"(needs no padding), {oh} output rows of {-(-ow // _DCONV_ALIGN) * _DCONV_ALIGN} padded-width pixels (needs > {NARROW_MAX_T})")
+    pf = DIRECT_PREFETCH if prefetch is None else bool(prefetch)
     _run_conv(xflat, geo, yflat, 0, ys[0], ys[1], ys[2], ys[3], f, bias is not None,
-              packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512")
+              packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512",
+              lcode, kpad, pf)
     return out

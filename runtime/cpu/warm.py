@@ -19,7 +19,8 @@ import numpy as np
 
 
 def _warm_kernels() -> None:
-    """The series kernel (Python path), the C entries of matmul and conv2d series."""
+    """The series kernel (Python path), the C entries of matmul and conv2d series
+    (the conv entry's cfunc holds both layouts, X tiles and direct)."""
     from tasdc.runtime.cpu import kernels
 
     rng = np.random.default_rng(0)
