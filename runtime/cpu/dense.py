@@ -241,9 +241,7 @@ def _sgemm_rm(m: int, n: int, k: int, a: int, lda: int, b: int, ldb: int, c: int
     chars = np.empty(1, np.uint8)
     chars[0] = 78  # 'N'
     ip, fp, cp = np.int64(ints.ctypes.data), np.int64(floats.ctypes.data), np.int64(chars.ctypes.data)
-    _sgemm_threads_local(1)
     _sgemm_call(cp, cp, ip, ip + 4, ip + 8, fp, b, ip + 12, a, ip + 16, fp + 4, c, ip + 20)
-    _sgemm_threads_local(0)
     ints[0] = chars[0] + floats[0]  # keeps the three arrays alive until after the call
 
 
@@ -265,7 +263,13 @@ def _threads_local_intrinsic(symbol: str) -> Any:
     return threads_local
 
 
-#: Per-call thread count of scipy's OpenBLAS (``np.dot`` in Numba code) and of ``_SGEMM``'s library.
+#: Thread count of scipy's OpenBLAS (``np.dot`` in Numba code) and of ``_SGEMM``'s library.
+#: ``openblas_set_num_threads_local`` sets one process-wide count in OpenBLAS 0.3.30
+#: (measured: a value set on one thread is the previous value another thread reads),
+#: so it is set to 1 and restored by the thread that enters an entry, around the
+#: whole call, never by Numba's worker threads: a worker resetting it after its GEMM
+#: let another worker's GEMM start OpenBLAS's pool inside the parallel region
+#: ("OpenBLAS Warning : Detect OpenMP Loop", resnet50 dense at 2 threads).
 _blas_threads_local = _threads_local_intrinsic(_SET_LOCAL)
 _sgemm_threads_local = _threads_local_intrinsic(_SGEMM_SET_LOCAL)
 
@@ -289,9 +293,7 @@ def _dot_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray, parts: int) -> None
     for t in prange(parts):
         lo = m * t // parts
         hi = m * (t + 1) // parts
-        _blas_threads_local(1)
         np.dot(a[lo:hi], b, out[lo:hi])
-        _blas_threads_local(0)
 
 
 @njit(cache=True, nogil=True)
@@ -300,12 +302,12 @@ def _dot(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     one thread, else split by rows over Numba's threads (``numba.set_num_threads``)."""
     threads = _num_threads()
     rows = a.shape[0]
+    previous = _blas_threads_local(1)  # set by the calling thread, for the Numba threads too (see _blas_threads_local)
     if threads > 1 and rows >= 32 * threads and 2.0 * rows * a.shape[1] * b.shape[1] >= PARALLEL_FLOPS:
         _dot_rows(a, b, out, threads)
     else:
-        _blas_threads_local(1)
         np.dot(a, b, out)
-        _blas_threads_local(0)  # back to the process-wide count
+    _blas_threads_local(previous)
 
 
 # --------------------------------------------------------------------------
@@ -700,6 +702,16 @@ def _implicit_parallel(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int,
 
 @njit(cache=True, nogil=True)
 def _conv_core(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int,
+               method: int) -> None:
+    """:func:`_conv_method` with ``sgemm``'s library at one thread for the whole call
+    (set and restored by the calling thread, see ``_blas_threads_local``)."""
+    previous = _sgemm_threads_local(1)
+    _conv_method(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, method)
+    _sgemm_threads_local(previous)
+
+
+@njit(cache=True, nogil=True)
+def _conv_method(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int,
                method: int) -> None:
     """Grouped NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
     left of the input (and whatever the output size implies below and right):
