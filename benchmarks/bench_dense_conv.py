@@ -26,9 +26,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_end_to_end import IMAGENET  # noqa: E402
+from bench_end_to_end import IMAGENET, medians_interleaved  # noqa: E402
 
 from tasdc.passes.tap_major_filters import LAYOUTS  # noqa: E402
 
@@ -75,20 +73,6 @@ def conv_shapes(name: str) -> dict[Shape, int]:
     return found
 
 
-def medians(fns: list[Callable[[], Any]], repeat: int, clock: Callable[[], float]) -> list[float]:
-    """Median seconds per call of each function, one call each per round in a rotating order."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for round_ in range(repeat):
-        for k in range(len(fns)):
-            i = (k + round_) % len(fns)
-            start = clock()
-            fns[i]()
-            times[i].append(clock() - start)
-    return [statistics.median(t) for t in times]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18-224,resnet50-224,mobilenetv2-224")
@@ -104,7 +88,6 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"load {open('/proc/loadavg').read().split()[:3]}  threads {args.threads}  clock {args.clock}  repeat {args.repeat}")
     for name in args.models.split(","):
         shapes = conv_shapes(name)
@@ -135,7 +118,7 @@ def main() -> None:
             with torch.no_grad():
                 fns = [lambda: torch.nn.functional.conv2d(xt, wtt, stride=s, padding=p, groups=g),
                        ours(dense.IM2COL, 0), ours(dense.IMPLICIT, 1), ours(dense.STACKED, 2), ours(dense.AUTO, 3)]
-                t = np.array(medians(fns, args.repeat, clock)) * 1e3
+                t = np.array(medians_interleaved(fns, args.repeat, args.clock)) * 1e3
             totals += t * count
             ref = max(np.abs(outs[0]).max(), 1e-30)
             rel = float(max(np.abs(outs[1] - outs[0]).max(), np.abs(outs[2] - outs[0]).max()) / ref)
