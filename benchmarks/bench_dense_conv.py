@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_end_to_end import IMAGENET, medians_interleaved  # noqa: E402
+from bench_end_to_end import IMAGENET, imagenet_net, medians_interleaved  # noqa: E402
 
 from tasdc.passes.tap_major_filters import LAYOUTS  # noqa: E402
 
@@ -44,15 +44,8 @@ Shape = tuple[int, int, int, int, int, int, int, int, int]  # N, C, H, W, F, K, 
 
 def conv_shapes(name: str) -> dict[Shape, int]:
     """The model's non-depthwise convolutions (``Shape`` -> how many times it occurs)."""
-    from tasdc import zoo
-
-    kind, batch, side = IMAGENET[name]
-    torch.manual_seed(0)
-    if kind == "mobilenetv2":
-        net = zoo.MobileNetV2(classes=1000)
-    else:
-        block, layers = (zoo._BasicBlock, [2, 2, 2, 2]) if kind == "resnet18" else (zoo._Bottleneck, [3, 4, 6, 3])
-        net = zoo.ResNet(block, layers, width=64, classes=1000)
+    _, batch, side = IMAGENET[name]
+    net = imagenet_net(name)
     found: dict[Shape, int] = {}
 
     def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _: Any) -> None:

@@ -131,6 +131,18 @@ def _first_output(out: Any) -> np.ndarray:
     return leaves[0].detach().numpy()
 
 
+def imagenet_net(name: str) -> torch.nn.Module:
+    """The zoo network of an ``IMAGENET`` benchmark model (random weights, seed 0)."""
+    from tasdc import zoo
+
+    kind = IMAGENET[name][0]
+    torch.manual_seed(0)
+    if kind == "mobilenetv2":
+        return zoo.MobileNetV2(classes=1000)
+    block, layers = (zoo._BasicBlock, [2, 2, 2, 2]) if kind == "resnet18" else (zoo._Bottleneck, [3, 4, 6, 3])
+    return zoo.ResNet(block, layers, width=64, classes=1000)
+
+
 def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]]:
     """(source for compile_model, eager call returning the first output, inputs) of a benchmark model."""
     if name.startswith("zoo:") or name in HF_BERTS:
@@ -149,16 +161,8 @@ def model_and_input(name: str) -> tuple[Any, Callable[[], Any], list[np.ndarray]
         inputs = dict(model.inputs)
         return model.export(), lambda: _first_output(model.module(**inputs)), [t.numpy() for t in inputs.values()]
     if name in IMAGENET:
-        from tasdc import zoo
-
-        kind, batch, side = IMAGENET[name]
-        torch.manual_seed(0)
-        if kind == "mobilenetv2":
-            net = zoo.MobileNetV2(classes=1000)
-        else:
-            block, layers = (zoo._BasicBlock, [2, 2, 2, 2]) if kind == "resnet18" else (zoo._Bottleneck, [3, 4, 6, 3])
-            net = zoo.ResNet(block, layers, width=64, classes=1000)
-        net = net.eval()
+        _, batch, side = IMAGENET[name]
+        net = imagenet_net(name).eval()
         x = torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(1))
         return net, lambda: net(x).detach().numpy(), [x.numpy()]
     if name in ENCODERS:

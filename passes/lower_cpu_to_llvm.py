@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 from torch_mlir import ir
 from torch_mlir.passmanager import PassManager
@@ -197,34 +196,31 @@ class LowerCpuToLLVM(ModulePass):
             at = pipeline.index(FUSE_AFTER) + 1
             pipeline = pipeline[:at] + FUSION + pipeline[at:]
         # The upstream steps in order, with tasdc's own passes where they run.
-        steps: list[str | Callable[[], None]] = list(pipeline)
+        steps: list[str | ModulePass] = list(pipeline)
         # On the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg:
-        body_passes = [p for p, on in ((ExpandErf(), self.expand_erf), (ExpandExp(), self.expand_exp),
-                                       (ReassociateReductions(), self.reassociate)) if on]
-        steps[1:1] = [functools.partial(body_pass.run, module) for body_pass in body_passes]
+        steps[1:1] = [p for p, on in ((ExpandErf(), self.expand_erf), (ExpandExp(), self.expand_exp),
+                                      (ReassociateReductions(), self.reassociate)) if on]
         if self.interchange:  # on tensors, right before bufferization
             at = next(i for i, step in enumerate(steps) if isinstance(step, str) and step.startswith(BUFFERIZE))
-            steps.insert(at, functools.partial(InterchangeTransposes().run, module))
+            steps.insert(at, InterchangeTransposes())
         if self.outline:
             at = steps.index(OUTLINE_BEFORE)
-            outline: list[Callable[[], None]] = [functools.partial(OutlineLoops().run, module)]
-            if self.noalias:  # records which arguments to mark; before dedup, which then keeps call sites apart
-                outline.append(functools.partial(MarkNoalias().run, module))
-            if self.dedup:
-                outline.append(functools.partial(DedupFunctions().run, module))
-            steps[at:at] = outline
-            if self.noalias:  # puts llvm.noalias on the recorded pointer arguments
-                steps.append(functools.partial(MarkNoalias().run, module))
+            # MarkNoalias first records which arguments to mark (before dedup, which then keeps
+            # call sites apart), and at the end puts llvm.noalias on the recorded pointers.
+            steps[at:at] = [p for p, on in ((OutlineLoops(), True), (MarkNoalias(), self.noalias),
+                                            (DedupFunctions(), self.dedup)) if on]
+            if self.noalias:
+                steps.append(MarkNoalias())
+        steps.append(InlineEntry())
         batch: list[str] = []
-        for step in steps + [lambda: None]:
+        for step in steps:
             if isinstance(step, str):
                 batch.append(step)
                 continue
             if batch:
                 self._upstream(module, tuple(batch))
                 batch = []
-            step()
-        InlineEntry().run(module)
+            step.run(module)
 
     @staticmethod
     def _upstream(module: ir.Module, passes: tuple[str, ...]) -> None:

@@ -30,3 +30,15 @@ func.func @heads_split(%x: tensor<16x2x8xf32>) -> tensor<2x16x8xf32> {
   %1 = linalg.transpose ins(%x : tensor<16x2x8xf32>) outs(%0 : tensor<2x16x8xf32>) permutation = [1, 0, 2]
   return %1 : tensor<2x16x8xf32>
 }
+
+// -----
+
+// Not a candidate: a transpose on memrefs (after bufferization there is no
+// result to replace) is left as it is.
+// CHECK-LABEL: func.func @on_buffers(
+// CHECK: linalg.transpose ins(%arg0 : memref<16x8xf32>) outs(%arg1 : memref<8x16xf32>) permutation = [1, 0]
+// CHECK-NOT: linalg.generic
+func.func @on_buffers(%x: memref<16x8xf32>, %y: memref<8x16xf32>) {
+  linalg.transpose ins(%x : memref<16x8xf32>) outs(%y : memref<8x16xf32>) permutation = [1, 0]
+  return
+}
