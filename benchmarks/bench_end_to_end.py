@@ -17,8 +17,10 @@ name, ``hf-bert-base``: ``transformers``' ``BertModel`` at BERT-base size
 ``hf-minilm``: the same at all-MiniLM-L6-v2's size (6 layers, 384 wide, FFN
 1536, random weights; batch 8 × 32 tokens) for machines without the
 pretrained package. ``resnet18-224`` / ``resnet50-224``: the zoo's ResNets
-at torchvision's widths and ``mobilenetv2-224``: the zoo's (shrunk)
-MobileNetV2, random weights, batch 8 × 3 × 224 × 224. For
+at torchvision's widths, ``mobilenetv2-224``: the zoo's (shrunk)
+MobileNetV2 and ``mobilenetv2-1.25-224``: torchvision's
+``mobilenet_v2(width_mult=1.25)`` (5 M parameters, the compact ImageNet CNN
+of the issue), random weights, batch 8 × 3 × 224 × 224. For
 models with several outputs the first (the hidden states) is compared.
 
 For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
@@ -94,6 +96,8 @@ IMAGENET = {
     "resnet18-224": ("resnet18", 8, 224),  # torchvision's widths (64 ... 512), 1000 classes
     "resnet50-224": ("resnet50", 8, 224),
     "mobilenetv2-224": ("mobilenetv2", 8, 224),  # the zoo's shrunk channels, ImageNet-sized input
+    # torchvision's mobilenet_v2(width_mult=1.25): the issue's 5 M-parameter compact ImageNet CNN
+    "mobilenetv2-1.25-224": ("mobilenetv2-1.25", 8, 224),
 }
 HF_BERTS = {
     "hf-bert-base": ({}, 1, 128),  # BertConfig() defaults: 12 layers, 768 wide, FFN 3072
@@ -139,6 +143,8 @@ def imagenet_net(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     if kind == "mobilenetv2":
         return zoo.MobileNetV2(classes=1000)
+    if kind == "mobilenetv2-1.25":
+        return zoo.mobilenetv2_imagenet(width=1.25)
     block, layers = (zoo._BasicBlock, [2, 2, 2, 2]) if kind == "resnet18" else (zoo._Bottleneck, [3, 4, 6, 3])
     return zoo.ResNet(block, layers, width=64, classes=1000)
 
