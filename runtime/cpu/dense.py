@@ -26,7 +26,8 @@ an im2col in blocks of about ``BLOCK_FLOATS`` (skipped for 1×1 stride-1
 kernels: the input is the GEMM operand), one ``sgemm`` per block writing into
 the NCHW output. Both run all images in one GEMM per group when they are
 small (fewer than ``SMALL_PLANE`` output pixels); depthwise convolutions copy each channel
-plane into a zero-bordered scratch plane and multiply-add one tap at a time.
+plane into a zero-bordered scratch plane split into its stride phases and multiply-add
+each tap over the whole output plane (3×3: all nine in one pass).
 Loops index with unsigned integers where LLVM must vectorize them. An operand
 whose rows are not contiguous is first copied into a contiguous buffer.
 
@@ -36,7 +37,8 @@ least ``PARALLEL_FLOPS`` with enough rows is split into row blocks over
 Numba's threads (a convolution of that size: its images) (``numba.set_num_threads``, as for the N:M kernels). Letting
 OpenBLAS's own pool take them cost milliseconds of wake-up per GEMM on a
 loaded 2-core machine (example CNN at 2 threads: 34 ms instead of 0.7 ms).
-The depthwise loop uses one thread.
+A depthwise convolution of at least ``DEPTHWISE_PARALLEL_FLOPS`` splits its channel planes
+over the threads.
 """
 
 from __future__ import annotations
@@ -811,6 +813,30 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
     _conv_core(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, AUTO)
 
 
+def depthwise_conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
+                     padding: tuple[int, int] = (0, 0), dilation: tuple[int, int] = (1, 1),
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """``tasd_dense_depthwise_conv2d`` on numpy arrays (tests and benchmarks): NCHW f32 ``x``,
+    ``w[C, KH, KW]``, symmetric zero ``padding``. Returns ``out`` (allocated when not given)."""
+    if x.dtype != np.float32 or w.dtype != np.float32 or x.ndim != 4 or w.ndim != 3 or w.shape[0] != x.shape[1]:
+        raise ValueError(f"depthwise_conv2d takes float32 x[N, C, H, W] and w[C, KH, KW], got {x.dtype}{x.shape} and {w.dtype}{w.shape}")
+    n, c, h, wid = x.shape
+    kh, kw = w.shape[1], w.shape[2]
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wid + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if oh <= 0 or ow <= 0 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"depthwise_conv2d: no output for x{x.shape}, w{w.shape}, stride {stride}, padding {padding}, dilation {dilation}")
+    shape = (n, c, oh, ow)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    if out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"depthwise_conv2d: out must be float32{shape}, got {out.dtype}{out.shape}")
+    descs = [_descriptor(a) for a in (x, w, out)]
+    library_entry("tasd_dense_depthwise_conv2d").ctypes(*(int(d.ctypes.data) for d in descs), stride[0], stride[1],
+                                                        dilation[0], dilation[1], padding[0], padding[1])
+    return out
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
            dilation: tuple[int, int] = (1, 1), groups: int = 1, method: int = AUTO,
            out: np.ndarray | None = None) -> np.ndarray:
@@ -841,22 +867,138 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), paddi
 
 
 def _descriptor(a: np.ndarray) -> np.ndarray:
-    """A rank-4 memref descriptor (``allocated, aligned, offset, sizes, strides`` in elements) of ``a``."""
+    """A memref descriptor (``allocated, aligned, offset, sizes, strides`` in elements) of ``a``."""
     if a.itemsize != 4 or any(s % 4 for s in a.strides):
         raise ValueError("conv2d takes arrays with float32-aligned strides")
     return np.array([a.ctypes.data, a.ctypes.data, 0, *a.shape, *(s // 4 for s in a.strides)], np.int64)
 
 
+#: Depthwise convolutions of at least this many flops split their channel planes over Numba's threads.
+DEPTHWISE_PARALLEL_FLOPS = 1 << 21
+#: Fields of the depthwise geometry block (int64): input / filter / output sizes, strides,
+#: dilations, padding, then the phase layout of the scratch plane (see ``_depthwise_planes``).
+(_D_CH, _D_H, _D_W, _D_KH, _D_KW, _D_OH, _D_OW, _D_SH, _D_SW, _D_DH, _D_DW, _D_PT, _D_PL,
+ _D_HQ, _D_WQ, _D_LEN) = range(16)
+
+
+@njit(cache=True, nogil=True)
+def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.ndarray, yf: np.ndarray,
+                      ys: np.ndarray, g: np.ndarray, first: int, last: int) -> None:
+    """Channel planes ``first ≤ img·C + c < last`` of a depthwise convolution (``g``: the
+    geometry block; ``xs``/``ws``/``ys``: element strides of X, W[C, KH, KW] and Y).
+
+    Each input plane is copied into a zero-bordered scratch plane split into its
+    ``sh × sw`` stride phases (phase ``(a, b)`` holds padded rows ``a, a + sh, …`` and
+    columns ``b, b + sw, …``), so that every tap of every stride reads one phase at a fixed
+    offset: output pixel ``(p, q)`` of tap ``(i, j)`` is element ``p·WQ + q`` past that
+    offset. A tap is then one long multiply-add over the whole output plane on the phase
+    width ``WQ`` (the columns past ``OW`` are computed and dropped), rounded up to whole
+    8-float vectors (the scratch plane has the slack). 3×3 filters add their nine taps in
+    one pass (each output loaded and stored once); others one pass per tap. Every output
+    is ``((0 + w₀₀·x) + w₀₁·x) + …`` in row-major tap order, unfused, whatever the
+    stride, thread count or pass shape. Indices are unsigned: Numba's negative-index
+    wraparound on signed indices keeps LLVM from vectorizing these loops (2–7× slower)."""
+    ch, h, wid, kh, kw = g[_D_CH], g[_D_H], g[_D_W], g[_D_KH], g[_D_KW]
+    oh, ow, sh, sw, dh, dw = g[_D_OH], g[_D_OW], g[_D_SH], g[_D_SW], g[_D_DH], g[_D_DW]
+    pt, pl, hq, wq, length = g[_D_PT], g[_D_PL], g[_D_HQ], g[_D_WQ], g[_D_LEN]
+    phase = hq * wq
+    buf = np.zeros(sh * sw * phase + 8, np.float32)  # the border stays zero: every plane writes the same places
+    full = np.empty(length, np.float32)
+    taps = kh * kw
+    offset = np.empty(taps, np.uint64)
+    used = np.zeros(sh * sw, np.bool_)
+    for i in range(kh):
+        for j in range(kw):
+            ph = ((i * dh) % sh) * sw + (j * dw) % sw
+            used[ph] = True
+            offset[i * kw + j] = np.uint64(ph * phase + ((i * dh) // sh) * wq + (j * dw) // sw)
+    wv = np.empty(taps, np.float32)
+    # The copy plan, the same for every plane: runs of input row r that land in one phase
+    # row (destination, source offset in the plane, length).
+    runs = np.empty((max(h, 1) * sw, 3), np.int64)
+    nruns = 0
+    c0 = max(0, -pl)
+    for r in range(max(0, -pt), h):
+        rq = (r + pt) // sh
+        if rq >= hq:
+            break
+        a = (r + pt) % sh
+        for b in range(sw):
+            cf = c0 + (b - (c0 + pl)) % sw  # the first input column in phase column b
+            n = min((wid - cf + sw - 1) // sw, wq - (cf + pl) // sw)
+            if used[a * sw + b] and n > 0:
+                runs[nruns, 0] = (a * sw + b) * phase + rq * wq + (cf + pl) // sw
+                runs[nruns, 1] = r * xs[2] + cf * xs[3]
+                runs[nruns, 2] = n
+                nruns += 1
+    step = np.uint64(sw * xs[3])
+    for plane in range(first, last):
+        img = plane // ch
+        cc = plane - img * ch
+        xb = img * xs[0] + cc * xs[1]
+        for e in range(nruns):
+            d = np.uint64(runs[e, 0])
+            src = np.uint64(xb + runs[e, 1])
+            n = np.uint64(runs[e, 2])
+            if step == 1:
+                for q in range(n):
+                    buf[d + q] = xf[src + q]
+            else:
+                for q in range(n):
+                    buf[d + q] = xf[src + q * step]
+        for k in range(taps):
+            wv[k] = wf[cc * ws[0] + (k // kw) * ws[1] + (k % kw) * ws[2]]
+        if taps == 9:
+            o0, o1, o2, o3, o4 = offset[0], offset[1], offset[2], offset[3], offset[4]
+            o5, o6, o7, o8 = offset[5], offset[6], offset[7], offset[8]
+            w0, w1, w2, w3, w4 = wv[0], wv[1], wv[2], wv[3], wv[4]
+            w5, w6, w7, w8 = wv[5], wv[6], wv[7], wv[8]
+            for t in range(np.uint64(length)):
+                acc = np.float32(0.0)
+                acc += w0 * buf[o0 + t]
+                acc += w1 * buf[o1 + t]
+                acc += w2 * buf[o2 + t]
+                acc += w3 * buf[o3 + t]
+                acc += w4 * buf[o4 + t]
+                acc += w5 * buf[o5 + t]
+                acc += w6 * buf[o6 + t]
+                acc += w7 * buf[o7 + t]
+                acc += w8 * buf[o8 + t]
+                full[t] = acc
+        else:
+            for t in range(np.uint64(length)):
+                full[t] = 0.0
+            for k in range(taps):
+                base = offset[k]
+                wk = wv[k]
+                for t in range(np.uint64(length)):
+                    full[t] += wk * buf[base + t]
+        yb = img * ys[0] + cc * ys[1]
+        for p in range(oh):
+            srow = np.uint64(p * wq)
+            if ys[3] == 1:
+                d = np.uint64(yb + p * ys[2])
+                for q in range(np.uint64(ow)):
+                    yf[d + q] = full[srow + q]
+            else:
+                for q in range(ow):
+                    yf[yb + p * ys[2] + q * ys[3]] = full[srow + np.uint64(q)]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _depthwise_parallel(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.ndarray, yf: np.ndarray,
+                        ys: np.ndarray, g: np.ndarray, planes: int, parts: int) -> None:
+    """:func:`_depthwise_planes` as ``parts`` contiguous ranges of the planes on Numba's threads."""
+    for t in prange(parts):
+        _depthwise_planes(xf, xs, wf, ws, yf, ys, g, planes * t // parts, planes * (t + 1) // parts)
+
+
 def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
     """Depthwise NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
     left: ``X[N, C, H, W]``, ``W[C, KH, KW]``, ``Y[N, C, OH, OW]``
-    (``linalg.depthwise_conv_2d_nchw_chw``).
-
-    Each channel plane is copied into a zero-bordered scratch plane (L1/L2-resident),
-    then, for stride 1, every tap is one long multiply-add over the whole plane on the
-    padded width (the columns past OW are computed and dropped); for other strides,
-    per output row. Indices are unsigned: Numba's negative-index wraparound on signed
-    indices keeps LLVM from vectorizing these loops (measured 2–7× slower)."""
+    (``linalg.depthwise_conv_2d_nchw_chw``), one channel plane at a time
+    (:func:`_depthwise_planes`); at least ``DEPTHWISE_PARALLEL_FLOPS`` split the planes
+    over Numba's threads (the same sums in the same order on any thread)."""
     x, w, y = _desc(x_d, 4), _desc(w_d, 3), _desc(y_d, 4)
     n_img, ch, h, wid = x[3], x[4], x[5], x[6]
     kh, kw = w[4], w[5]
@@ -866,61 +1008,24 @@ def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: i
     xf = carray(_f32p(x[1] + 4 * x[2]), 1 + (n_img - 1) * x[7] + (ch - 1) * x[8] + (h - 1) * x[9] + (wid - 1) * x[10])
     wf = carray(_f32p(w[1] + 4 * w[2]), 1 + (ch - 1) * w[6] + (kh - 1) * w[7] + (kw - 1) * w[8])
     yf = carray(_f32p(y[1] + 4 * y[2]), 1 + (n_img - 1) * y[7] + (ch - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
-    hp = (oh - 1) * sh + (kh - 1) * dh + 1
-    wp = (ow - 1) * sw + (kw - 1) * dw + 1
-    buf = np.zeros(hp * wp + (kw - 1) * dw + 1, np.float32)  # the border stays zero
-    unit = sh == 1 and sw == 1
-    full = np.empty(oh * wp if unit else ow, np.float32)
-    rows = min(h, hp - pt)  # input rows that land in the scratch plane
-    r0 = max(0, -pt)
-    c0 = max(0, -pl)
-    cols = min(wid, wp - pl) - c0
-    uw = np.uint64(wp)
-    for img in range(n_img):
-        for cc in range(ch):
-            xb = img * x[7] + cc * x[8]
-            for r in range(r0, rows):
-                d = np.uint64((r + pt) * wp + pl + c0)
-                if x[10] == 1:
-                    s0 = np.uint64(xb + r * x[9] + c0)
-                    for q in range(np.uint64(max(cols, 0))):
-                        buf[d + q] = xf[s0 + q]
-                else:
-                    for q in range(max(cols, 0)):
-                        buf[d + np.uint64(q)] = xf[xb + r * x[9] + (c0 + q) * x[10]]
-            yb = img * y[7] + cc * y[8]
-            if unit:
-                length = np.uint64(oh * wp)
-                for t in range(length):
-                    full[t] = 0.0
-                for i in range(kh):
-                    for j in range(kw):
-                        wv = wf[cc * w[6] + i * w[7] + j * w[8]]
-                        base = np.uint64(i * dh * wp + j * dw)
-                        for t in range(length):
-                            full[t] += wv * buf[base + t]
-                for p in range(oh):
-                    src = np.uint64(p) * uw
-                    if y[10] == 1:
-                        d = np.uint64(yb + p * y[9])
-                        for q in range(np.uint64(ow)):
-                            yf[d + q] = full[src + q]
-                    else:
-                        for q in range(ow):
-                            yf[yb + p * y[9] + q * y[10]] = full[src + np.uint64(q)]
-            else:
-                usw = np.uint64(sw)
-                for p in range(oh):
-                    for q in range(np.uint64(ow)):
-                        full[q] = 0.0
-                    for i in range(kh):
-                        for j in range(kw):
-                            wv = wf[cc * w[6] + i * w[7] + j * w[8]]
-                            base = np.uint64((p * sh + i * dh) * wp + j * dw)
-                            for q in range(np.uint64(ow)):
-                                full[q] += wv * buf[base + q * usw]
-                    for q in range(ow):
-                        yf[yb + p * y[9] + q * y[10]] = full[np.uint64(q)]
+    hq = oh + ((kh - 1) * dh) // sh
+    wq = ow + ((kw - 1) * dw) // sw
+    g = np.empty(16, np.int64)
+    g[_D_CH], g[_D_H], g[_D_W], g[_D_KH], g[_D_KW], g[_D_OH], g[_D_OW] = ch, h, wid, kh, kw, oh, ow
+    g[_D_SH], g[_D_SW], g[_D_DH], g[_D_DW], g[_D_PT], g[_D_PL] = sh, sw, dh, dw, pt, pl
+    g[_D_HQ], g[_D_WQ], g[_D_LEN] = hq, wq, (oh * wq + 7) // 8 * 8
+    xs = np.empty(4, np.int64)
+    xs[0], xs[1], xs[2], xs[3] = x[7], x[8], x[9], x[10]
+    ws = np.empty(3, np.int64)
+    ws[0], ws[1], ws[2] = w[6], w[7], w[8]
+    ys = np.empty(4, np.int64)
+    ys[0], ys[1], ys[2], ys[3] = y[7], y[8], y[9], y[10]
+    planes = n_img * ch
+    threads = _num_threads()
+    if threads > 1 and planes > 1 and 2.0 * planes * oh * ow * kh * kw >= DEPTHWISE_PARALLEL_FLOPS:
+        _depthwise_parallel(xf, xs, wf, ws, yf, ys, g, planes, min(threads, planes))
+    else:
+        _depthwise_planes(xf, xs, wf, ws, yf, ys, g, 0, planes)
 
 
 _P = types.intp

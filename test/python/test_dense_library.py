@@ -373,3 +373,77 @@ def test_model_binds_filters_in_the_implicit_layout() -> None:
     assert shapes == [(3, 24, 32, 3), (3, 32, 16, 3), (16, 3, 3, 3)], shapes
     got = exe(x.numpy())
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+# --------------------------------------------------------------------------
+# depthwise convolutions (runtime/cpu/dense.py: stride-phase scratch planes)
+# --------------------------------------------------------------------------
+
+
+def _depthwise_reference(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+                         dilation: tuple[int, int]) -> np.ndarray:
+    """The entry's arithmetic in numpy float32: every output ``((0 + w₀₀·x) + w₀₁·x) + …``
+    in row-major tap order, each product and sum rounded on its own (IEEE, no FMA), so the
+    bits are the same on any CPU."""
+    n, c, h, wid = x.shape
+    kh, kw = w.shape[1:]
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (wid + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    acc = np.zeros((n, c, oh, ow), np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[:, :, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
+            acc = acc + w[None, :, i, j, None, None] * tap
+    return acc
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), c=st.integers(1, 6), kh=st.integers(1, 5), kw=st.integers(1, 5),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), dh=st.integers(1, 3), dw=st.integers(1, 2),
+       ph=st.integers(0, 3), pw=st.integers(0, 3), h=st.integers(1, 23), wid=st.integers(1, 23),
+       strided=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_depthwise_matches_the_float32_reference_bit_for_bit(n: int, c: int, kh: int, kw: int, sh: int, sw: int,
+                                                             dh: int, dw: int, ph: int, pw: int, h: int, wid: int,
+                                                             strided: bool, seed: int) -> None:
+    """Every stride (each tap reads one stride phase of the scratch plane), dilation,
+    padding and filter size (3×3: all taps in one pass; others one pass per tap), on
+    packed or strided operands: the same bits as the numpy reference."""
+    if h + 2 * ph < dh * (kh - 1) + 1 or wid + 2 * pw < dw * (kw - 1) + 1:
+        return  # no output
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 2 * c, h, 2 * wid)).astype(np.float32)
+    x = x[:, ::2, :, ::2] if strided else np.ascontiguousarray(x[:, :c, :, :wid])
+    w = rng.uniform(-1, 1, (c, kh, kw)).astype(np.float32)
+    ref = _depthwise_reference(x, w, (sh, sw), (ph, pw), (dh, dw))
+    out = np.full((n, c, ref.shape[2], 2 * ref.shape[3]), np.nan, np.float32)
+    out = out[:, :, :, ::2] if strided else np.ascontiguousarray(out[:, :, :, :ref.shape[3]])
+    got = dense.depthwise_conv2d(x, w, (sh, sw), (ph, pw), (dh, dw), out=out)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
+@pytest.mark.parametrize("side,stride", [(56, 1), (56, 2), (7, 1)])
+def test_depthwise_two_threads_bit_identical(side: int, stride: int) -> None:
+    """Above ``DEPTHWISE_PARALLEL_FLOPS`` the channel planes are split over two Numba
+    threads; each plane is computed the same way on any thread."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    rng = np.random.default_rng(side + stride)
+    n, c = (4, 96) if side > 7 else (8, 320)
+    x = rng.uniform(-1, 1, (n, c, side, side)).astype(np.float32)
+    w = rng.uniform(-1, 1, (c, 3, 3)).astype(np.float32)
+    oh = (side - 1) // stride + 1
+    assert 2.0 * n * c * oh * oh * 9 >= dense.DEPTHWISE_PARALLEL_FLOPS
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = dense.depthwise_conv2d(x, w, (stride, stride), (1, 1))
+        numba.set_num_threads(2)
+        two = dense.depthwise_conv2d(x, w, (stride, stride), (1, 1))
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one.view(np.uint32), two.view(np.uint32))
+    assert np.array_equal(one.view(np.uint32), _depthwise_reference(x, w, (stride, stride), (1, 1), (1, 1)).view(np.uint32))
