@@ -34,6 +34,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-bind-constants": "bind_constants",
     "tasd-cpu-fold-batch-broadcasts": "fold_batch_broadcasts",
     "tasd-cpu-fold-batch-norm": "fold_batch_norm",
+    "tasd-cpu-fuse-kernel-epilogues": "fuse_kernel_epilogues",
     "tasd-cpu-tap-major-filters": "tap_major_filters",
     "tasd-expand-to-linalg": "expand_to_linalg",
     "tasd-approximate-weights": "approximate_weights",

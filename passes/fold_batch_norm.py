@@ -22,7 +22,8 @@ _CMPF = {1: np.equal, 2: np.greater, 3: np.greater_equal, 4: np.less, 5: np.less
 _BINARY = {"arith.addf": np.add, "arith.subf": np.subtract, "arith.mulf": np.multiply, "arith.divf": np.divide}
 
 
-def _scalar_constant(value: ir.Value) -> np.ndarray | None:
+def scalar_constant(value: ir.Value) -> np.ndarray | None:
+    """The value of a scalar float ``arith.constant`` (0-d array), else ``None``."""
     owner = value.owner
     if not isinstance(owner, ir.OpView) or owner.name != "arith.constant":
         return None
@@ -32,7 +33,7 @@ def _scalar_constant(value: ir.Value) -> np.ndarray | None:
     return None
 
 
-def _evaluate(value: ir.Value) -> np.ndarray | None:
+def evaluate_constant(value: ir.Value) -> np.ndarray | None:
     """:func:`_evaluate_unchecked` when every element comes out finite (a NaN or an infinity
     is left for the model to compute at run time, as written)."""
     with np.errstate(all="ignore"):
@@ -75,7 +76,7 @@ def _evaluate_unchecked(value: ir.Value, depth: int = 0) -> np.ndarray | None:
     def get(v: ir.Value) -> np.ndarray | None:
         if v in env:
             return env[v]
-        return _scalar_constant(v)
+        return scalar_constant(v)
 
     for inner in block.operations:
         name = inner.operation.name
@@ -118,7 +119,7 @@ def _channel_operand(op: ir.OpView, index: int, channels: int) -> np.ndarray | N
     dims = [str(r) for r in amap.results]
     if any(d not in ("d1", "0") for d in dims) or dims.count("d1") > 1:
         return None
-    value = _evaluate(op.operands[index])
+    value = evaluate_constant(op.operands[index])
     if value is None:
         return None
     if "d1" not in dims:
@@ -160,7 +161,7 @@ def _affine_step(op: ir.OpView, chain: ir.Value, channels: int) -> tuple[str, np
             return None
         chain_first = lhs == args[at]
     else:
-        scalar = _scalar_constant(rhs if lhs == args[0] else lhs)
+        scalar = scalar_constant(rhs if lhs == args[0] else lhs)
         if scalar is None or args[0] not in (lhs, rhs) or lhs == rhs:
             return None
         constant = np.full(channels, float(scalar))
@@ -233,21 +234,21 @@ class FoldBatchNorm(ModulePass):
                 continue  # a constant already, or a run-time value
             if _channel_operand(op, index, out_type.shape[1]) is None:
                 continue
-            value = _evaluate(operand)
+            value = evaluate_constant(operand)
             if value is None:
                 continue
             operand_type = ir.RankedTensorType(operand.type)
             with ir.InsertionPoint(op), op.location:
                 constant = arith.ConstantOp(operand_type, ir.DenseElementsAttr.get(np.ascontiguousarray(value.reshape(operand_type.shape)), type=operand_type)).result
             op.operation.operands[index] = constant
-            _erase_dead(operand)
+            erase_dead(operand)
 
     def _fold(self, conv: ir.OpView) -> None:
         out_type = ir.RankedTensorType(conv.results[0].type)
         if not isinstance(out_type.element_type, ir.F32Type) or not out_type.has_static_shape:
             return
         channels = out_type.shape[1]
-        weight = _evaluate(conv.operands[1])
+        weight = evaluate_constant(conv.operands[1])
         if weight is None or weight.shape[0] != channels:
             return
         init = conv.operands[2]
@@ -296,9 +297,9 @@ class FoldBatchNorm(ModulePass):
         conv.operation.operands[1] = new_filter
         conv.operation.operands[2] = new_init
         value.replace_all_uses_with(conv.results[0])
-        _erase_dead(value)  # the chain, last op first, and the per-channel values only it used
-        _erase_dead(old_filter)
-        _erase_dead(old_init)
+        erase_dead(value)  # the chain, last op first, and the per-channel values only it used
+        erase_dead(old_filter)
+        erase_dead(old_init)
 
     @staticmethod
     def _bias(init: ir.Value, channels: int) -> np.ndarray | None:
@@ -306,7 +307,7 @@ class FoldBatchNorm(ModulePass):
         if isinstance(owner, ir.OpView) and owner.name == "linalg.broadcast":
             dims = [int(d) for d in ir.DenseI64ArrayAttr(owner.attributes["dimensions"])]
             if dims == [0, 2, 3]:
-                bias = _evaluate(owner.operands[0])
+                bias = evaluate_constant(owner.operands[0])
                 if bias is not None and bias.size == channels:
                     return bias.reshape(-1).astype(np.float64)
             return None
@@ -336,7 +337,7 @@ _ERASABLE = ("arith.constant", "linalg.generic", "linalg.fill", "linalg.broadcas
              "tensor.expand_shape", "tensor.collapse_shape")
 
 
-def _erase_dead(value: ir.Value) -> None:
+def erase_dead(value: ir.Value) -> None:
     """Erase ``value``'s producer when nothing else uses it, then, the same way, the
     producers of its operands (side-effect-free ops only; each op erased after all
     its users, and never touched again once erased)."""

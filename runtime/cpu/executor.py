@@ -54,13 +54,14 @@ from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.passes.bind_constants import BindConstants, bound_values
 from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.passes.fold_batch_norm import FoldBatchNorm
+from tasdc.passes.fuse_kernel_epilogues import EPILOGUE_ATTR, FuseKernelEpilogues
 from tasdc.passes.tap_major_filters import TapMajorFilters
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import kernel_cache, object_cache
 from tasdc.runtime.cpu.dense import library_address, library_symbols
 from tasdc.runtime.cpu.memory import retain_freed_memory
-from tasdc.runtime.cpu.kernels import KernelError, PackedSeries, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry, pack_series, pack_term, series_matmul
+from tasdc.runtime.cpu.kernels import Epilogue, KernelError, PackedSeries, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry, pack_series, pack_term, series_matmul
 
 _LIBC = ctypes.CDLL(None)
 _LIBC.free.argtypes = [ctypes.c_void_p]
@@ -165,6 +166,8 @@ class Kernel:
     error: BaseException | None = None
     calls: int = 0
     seconds: float = 0.0
+    #: the fused epilogue (``tasd-cpu-fuse-kernel-epilogues``), applied by the entry to every output
+    epilogue: Epilogue | None = None
 
     @property
     def layer(self) -> str:
@@ -196,6 +199,18 @@ class Kernel:
                           dilation=tuple(self.info["dilations"]), out=y)
         else:  # pragma: no cover - the lowering only emits the kinds above
             raise KernelError(f"{self.layer}: unknown kernel kind {kind}")
+        if self.epilogue is not None:  # the entries apply it per block; this path after the whole product
+            channels = self.packed[0].out_features
+            e = self.epilogue.array(channels)
+            shape = (1, channels) + (1,) * (y.ndim - 2)
+            y[...] = np.minimum(np.maximum(y * e[:channels].reshape(shape) + e[channels:2 * channels].reshape(shape), e[-2]), e[-1])
+
+
+def _epilogue(attr: ir.Attribute) -> Epilogue:
+    """The :class:`Epilogue` of a kernel declaration's ``tasd.epilogue`` (f32 ``[scale, shift, lo, hi]``)."""
+    values = read_elements(attr)
+    channels = (values.size - 2) // 2
+    return Epilogue(values[:channels], values[channels:2 * channels], float(values[-2]), float(values[-1]))
 
 
 def _pack(name: str, info: dict[str, Any], weights: list[np.ndarray]) -> list[PackedSeries]:
@@ -414,14 +429,15 @@ def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
         in_rank, out_rank = len(kernel.info["dense_shape"]), len(kernel.info["result_shape"])
         if kernel.info["kind"] in ("matmul", "batch_matmul"):
             packed = kernel.packed[0] if kernel.info["kind"] == "matmul" else kernel.packed
-            kernel.entry = make_cfunc_entry(packed, name=kernel.layer, transpose=kernel.info.get("sparse_operand") == 0)
+            kernel.entry = make_cfunc_entry(packed, name=kernel.layer, transpose=kernel.info.get("sparse_operand") == 0,
+                                            epilogue=kernel.epilogue)
             callback = kernel.entry.ctypes
         elif kernel.info["kind"] == "conv2d":
             kh, kw = kernel.info["kernel_size"]
             kernel.entry = make_conv_cfunc_entry(kernel.packed[0], kh, kw, tuple(kernel.info["strides"]),
                                                  tuple(kernel.info["dilations"]),
                                                  padding=tuple(kernel.info.get("padding", (0, 0, 0, 0))),
-                                                 name=kernel.layer)
+                                                 name=kernel.layer, epilogue=kernel.epilogue)
             callback = kernel.entry.ctypes
         else:
             callback = _make_callback(kernel, in_rank, out_rank)
@@ -483,6 +499,7 @@ def compile_for_cpu(
     cache: bool = True,
     lowering: str = "tasd-cpu-to-llvm",
     bind_constants: bool = True,
+    fuse_epilogues: bool = True,
 ) -> CpuExecutable:
     """Lower a (TASD-decomposed) linalg-on-tensors module and JIT it.
 
@@ -493,6 +510,8 @@ def compile_for_cpu(
     pipeline from linalg to the LLVM dialect. With ``bind_constants`` (the
     default) large constants are not compiled into the code but passed to it
     as arguments (``tasd-cpu-bind-constants``), read from the module once here.
+    With ``fuse_epilogues`` (the default) the per-channel affine maps and clamps
+    after N:M kernel calls run inside the kernels (``tasd-cpu-fuse-kernel-epilogues``).
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -502,24 +521,28 @@ def compile_for_cpu(
     arg_types, result_types = _signature(work, entry)
     # TASD-A contractions first: a weight series whose dense operand is decomposed at run time is theirs.
     run_pipeline(work, parse_pipeline("tasd-lower-activations-to-calls,tasd-lower-to-runtime-calls", work.context))
+    FoldBatchNorm().run(work)  # BatchNorm into the dense conv weights, before they are bound
+    if fuse_epilogues:
+        FuseKernelEpilogues().run(work)  # a kernel call's BatchNorm / bias / ReLU into the call
     sources: list[tuple[str, dict[str, Any], list[np.ndarray]]] = []
+    epilogues: list[Epilogue | None] = []
     for op in work.body.operations:
         if op.operation.name == "func.func" and KERNEL_ATTR in op.attributes:
             name = ir.StringAttr(op.attributes["sym_name"]).value
             info = from_attr(op.attributes[KERNEL_ATTR])
             sources.append((name, info, [read_elements(a, copy=False) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]))
+            epilogues.append(_epilogue(op.attributes[EPILOGUE_ATTR]) if EPILOGUE_ATTR in op.attributes else None)
             # The weights now live in the packed kernels; drop them from the IR.
-            for attr in (KERNEL_ATTR, WEIGHTS_ATTR, "tasd.stats"):
+            for attr in (KERNEL_ATTR, WEIGHTS_ATTR, EPILOGUE_ATTR, "tasd.stats"):
                 if attr in op.attributes:
                     del op.attributes[attr]
     packed, kernels_hit = _packed_kernels(sources, cache)
-    kernels: list[Kernel] = [Kernel(name, info, p) for (name, info, _), p in zip(sources, packed)]
+    kernels: list[Kernel] = [Kernel(name, info, p, epilogue=e) for (name, info, _), p, e in zip(sources, packed, epilogues)]
     del sources, packed
     kernels += collect_act_kernels(work)  # type: ignore[arg-type] # same run/error/calls interface
     keep = _bind_kernels(kernels)
     timings["kernels"] = time.perf_counter() - start
     step = time.perf_counter()
-    FoldBatchNorm().run(work)  # BatchNorm into the conv weights, before they are bound
     # Large constants (dense weights, biases) become arguments: the machine code
     # holds no weights, and the cache key below covers the code only.
     if bind_constants:

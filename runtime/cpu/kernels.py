@@ -109,6 +109,7 @@ __all__ = [
     "pack_series",
     "series_matmul",
     "CFuncEntry",
+    "Epilogue",
     "make_cfunc_entry",
     "make_conv_cfunc_entry",
     "im2col",
@@ -1159,6 +1160,31 @@ def _write_rows(acc, tt, tv, no, ybuf, yb, ys0, accumulate):
                 ybuf[d + oi] = acc[oi * tt + r]
 
 
+#: no fused epilogue (``epi`` of the kernels below)
+_NO_EPILOGUE = np.zeros(0, np.float32)
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _epilogue(acc, tt, tv, no, o0, O, epi):
+    """A fused epilogue on an item's finished partial sums ``acc[oi*tt + t]``
+    (output ``o0 + oi``, ``t < tv``), in place before they are written:
+    ``min(max(scale[o]·v + shift[o], lo), hi)`` with ``epi = [scale[0:O],
+    shift[0:O], lo, hi]`` (float32; ``±inf`` bounds clamp nothing). What
+    ``tasd-fuse-kernel-epilogues`` moved here from the elementwise op after the
+    call (a BatchNorm or bias, ReLU / ReLU6): the item's sums are hot in L1,
+    where the separate op read and wrote the whole output once more."""
+    lo = epi[2 * O]
+    hi = epi[2 * O + 1]
+    for oi in range(no):
+        a = epi[o0 + oi]
+        b = epi[O + o0 + oi]
+        base = np.uint64(oi * tt)
+        for t in range(np.uint64(tv)):
+            v = acc[base + t] * a + b
+            v = v if v > lo else lo
+            acc[base + t] = hi if hi < v else v
+
+
 @njit(fastmath=True, cache=True, nogil=True)
 def _plan(T, O, tile_count, kb, nth, wide16):
     """(tt, ntt, noc, ochunk): rows per X tile, T-tiles, O-chunks, rows per O-chunk.
@@ -1209,8 +1235,9 @@ def _micro(tt, wide16, xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_ba
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
-    """Y[t, o] (+)= Σ_k X[t, k] W[o, k] on flat buffers with element strides."""
+def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi):
+    """Y[t, o] (+)= Σ_k X[t, k] W[o, k] on flat buffers with element strides
+    (then the fused epilogue ``epi``, if not empty: :func:`_epilogue`)."""
     if T <= 0 or O <= 0:
         return
     ntiles = tile_count.size
@@ -1243,6 +1270,8 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
                     pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
                     pf_base = xoff + (kt + 1) * kb * xs1 + t0
             _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+        if epi.size:
+            _epilogue(acc, tt, tv, no, o0, O, epi)
         if ys1 == 1:
             _write_rows(acc, tt, tv, no, ybuf, yoff + t0 * ys0 + o0, ys0, accumulate)
         else:
@@ -1412,7 +1441,7 @@ def _conv_prefetch_plan(geo, t0, tv, k0, kb):
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
+def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi):
     """Y[n, f, oy, ox] (+)= Σ_k W[f, k] X[n, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw]
     (k = (c, i, j)): the series GEMM over all N*OH*OW output pixels, X tiles
     packed from the input by :func:`_pack_conv_tile`. The partial sums are
@@ -1448,6 +1477,8 @@ def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc
             else:
                 pf_base, pf_rows, pf_rs, pf_lines = _conv_prefetch_plan(geo, t0 + tt, min(tt, T - t0 - tt), 0, kb)
             _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+        if epi.size:
+            _epilogue(acc, tt, tv, no, o0, O, epi)
         for oi in range(no):
             yf = yoff + (o0 + oi) * ysf
             ab = oi * tt
@@ -1512,13 +1543,13 @@ _series_kernel_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_se
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _run_series(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16):
+def _run_series(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi):
     """Dispatch to the serial or the parallel kernel by the amount of work."""
     work = T * w_loc.size  # slot-FMAs: every row of X meets every stored slot
     if nth <= 1 or work < SERIAL_WORK:
-        _series_kernel_serial(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
+        _series_kernel_serial(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi)
     else:
-        _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
+        _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi)
 
 
 _conv_kernel_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_conv_kernel.py_func, "_conv_kernel_serial"))
@@ -1718,7 +1749,7 @@ def _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, acc
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O, accumulate, w_loc, w_tap, w_val,
-                 tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf):
+                 tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi):
     """One image of the direct layout: items = (T-tile, O-chunk) of its ``rows``
     padded-width pixels (``plan`` from :func:`_plan`). Per K-tile an item
     points the micro-kernel's X columns at ``src[base + t0 + tap]`` (no
@@ -1763,11 +1794,13 @@ def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O
                 _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, src, pf_base, pf_rows, cs, pf_lines)
             else:
                 _dmicro(tt, wide16, src, toff, acc, no, o0, tile_count[kt], tile_ptr[kt], w_tap, w_val, src, pf_base, pf_rows, cs, pf_lines)
+        if epi.size:
+            _epilogue(acc, tt, tv, no, o0, O, epi)
         _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, accumulate)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, mode, pf, parallel):
+def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, mode, pf, parallel, epi):
     """The conv of :func:`_conv_kernel` in the direct layout (``mode``
     ``_MODE_PADDED`` or ``_MODE_INPLACE``), image by image: the image
     (padded once, or the input itself) is what the micro-kernels read,
@@ -1798,20 +1831,20 @@ def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_lo
             if parallel:
                 _dconv_pack(xbuf, geo, n, pad, hp, wp)
                 _dconv_image(pad, 0, pad.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi)
             else:
                 _dconv_pack_serial(xbuf, geo, n, pad, hp, wp)
                 _dconv_image_serial(pad, 0, pad.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi)
     else:
         for n in range(n_img):
             base = geo[_G_XOFF] + n * geo[_G_XSN]
             if parallel:
                 _dconv_image(xbuf, base, xbuf.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi)
             else:
                 _dconv_image_serial(xbuf, base, xbuf.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf)
+                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi)
 
 
 _dconv_pack_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_dconv_pack.py_func, "_dconv_pack_serial"))
@@ -1827,7 +1860,7 @@ DIRECT_PREFETCH = False
 
 @njit(fastmath=True, cache=True, nogil=True)
 def _run_conv(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16,
-              layout, kpad, pf):
+              layout, kpad, pf, epi):
     """Dispatch to the direct layout (:func:`_dconv_mode`; a ``direct``
     request that does not apply runs the tiles) or to the serial or the
     parallel X-tile conv kernel, by the amount of work.
@@ -1841,11 +1874,11 @@ def _run_conv(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w
     mode = _dconv_mode(geo, layout, kpad, w_loc.size)
     if mode == _MODE_PADDED or mode == _MODE_INPLACE:
         _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16,
-                      mode, pf, parallel)
+                      mode, pf, parallel, epi)
     elif not parallel:
-        _conv_kernel_serial(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
+        _conv_kernel_serial(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi)
     else:
-        _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16)
+        _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi)
 
 
 def _flat(a: np.ndarray, what: str, writable: bool) -> tuple[np.ndarray, int, int, int]:
@@ -1935,7 +1968,7 @@ def series_matmul(
         if not accumulate:
             y2[...] = 0
         return out
-    _run_series(xb, xo, xs0, xs1, t, k, yb, yo, ys0, ys1, o, bool(accumulate), packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512")
+    _run_series(xb, xo, xs0, xs1, t, k, yb, yo, ys0, ys1, o, bool(accumulate), packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512", _NO_EPILOGUE)
     return out
 
 
@@ -1993,7 +2026,9 @@ _P_PH0, _P_PW0, _P_PH1, _P_PW1 = range(27, 31)
 # conv2d entries: layout code (``CONV_LAYOUTS``), the series' last column (K +
 # the compressed format's padding), prefetch in the direct layout
 _P_LAYOUT, _P_KPAD, _P_PF = range(31, 34)
-_P_LEN = 34
+# the fused epilogue (:func:`_epilogue`): address of its float32 array, its length (0: none)
+_P_EPI, _P_EPILEN = range(34, 36)
+_P_LEN = 36
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -2115,10 +2150,11 @@ def _cfunc_generic_py(xd_a, yd_a, prm_a):
     w_val_all = carray(_ptr_f32(prm[_P_WVAL]), (nb - 1) * ws + nslots)
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), ntiles)
     tptr = carray(_ptr_i64(prm[_P_TPTR]), ntiles + 1)
+    epi = carray(_ptr_f32(prm[_P_EPI] if prm[_P_EPILEN] else prm[_P_WVAL]), prm[_P_EPILEN])
     for b in range(nb):
         _run_series(xbuf, b * xbs, xs0, xs1, T, K, ybuf, b * ybs, ys0, ys1, O, acc,
                     w_loc_all[b * ws : b * ws + nslots], w_val_all[b * ws : b * ws + nslots],
-                    tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0)
+                    tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0, epi)
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 
@@ -2181,9 +2217,10 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
     w_val = carray(_ptr_f32(prm[_P_WVAL]), prm[_P_NSLOTS])
     tcnt = carray(_ptr_i64(prm[_P_TCNT]), prm[_P_NTILES])
     tptr = carray(_ptr_i64(prm[_P_TPTR]), prm[_P_NTILES] + 1)
+    epi = carray(_ptr_f32(prm[_P_EPI] if prm[_P_EPILEN] else prm[_P_WVAL]), prm[_P_EPILEN])
     _run_conv(xbuf, geo, ybuf, 0, yd[7], yd[8], yd[9], yd[10], f, False,
               w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0,
-              prm[_P_LAYOUT], prm[_P_KPAD], prm[_P_PF] != 0)
+              prm[_P_LAYOUT], prm[_P_KPAD], prm[_P_PF] != 0, epi)
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 
@@ -2254,6 +2291,33 @@ _CFUNC_PROTO = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p
 _entry_ids = iter(range(1 << 62))
 
 
+@dataclass(frozen=True)
+class Epilogue:
+    """A per-output affine map and clamp fused into a kernel entry's stores:
+    output ``o`` becomes ``min(max(scale[o]·y + shift[o], lo), hi)`` (float32
+    arithmetic; the multiply-add may be fused). ``scale`` / ``shift`` have one value
+    per output feature (the weight's rows: a conv's filters, a Linear's
+    outputs) or one for all."""
+
+    scale: np.ndarray
+    shift: np.ndarray
+    lo: float = -np.inf
+    hi: float = np.inf
+
+    def array(self, out_features: int) -> np.ndarray:
+        """``[scale[0:O], shift[0:O], lo, hi]`` as the kernels read it (float32)."""
+        out = np.empty(2 * out_features + 2, np.float32)
+        for i, v in enumerate((self.scale, self.shift)):
+            v = np.asarray(v, np.float32).reshape(-1)
+            if v.size not in (1, out_features):
+                raise KernelError(f"epilogue {('scale', 'shift')[i]} has {v.size} values for {out_features} outputs")
+            out[i * out_features:(i + 1) * out_features] = v
+        out[2 * out_features:] = (self.lo, self.hi)
+        if np.isnan(out).any() or not self.lo <= self.hi:
+            raise KernelError(f"epilogue values must not be NaN and lo <= hi (lo={self.lo}, hi={self.hi})")
+        return out
+
+
 @dataclass(eq=False)
 class CFuncEntry:
     """A C-callable ``int32 name(memref2d *x, memref2d *y)`` running
@@ -2275,6 +2339,8 @@ class CFuncEntry:
     params: np.ndarray = field(repr=False)
     #: a batch entry's weights, every element's packed slots one after the other
     batch_weights: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    #: the fused epilogue's ``[scale, shift, lo, hi]`` (see :func:`epilogue_array`), empty if none
+    epilogue: np.ndarray = field(default_factory=lambda: _NO_EPILOGUE, repr=False)
 
     @property
     def status(self) -> int:
@@ -2328,7 +2394,7 @@ class CFuncEntry:
 
 def make_cfunc_entry(
     packed: PackedSeries | Sequence[PackedSeries], *, name: str | None = None, accumulate: bool = False,
-    isa: str | None = None, transpose: bool = False,
+    isa: str | None = None, transpose: bool = False, epilogue: Epilogue | None = None,
 ) -> CFuncEntry:
     """Build the C entry ``int32 <name>(memref2d *x, memref2d *y)`` for
     ``packed``: X is ``[T, K]``, Y is ``[T, O]``, both f32 with any
@@ -2351,6 +2417,9 @@ def make_cfunc_entry(
     ``<name>`` (``register_runtime`` adds the ``_mlir_ciface_`` prefix). A void
     declaration is fine too (the status is still recorded). ``isa`` picks the
     wide micro-kernel (``avx2`` or ``avx512``; default :func:`wide_kernel_isa`).
+    ``epilogue``: applied to each output ``o`` before it is stored,
+    ``min(max(scale[o]·y + shift[o], lo), hi)`` (:class:`Epilogue`; not with
+    ``accumulate``).
     """
     batch: tuple[np.ndarray, ...] = ()
     nbatch = 1
@@ -2398,9 +2467,15 @@ def make_cfunc_entry(
     if isa is not None and isa not in ("avx2", "avx512"):
         raise KernelError(f"isa must be 'avx2' or 'avx512', got {isa!r}")
     prm[_P_WIDE16] = int((isa or _WIDE_ISA) == "avx512")
+    epi = _NO_EPILOGUE
+    if epilogue is not None:
+        if accumulate:
+            raise KernelError("an epilogue needs accumulate=False (it maps the finished sums)")
+        epi = epilogue.array(packed.out_features)
+        prm[_P_EPI], prm[_P_EPILEN] = epi.ctypes.data, epi.size
     addr = _trampoline(_generic_cfunc().address, prm.ctypes.data, name)
     return CFuncEntry(name=name, packed=packed, accumulate=bool(accumulate), address=addr, ctypes=_CFUNC_PROTO(addr),
-                      params=prm, batch_weights=batch)
+                      params=prm, batch_weights=batch, epilogue=epi)
 
 
 def _layout_code(layout: str) -> int:
@@ -2426,6 +2501,7 @@ def _kpad(packed: PackedSeries) -> int:
 def make_conv_cfunc_entry(
     packed: PackedSeries, kh: int, kw: int, stride: Any = 1, dilation: Any = 1, *,
     padding: Any = 0, name: str | None = None, isa: str | None = None, layout: str | None = None,
+    epilogue: Epilogue | None = None,
 ) -> CFuncEntry:
     """The C entry ``int32 <name>(memref4d *x, memref4d *y)`` of a conv2d
     (NCHW input ``x``, NFHW output ``y``, groups 1) with the filter series
@@ -2444,7 +2520,7 @@ def make_conv_cfunc_entry(
 
         layout = os.environ.get("TASDC_CONV_LAYOUT", "").strip().lower() or "auto"
     lcode = _layout_code(layout)
-    entry = make_cfunc_entry(packed, name=name, isa=isa)
+    entry = make_cfunc_entry(packed, name=name, isa=isa, epilogue=epilogue)
     sh, sw = _pair(stride, "stride")
     dh, dw = _pair(dilation, "dilation")
     pads = _pads(padding)
@@ -2644,5 +2720,5 @@ def conv2d_series(
     pf = DIRECT_PREFETCH if prefetch is None else bool(prefetch)
     _run_conv(xflat, geo, yflat, 0, ys[0], ys[1], ys[2], ys[3], f, bias is not None,
               packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512",
-              lcode, kpad, pf)
+              lcode, kpad, pf, _NO_EPILOGUE)
     return out

@@ -70,6 +70,7 @@ _SOURCES = (
     "tasdc.passes.bind_constants",
     "tasdc.passes.fold_batch_broadcasts",
     "tasdc.passes.fold_batch_norm",
+    "tasdc.passes.fuse_kernel_epilogues",
     "tasdc.passes.tap_major_filters",
     "tasdc.passes.interchange_transposes",
     "tasdc.runtime.cpu.executor",

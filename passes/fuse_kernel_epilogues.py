@@ -1,0 +1,238 @@
+"""``tasd-cpu-fuse-kernel-epilogues``: per-channel affine maps and clamps after a runtime kernel call, moved into the call."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+from torch_mlir import ir
+
+from tasdc.module import ops_named
+from tasdc.passes.base import ModulePass
+from tasdc.passes.fold_batch_norm import erase_dead, evaluate_constant, scalar_constant
+from tasdc.passes.lower_tasd_to_calls import KERNEL_ATTR
+from tasdc.report import from_attr
+
+#: The attribute of a kernel declaration holding its fused epilogue: f32 ``[scale[0:O],
+#: shift[0:O], lo, hi]`` (what ``runtime/cpu/kernels.py``'s ``Epilogue`` reads).
+EPILOGUE_ATTR = "tasd.epilogue"
+
+#: ``arith.cmpf`` predicates (MLIR's enum values): greater (ordered or not) / less.
+_GREATER = {2, 3, 9, 10}
+_LESS = {4, 5, 11, 12}
+_MAX = ("arith.maximumf", "arith.maxnumf")
+_MIN = ("arith.minimumf", "arith.minnumf")
+
+
+@dataclasses.dataclass
+class _Map:
+    """``min(max(scale·y + shift, lo), hi)`` per output channel, built op by op."""
+
+    scale: np.ndarray
+    shift: np.ndarray
+    lo: float = -np.inf
+    hi: float = np.inf
+
+    @property
+    def clamped(self) -> bool:
+        return self.lo != -np.inf or self.hi != np.inf
+
+    def affine(self, name: str, c: np.ndarray, chain_first: bool) -> bool:
+        """Compose ``y ∘ c`` (``c ∘ y`` unless ``chain_first``); ``False`` when it is not affine."""
+        if self.clamped:
+            return False  # an affine map after a clamp is not one clamp
+        if name == "arith.addf":
+            self.shift = self.shift + c
+        elif name == "arith.subf":
+            self.scale, self.shift = (self.scale, self.shift - c) if chain_first else (-self.scale, c - self.shift)
+        elif name == "arith.mulf":
+            self.scale, self.shift = self.scale * c, self.shift * c
+        elif name == "arith.divf" and chain_first and np.all(c != 0):
+            self.scale, self.shift = self.scale / c, self.shift / c
+        else:
+            return False
+        return True
+
+    def bound(self, upper: bool, c: float) -> None:
+        """Compose ``min(y, c)`` (``upper``) or ``max(y, c)``."""
+        if upper:
+            self.lo, self.hi = min(self.lo, c), min(self.hi, c)
+        else:
+            self.lo, self.hi = max(self.lo, c), max(self.hi, c)
+
+
+@dataclasses.dataclass(frozen=True)
+class FuseKernelEpilogues(ModulePass):
+    """Move the elementwise epilogue of a runtime kernel's result into the kernel.
+
+    Rule: the result of a call to a ``tasd-lower-to-runtime-calls`` kernel
+    (``conv2d``, or ``matmul`` with the weight on the right: the output channel
+    is dim 1 of an f32 result), ``%r = bufferization.to_tensor``, whose only
+    user starts a chain of all-parallel ``linalg.generic`` ops, each the only
+    user of the one before, that read the chain with the identity map and
+    otherwise only values known at compile time that are scalars or one per
+    output channel (maps naming dim 1 alone), and whose bodies add, subtract,
+    multiply or divide (by a non-zero value) those values, then clamp
+    (``arith.maximumf`` / ``minimumf`` / ``maxnumf`` / ``minnumf``, or
+    ``arith.cmpf`` + ``arith.select`` with a scalar bound: torch-mlir's ReLU,
+    ReLU6, hardtanh): the chain is ``min(max(s·y + t, lo), hi)`` per channel
+    (``s``, ``t`` composed in f64 then rounded to f32). The declaration gets
+    ``tasd.epilogue`` = f32 ``[s, t, lo, hi]``, the chain's uses take ``%r``,
+    and the chain and its dead constants are erased. The kernel applies the map
+    to each block of finished sums while they are in L1, before it stores them
+    (``runtime/cpu/kernels.py``, ``_epilogue``); the separate loop read and
+    wrote the whole output once more. This is torch-mlir's BatchNorm after an
+    N:M convolution (``tasd-cpu-fold-batch-norm`` folds it into dense filters
+    only, and first turns its ``1/sqrt(var + eps)`` into a constant), and a
+    Linear's ReLU.
+
+    The affine map is rounded once where the ops rounded each step (f32
+    rounding, not bit for bit); a NaN sum comes out as ``lo`` (a ``cmpf`` +
+    ``select`` ReLU gives that too; ``maximumf`` would give NaN). The chain is
+    left alone when any op reads another run-time value (a residual add), when
+    its result type differs, or when nothing in it is supported. ``max-chain``
+    bounds the ops fused per call.
+    """
+
+    name: ClassVar[str] = "tasd-cpu-fuse-kernel-epilogues"
+
+    max_chain: int = 8
+
+    def __post_init__(self) -> None:
+        if self.max_chain < 1:
+            raise ValueError(f"max-chain must be >= 1, got {self.max_chain}")
+
+    def run(self, module: ir.Module) -> None:
+        kernels = {}
+        for op in module.body.operations:
+            if op.operation.name == "func.func" and KERNEL_ATTR in op.attributes and EPILOGUE_ATTR not in op.attributes:
+                kernels[ir.StringAttr(op.attributes["sym_name"]).value] = op
+        with module.context:
+            for call in ops_named(module, "func.call"):
+                decl = kernels.get(ir.FlatSymbolRefAttr(call.attributes["callee"]).value)
+                if decl is not None:
+                    self._fuse(call, decl)
+
+    def _fuse(self, call: ir.OpView, decl: ir.OpView) -> None:
+        info = from_attr(decl.attributes[KERNEL_ATTR])
+        if info.get("kind") not in ("conv2d", "matmul") or info.get("sparse_operand") != 1:
+            return
+        out = call.operands[1]
+        while isinstance(out.owner, ir.OpView) and out.owner.name == "memref.cast":
+            out = out.owner.operands[0]
+        results = [u.owner for u in out.uses if isinstance(u.owner, ir.OpView) and u.owner.name == "bufferization.to_tensor"]
+        if len(results) != 1:
+            return
+        value = results[0].results[0]
+        out_type = ir.RankedTensorType(value.type)
+        if not isinstance(out_type.element_type, ir.F32Type) or out_type.rank not in (2, 4) or not out_type.has_static_shape:
+            return
+        channels = out_type.shape[1]
+        epilogue = _Map(np.ones(channels), np.zeros(channels))
+        chain: list[ir.OpView] = []
+        while len(chain) < self.max_chain:
+            users = [u.owner for u in value.uses]
+            if len(users) != 1 or not isinstance(users[0], ir.OpView) or not _step(users[0], value, channels, epilogue):
+                break
+            chain.append(users[0])
+            value = users[0].results[0]
+        if not chain:
+            return
+        array = np.concatenate([epilogue.scale, epilogue.shift, [epilogue.lo, epilogue.hi]]).astype(np.float32)
+        if not np.all(np.isfinite(array[:2 * channels])):
+            return
+        decl.attributes[EPILOGUE_ATTR] = ir.DenseElementsAttr.get(array)
+        value.replace_all_uses_with(results[0].results[0])
+        erase_dead(value)  # the chain, last op first, and the constants only it read
+
+
+def _step(op: ir.OpView, chain: ir.Value, channels: int, epilogue: _Map) -> bool:
+    """Compose ``op`` into ``epilogue`` when it is a step of the rule (see the pass), leaving
+    ``epilogue`` as it was otherwise."""
+    if op.name != "linalg.generic" or len(op.results) != 1 or op.results[0].type != chain.type:
+        return False
+    if any(str(t) != "#linalg.iterator_type<parallel>" for t in ir.ArrayAttr(op.attributes["iterator_types"])):
+        return False
+    maps = [ir.AffineMapAttr(m).value for m in ir.ArrayAttr(op.attributes["indexing_maps"])]
+    identity = list(ir.AffineMap.get_identity(maps[-1].n_dims).results)
+    inputs = list(op.inputs)
+    if inputs.count(chain) != 1 or list(maps[inputs.index(chain)].results) != identity or list(maps[-1].results) != identity:
+        return False
+    block = op.regions[0].blocks[0]
+    if len(list(block.arguments[len(inputs)].uses)):
+        return False  # the body reads the init
+    values: dict[ir.Value, np.ndarray] = {}
+    for index, operand in enumerate(inputs):
+        if operand == chain:
+            continue
+        constant = _channel_values(op, maps[index], operand, channels)
+        if constant is None:
+            return False
+        values[block.arguments[index]] = constant
+    trial = dataclasses.replace(epilogue)
+    current = block.arguments[inputs.index(chain)]  # the chain's value inside the body
+    compares: dict[ir.Value, tuple[bool, float]] = {}  # cmpf result -> (chain > bound, bound)
+
+    def constant_of(v: ir.Value) -> np.ndarray | None:
+        if v in values:
+            return values[v]
+        found = scalar_constant(v)
+        return None if found is None else np.full(channels, float(found))
+
+    def uniform(c: np.ndarray | None) -> float | None:
+        return None if c is None or not np.all(c == c[0]) or np.isnan(c[0]) else float(c[0])
+
+    for inner in block.operations:
+        name = inner.operation.name
+        operands = list(inner.operands)
+        if name == "linalg.yield":
+            if operands != [current]:
+                return False
+            epilogue.__dict__.update(trial.__dict__)
+            return True
+        if name in ("arith.addf", "arith.subf", "arith.mulf", "arith.divf") and current in operands:
+            chain_first = operands[0] == current
+            c = constant_of(operands[1] if chain_first else operands[0])
+            if c is None or operands[0] == operands[1] or not trial.affine(name, c, chain_first):
+                return False
+        elif name == "arith.negf" and operands == [current]:
+            trial.affine("arith.mulf", np.full(channels, -1.0), True)
+        elif (name in _MAX or name in _MIN) and current in operands:
+            bound = uniform(constant_of(operands[1] if operands[0] == current else operands[0]))
+            if bound is None:
+                return False
+            trial.bound(name in _MIN, bound)
+        elif name == "arith.cmpf" and current in operands:
+            predicate = ir.IntegerAttr(inner.attributes["predicate"]).value
+            chain_first = operands[0] == current
+            bound = uniform(constant_of(operands[1] if chain_first else operands[0]))
+            if bound is None or predicate not in _GREATER | _LESS:
+                return False
+            compares[inner.results[0]] = ((predicate in _GREATER) == chain_first, bound)
+            continue  # the chain value is unchanged until the select
+        elif name == "arith.select" and operands[0] in compares:
+            chain_greater, bound = compares[operands[0]]
+            picked = [v == current for v in operands[1:]]
+            if sorted(picked) != [False, True] or uniform(constant_of(operands[2 if picked[0] else 1])) != bound:
+                return False
+            # (chain > bound ? chain : bound) = max; (chain > bound ? bound : chain) = min
+            trial.bound(upper=chain_greater != picked[0], c=bound)
+        else:
+            return False
+        current = inner.results[0]
+    return False
+
+
+def _channel_values(op: ir.OpView, amap: ir.AffineMap, operand: ir.Value, channels: int) -> np.ndarray | None:
+    """``operand`` of ``op`` as one value per output channel (dim 1), if it is known at
+    compile time and its map names dim 1 alone (or nothing: a scalar)."""
+    dims = [str(r) for r in amap.results]
+    if any(d not in ("d1", "0") for d in dims) or dims.count("d1") > 1:
+        return None
+    value = evaluate_constant(operand)
+    if value is None:
+        return None
+    if "d1" not in dims:
+        return np.full(channels, float(value.reshape(-1)[0])) if value.size == 1 else None
+    return value.reshape(-1).astype(np.float64) if value.size == channels else None

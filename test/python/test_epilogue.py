@@ -1,0 +1,153 @@
+"""Fused epilogues of the N:M kernel entries (``Epilogue``, ``tasd-cpu-fuse-kernel-epilogues``).
+
+Tolerance: an entry with an epilogue computes the same sums as one without
+(same slots, same order) and then ``scale·y + shift`` in float32, perhaps as
+one fused multiply-add, where the reference rounds the product first: the two
+differ by at most one rounding of ``scale·y`` plus one of the result,
+``2⁻²⁴·(|scale·y| + |ref|)`` each way; the test allows twice that. Clamped
+values are exact. Any wrong channel, a missed block or an epilogue applied
+twice moves an output by O(1).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+from tasdc.decompose import decompose
+from tasdc.runtime.cpu.kernels import Epilogue, KernelError, make_cfunc_entry, make_conv_cfunc_entry, memref_descriptor, pack_series
+
+U = 2.0 ** -24
+
+
+def _apply(y: np.ndarray, e: Epilogue, channel_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, scale·y) in float32 with the channel on ``channel_axis``."""
+    shape = [1] * y.ndim
+    shape[channel_axis] = -1
+    scaled = y * np.asarray(e.scale, np.float32).reshape(shape)
+    ref = np.minimum(np.maximum(scaled + np.asarray(e.shift, np.float32).reshape(shape), np.float32(e.lo)), np.float32(e.hi))
+    return ref, scaled
+
+
+def _assert_epilogue(got: np.ndarray, plain: np.ndarray, e: Epilogue, channel_axis: int) -> None:
+    ref, scaled = _apply(plain, e, channel_axis)
+    bound = 4 * U * (np.abs(scaled) + np.abs(ref))
+    assert np.all(np.abs(got - ref) <= bound), f"max excess {np.max(np.abs(got - ref) - bound)}"
+
+
+def _epilogue(rng: np.random.Generator, channels: int, lo: float = 0.0, hi: float = 6.0) -> Epilogue:
+    return Epilogue(rng.uniform(-2, 2, channels).astype(np.float32), rng.uniform(-1, 1, channels).astype(np.float32), lo, hi)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("t,k,o", [(7, 40, 5), (130, 64, 72), (300, 96, 20)])
+def test_matmul_entry_applies_the_epilogue(t: int, k: int, o: int, transpose: bool) -> None:
+    rng = np.random.default_rng(t + k + o)
+    p = pack_series(decompose(rng.standard_normal((o, k)).astype(np.float32), "2:4+1:8", axis=1))
+    e = _epilogue(rng, o, lo=-0.5, hi=1.5)
+    x = rng.standard_normal((k, t) if transpose else (t, k)).astype(np.float32)
+    shape = (o, t) if transpose else (t, o)
+    plain, fused = np.empty(shape, np.float32), np.full(shape, np.nan, np.float32)
+    assert make_cfunc_entry(p, transpose=transpose)(x, plain) == 0
+    entry = make_cfunc_entry(p, transpose=transpose, epilogue=e)
+    assert entry(x, fused) == 0
+    entry.check_status()
+    _assert_epilogue(fused, plain, e, 0 if transpose else 1)
+    assert 0 < np.mean((fused == -0.5) | (fused == 1.5)) < 1  # both clamps and the affine part are exercised
+
+
+@pytest.mark.parametrize("kh,stride,layout,side", [
+    (3, 1, "tiles", 12), (3, 1, "direct", 20), (3, 2, "tiles", 15), (1, 1, "direct", 16), (1, 1, "tiles", 9)])
+def test_conv_entry_applies_the_epilogue(kh: int, stride: int, layout: str, side: int) -> None:
+    """Every conv path (X tiles; the direct layout on a padded copy; a 1x1 conv read in place)."""
+    rng = np.random.default_rng(kh * 100 + side)
+    n, c, f = 2, 8, 24
+    pad = kh // 2
+    p = pack_series(decompose(rng.standard_normal((f, c * kh * kh)).astype(np.float32), "1:8", axis=1), conv=True)
+    x = rng.standard_normal((n, c, side, side)).astype(np.float32)
+    oh = (side + 2 * pad - kh) // stride + 1
+    e = _epilogue(rng, f)
+    outs = []
+    for epilogue in (None, e):
+        entry = make_conv_cfunc_entry(p, kh, kh, stride, 1, padding=pad, layout=layout, epilogue=epilogue)
+        y = np.full((n, f, oh, oh), np.nan, np.float32)
+        xd, yd = memref_descriptor(x), memref_descriptor(y)
+        assert entry.ctypes(ctypes.addressof(xd), ctypes.addressof(yd)) == 0
+        entry.check_status()
+        outs.append(y)
+    _assert_epilogue(outs[1], outs[0], e, 1)
+
+
+def test_epilogue_bits_do_not_depend_on_threads() -> None:
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    rng = np.random.default_rng(3)
+    p = pack_series(decompose(rng.standard_normal((96, 256)).astype(np.float32), "2:4", axis=1))
+    e = _epilogue(rng, 96)
+    x = rng.standard_normal((512, 256)).astype(np.float32)
+    before = numba.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            y = np.empty((512, 96), np.float32)
+            make_cfunc_entry(p, epilogue=e)(x, y)
+            outs.append(y)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+
+
+def test_epilogue_errors() -> None:
+    rng = np.random.default_rng(4)
+    p = pack_series(decompose(rng.standard_normal((6, 16)).astype(np.float32), "2:4", axis=1))
+    with pytest.raises(KernelError, match="accumulate"):
+        make_cfunc_entry(p, accumulate=True, epilogue=Epilogue(np.ones(6), np.zeros(6)))
+    with pytest.raises(KernelError, match="5 values for 6 outputs"):
+        make_cfunc_entry(p, epilogue=Epilogue(np.ones(5), np.zeros(6)))
+    with pytest.raises(KernelError, match="lo <= hi"):
+        make_cfunc_entry(p, epilogue=Epilogue(np.ones(6), np.zeros(6), 1.0, 0.0))
+
+
+class _Block(torch.nn.Module):
+    """conv -> BatchNorm -> ReLU6 -> conv -> BatchNorm, flattened -> Linear -> ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = torch.nn.Conv2d(16, 32, 3, padding=1, bias=False), torch.nn.BatchNorm2d(32)
+        self.c2, self.b2 = torch.nn.Conv2d(32, 16, 1, bias=False), torch.nn.BatchNorm2d(16)
+        self.fc = torch.nn.Linear(16 * 8 * 8, 24)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.b2(self.c2(torch.nn.functional.relu6(self.b1(self.c1(x)))))
+        return torch.relu(self.fc(torch.flatten(y, 1)))
+
+
+def test_compiled_model_with_fused_epilogues_matches_unfused() -> None:
+    """Through ``compile_for_cpu``: BatchNorm (non-trivial statistics), ReLU6, a Linear's bias
+    and ReLU after N:M kernels run inside them, and the outputs equal the unfused lowering's
+    to float32 rounding (BatchNorm's steps rounded once instead of four times)."""
+    from tasdc.compiler import CompileOptions, compile_model
+    from tasdc.runtime.cpu.executor import compile_for_cpu
+
+    torch.manual_seed(0)
+    model = _Block().eval()
+    with torch.no_grad():
+        for bn in (model.b1, model.b2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 16, 8, 8, generator=torch.Generator().manual_seed(1))
+    result = compile_model(model, (x,), CompileOptions(config="2:4"))
+    fused = compile_for_cpu(result.module, cache=False)
+    plain = compile_for_cpu(result.module, cache=False, fuse_epilogues=False)
+    assert sum(k.epilogue is not None for k in fused.kernels) == 3
+    assert all(k.epilogue is None for k in plain.kernels)
+    got, ref = fused(x.numpy()), plain(x.numpy())
+    assert np.any(ref == 0.0) and np.any(ref > 0)  # the final ReLU clamps some outputs, not all
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
