@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+
+import numpy as np
 from typing import ClassVar
 
 from torch_mlir import ir
@@ -11,6 +13,8 @@ from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 
 from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
+from tasdc.passes.fold_batch_norm import erase_dead
+from tasdc.passes.fuse_kernel_epilogues import AffineClamp, compose_step
 from tasdc.passes.lower_tasd_to_calls import dynamic_memref, zero_pad_of
 from tasdc.passes.tap_major_filters import VIEW_ATTR
 from tasdc.contractions import has_default_maps
@@ -23,6 +27,10 @@ _OPS: dict[str, tuple[str, tuple[int, int, int]]] = {
     "linalg.conv_2d_ngchw_gfchw": ("tasd_dense_conv2d", (5, 5, 5)),
     "linalg.depthwise_conv_2d_nchw_chw": ("tasd_dense_depthwise_conv2d", (4, 3, 4)),
 }
+
+#: A depthwise convolution with its bias and clamp (see ``_depthwise_epilogue``): X, W, Y and
+#: the bias ``B[C]``, the six i64 of the plain entry, then the clamp's bounds as f32.
+EPILOGUE_ENTRY = "tasd_dense_depthwise_conv2d_epilogue"
 
 #: Number of i64 arguments after the three memrefs, per entry (see runtime/cpu/dense.py).
 _SCALARS = {
@@ -104,6 +112,15 @@ class DenseToLibraryCalls(ModulePass):
     ops that follow (bias + ReLU in one loop). A grouped convolution's
     ``[N, G, C, H, W]`` operands are collapsed to NCHW first. Everything
     else is left to the code generator.
+
+    A depthwise convolution whose init is a +0.0 fill or a per-channel bias
+    (``linalg.broadcast`` of a 1-D tensor over N, H, W: a folded BatchNorm)
+    and whose result feeds a chain of clamps alone (ReLU, ReLU6, hardtanh as
+    ``tasd-cpu-fuse-kernel-epilogues`` reads them) calls
+    ``@tasd_dense_depthwise_conv2d_epilogue`` with the bias (zeros for a
+    fill) and the bounds instead: the entry adds and clamps each plane before
+    storing it, with the same f32 operations (same bits), and the chain and
+    the broadcast are erased.
     """
 
     name: ClassVar[str] = "tasd-cpu-dense-to-library-calls"
@@ -143,7 +160,10 @@ class DenseToLibraryCalls(ModulePass):
         f32 = ir.F32Type.get()
         i64 = ir.IntegerType.get_signless(64)
         inputs = [dynamic_memref(ranks[0], f32), dynamic_memref(ranks[1], f32), dynamic_memref(ranks[2], f32)]
-        inputs += [i64] * _SCALARS[entry]
+        if entry == EPILOGUE_ENTRY:
+            inputs += [dynamic_memref(1, f32)] + [i64] * _SCALARS["tasd_dense_depthwise_conv2d"] + [f32, f32]
+        else:
+            inputs += [i64] * _SCALARS[entry]
         with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
             decl = func.FuncOp(entry, ir.FunctionType.get(inputs, []), visibility="private")
         decl.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
@@ -155,6 +175,9 @@ class DenseToLibraryCalls(ModulePass):
         lhs, rhs, init = op.operands
         result_type = ir.RankedTensorType(op.results[0].type)
         accumulate = not _is_zero_fill(init)
+        epilogue = _depthwise_epilogue(op) if op.name == "linalg.depthwise_conv_2d_nchw_chw" else None
+        if epilogue is not None:
+            entry, accumulate = EPILOGUE_ENTRY, False
         grouped = op.name == "linalg.conv_2d_ngchw_gfchw"
         dyn = ir.ShapedType.get_dynamic_stride_or_offset()
         i64 = ir.IntegerType.get_signless(64)
@@ -193,7 +216,16 @@ class DenseToLibraryCalls(ModulePass):
                 if entry == "tasd_dense_conv2d":  # groups
                     scalars.append(ir.RankedTensorType(op.operands[1].type).shape[0] if grouped else 1)
                 scalars += _pair(op, "strides") + _pair(op, "dilations") + padding
+            if epilogue is not None:
+                f32 = ir.F32Type.get()
+                bias, _, lo, hi = epilogue
+                if bias is None:
+                    zeros = ir.RankedTensorType.get([result_type.shape[1]], f32)
+                    bias = arith.ConstantOp(zeros, ir.DenseElementsAttr.get_splat(zeros, ir.FloatAttr.get(f32, 0.0))).result
+                args.append(buffer(bias))
             args += [arith.ConstantOp(i64, v).result for v in scalars]
+            if epilogue is not None:
+                args += [arith.ConstantOp(f32, ir.FloatAttr.get(f32, bound)).result for bound in epilogue[2:]]
             func.CallOp(decl, args)
             value = bufferization.ToTensorOp(out_type, out, restrict=True, writable=True).result
             if grouped:
@@ -201,6 +233,10 @@ class DenseToLibraryCalls(ModulePass):
             if accumulate:
                 value = arith.AddFOp(value, init).result
         original_init, original_lhs, original_rhs = op.operands[2], op.operands[0], op.operands[1]
+        if epilogue is not None and epilogue[1]:
+            end = epilogue[1][-1].results[0]
+            end.replace_all_uses_with(value)
+            erase_dead(end)  # the clamps, last first
         op.results[0].replace_all_uses_with(value)
         op.operation.erase()
         _erase_if_dead(original_init.owner)
@@ -250,9 +286,41 @@ def _tap_major_source(filter_value: ir.Value) -> ir.Value | None:
 
 def _erase_if_dead(owner: object) -> None:
     """Erase a now unused init producer (a fill, then its ``tensor.empty``) or input padding."""
-    while isinstance(owner, ir.OpView) and owner.name in ("linalg.fill", "tensor.empty", "tensor.collapse_shape", "tensor.expand_shape", "tensor.pad", "linalg.transpose"):
+    while isinstance(owner, ir.OpView) and owner.name in ("linalg.fill", "linalg.broadcast", "tensor.empty", "tensor.collapse_shape", "tensor.expand_shape", "tensor.pad", "linalg.transpose"):
         if any(True for r in owner.results for _ in r.uses):
             return
         nxt = owner.operands[len(owner.operands) - 1].owner if len(owner.operands) else None
         owner.operation.erase()
         owner = nxt
+
+
+def _depthwise_epilogue(op: ir.OpView) -> tuple[ir.Value | None, list[ir.OpView], float, float] | None:
+    """``(bias, clamps, lo, hi)`` when the depthwise convolution ``op`` takes the epilogue
+    entry (see :class:`DenseToLibraryCalls`): its per-channel bias (``None`` for a +0.0
+    fill), the clamp ops after it and their bounds; ``None`` when it has neither."""
+    channels = ir.RankedTensorType(op.results[0].type).shape[1]
+    init = op.operands[2]
+    bias: ir.Value | None = None
+    if not _is_zero_fill(init):
+        owner = init.owner
+        if not (isinstance(owner, ir.OpView) and owner.name == "linalg.broadcast"
+                and [int(d) for d in ir.DenseI64ArrayAttr(owner.attributes["dimensions"])] == [0, 2, 3]
+                and _static_f32(owner.operands[0], 1) and ir.RankedTensorType(owner.operands[0].type).shape == [channels]):
+            return None
+        bias = owner.operands[0]
+    clamp = AffineClamp(np.ones(channels), np.zeros(channels))
+    chain: list[ir.OpView] = []
+    value = op.results[0]
+    while len(chain) < 4:
+        users = [u.owner for u in value.uses]
+        trial = dataclasses.replace(clamp)
+        if len(users) != 1 or not isinstance(users[0], ir.OpView) or not compose_step(users[0], value, channels, trial):
+            break
+        if np.any(trial.scale != 1.0) or np.any(trial.shift != 0.0):
+            break  # an affine op: not a clamp
+        clamp = trial
+        chain.append(users[0])
+        value = users[0].results[0]
+    if bias is None and not chain:
+        return None
+    return bias, chain, clamp.lo, clamp.hi

@@ -26,8 +26,9 @@ _MIN = ("arith.minimumf", "arith.minnumf")
 
 
 @dataclasses.dataclass
-class _Map:
-    """``min(max(scale·y + shift, lo), hi)`` per output channel, built op by op."""
+class AffineClamp:
+    """``min(max(scale·y + shift, lo), hi)`` per output channel, built op by op
+    (also read by ``tasd-cpu-dense-to-library-calls`` for a depthwise convolution's clamps)."""
 
     scale: np.ndarray
     shift: np.ndarray
@@ -129,11 +130,11 @@ class FuseKernelEpilogues(ModulePass):
         if not isinstance(out_type.element_type, ir.F32Type) or out_type.rank not in (2, 4) or not out_type.has_static_shape:
             return
         channels = out_type.shape[1]
-        epilogue = _Map(np.ones(channels), np.zeros(channels))
+        epilogue = AffineClamp(np.ones(channels), np.zeros(channels))
         chain: list[ir.OpView] = []
         while len(chain) < self.max_chain:
             users = [u.owner for u in value.uses]
-            if len(users) != 1 or not isinstance(users[0], ir.OpView) or not _step(users[0], value, channels, epilogue):
+            if len(users) != 1 or not isinstance(users[0], ir.OpView) or not compose_step(users[0], value, channels, epilogue):
                 break
             chain.append(users[0])
             value = users[0].results[0]
@@ -147,7 +148,7 @@ class FuseKernelEpilogues(ModulePass):
         erase_dead(value)  # the chain, last op first, and the constants only it read
 
 
-def _step(op: ir.OpView, chain: ir.Value, channels: int, epilogue: _Map) -> bool:
+def compose_step(op: ir.OpView, chain: ir.Value, channels: int, epilogue: AffineClamp) -> bool:
     """Compose ``op`` into ``epilogue`` when it is a step of the rule (see the pass), leaving
     ``epilogue`` as it was otherwise."""
     if op.name != "linalg.generic" or len(op.results) != 1 or op.results[0].type != chain.type:

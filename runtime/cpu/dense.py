@@ -815,9 +815,12 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
 
 def depthwise_conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
                      padding: tuple[int, int] = (0, 0), dilation: tuple[int, int] = (1, 1),
-                     out: np.ndarray | None = None) -> np.ndarray:
+                     out: np.ndarray | None = None, bias: np.ndarray | None = None,
+                     clamp: tuple[float, float] = (-np.inf, np.inf)) -> np.ndarray:
     """``tasd_dense_depthwise_conv2d`` on numpy arrays (tests and benchmarks): NCHW f32 ``x``,
-    ``w[C, KH, KW]``, symmetric zero ``padding``. Returns ``out`` (allocated when not given)."""
+    ``w[C, KH, KW]``, symmetric zero ``padding``; with a ``bias[C]`` (f32),
+    ``tasd_dense_depthwise_conv2d_epilogue``: the bias added and the result clamped to
+    ``clamp``. Returns ``out`` (allocated when not given)."""
     if x.dtype != np.float32 or w.dtype != np.float32 or x.ndim != 4 or w.ndim != 3 or w.shape[0] != x.shape[1]:
         raise ValueError(f"depthwise_conv2d takes float32 x[N, C, H, W] and w[C, KH, KW], got {x.dtype}{x.shape} and {w.dtype}{w.shape}")
     n, c, h, wid = x.shape
@@ -832,8 +835,15 @@ def depthwise_conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1,
     if out.shape != shape or out.dtype != np.float32:
         raise ValueError(f"depthwise_conv2d: out must be float32{shape}, got {out.dtype}{out.shape}")
     descs = [_descriptor(a) for a in (x, w, out)]
-    library_entry("tasd_dense_depthwise_conv2d").ctypes(*(int(d.ctypes.data) for d in descs), stride[0], stride[1],
-                                                        dilation[0], dilation[1], padding[0], padding[1])
+    geometry = (stride[0], stride[1], dilation[0], dilation[1], padding[0], padding[1])
+    if bias is None:
+        library_entry("tasd_dense_depthwise_conv2d").ctypes(*(int(d.ctypes.data) for d in descs), *geometry)
+        return out
+    if bias.dtype != np.float32 or bias.shape != (c,):
+        raise ValueError(f"depthwise_conv2d: bias must be float32[{c}], got {bias.dtype}{bias.shape}")
+    descs.append(_descriptor(bias))
+    library_entry("tasd_dense_depthwise_conv2d_epilogue").ctypes(*(int(d.ctypes.data) for d in descs), *geometry,
+                                                                 float(clamp[0]), float(clamp[1]))
     return out
 
 
@@ -883,7 +893,7 @@ DEPTHWISE_PARALLEL_FLOPS = 1 << 21
 
 @njit(cache=True, nogil=True)
 def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.ndarray, yf: np.ndarray,
-                      ys: np.ndarray, g: np.ndarray, first: int, last: int) -> None:
+                      ys: np.ndarray, g: np.ndarray, bias: np.ndarray, lo: float, hi: float, first: int, last: int) -> None:
     """Channel planes ``first ≤ img·C + c < last`` of a depthwise convolution (``g``: the
     geometry block; ``xs``/``ws``/``ys``: element strides of X, W[C, KH, KW] and Y).
 
@@ -896,7 +906,10 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
     8-float vectors (the scratch plane has the slack). 3×3 filters add their nine taps in
     one pass (each output loaded and stored once); others one pass per tap. Every output
     is ``((0 + w₀₀·x) + w₀₁·x) + …`` in row-major tap order, unfused, whatever the
-    stride, thread count or pass shape. Indices are unsigned: Numba's negative-index
+    stride, thread count or pass shape. With a ``bias`` (one per channel, else empty)
+    each output is stored as ``min(max(y + bias[c], lo), hi)`` (``v > lo ? v : lo``,
+    then ``hi < v ? hi : v``: the ops of torch-mlir's ReLU / ReLU6, so the same bits
+    as the separate loop it replaces). Indices are unsigned: Numba's negative-index
     wraparound on signed indices keeps LLVM from vectorizing these loops (2–7× slower)."""
     ch, h, wid, kh, kw = g[_D_CH], g[_D_H], g[_D_W], g[_D_KH], g[_D_KW]
     oh, ow, sh, sw, dh, dw = g[_D_OH], g[_D_OW], g[_D_SH], g[_D_SW], g[_D_DH], g[_D_DW]
@@ -973,6 +986,12 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
                 wk = wv[k]
                 for t in range(np.uint64(length)):
                     full[t] += wk * buf[base + t]
+        if bias.size:
+            bc = bias[cc]
+            for t in range(np.uint64(length)):
+                v = full[t] + bc
+                v = v if v > lo else lo
+                full[t] = hi if hi < v else v
         yb = img * ys[0] + cc * ys[1]
         for p in range(oh):
             srow = np.uint64(p * wq)
@@ -987,13 +1006,34 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
 
 @njit(parallel=True, cache=True, nogil=True)
 def _depthwise_parallel(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.ndarray, yf: np.ndarray,
-                        ys: np.ndarray, g: np.ndarray, planes: int, parts: int) -> None:
+                        ys: np.ndarray, g: np.ndarray, bias: np.ndarray, lo: float, hi: float, planes: int,
+                        parts: int) -> None:
     """:func:`_depthwise_planes` as ``parts`` contiguous ranges of the planes on Numba's threads."""
     for t in prange(parts):
-        _depthwise_planes(xf, xs, wf, ws, yf, ys, g, planes * t // parts, planes * (t + 1) // parts)
+        _depthwise_planes(xf, xs, wf, ws, yf, ys, g, bias, lo, hi, planes * t // parts, planes * (t + 1) // parts)
 
 
 def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
+    """The ``tasd_dense_depthwise_conv2d`` entry: :func:`_depthwise`, no epilogue."""
+    _depthwise(x_d, w_d, y_d, np.empty(0, np.float32), np.float32(-np.inf), np.float32(np.inf), sh, sw, dh, dw, pt, pl)
+
+
+def _depthwise_epilogue_py(x_d: int, w_d: int, y_d: int, b_d: int, sh: int, sw: int, dh: int, dw: int, pt: int,
+                           pl: int, lo: float, hi: float) -> None:
+    """The ``tasd_dense_depthwise_conv2d_epilogue`` entry: :func:`_depthwise` with the bias
+    ``B[C]`` added and the result clamped to ``[lo, hi]`` as each plane is stored
+    (``tasd-cpu-dense-to-library-calls`` folds a broadcast bias init and a ReLU/ReLU6 after
+    the convolution into the call)."""
+    b = _desc(b_d, 1)
+    bias = carray(_f32p(b[1] + 4 * b[2]), 1 + (b[3] - 1) * b[4]) if b[3] > 0 else np.empty(0, np.float32)
+    if b[4] != 1 and b[3] > 1:
+        bias = bias[::b[4]].copy()
+    _depthwise(x_d, w_d, y_d, bias, lo, hi, sh, sw, dh, dw, pt, pl)
+
+
+@njit(cache=True, nogil=True)
+def _depthwise(x_d: int, w_d: int, y_d: int, bias: np.ndarray, lo: float, hi: float, sh: int, sw: int, dh: int,
+               dw: int, pt: int, pl: int) -> None:
     """Depthwise NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
     left: ``X[N, C, H, W]``, ``W[C, KH, KW]``, ``Y[N, C, OH, OW]``
     (``linalg.depthwise_conv_2d_nchw_chw``), one channel plane at a time
@@ -1023,9 +1063,9 @@ def _depthwise_py(x_d: int, w_d: int, y_d: int, sh: int, sw: int, dh: int, dw: i
     planes = n_img * ch
     threads = _num_threads()
     if threads > 1 and planes > 1 and 2.0 * planes * oh * ow * kh * kw >= DEPTHWISE_PARALLEL_FLOPS:
-        _depthwise_parallel(xf, xs, wf, ws, yf, ys, g, planes, min(threads, planes))
+        _depthwise_parallel(xf, xs, wf, ws, yf, ys, g, bias, lo, hi, planes, min(threads, planes))
     else:
-        _depthwise_planes(xf, xs, wf, ws, yf, ys, g, 0, planes)
+        _depthwise_planes(xf, xs, wf, ws, yf, ys, g, bias, lo, hi, 0, planes)
 
 
 _P = types.intp
@@ -1037,6 +1077,8 @@ _SPECS: dict[str, tuple[Any, Any]] = {
     "tasd_dense_batch_matmul": (_batch_matmul_py, types.void(_P, _P, _P)),
     "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I, _I)),
     "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I)),
+    "tasd_dense_depthwise_conv2d_epilogue": (_depthwise_epilogue_py, types.void(_P, _P, _P, _P, _I, _I, _I, _I, _I, _I,
+                                                                                types.float32, types.float32)),
 }
 LIBRARY_ENTRIES = tuple(_SPECS)
 

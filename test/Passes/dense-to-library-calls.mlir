@@ -176,3 +176,59 @@ func.func @padding(%x: tensor<1x3x9x9xf32>, %w: tensor<4x3x3x3xf32>, %w4: tensor
   %y3 = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%pm, %w : tensor<1x3x11x11xf32>, tensor<4x3x3x3xf32>) outs(%i9 : tensor<1x4x9x9xf32>) -> tensor<1x4x9x9xf32>
   return %y, %yd, %y1, %y2, %y3 : tensor<1x4x8x9xf32>, tensor<1x3x5x4xf32>, tensor<1x4x9x9xf32>, tensor<1x4x9x9xf32>, tensor<1x4x9x9xf32>
 }
+
+// -----
+
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// A depthwise convolution with a broadcast bias init (a folded BatchNorm) and
+// ReLU6 after it calls the epilogue entry with the bias and the bounds; the
+// broadcast and the clamp are erased. A zero init with ReLU passes zeros and
+// [0, +inf]. A scale after the clamp is not a clamp: the second depthwise keeps
+// its plain entry and the ops after it.
+// CHECK-LABEL: func.func @depthwise_epilogues(
+// CHECK-SAME: %[[B:[a-z0-9]*]]: tensor<3xf32>
+// CHECK: %[[BB:.*]] = bufferization.to_buffer %[[B]] read_only
+// CHECK: %[[BC:.*]] = memref.cast %[[BB]]
+// CHECK: call @tasd_dense_depthwise_conv2d_epilogue(%{{.*}}, %{{.*}}, %{{.*}}, %[[BC]], %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %cst{{[_0-9]*}}, %cst{{[_0-9]*}})
+// CHECK: %[[R1:.*]] = bufferization.to_tensor
+// CHECK: arith.constant dense<0.000000e+00> : tensor<3xf32>
+// CHECK: call @tasd_dense_depthwise_conv2d_epilogue(
+// CHECK: %[[R2:.*]] = bufferization.to_tensor
+// CHECK: call @tasd_dense_depthwise_conv2d(
+// CHECK: linalg.generic
+// CHECK: arith.maximumf
+// CHECK: arith.mulf
+// CHECK-NOT: linalg.broadcast
+// CHECK: return %[[R1]], %[[R2]],
+func.func @depthwise_epilogues(%x: tensor<1x3x7x7xf32>, %wd: tensor<3x3x3xf32>, %b: tensor<3xf32>)
+    -> (tensor<1x3x5x5xf32>, tensor<1x3x5x5xf32>, tensor<1x3x5x5xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %six = arith.constant 6.0 : f32
+  %two = arith.constant 2.0 : f32
+  %e = tensor.empty() : tensor<1x3x5x5xf32>
+  %bi = linalg.broadcast ins(%b : tensor<3xf32>) outs(%e : tensor<1x3x5x5xf32>) dimensions = [0, 2, 3]
+  %y = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%x, %wd : tensor<1x3x7x7xf32>, tensor<3x3x3xf32>) outs(%bi : tensor<1x3x5x5xf32>) -> tensor<1x3x5x5xf32>
+  %r1 = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%y : tensor<1x3x5x5xf32>) outs(%e : tensor<1x3x5x5xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %c1 = arith.cmpf ogt, %in, %zero : f32
+    %m1 = arith.select %c1, %in, %zero : f32
+    %c2 = arith.cmpf olt, %six, %m1 : f32
+    %m2 = arith.select %c2, %six, %m1 : f32
+    linalg.yield %m2 : f32
+  } -> tensor<1x3x5x5xf32>
+  %z = linalg.fill ins(%zero : f32) outs(%e : tensor<1x3x5x5xf32>) -> tensor<1x3x5x5xf32>
+  %y2 = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%x, %wd : tensor<1x3x7x7xf32>, tensor<3x3x3xf32>) outs(%z : tensor<1x3x5x5xf32>) -> tensor<1x3x5x5xf32>
+  %r2 = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%y2 : tensor<1x3x5x5xf32>) outs(%e : tensor<1x3x5x5xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %m = arith.maximumf %in, %zero : f32
+    linalg.yield %m : f32
+  } -> tensor<1x3x5x5xf32>
+  %y3 = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%x, %wd : tensor<1x3x7x7xf32>, tensor<3x3x3xf32>) outs(%z : tensor<1x3x5x5xf32>) -> tensor<1x3x5x5xf32>
+  %r3 = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%y3 : tensor<1x3x5x5xf32>) outs(%e : tensor<1x3x5x5xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %m = arith.maximumf %in, %zero : f32
+    %s = arith.mulf %m, %two : f32
+    linalg.yield %s : f32
+  } -> tensor<1x3x5x5xf32>
+  return %r1, %r2, %r3 : tensor<1x3x5x5xf32>, tensor<1x3x5x5xf32>, tensor<1x3x5x5xf32>
+}

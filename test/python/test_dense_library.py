@@ -381,10 +381,11 @@ def test_model_binds_filters_in_the_implicit_layout() -> None:
 
 
 def _depthwise_reference(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
-                         dilation: tuple[int, int]) -> np.ndarray:
+                         dilation: tuple[int, int], bias: np.ndarray | None = None,
+                         clamp: tuple[float, float] = (-np.inf, np.inf)) -> np.ndarray:
     """The entry's arithmetic in numpy float32: every output ``((0 + w₀₀·x) + w₀₁·x) + …``
-    in row-major tap order, each product and sum rounded on its own (IEEE, no FMA), so the
-    bits are the same on any CPU."""
+    in row-major tap order, each product and sum rounded on its own (IEEE, no FMA), then
+    ``+ bias[c]`` and the clamp, so the bits are the same on any CPU."""
     n, c, h, wid = x.shape
     kh, kw = w.shape[1:]
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -396,6 +397,8 @@ def _depthwise_reference(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], 
         for j in range(kw):
             tap = xp[:, :, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
             acc = acc + w[None, :, i, j, None, None] * tap
+    if bias is not None:
+        acc = np.minimum(np.maximum(acc + bias[None, :, None, None], np.float32(clamp[0])), np.float32(clamp[1]))
     return acc
 
 
@@ -403,23 +406,25 @@ def _depthwise_reference(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], 
 @given(n=st.integers(1, 3), c=st.integers(1, 6), kh=st.integers(1, 5), kw=st.integers(1, 5),
        sh=st.integers(1, 3), sw=st.integers(1, 3), dh=st.integers(1, 3), dw=st.integers(1, 2),
        ph=st.integers(0, 3), pw=st.integers(0, 3), h=st.integers(1, 23), wid=st.integers(1, 23),
-       strided=st.booleans(), seed=st.integers(0, 2 ** 16))
+       strided=st.booleans(), epilogue=st.booleans(), seed=st.integers(0, 2 ** 16))
 def test_depthwise_matches_the_float32_reference_bit_for_bit(n: int, c: int, kh: int, kw: int, sh: int, sw: int,
                                                              dh: int, dw: int, ph: int, pw: int, h: int, wid: int,
-                                                             strided: bool, seed: int) -> None:
+                                                             strided: bool, epilogue: bool, seed: int) -> None:
     """Every stride (each tap reads one stride phase of the scratch plane), dilation,
     padding and filter size (3×3: all taps in one pass; others one pass per tap), on
-    packed or strided operands: the same bits as the numpy reference."""
+    packed or strided operands, with or without the bias and ReLU6 of the epilogue entry:
+    the same bits as the numpy reference."""
     if h + 2 * ph < dh * (kh - 1) + 1 or wid + 2 * pw < dw * (kw - 1) + 1:
         return  # no output
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (n, 2 * c, h, 2 * wid)).astype(np.float32)
     x = x[:, ::2, :, ::2] if strided else np.ascontiguousarray(x[:, :c, :, :wid])
     w = rng.uniform(-1, 1, (c, kh, kw)).astype(np.float32)
-    ref = _depthwise_reference(x, w, (sh, sw), (ph, pw), (dh, dw))
+    bias = rng.uniform(-1, 1, c).astype(np.float32) if epilogue else None
+    ref = _depthwise_reference(x, w, (sh, sw), (ph, pw), (dh, dw), bias, (0.0, 0.5))
     out = np.full((n, c, ref.shape[2], 2 * ref.shape[3]), np.nan, np.float32)
     out = out[:, :, :, ::2] if strided else np.ascontiguousarray(out[:, :, :, :ref.shape[3]])
-    got = dense.depthwise_conv2d(x, w, (sh, sw), (ph, pw), (dh, dw), out=out)
+    got = dense.depthwise_conv2d(x, w, (sh, sw), (ph, pw), (dh, dw), out=out, bias=bias, clamp=(0.0, 0.5))
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
 
 
