@@ -1164,7 +1164,8 @@ def _write_rows(acc, tt, tv, no, ybuf, yb, ys0, accumulate):
 _NO_EPILOGUE = np.zeros(0, np.float32)
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+# not fastmath=True: its "no infinities" would let LLVM drop the compares with ±inf bounds
+@njit(fastmath={"contract"}, cache=True, nogil=True)
 def _epilogue(acc, tt, tv, no, o0, O, epi):
     """A fused epilogue on an item's finished partial sums ``acc[oi*tt + t]``
     (output ``o0 + oi``, ``t < tv``), in place before they are written:
