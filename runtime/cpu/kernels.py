@@ -45,7 +45,8 @@ twice L1), 16 for the narrow one used when T <= 32) into a
 is transposed 8x8 blocks at a time with shuffles; a K-major ``cols.T`` from
 :func:`im2col` is copied row by row). Then every weight row of the chunk runs
 over its slots of that tile: the 8-lane wide micro-kernel runs two weight
-rows at a time, 64 partial sums each in eight AVX registers (16 FMA chains)
+rows at a time where it compiles with 32 vector registers (one row on an
+AVX2 host's 16), 64 partial sums each in eight AVX registers (16 FMA chains)
 and, per slot, one broadcast + eight FMAs with memory operands
 (``x_tile[k_loc*64 : +64]``); the 16-lane one does two weight rows x 128
 outputs (8 zmm each: every FMA reads its own X vector, so the kernel is
@@ -126,6 +127,8 @@ TT_NARROW = 16
 NARROW_MAX_T = 32
 #: Default K-tile (columns of X per tile); the X tile is kb*TT*4 bytes.
 DEFAULT_KB = 64
+#: K-tile of the 8-lane (AVX2) kernel for series of density >= 1/2 (:func:`default_kb`)
+AVX2_KB_DENSE = 96
 
 
 class KernelError(ValueError):
@@ -555,17 +558,22 @@ def default_kb(density: float, isa: str | None = None, conv: bool = False) -> in
     exit. The 16-lane kernel's 128-row tiles allow 64 columns (32 KB); series
     of density < 1/4 get 128 columns and run 64-row tiles (``_series_kernel``
     picks 128 rows only for ``kb <= 64``); the 8-lane kernel's 64-row tiles allow
-    128 columns at every density (1:4 at 768² vs OpenBLAS Haswell: 2.7x with
-    64, 3.0x with 128; 256 columns spill L1 and lose). The tile width does not
-    change results: every output is one FMA chain over its slots in K order,
-    through the float32 partial-sum buffer.
+    128 columns (1:4 at 768² vs OpenBLAS Haswell: 2.7x with 64, 3.0x with
+    128; 256 columns spill L1 and lose), but series of density >= 1/2 take
+    96 (a 24 KB tile): on a 32 KB L1 (Zen 3) a 32 KB tile loses lines to the
+    partial sums and weights streaming past it, and with 48+ slots per row
+    the shorter tile costs little (2:4 at 768² on Zen 3: 4-9 % faster than
+    128, 2:4+1:4 10-20 %; 1:4 and sparser keep 128, where 24 slots per
+    (row, tile) are too few). The tile width does not change results: every
+    output is one FMA chain over its slots in K order, through the float32
+    partial-sum buffer.
 
     ``conv``: the series of a conv2d, whose X tiles are packed from the input
     image by every item (few filters share each tile): the 16-lane kernel
     takes 64 columns at every density, so that its tiles have 128 rows (1:8,
     3x3 64->64 at 56², batch 8: 64 columns 25 % faster than 128)."""
     if (isa or _WIDE_ISA) == "avx2":
-        return 2 * DEFAULT_KB
+        return AVX2_KB_DENSE if density >= 0.5 and not conv else 2 * DEFAULT_KB
     return DEFAULT_KB if density >= 0.25 or conv else 2 * DEFAULT_KB
 
 
@@ -842,16 +850,21 @@ def _wide_item(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_r
         vstore8(acc, ab + 56, a7)
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@njit(inline="always", nogil=True)
 def _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no):
     """Prefetch rows ``oi, oi + no, oi + 2*no, ...`` (< ``pf_rows``) of the next
     X tile's source: called once per weight row ``oi < no``, so every source
     row is fetched once even when the tile has more of them than the chunk
-    has weight rows (a 1x1 conv's 128 input channels for 64 filters)."""
-    for r in range(oi, pf_rows, no):
+    has weight rows (a 1x1 conv's 128 input channels for 64 filters).
+    Inlined, a while loop: most weight rows have nothing to fetch (``oi >=
+    pf_rows``), and a call plus a ``range`` with a runtime step (a division)
+    per weight row cost 2-16 % of a 1:4 / 1:8 call at BERT shapes on Zen 3."""
+    r = oi
+    while r < pf_rows:
         pb = pf_base + r * pf_rs
         for ln in range(pf_lines):
             prefetch(xbuf, pb + ln * 16)
+        r += no
 
 
 @njit(fastmath=True, cache=True, nogil=True)
@@ -1891,6 +1904,10 @@ def _flat(a: np.ndarray, what: str, writable: bool) -> tuple[np.ndarray, int, in
         return np.zeros(1, np.float32), 0, 0, 0
     if s0 < 0 or s1 < 0:
         raise KernelError(f"{what}: negative strides {a.strides} are not supported")
+    if a.flags.c_contiguous or a.flags.f_contiguous:
+        # a view of the memory in memory order, from a[0, 0]: ~0.3 µs, where
+        # as_strided takes ~8 µs (a call of series_matmul made two)
+        return a.ravel(order="K"), 0, s0 // 4, s1 // 4
     span = 1 + (a.shape[0] - 1) * (s0 // 4) + (a.shape[1] - 1) * (s1 // 4)
     flat = np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(4,), writeable=writable)
     return flat, 0, s0 // 4, s1 // 4

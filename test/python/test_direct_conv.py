@@ -43,8 +43,9 @@ def _torch64(x: np.ndarray, filt: np.ndarray, pads: tuple[int, int, int, int], d
 @st.composite
 def _direct_case(draw):
     """A stride-1 conv the direct layout admits: more than NARROW_MAX_T
-    computed output pixels per image (rows rounded up to _DCONV_ALIGN),
-    padding up to the filter size."""
+    computed output pixels per image (rows rounded up to _DCONV_ALIGN, except
+    for a 1x1 filter, read in rows of ow pixels: ``_dconv_mode``), padding up
+    to the filter size."""
     kh = draw(st.integers(1, 5))
     kw = draw(st.integers(1, 5))
     dh = draw(st.integers(1, 2))
@@ -54,7 +55,8 @@ def _direct_case(draw):
     w = draw(st.integers(max(1, dw * (kw - 1) + 1 - pads[1] - pads[3]), 20))
     oh = h + pads[0] + pads[2] - dh * (kh - 1)
     ow = w + pads[1] + pads[3] - dw * (kw - 1)
-    if oh * (-(-ow // K._DCONV_ALIGN) * K._DCONV_ALIGN) <= K.NARROW_MAX_T:
+    row = ow if kh == kw == 1 else -(-ow // K._DCONV_ALIGN) * K._DCONV_ALIGN
+    if oh * row <= K.NARROW_MAX_T:
         h += K.NARROW_MAX_T  # enough output rows
     n = draw(st.integers(1, 3))
     c = draw(st.integers(1, 12))

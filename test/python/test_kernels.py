@@ -580,14 +580,14 @@ def test_cfunc_batch_entry(transpose):
 
 @pytest.mark.parametrize("isa,cfg,k,kb", [("avx512", "1:8", 9, 16), ("avx512", "2:4", 27, 28), ("avx512", "1:8", 144, 72),
                                           ("avx512", "1:8", 300, 104), ("avx512", "2:4", 300, 60), ("avx512", "2:4", 768, 64),
-                                          ("avx2", "2:4", 27, 28), ("avx2", "2:4", 300, 100), ("avx2", "1:4", 768, 128),
-                                          ("avx2", "2:4+1:4", 768, 128)])
+                                          ("avx2", "2:4", 27, 28), ("avx2", "2:4", 300, 76), ("avx2", "2:4", 768, 96),
+                                          ("avx2", "1:4", 768, 128), ("avx2", "2:4+1:4", 768, 96), ("avx2", "1:8", 300, 104)])
 def test_default_tile_no_wider_than_k(isa, cfg, k, kb):
     """The default K-tile is never wider than K rounded up to the blocks (a
     first conv layer's K = 9 would otherwise pack 128-column tiles of zeros),
     and K is cut into tiles of equal width (144 = 72 + 72, not 128 + 16).
-    The 8-lane kernel's tiles are 128 columns wide at every density, the
-    16-lane kernel's 64 for density >= 1/4 (``default_kb``)."""
+    The 8-lane kernel's tiles are 96 columns wide for density >= 1/2, else
+    128; the 16-lane kernel's 64 for density >= 1/4 (``default_kb``)."""
     rng = np.random.default_rng(k)
     d = decompose(_weight(rng, 5, k), cfg, axis=1)
     p = pack_series(d, isa=isa)
@@ -598,7 +598,7 @@ def test_default_tile_no_wider_than_k(isa, cfg, k, kb):
 
 @pytest.mark.parametrize("cfg", ["2:4", "1:4", "2:4+1:8"])
 def test_k_tile_width_does_not_change_results(cfg):
-    """Each ISA's default K-tile (64 or 128 columns, ``default_kb``) and any
+    """Each ISA's default K-tile (64, 96 or 128 columns, ``default_kb``) and any
     other width give bit-identical outputs: per output the kernel runs one FMA
     chain over the slots in K order, and a partial sum crosses a tile boundary
     through a float32 buffer (exact). This is what lets the tile width follow
@@ -608,7 +608,7 @@ def test_k_tile_width_does_not_change_results(cfg):
     d = decompose(_weight(rng, o, k), cfg, axis=1)
     x = rng.standard_normal((130, k)).astype(np.float32)
     ref = series_matmul(x, pack_series(d, kb=64), isa="avx512")
-    for kb in (32, 128, 256):
+    for kb in (32, 96, 128, 256):
         for isa in ("avx2", "avx512"):
             np.testing.assert_array_equal(series_matmul(x, pack_series(d, kb=kb), isa=isa), ref)
     np.testing.assert_array_equal(series_matmul(x, pack_series(d, isa="avx2"), isa="avx2"), ref)
