@@ -813,6 +813,24 @@ def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: in
     _conv_core(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, AUTO)
 
 
+def _conv_output(what: str, x: np.ndarray, w: np.ndarray, channels: int, stride: tuple[int, int],
+                 padding: tuple[int, int], dilation: tuple[int, int], out: np.ndarray | None) -> np.ndarray:
+    """The NCHW output of a convolution of ``x`` with the filter ``w`` (its last two dims
+    are KH, KW): ``out`` checked, or allocated (ValueError naming ``what`` otherwise)."""
+    n, _, h, wid = x.shape
+    kh, kw = w.shape[-2], w.shape[-1]
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wid + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if oh <= 0 or ow <= 0 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"{what}: no output for x{x.shape}, w{w.shape}, stride {stride}, padding {padding}, dilation {dilation}")
+    shape = (n, channels, oh, ow)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    if out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"{what}: out must be float32{shape}, got {out.dtype}{out.shape}")
+    return out
+
+
 def depthwise_conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
                      padding: tuple[int, int] = (0, 0), dilation: tuple[int, int] = (1, 1),
                      out: np.ndarray | None = None, bias: np.ndarray | None = None,
@@ -823,17 +841,8 @@ def depthwise_conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1,
     ``clamp``. Returns ``out`` (allocated when not given)."""
     if x.dtype != np.float32 or w.dtype != np.float32 or x.ndim != 4 or w.ndim != 3 or w.shape[0] != x.shape[1]:
         raise ValueError(f"depthwise_conv2d takes float32 x[N, C, H, W] and w[C, KH, KW], got {x.dtype}{x.shape} and {w.dtype}{w.shape}")
-    n, c, h, wid = x.shape
-    kh, kw = w.shape[1], w.shape[2]
-    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (wid + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    if oh <= 0 or ow <= 0 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-        raise ValueError(f"depthwise_conv2d: no output for x{x.shape}, w{w.shape}, stride {stride}, padding {padding}, dilation {dilation}")
-    shape = (n, c, oh, ow)
-    if out is None:
-        out = np.empty(shape, np.float32)
-    if out.shape != shape or out.dtype != np.float32:
-        raise ValueError(f"depthwise_conv2d: out must be float32{shape}, got {out.dtype}{out.shape}")
+    c = x.shape[1]
+    out = _conv_output("depthwise_conv2d", x, w, c, stride, padding, dilation, out)
     descs = [_descriptor(a) for a in (x, w, out)]
     geometry = (stride[0], stride[1], dilation[0], dilation[1], padding[0], padding[1])
     if bias is None:
@@ -859,17 +868,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), paddi
         raise ValueError(f"conv2d: x{x.shape} and w{w.shape} do not fit groups={groups}")
     if method not in (AUTO, IM2COL, IMPLICIT, STACKED):
         raise ValueError(f"conv2d: method must be AUTO, IM2COL, IMPLICIT or STACKED, got {method}")
-    n, _, h, wid = x.shape
-    kh, kw = w.shape[2], w.shape[3]
-    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (wid + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    if oh <= 0 or ow <= 0 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-        raise ValueError(f"conv2d: no output for x{x.shape}, w{w.shape}, stride {stride}, padding {padding}, dilation {dilation}")
-    shape = (n, w.shape[0], oh, ow)
-    if out is None:
-        out = np.empty(shape, np.float32)
-    if out.shape != shape or out.dtype != np.float32:
-        raise ValueError(f"conv2d: out must be float32{shape}, got {out.dtype}{out.shape}")
+    out = _conv_output("conv2d", x, w, w.shape[0], stride, padding, dilation, out)
     descs = [_descriptor(a) for a in (x, w, out)]
     _conv_core(*(int(d.ctypes.data) for d in descs), groups, stride[0], stride[1], dilation[0], dilation[1],
                padding[0], padding[1], method)
