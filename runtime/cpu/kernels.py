@@ -740,25 +740,8 @@ def _xcol_tap(toff, loc, tt):
     return toff[0] + np.intp(loc)
 
 
-@njit(inline="always", nogil=True)
-def _acc8(acc, first, i):
-    """The partial sums ``acc[i : i+8]`` a micro-kernel continues, or zeros on an item's
-    first K-tile (``first``): ``acc`` is then neither zeroed nor read before it is stored."""
-    if first:
-        return vbcast8(np.float32(0.0))
-    return vload8(acc, i)
-
-
-@njit(inline="always", nogil=True)
-def _acc16(acc, first, i):
-    """:func:`_acc8` for 16-lane vectors."""
-    if first:
-        return vbcast16(np.float32(0.0))
-    return vload16(acc, i)
-
-
 @njit(fastmath=True, cache=True, nogil=True)
-def _wide_item(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+def _wide_item(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """acc[o-o0, 0:64] += Σ_s w_val * xp[w_loc*64 : +64] for o in [o0, o0+no).
 
     Two weight rows at a time, 8 ymm partial sums each: 16 FMA chains (8
@@ -779,22 +762,22 @@ def _wide_item(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_bas
         lb = w_loc[p0 + cnt : p0 + 2 * cnt]
         wa = w_val[p0 : p0 + cnt]
         wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
-        a0 = _acc8(acc, first, ab)
-        a1 = _acc8(acc, first, ab + 8)
-        a2 = _acc8(acc, first, ab + 16)
-        a3 = _acc8(acc, first, ab + 24)
-        a4 = _acc8(acc, first, ab + 32)
-        a5 = _acc8(acc, first, ab + 40)
-        a6 = _acc8(acc, first, ab + 48)
-        a7 = _acc8(acc, first, ab + 56)
-        b0 = _acc8(acc, first, ab + 64)
-        b1 = _acc8(acc, first, ab + 64 + 8)
-        b2 = _acc8(acc, first, ab + 64 + 16)
-        b3 = _acc8(acc, first, ab + 64 + 24)
-        b4 = _acc8(acc, first, ab + 64 + 32)
-        b5 = _acc8(acc, first, ab + 64 + 40)
-        b6 = _acc8(acc, first, ab + 64 + 48)
-        b7 = _acc8(acc, first, ab + 64 + 56)
+        a0 = vload8(acc, ab)
+        a1 = vload8(acc, ab + 8)
+        a2 = vload8(acc, ab + 16)
+        a3 = vload8(acc, ab + 24)
+        a4 = vload8(acc, ab + 32)
+        a5 = vload8(acc, ab + 40)
+        a6 = vload8(acc, ab + 48)
+        a7 = vload8(acc, ab + 56)
+        b0 = vload8(acc, ab + 64)
+        b1 = vload8(acc, ab + 64 + 8)
+        b2 = vload8(acc, ab + 64 + 16)
+        b3 = vload8(acc, ab + 64 + 24)
+        b4 = vload8(acc, ab + 64 + 32)
+        b5 = vload8(acc, ab + 64 + 40)
+        b6 = vload8(acc, ab + 64 + 48)
+        b7 = vload8(acc, ab + 64 + 56)
         for s in range(cnt):
             ka = _xcol(toff, la[s], 64)
             kb_ = _xcol(toff, lb[s], 64)
@@ -838,14 +821,14 @@ def _wide_item(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_bas
         p = wb + (o0 + oi) * cnt
         wl = w_loc[p : p + cnt]
         wv = w_val[p : p + cnt]
-        a0 = _acc8(acc, first, ab)
-        a1 = _acc8(acc, first, ab + 8)
-        a2 = _acc8(acc, first, ab + 16)
-        a3 = _acc8(acc, first, ab + 24)
-        a4 = _acc8(acc, first, ab + 32)
-        a5 = _acc8(acc, first, ab + 40)
-        a6 = _acc8(acc, first, ab + 48)
-        a7 = _acc8(acc, first, ab + 56)
+        a0 = vload8(acc, ab)
+        a1 = vload8(acc, ab + 8)
+        a2 = vload8(acc, ab + 16)
+        a3 = vload8(acc, ab + 24)
+        a4 = vload8(acc, ab + 32)
+        a5 = vload8(acc, ab + 40)
+        a6 = vload8(acc, ab + 48)
+        a7 = vload8(acc, ab + 56)
         for s in range(cnt):
             k = _xcol(toff, wl[s], 64)
             v = vbcast8(wv[s])
@@ -885,7 +868,7 @@ def _prefetch_row(xbuf, pf_base, pf_rs, pf_lines, oi, pf_rows, no):
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _wide_item16(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+def _wide_item16(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """:func:`_wide_item` for 128-row X tiles with 16-lane vectors (AVX-512):
     two weight rows at a time, 8 zmm partial sums each (16 FMA chains, 18 of
     the 32 zmm registers).
@@ -905,22 +888,22 @@ def _wide_item16(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_b
         lb = w_loc[p0 + cnt : p0 + 2 * cnt]
         wa = w_val[p0 : p0 + cnt]
         wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
-        a0 = _acc16(acc, first, ab)
-        a1 = _acc16(acc, first, ab + 16)
-        a2 = _acc16(acc, first, ab + 32)
-        a3 = _acc16(acc, first, ab + 48)
-        a4 = _acc16(acc, first, ab + 64)
-        a5 = _acc16(acc, first, ab + 80)
-        a6 = _acc16(acc, first, ab + 96)
-        a7 = _acc16(acc, first, ab + 112)
-        b0 = _acc16(acc, first, ab + 128)
-        b1 = _acc16(acc, first, ab + 144)
-        b2 = _acc16(acc, first, ab + 160)
-        b3 = _acc16(acc, first, ab + 176)
-        b4 = _acc16(acc, first, ab + 192)
-        b5 = _acc16(acc, first, ab + 208)
-        b6 = _acc16(acc, first, ab + 224)
-        b7 = _acc16(acc, first, ab + 240)
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        a4 = vload16(acc, ab + 64)
+        a5 = vload16(acc, ab + 80)
+        a6 = vload16(acc, ab + 96)
+        a7 = vload16(acc, ab + 112)
+        b0 = vload16(acc, ab + 128)
+        b1 = vload16(acc, ab + 144)
+        b2 = vload16(acc, ab + 160)
+        b3 = vload16(acc, ab + 176)
+        b4 = vload16(acc, ab + 192)
+        b5 = vload16(acc, ab + 208)
+        b6 = vload16(acc, ab + 224)
+        b7 = vload16(acc, ab + 240)
         for s in range(cnt):
             ka = _xcol(toff, la[s], 128)
             kb_ = _xcol(toff, lb[s], 128)
@@ -964,14 +947,14 @@ def _wide_item16(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_b
         p = wb + (o0 + oi) * cnt
         wl = w_loc[p : p + cnt]
         wv = w_val[p : p + cnt]
-        a0 = _acc16(acc, first, ab)
-        a1 = _acc16(acc, first, ab + 16)
-        a2 = _acc16(acc, first, ab + 32)
-        a3 = _acc16(acc, first, ab + 48)
-        a4 = _acc16(acc, first, ab + 64)
-        a5 = _acc16(acc, first, ab + 80)
-        a6 = _acc16(acc, first, ab + 96)
-        a7 = _acc16(acc, first, ab + 112)
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        a4 = vload16(acc, ab + 64)
+        a5 = vload16(acc, ab + 80)
+        a6 = vload16(acc, ab + 96)
+        a7 = vload16(acc, ab + 112)
         for s in range(cnt):
             k = _xcol(toff, wl[s], 128)
             v = vbcast16(wv[s])
@@ -994,7 +977,7 @@ def _wide_item16(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_b
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _wide_item16_t64(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+def _wide_item16_t64(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
     """:func:`_wide_item` with 16-lane vectors (AVX-512), for 64-row X tiles
     (33 <= T < 128, or K-tiles wider than 64 columns): four weight rows at a
     time, 4 zmm accumulators each (16 FMA chains: with a 4-cycle FMA latency
@@ -1013,22 +996,22 @@ def _wide_item16_t64(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, 
         wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
         wc = w_val[p0 + 2 * cnt : p0 + 3 * cnt]
         wd = w_val[p0 + 3 * cnt : p0 + 4 * cnt]
-        a0 = _acc16(acc, first, ab)
-        a1 = _acc16(acc, first, ab + 16)
-        a2 = _acc16(acc, first, ab + 32)
-        a3 = _acc16(acc, first, ab + 48)
-        b0 = _acc16(acc, first, ab + 64)
-        b1 = _acc16(acc, first, ab + 80)
-        b2 = _acc16(acc, first, ab + 96)
-        b3 = _acc16(acc, first, ab + 112)
-        c0 = _acc16(acc, first, ab + 128)
-        c1 = _acc16(acc, first, ab + 144)
-        c2 = _acc16(acc, first, ab + 160)
-        c3 = _acc16(acc, first, ab + 176)
-        d0 = _acc16(acc, first, ab + 192)
-        d1 = _acc16(acc, first, ab + 208)
-        d2 = _acc16(acc, first, ab + 224)
-        d3 = _acc16(acc, first, ab + 240)
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
+        b0 = vload16(acc, ab + 64)
+        b1 = vload16(acc, ab + 80)
+        b2 = vload16(acc, ab + 96)
+        b3 = vload16(acc, ab + 112)
+        c0 = vload16(acc, ab + 128)
+        c1 = vload16(acc, ab + 144)
+        c2 = vload16(acc, ab + 160)
+        c3 = vload16(acc, ab + 176)
+        d0 = vload16(acc, ab + 192)
+        d1 = vload16(acc, ab + 208)
+        d2 = vload16(acc, ab + 224)
+        d3 = vload16(acc, ab + 240)
         for s in range(cnt):
             ka = _xcol(toff, la[s], 64)
             kb_ = _xcol(toff, lb[s], 64)
@@ -1076,10 +1059,10 @@ def _wide_item16_t64(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, 
         p = wb + (o0 + oi) * cnt
         wl = w_loc[p : p + cnt]
         wv = w_val[p : p + cnt]
-        a0 = _acc16(acc, first, ab)
-        a1 = _acc16(acc, first, ab + 16)
-        a2 = _acc16(acc, first, ab + 32)
-        a3 = _acc16(acc, first, ab + 48)
+        a0 = vload16(acc, ab)
+        a1 = vload16(acc, ab + 16)
+        a2 = vload16(acc, ab + 32)
+        a3 = vload16(acc, ab + 48)
         for s in range(cnt):
             k = _xcol(toff, wl[s], 64)
             v = vbcast16(wv[s])
@@ -1094,7 +1077,7 @@ def _wide_item16_t64(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, 
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _narrow_item(xp, acc, first, no, o0, cnt, wb, w_loc, w_val):
+def _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val):
     """Like _wide_item with 16 X rows per tile, four weight rows at a time."""
     o4 = no - no % 4
     for oi in range(0, o4, 4):
@@ -1108,14 +1091,14 @@ def _narrow_item(xp, acc, first, no, o0, cnt, wb, w_loc, w_val):
         wb_ = w_val[p0 + cnt : p0 + 2 * cnt]
         wc = w_val[p0 + 2 * cnt : p0 + 3 * cnt]
         wd = w_val[p0 + 3 * cnt : p0 + 4 * cnt]
-        a0 = _acc8(acc, first, ab)
-        a1 = _acc8(acc, first, ab + 8)
-        b0 = _acc8(acc, first, ab + 16)
-        b1 = _acc8(acc, first, ab + 24)
-        c0 = _acc8(acc, first, ab + 32)
-        c1 = _acc8(acc, first, ab + 40)
-        d0 = _acc8(acc, first, ab + 48)
-        d1 = _acc8(acc, first, ab + 56)
+        a0 = vload8(acc, ab)
+        a1 = vload8(acc, ab + 8)
+        b0 = vload8(acc, ab + 16)
+        b1 = vload8(acc, ab + 24)
+        c0 = vload8(acc, ab + 32)
+        c1 = vload8(acc, ab + 40)
+        d0 = vload8(acc, ab + 48)
+        d1 = vload8(acc, ab + 56)
         for s in range(cnt):
             ka = np.intp(la[s]) * 16
             kb_ = np.intp(lb[s]) * 16
@@ -1146,8 +1129,8 @@ def _narrow_item(xp, acc, first, no, o0, cnt, wb, w_loc, w_val):
         p = wb + (o0 + oi) * cnt
         wl = w_loc[p : p + cnt]
         wv = w_val[p : p + cnt]
-        a0 = _acc8(acc, first, ab)
-        a1 = _acc8(acc, first, ab + 8)
+        a0 = vload8(acc, ab)
+        a1 = vload8(acc, ab + 8)
         for s in range(cnt):
             k = np.intp(wl[s]) * 16
             v = vbcast8(wv[s])
@@ -1252,18 +1235,17 @@ def _plan(T, O, tile_count, kb, nth, wide16):
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _micro(tt, wide16, xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
-    """Run the micro-kernel for ``tt``-row X tiles on one packed tile (``first``: the
-    item's first K-tile, whose partial sums start from zero, not from ``acc``)."""
+def _micro(tt, wide16, xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines):
+    """Run the micro-kernel for ``tt``-row X tiles on one packed tile."""
     if tt == 128:
-        _wide_item16(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+        _wide_item16(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
     elif tt == 64:
         if wide16:
-            _wide_item16_t64(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+            _wide_item16_t64(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
         else:
-            _wide_item(xp, toff, acc, first, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+            _wide_item(xp, toff, acc, no, o0, cnt, wb, w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
     else:
-        _narrow_item(xp, acc, first, no, o0, cnt, wb, w_loc, w_val)
+        _narrow_item(xp, acc, no, o0, cnt, wb, w_loc, w_val)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -1284,8 +1266,7 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
         o1 = min(O, o0 + ochunk)
         no = o1 - o0
         acc = _aligned_empty(no * tt)
-        if ntiles == 0:
-            acc[:] = 0.0  # else the first K-tile's micro-kernel call starts the sums from zero
+        acc[:] = 0.0
         xp = _aligned_empty(tsz)
         for kt in range(ntiles):
             # pack the X tile right before use so that it is hot in L1
@@ -1302,7 +1283,7 @@ def _series_kernel(xbuf, xoff, xs0, xs1, T, K, ybuf, yoff, ys0, ys1, O, accumula
                 elif xs0 == 1:  # K-major: kb rows of tv contiguous elements
                     pf_rows, pf_rs, pf_lines = min(kb, K - (kt + 1) * kb), xs1, (tv + 15) // 16
                     pf_base = xoff + (kt + 1) * kb * xs1 + t0
-            _micro(tt, wide16, xp, _NO_TAPS, acc, kt == 0, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+            _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
         if epi.size:
             _epilogue(acc, tt, tv, no, o0, O, epi)
         if ys1 == 1:
@@ -1498,8 +1479,7 @@ def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc
         o1 = min(O, o0 + ochunk)
         no = o1 - o0
         acc = _aligned_empty(no * tt)
-        if ntiles == 0:
-            acc[:] = 0.0  # else the first K-tile's micro-kernel call starts the sums from zero
+        acc[:] = 0.0
         xp = _aligned_empty(tsz)
         runs = np.empty(_RUN * (tt // ow + 3), np.int64)
         nr = _conv_runs(geo, t0, tv, runs)
@@ -1510,7 +1490,7 @@ def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc
                 pf_base, pf_rows, pf_rs, pf_lines = _conv_prefetch_plan(geo, t0, tv, (kt + 1) * kb, kb)
             else:
                 pf_base, pf_rows, pf_rs, pf_lines = _conv_prefetch_plan(geo, t0 + tt, min(tt, T - t0 - tt), 0, kb)
-            _micro(tt, wide16, xp, _NO_TAPS, acc, kt == 0, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
+            _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
         if epi.size:
             _epilogue(acc, tt, tv, no, o0, O, epi)
         for oi in range(no):
@@ -1807,8 +1787,7 @@ def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O
         o1 = min(O, o0 + ochunk)
         no = o1 - o0
         acc = _aligned_empty(no * tt)
-        if ntiles == 0:
-            acc[:] = 0.0  # else the first K-tile's micro-kernel call starts the sums from zero
+        acc[:] = 0.0
         toff = np.empty(kb, np.int64)
         toff[0] = base + t0
         spill = base + t0 + tt + tmax > limit
@@ -1826,9 +1805,9 @@ def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O
                         xp[l * tt + t] = src[o + t]
                     for t in range(tv, tt):
                         xp[l * tt + t] = 0.0
-                _micro(tt, wide16, xp, _NO_TAPS, acc, kt == 0, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, src, pf_base, pf_rows, cs, pf_lines)
+                _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, src, pf_base, pf_rows, cs, pf_lines)
             else:
-                _dmicro(tt, wide16, src, toff, acc, kt == 0, no, o0, tile_count[kt], tile_ptr[kt], w_tap, w_val, src, pf_base, pf_rows, cs, pf_lines)
+                _dmicro(tt, wide16, src, toff, acc, no, o0, tile_count[kt], tile_ptr[kt], w_tap, w_val, src, pf_base, pf_rows, cs, pf_lines)
         if epi.size:
             _epilogue(acc, tt, tv, no, o0, O, epi)
         _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, accumulate)
