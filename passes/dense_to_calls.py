@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-
-import numpy as np
 from typing import ClassVar
 
+import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 

@@ -113,7 +113,7 @@ def _evaluate_unchecked(value: ir.Value, depth: int = 0) -> np.ndarray | None:
     return None
 
 
-def _channel_operand(op: ir.OpView, index: int, channels: int) -> np.ndarray | None:
+def channel_operand(op: ir.OpView, index: int, channels: int) -> np.ndarray | None:
     """Operand ``index`` of ``op`` as one value per output channel (dim 1), if it is one."""
     amap = ir.AffineMapAttr(ir.ArrayAttr(op.attributes["indexing_maps"])[index]).value
     dims = [str(r) for r in amap.results]
@@ -155,7 +155,7 @@ def _affine_step(op: ir.OpView, chain: ir.Value, channels: int) -> tuple[str, np
     lhs, rhs = arith_op.operands
     if len(inputs) == 2:
         other = 1 - at
-        constant = _channel_operand(op, other, channels)
+        constant = channel_operand(op, other, channels)
         pair = {args[at], args[other]}
         if constant is None or {lhs, rhs} != pair or lhs == rhs:
             return None
@@ -232,7 +232,7 @@ class FoldBatchNorm(ModulePass):
                 owner = owner.operands[0].owner
             if not isinstance(owner, ir.OpView) or owner.name != "linalg.generic":
                 continue  # a constant already, or a run-time value
-            if _channel_operand(op, index, out_type.shape[1]) is None:
+            if channel_operand(op, index, out_type.shape[1]) is None:
                 continue
             value = evaluate_constant(operand)
             if value is None:
@@ -314,7 +314,7 @@ class FoldBatchNorm(ModulePass):
         if isinstance(owner, ir.OpView) and owner.name == "linalg.generic" and len(owner.inputs) == 1:
             body = list(owner.regions[0].blocks[0].operations)
             if len(body) == 1 and body[0].operands[0] == owner.regions[0].blocks[0].arguments[0]:
-                return _channel_operand(owner, 0, channels)
+                return channel_operand(owner, 0, channels)
         return None
 
 

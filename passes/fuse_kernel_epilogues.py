@@ -10,7 +10,7 @@ from torch_mlir import ir
 
 from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
-from tasdc.passes.fold_batch_norm import erase_dead, evaluate_constant, scalar_constant
+from tasdc.passes.fold_batch_norm import channel_operand, erase_dead, scalar_constant
 from tasdc.passes.lower_tasd_to_calls import KERNEL_ATTR
 from tasdc.report import from_attr
 
@@ -167,7 +167,7 @@ def compose_step(op: ir.OpView, chain: ir.Value, channels: int, epilogue: Affine
     for index, operand in enumerate(inputs):
         if operand == chain:
             continue
-        constant = _channel_values(op, maps[index], operand, channels)
+        constant = channel_operand(op, index, channels)
         if constant is None:
             return False
         values[block.arguments[index]] = constant
@@ -224,16 +224,3 @@ def compose_step(op: ir.OpView, chain: ir.Value, channels: int, epilogue: Affine
         current = inner.results[0]
     return False
 
-
-def _channel_values(op: ir.OpView, amap: ir.AffineMap, operand: ir.Value, channels: int) -> np.ndarray | None:
-    """``operand`` of ``op`` as one value per output channel (dim 1), if it is known at
-    compile time and its map names dim 1 alone (or nothing: a scalar)."""
-    dims = [str(r) for r in amap.results]
-    if any(d not in ("d1", "0") for d in dims) or dims.count("d1") > 1:
-        return None
-    value = evaluate_constant(operand)
-    if value is None:
-        return None
-    if "d1" not in dims:
-        return np.full(channels, float(value.reshape(-1)[0])) if value.size == 1 else None
-    return value.reshape(-1).astype(np.float64) if value.size == channels else None
