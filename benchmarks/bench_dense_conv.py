@@ -86,15 +86,16 @@ def main() -> None:
         shapes = conv_shapes(name)
         print(f"\n{name}: ms per call (median), torch/x = speed relative to torch")
         print(f"{'N C H W -> F KxK/s p g':32} {'n':>2} {'torch':>7} {'im2col':>7} {'per tap':>7} {'stacked':>7} "
-              f"{'auto':>7} {'t/im2col':>8} {'t/tap':>6} {'t/stack':>7} {'t/auto':>6} {'max rel':>8}")
-        totals = np.zeros(5)
+              f"{'wino':>7} {'auto':>7} {'t/im2col':>8} {'t/tap':>6} {'t/stack':>7} {'t/wino':>6} {'t/auto':>6} {'max rel':>8}")
+        totals = np.zeros(6)
         rng = np.random.default_rng(0)
         for (n, c, h, w, f, k, s, p, g), count in shapes.items():
             x = rng.standard_normal((n, c, h, w)).astype(np.float32)
             wt = (rng.standard_normal((f, c // g, k, k)) / np.sqrt(c // g * k * k)).astype(np.float32)
             xt, wtt = torch.from_numpy(x), torch.from_numpy(wt)
-            outs = [np.empty(0, np.float32)] * 4
-            auto = int(dense.conv_method(c // g, k, k, s, s, 1, 1))
+            outs = [np.empty(0, np.float32)] * 5
+            oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+            auto = int(dense.conv_method(c // g, k, k, s, s, 1, 1, n * ((oh + 1) // 2) * ((ow + 1) // 2)))
 
             def ours(method: int, slot: int) -> Callable[[], Any]:
                 # the filter as a compiled model binds it (tasd-cpu-tap-major-filters)
@@ -110,16 +111,18 @@ def main() -> None:
 
             with torch.no_grad():
                 fns = [lambda: torch.nn.functional.conv2d(xt, wtt, stride=s, padding=p, groups=g),
-                       ours(dense.IM2COL, 0), ours(dense.IMPLICIT, 1), ours(dense.STACKED, 2), ours(dense.AUTO, 3)]
+                       ours(dense.IM2COL, 0), ours(dense.IMPLICIT, 1), ours(dense.STACKED, 2), ours(dense.WINOGRAD, 3),
+                       ours(dense.AUTO, 4)]
                 t = np.array(medians_interleaved(fns, args.repeat, args.clock)) * 1e3
             totals += t * count
             ref = max(np.abs(outs[0]).max(), 1e-30)
-            rel = float(max(np.abs(outs[1] - outs[0]).max(), np.abs(outs[2] - outs[0]).max()) / ref)
+            rel = float(max(np.abs(o - outs[0]).max() for o in outs[1:]) / ref)
             label = f"{n} {c} {h} {w} -> {f} {k}x{k}/{s} p{p} g{g}"
-            print(f"{label:32} {count:>2} {t[0]:7.2f} {t[1]:7.2f} {t[2]:7.2f} {t[3]:7.2f} {t[4]:7.2f} "
-                  f"{t[0] / t[1]:8.2f} {t[0] / t[2]:6.2f} {t[0] / t[3]:7.2f} {t[0] / t[4]:6.2f} {rel:8.1e}")
+            print(f"{label:32} {count:>2} {t[0]:7.2f} {t[1]:7.2f} {t[2]:7.2f} {t[3]:7.2f} {t[4]:7.2f} {t[5]:7.2f} "
+                  f"{t[0] / t[1]:8.2f} {t[0] / t[2]:6.2f} {t[0] / t[3]:7.2f} {t[0] / t[4]:6.2f} {t[0] / t[5]:6.2f} {rel:8.1e}")
         print(f"{'total (x count)':35} {totals[0]:7.1f} {totals[1]:7.1f} {totals[2]:7.1f} {totals[3]:7.1f} {totals[4]:7.1f} "
-              f"{totals[0] / totals[1]:8.2f} {totals[0] / totals[2]:6.2f} {totals[0] / totals[3]:7.2f} {totals[0] / totals[4]:6.2f}")
+              f"{totals[5]:7.1f} {totals[0] / totals[1]:8.2f} {totals[0] / totals[2]:6.2f} {totals[0] / totals[3]:7.2f} "
+              f"{totals[0] / totals[4]:6.2f} {totals[0] / totals[5]:6.2f}")
     print(f"\nload {open('/proc/loadavg').read().split()[:3]}")
 
 

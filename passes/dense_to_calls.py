@@ -27,9 +27,12 @@ _OPS: dict[str, tuple[str, tuple[int, int, int]]] = {
     "linalg.depthwise_conv_2d_nchw_chw": ("tasd_dense_depthwise_conv2d", (4, 3, 4)),
 }
 
-#: A depthwise convolution with its bias and clamp (see ``_depthwise_epilogue``): X, W, Y and
-#: the bias ``B[C]``, the six i64 of the plain entry, then the clamp's bounds as f32.
-EPILOGUE_ENTRY = "tasd_dense_depthwise_conv2d_epilogue"
+#: A convolution with its bias and clamp (see ``_bias_clamp_epilogue``): X, W, Y and the bias
+#: ``B[F]``, the i64 of the plain entry, then the clamp's bounds as f32.
+EPILOGUE_ENTRIES = {
+    "linalg.conv_2d_nchw_fchw": "tasd_dense_conv2d_epilogue",
+    "linalg.depthwise_conv_2d_nchw_chw": "tasd_dense_depthwise_conv2d_epilogue",
+}
 
 #: Number of i64 arguments after the three memrefs, per entry (see runtime/cpu/dense.py).
 _SCALARS = {
@@ -112,19 +115,23 @@ class DenseToLibraryCalls(ModulePass):
     ``[N, G, C, H, W]`` operands are collapsed to NCHW first. Everything
     else is left to the code generator.
 
-    A depthwise convolution whose init is a +0.0 fill or a per-channel bias
-    (``linalg.broadcast`` of a 1-D tensor over N, H, W: a folded BatchNorm)
-    and whose result feeds a chain of clamps alone (ReLU, ReLU6, hardtanh as
+    With ``epilogues`` (the default), a ``linalg.conv_2d_nchw_fchw`` or
+    depthwise convolution whose init is a per-channel bias (``linalg.broadcast``
+    of a 1-D tensor over N, H, W: a folded BatchNorm) or a +0.0 fill followed
+    by a chain of clamps (ReLU, ReLU6, hardtanh as
     ``tasd-cpu-fuse-kernel-epilogues`` reads them) calls
-    ``@tasd_dense_depthwise_conv2d_epilogue`` with the bias (zeros for a
-    fill) and the bounds instead: the entry adds and clamps each plane before
-    storing it, with the same f32 operations (same bits), and the chain and
-    the broadcast are erased.
+    ``@tasd_dense_conv2d_epilogue`` / ``@tasd_dense_depthwise_conv2d_epilogue``
+    with the bias (zeros for a fill) and the bounds instead: the entry adds
+    and clamps each block of its output while it is in cache, with the same f32
+    operations as the loop it replaces (same bits), and the chain and the
+    broadcast are erased. (A residual add stops the chain: the bias alone is
+    folded.)
     """
 
     name: ClassVar[str] = "tasd-cpu-dense-to-library-calls"
 
     min_flops: int = 0
+    epilogues: bool = True
 
     def __post_init__(self) -> None:
         if self.min_flops < 0:
@@ -159,8 +166,8 @@ class DenseToLibraryCalls(ModulePass):
         f32 = ir.F32Type.get()
         i64 = ir.IntegerType.get_signless(64)
         inputs = [dynamic_memref(ranks[0], f32), dynamic_memref(ranks[1], f32), dynamic_memref(ranks[2], f32)]
-        if entry == EPILOGUE_ENTRY:
-            inputs += [dynamic_memref(1, f32)] + [i64] * _SCALARS["tasd_dense_depthwise_conv2d"] + [f32, f32]
+        if entry.endswith("_epilogue"):
+            inputs += [dynamic_memref(1, f32)] + [i64] * _SCALARS[entry.removesuffix("_epilogue")] + [f32, f32]
         else:
             inputs += [i64] * _SCALARS[entry]
         with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
@@ -174,9 +181,9 @@ class DenseToLibraryCalls(ModulePass):
         lhs, rhs, init = op.operands
         result_type = ir.RankedTensorType(op.results[0].type)
         accumulate = not _is_zero_fill(init)
-        epilogue = _depthwise_epilogue(op) if op.name == "linalg.depthwise_conv_2d_nchw_chw" else None
+        epilogue = _bias_clamp_epilogue(op) if self.epilogues and op.name in EPILOGUE_ENTRIES else None
         if epilogue is not None:
-            entry, accumulate = EPILOGUE_ENTRY, False
+            entry, accumulate = EPILOGUE_ENTRIES[op.name], False
         grouped = op.name == "linalg.conv_2d_ngchw_gfchw"
         dyn = ir.ShapedType.get_dynamic_stride_or_offset()
         i64 = ir.IntegerType.get_signless(64)
@@ -212,7 +219,7 @@ class DenseToLibraryCalls(ModulePass):
             args = [buffer(lhs), buffer(rhs) if view is None else self._transposed_view(view, list(ir.DenseI64ArrayAttr(rhs.owner.attributes["permutation"]))), out_arg]
             scalars: list[int] = []
             if op.name.startswith("linalg.conv") or op.name.startswith("linalg.depthwise"):
-                if entry == "tasd_dense_conv2d":  # groups
+                if entry.startswith("tasd_dense_conv2d"):  # groups
                     scalars.append(ir.RankedTensorType(op.operands[1].type).shape[0] if grouped else 1)
                 scalars += _pair(op, "strides") + _pair(op, "dilations") + padding
             if epilogue is not None:
@@ -293,10 +300,10 @@ def _erase_if_dead(owner: object) -> None:
         owner = nxt
 
 
-def _depthwise_epilogue(op: ir.OpView) -> tuple[ir.Value | None, list[ir.OpView], float, float] | None:
-    """``(bias, clamps, lo, hi)`` when the depthwise convolution ``op`` takes the epilogue
-    entry (see :class:`DenseToLibraryCalls`): its per-channel bias (``None`` for a +0.0
-    fill), the clamp ops after it and their bounds; ``None`` when it has neither."""
+def _bias_clamp_epilogue(op: ir.OpView) -> tuple[ir.Value | None, list[ir.OpView], float, float] | None:
+    """``(bias, clamps, lo, hi)`` when the convolution ``op`` takes an epilogue entry (see
+    :class:`DenseToLibraryCalls`): its per-channel bias (``None`` for a +0.0 fill), the clamp
+    ops after it and their bounds; ``None`` when it has neither."""
     channels = ir.RankedTensorType(op.results[0].type).shape[1]
     init = op.operands[2]
     bias: ir.Value | None = None

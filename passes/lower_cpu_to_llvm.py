@@ -105,7 +105,8 @@ class LowerCpuToLLVM(ModulePass):
     With ``library`` (the default), dense f32 matmuls, batch matmuls and
     convolutions (also grouped and depthwise) become calls of the runtime's
     library entries (``tasd-cpu-dense-to-library-calls``: OpenBLAS
-    ``sgemm``, im2col, a vectorized depthwise loop). With ``vectorize`` (the
+    ``sgemm``, im2col, a vectorized depthwise loop); with ``epilogues`` (the
+    default) a convolution's bias and ReLU / ReLU6 go into the call. With ``vectorize`` (the
     default), the dense ``linalg.matmul`` / ``linalg.batch_matmul`` on static
     f32 tensors still left are tiled and vectorized by
     ``tasd-cpu-vectorize-contractions``; everything else (generics, fills)
@@ -165,6 +166,7 @@ class LowerCpuToLLVM(ModulePass):
     dedup: bool = True
     expand_bf16: bool = True
     interchange: bool = True
+    epilogues: bool = True
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -182,7 +184,7 @@ class LowerCpuToLLVM(ModulePass):
         if self.demote_f64:
             DemoteF64().run(module)
         if self.library:
-            DenseToLibraryCalls().run(module)
+            DenseToLibraryCalls(epilogues=self.epilogues).run(module)
         if self.vectorize:
             VectorizeContractions().run(module)
         for op in module.body.operations:

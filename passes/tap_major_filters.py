@@ -11,20 +11,22 @@ from torch_mlir.dialects import linalg, tensor
 from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
 
-#: The dense conv entry's method (``runtime/cpu/dense.py``: ``IMPLICIT``, ``STACKED``) -> the
-#: permutation of ``[F, C, KH, KW]`` that is its filter layout in memory (per tap:
-#: ``[KH, KW, F, C]``; column taps stacked: ``[KH, F, C, KW]``) and the one back.
-LAYOUTS = {2: ([2, 3, 0, 1], [2, 3, 0, 1]), 3: ([2, 0, 1, 3], [1, 2, 0, 3])}
+#: The dense conv entry's method (``runtime/cpu/dense.py``: ``IMPLICIT``, ``STACKED``, ``WINOGRAD``)
+#: -> the permutation of ``[F, C, KH, KW]`` that is its filter layout in memory (per tap:
+#: ``[KH, KW, F, C]``, also Winograd's, whose filter transform then reads C with unit
+#: stride; column taps stacked: ``[KH, F, C, KW]``) and the one back.
+LAYOUTS = {2: ([2, 3, 0, 1], [2, 3, 0, 1]), 3: ([2, 0, 1, 3], [1, 2, 0, 3]), 4: ([2, 3, 0, 1], [2, 3, 0, 1])}
 #: Attribute on the transpose back to ``[F, C, KH, KW]`` that ``tasd-cpu-dense-to-library-calls``
 #: turns into a strided view of the rearranged filter (no copy).
 VIEW_ATTR = "tasd.tap_major_view"
 
 
-def conv_method(channels: int, kh: int, kw: int, strides: list[int], dilations: list[int]) -> int:
-    """The method ``tasd_dense_conv2d`` picks for this shape (``runtime/cpu/dense.py``)."""
+def conv_method(channels: int, kh: int, kw: int, strides: list[int], dilations: list[int], tiles: int) -> int:
+    """The method ``tasd_dense_conv2d`` picks for this shape (``runtime/cpu/dense.py``; ``tiles``:
+    the 2×2 output tiles of all images, ``N·⌈OH/2⌉·⌈OW/2⌉``)."""
     from tasdc.runtime.cpu.dense import conv_method as entry_method
 
-    return int(entry_method.py_func(channels, kh, kw, strides[0], strides[1], dilations[0], dilations[1]))
+    return int(entry_method.py_func(channels, kh, kw, strides[0], strides[1], dilations[0], dilations[1], tiles))
 
 
 def _pair(op: ir.OpView, name: str) -> list[int]:
@@ -72,7 +74,8 @@ class TapMajorFilters(ModulePass):
             return
         shape = list(t.shape)
         f, c, kh, kw = shape
-        method = conv_method(c, kh, kw, _pair(op, "strides"), _pair(op, "dilations"))
+        n, _, oh, ow = ir.RankedTensorType(op.results[0].type).shape
+        method = conv_method(c, kh, kw, _pair(op, "strides"), _pair(op, "dilations"), n * ((oh + 1) // 2) * ((ow + 1) // 2))
         if method not in LAYOUTS:
             return
         forward, backward = LAYOUTS[method]

@@ -462,12 +462,34 @@ MIN_BLOCK = 128
 
 
 @njit(cache=True, nogil=True)
+def _bias_clamp(addr: int, ld: int, rows: int, cols: int, bias: np.ndarray, b0: int, lo: float, hi: float) -> None:
+    """The epilogue of a convolution entry on a block of its GEMM's output, in place while it
+    is in cache: ``rows`` channel rows of ``cols`` floats, ``ld`` apart, from ``addr``; row
+    ``r`` becomes ``min(max(y + bias[b0 + r], lo), hi)`` (``v > lo ? v : lo``, then
+    ``hi < v ? hi : v``: the f32 ops of the bias add and torch-mlir's ReLU / ReLU6 that
+    ``tasd-cpu-dense-to-library-calls`` folded into the call, so the same bits). No
+    ``bias`` (empty): nothing to do."""
+    if bias.size == 0 or rows <= 0 or cols <= 0:
+        return
+    y = carray(_f32p(addr), (rows - 1) * ld + cols)
+    for r in range(rows):
+        bc = bias[b0 + r]
+        base = np.uint64(r * ld)
+        for t in range(np.uint64(cols)):
+            v = y[base + t] + bc
+            v = v if v > lo else lo
+            y[base + t] = hi if hi < v else v
+
+
+@njit(cache=True, nogil=True)
 def _conv_images(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int, yaddr: int, geometry: np.ndarray,
-                 first: int, last: int, block: int, direct: bool, packed_y: bool) -> None:
+                 first: int, last: int, block: int, direct: bool, packed_y: bool, bias: np.ndarray, lo: float,
+                 hi: float) -> None:
     """Images ``first … last-1`` of :func:`_conv_py`'s per-image path (``geometry``: groups, F per
     group, C per group, KH, KW, strides, dilations, OH, OW, padding top/left, H, W, X's image
     stride, Y's strides): per group, im2col blocks of ``block`` output pixels and one ``sgemm``
-    each, written into Y's plane (through a temporary when Y's planes are not packed)."""
+    each, written into Y's plane (through a temporary when Y's planes are not packed), each
+    block's epilogue (:func:`_bias_clamp`) right after its ``sgemm``."""
     groups, f, ch, kh, kw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4]
     sh, sw, dh, dw, oh, ow = geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]
     pt, pl, h, wid, xn = geometry[11], geometry[12], geometry[13], geometry[14], geometry[15]
@@ -484,11 +506,13 @@ def _conv_images(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int, yaddr: 
             out, ldo = (ybase, yc) if packed_y else (np.int64(tmp.ctypes.data), plane)
             if direct:
                 _sgemm_rm(f, plane, ch, wg, red, xbase + 4 * (img * xn + g * ch * xs[0]), xs[0], out, ldo, 0.0)
+                _bias_clamp(out, ldo, f, plane, bias, g * f, lo, hi)
             else:
                 for p0 in range(0, plane, block):
                     count = min(block, plane - p0)
                     _im2col(xflat, img * xn, xs, cols, 0, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, p0, count)
                     _sgemm_rm(f, count, red, wg, red, np.int64(cols.ctypes.data), block, out + 4 * p0, ldo, 0.0)
+                    _bias_clamp(out + 4 * p0, ldo, f, count, bias, g * f, lo, hi)
             if not packed_y:
                 yflat = carray(_f32p(ybase), 1 + (f - 1) * yc + (oh - 1) * yr + (ow - 1) * yq)
                 for o in range(f):
@@ -500,29 +524,44 @@ def _conv_images(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int, yaddr: 
 
 @njit(parallel=True, cache=True, nogil=True)
 def _conv_images_parallel(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int, yaddr: int, geometry: np.ndarray,
-                          n_img: int, block: int, direct: bool, packed_y: bool, parts: int) -> None:
+                          n_img: int, block: int, direct: bool, packed_y: bool, parts: int, bias: np.ndarray, lo: float,
+                          hi: float) -> None:
     """:func:`_conv_images` with the images split into ``parts`` chunks over Numba's threads."""
     for t in prange(parts):
-        _conv_images(xflat, xs, wp, xbase, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, block, direct, packed_y)
+        _conv_images(xflat, xs, wp, xbase, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, block, direct,
+                     packed_y, bias, lo, hi)
 
 
-#: ``_conv_core``'s ``method``: per shape (:func:`conv_method`), im2col, implicit GEMM per tap, with the column taps stacked.
-AUTO, IM2COL, IMPLICIT, STACKED = 0, 1, 2, 3
+#: ``_conv_core``'s ``method``: per shape (:func:`conv_method`), im2col, implicit GEMM per tap, with the column taps
+#: stacked, Winograd F(2×2, 3×3) (``runtime/cpu/winograd.py``; 3×3 stride 1 only, others fall back to ``AUTO``'s choice).
+AUTO, IM2COL, IMPLICIT, STACKED, WINOGRAD = 0, 1, 2, 3, 4
 #: The implicit GEMM needs at least this many input channels per group (each tap is a GEMM with
 #: K = C); a stem with fewer stacks its taps through im2col instead.
 IMPLICIT_MIN_CHANNELS = 16
 
 
 @njit(cache=True, nogil=True)
-def conv_method(ch: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> int:
+def conv_method(ch: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, tiles: int = 1 << 30) -> int:
     """The method ``AUTO`` picks for a convolution with ``ch`` input channels per group (per-layer
-    times in ``benchmarks/bench_dense_conv.py``): the implicit GEMM with stacked column taps
-    for a KxK (K > 1) kernel with at least ``IMPLICIT_MIN_CHANNELS`` channels, stride at most
-    2 (it beat one GEMM per tap and im2col on every such layer of ResNet-18); im2col
-    otherwise (a 1×1 stride-1 convolution reads its input in place)."""
+    times in ``benchmarks/bench_dense_conv.py``): Winograd F(2×2, 3×3) for a 3×3 stride-1
+    undilated kernel with at least ``WINOGRAD_MIN_CHANNELS`` channels and ``WINOGRAD_MIN_TILES``
+    2×2 output tiles over all images (``tiles``; 1.3–1.5× faster than the implicit GEMM on
+    ResNet's 3×3 layers); the implicit GEMM with stacked column taps for another KxK (K > 1)
+    kernel with at least ``IMPLICIT_MIN_CHANNELS`` channels, stride at most 2 (it beat one GEMM
+    per tap and im2col on every such layer of ResNet-18); im2col otherwise (a 1×1 stride-1
+    convolution reads its input in place)."""
+    if (kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1 and ch >= WINOGRAD_MIN_CHANNELS
+            and tiles >= WINOGRAD_MIN_TILES):
+        return WINOGRAD
     if kh * kw > 1 and ch >= IMPLICIT_MIN_CHANNELS and sh <= 2 and sw <= 2:
         return STACKED
     return IM2COL
+
+
+#: Winograd needs at least this many input channels per group and 2×2 output tiles in all
+#: (fewer spend more on the transforms than the GEMMs save, or make the GEMMs too narrow).
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_TILES = 64
 
 
 @njit(cache=True, nogil=True)
@@ -597,7 +636,8 @@ def _phase_fill(xflat: np.ndarray, xs: np.ndarray, n0: int, nb: int, c0: int, ch
 
 @njit(cache=True, nogil=True)
 def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
-                     n0: int, n1: int, nb: int, f_lo: int, f_hi: int, stacked: bool, blk_lo: int, blk_hi: int) -> None:
+                     n0: int, n1: int, nb: int, f_lo: int, f_hi: int, stacked: bool, blk_lo: int, blk_hi: int,
+                     bias: np.ndarray, lo: float, hi: float) -> None:
     """Implicit GEMM of images ``n0 … n1-1`` (``nb`` at a time, their rows interleaved), output
     channels ``f_lo … f_hi-1`` of every group, blocks ``blk_lo … blk_hi-1`` of output rows
     (:func:`_rows_per_block` each; ``geometry`` as for :func:`_conv_images`).
@@ -612,7 +652,8 @@ def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, g
       ``W_i[F, C·KW] · X_i[C·KW, ·]`` over the KW column-shifted copies: no extra columns,
       and with one image at a time and packed NCHW planes ``Y'`` is ``Y`` itself.
 
-    ``Y'`` goes to NCHW ``Y`` by a copy otherwise. One output's sum runs over the GEMMs in
+    ``Y'`` goes to NCHW ``Y`` by a copy otherwise, after the block's epilogue
+    (:func:`_bias_clamp`). One output's sum runs over the GEMMs in
     order and over their K inside each, whatever the split of images or channels: the
     same bits on any thread count."""
     groups, f, ch, kh, kw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4]
@@ -659,6 +700,7 @@ def _implicit_images(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, g
                         off = (((i * dh) % sh) * ch * nvar + (j * dw) % sw) * cplane + ((i * dh) // sh + p0) * row + (j * dw) // sw
                         a = taps + 4 * (t * f_all + g * f + f_lo) * ch
                         _sgemm_rm(fc, ncols, ch, a, ch, bp + 4 * off, nvar * cplane, out, ldo, 0.0 if t == 0 else 1.0)
+                _bias_clamp(out, ldo, fc, ncols, bias, g * f + f_lo, lo, hi)
                 if direct:
                     continue
                 for o in range(fc):
@@ -686,7 +728,7 @@ def _rows_per_block(f: int, nb: int, wph: int, oh: int) -> int:
 
 @njit(parallel=True, cache=True, nogil=True)
 def _implicit_parallel(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int, geometry: np.ndarray,
-                       n_img: int, parts: int, small: bool, stacked: bool) -> None:
+                       n_img: int, parts: int, small: bool, stacked: bool, bias: np.ndarray, lo: float, hi: float) -> None:
     """:func:`_implicit_images` over Numba's threads: ``parts`` chunks of the images (one image at
     a time), or, ``small``, of the blocks of output rows of all images interleaved (each chunk
     copies the input it reads)."""
@@ -696,29 +738,31 @@ def _implicit_parallel(xflat: np.ndarray, xs: np.ndarray, taps: int, yaddr: int,
     for t in prange(parts):
         if small:
             _implicit_images(xflat, xs, taps, yaddr, geometry, 0, n_img, n_img, 0, f, stacked,
-                             blocks * t // parts, blocks * (t + 1) // parts)
+                             blocks * t // parts, blocks * (t + 1) // parts, bias, lo, hi)
         else:
             _implicit_images(xflat, xs, taps, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, 1, 0, f,
-                             stacked, 0, oh)
+                             stacked, 0, oh, bias, lo, hi)
 
 
 @njit(cache=True, nogil=True)
 def _conv_core(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int,
-               method: int) -> None:
+               method: int, bias: np.ndarray, lo: float, hi: float) -> None:
     """:func:`_conv_method` with ``sgemm``'s library at one thread for the whole call
     (set and restored by the calling thread, see ``_blas_threads_local``)."""
     previous = _sgemm_threads_local(1)
-    _conv_method(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, method)
+    _conv_method(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, method, bias, lo, hi)
     _sgemm_threads_local(previous)
 
 
 @njit(cache=True, nogil=True)
 def _conv_method(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int,
-               method: int) -> None:
+                 method: int, bias: np.ndarray, lo: float, hi: float) -> None:
     """Grouped NCHW convolution with zero padding ``pt`` rows above and ``pl`` columns
     left of the input (and whatever the output size implies below and right):
     ``X[N, G*C, H, W]``, ``W[G*F, C, KH, KW]``, ``Y[N, G*F, OH, OW]`` (rank-4
-    descriptors; ``groups`` = G), by ``method`` (``AUTO``, ``IM2COL``, ``IMPLICIT`` or ``STACKED``)."""
+    descriptors; ``groups`` = G), by ``method`` (``AUTO``, ``IM2COL``, ``IMPLICIT`` or ``STACKED``).
+    With a ``bias`` (``[G*F]``, else empty) every output is stored as ``min(max(y + bias[f],
+    lo), hi)``, applied to each GEMM's block as it is written (:func:`_bias_clamp`)."""
     x, w, y = _desc(x_d, 4), _desc(w_d, 4), _desc(y_d, 4)
     n_img, h, wid = x[3], x[5], x[6]
     f_all, ch, kh, kw = w[3], w[4], w[5], w[6]
@@ -740,8 +784,25 @@ def _conv_method(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh
     geometry[16], geometry[17], geometry[18], geometry[19] = y[7], y[8], y[9], y[10]
     threads = _num_threads()
     flops = 2.0 * n_img * f_all * plane * red
-    if method == AUTO:
-        method = conv_method(ch, kh, kw, sh, sw, dh, dw)
+    winograd_ok = kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1
+    if method == AUTO or (method == WINOGRAD and not winograd_ok):
+        method = conv_method(ch, kh, kw, sh, sw, dh, dw, n_img * ((oh + 1) // 2) * ((ow + 1) // 2))
+        if method == WINOGRAD and not winograd_ok:
+            method = STACKED
+    if method == WINOGRAD:
+        wflat = carray(_f32p(wbase), 1 + (f_all - 1) * w[7] + (ch - 1) * w[8] + (kh - 1) * w[9] + (kw - 1) * w[10])
+        yflat = carray(_f32p(yaddr), 1 + (n_img - 1) * y[7] + (f_all - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
+        xs4 = np.empty(4, np.int64)
+        xs4[0], xs4[1], xs4[2], xs4[3] = x[7], x[8], x[9], x[10]
+        ws4 = np.empty(4, np.int64)
+        ws4[0], ws4[1], ws4[2], ws4[3] = w[7], w[8], w[9], w[10]
+        ys4 = np.empty(4, np.int64)
+        ys4[0], ys4[1], ys4[2], ys4[3] = y[7], y[8], y[9], y[10]
+        for g in range(groups):  # each group a convolution of its own channels
+            gb = bias[g * f:(g + 1) * f] if bias.size else bias
+            winograd.winograd_conv(xflat[g * ch * x[8]:], xs4, wflat[g * f * w[7]:], ws4, yflat[g * f * y[8]:], ys4, n_img,
+                                   ch, h, wid, f, oh, ow, pt, pl, threads, PARALLEL_FLOPS, gb, lo, hi)
+        return
     if method == IMPLICIT or method == STACKED:
         stacked = method == STACKED
         ws = np.empty(4, np.int64)
@@ -759,9 +820,11 @@ def _conv_method(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh
         xs4[0], xs4[1], xs4[2], xs4[3] = x[7], x[8], x[9], x[10]
         small = plane < SMALL_PLANE and n_img > 1  # all images in one GEMM per block of rows
         if threads > 1 and flops >= PARALLEL_FLOPS and n_img > 1:
-            _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, threads if small else min(threads, n_img), small, stacked)
+            _implicit_parallel(xflat, xs4, tp, yaddr, geometry, n_img, threads if small else min(threads, n_img), small, stacked,
+                               bias, lo, hi)
         else:
-            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, n_img if small else 1, 0, f, stacked, 0, oh)
+            _implicit_images(xflat, xs4, tp, yaddr, geometry, 0, n_img, n_img if small else 1, 0, f, stacked, 0, oh,
+                             bias, lo, hi)
         _alive(taps, xs4, ws)
         return
     xs = np.empty(3, np.int64)
@@ -789,6 +852,7 @@ def _conv_method(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh
                 _im2col(xflat, img * x[7], xs, cols, img * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, 0, plane)
             _sgemm_rm(f, n_img * plane, red, wp + 4 * g * f * red, red, np.int64(cols.ctypes.data), n_img * plane,
                       np.int64(out.ctypes.data), n_img * plane, 0.0)
+            _bias_clamp(np.int64(out.ctypes.data), n_img * plane, f, n_img * plane, bias, g * f, lo, hi)
             for img in range(n_img):
                 for o in range(f):
                     base = img * y[7] + (g * f + o) * y[8]
@@ -802,15 +866,35 @@ def _conv_method(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh
         return
     block = min(plane, max(MIN_BLOCK, BLOCK_FLOATS // red // 16 * 16))
     if threads > 1 and n_img > 1 and flops >= PARALLEL_FLOPS:
-        _conv_images_parallel(xflat, xs, wp, xbase, yaddr, geometry, n_img, block, direct, packed_y, min(threads, n_img))
+        _conv_images_parallel(xflat, xs, wp, xbase, yaddr, geometry, n_img, block, direct, packed_y, min(threads, n_img),
+                              bias, lo, hi)
     else:
-        _conv_images(xflat, xs, wp, xbase, yaddr, geometry, 0, n_img, block, direct, packed_y)
+        _conv_images(xflat, xs, wp, xbase, yaddr, geometry, 0, n_img, block, direct, packed_y, bias, lo, hi)
     _alive(wmat, xs, geometry)  # the GEMMs read the filter through its raw address
 
 
 def _conv_py(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int, pl: int) -> None:
     """The ``tasd_dense_conv2d`` entry: :func:`_conv_core`, choosing the method per shape."""
-    _conv_core(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, AUTO)
+    _conv_core(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, AUTO, np.empty(0, np.float32), np.float32(-np.inf), np.float32(np.inf))
+
+
+def _conv_epilogue_py(x_d: int, w_d: int, y_d: int, b_d: int, groups: int, sh: int, sw: int, dh: int, dw: int, pt: int,
+                      pl: int, lo: float, hi: float) -> None:
+    """The ``tasd_dense_conv2d_epilogue`` entry: :func:`_conv_core` with the bias ``B[G*F]``
+    added and the result clamped to ``[lo, hi]`` as each GEMM block is written
+    (``tasd-cpu-dense-to-library-calls`` folds a broadcast bias init and a ReLU / ReLU6
+    after the convolution into the call)."""
+    _conv_core(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, AUTO, _bias_vector(b_d), lo, hi)
+
+
+@njit(cache=True, nogil=True)
+def _bias_vector(b_d: int) -> np.ndarray:
+    """The 1-D f32 memref behind descriptor ``b_d`` as a contiguous array (a view when it is one)."""
+    b = _desc(b_d, 1)
+    bias = carray(_f32p(b[1] + 4 * b[2]), 1 + (b[3] - 1) * b[4]) if b[3] > 0 else np.empty(0, np.float32)
+    if b[4] != 1 and b[3] > 1:
+        bias = bias[::b[4]].copy()
+    return bias
 
 
 def _conv_output(what: str, x: np.ndarray, w: np.ndarray, channels: int, stride: tuple[int, int],
@@ -858,20 +942,30 @@ def depthwise_conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1,
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
            dilation: tuple[int, int] = (1, 1), groups: int = 1, method: int = AUTO,
-           out: np.ndarray | None = None) -> np.ndarray:
+           out: np.ndarray | None = None, bias: np.ndarray | None = None,
+           clamp: tuple[float, float] = (-np.inf, np.inf)) -> np.ndarray:
     """``tasd_dense_conv2d`` on numpy arrays (tests and ``benchmarks/bench_dense_conv.py``):
     NCHW f32 ``x``, ``w[F, C/groups, KH, KW]``, symmetric zero ``padding``; ``method`` forces
-    im2col or the implicit GEMM. Returns ``out`` (allocated when not given)."""
+    im2col, the implicit GEMM or Winograd (a shape Winograd does not take gets the
+    implicit GEMM); with a ``bias[F]`` (f32), the epilogue of
+    ``tasd_dense_conv2d_epilogue``: the bias added and the result clamped to ``clamp``.
+    Returns ``out`` (allocated when not given)."""
     if x.dtype != np.float32 or w.dtype != np.float32 or x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"conv2d takes rank-4 float32 x and w, got {x.dtype}{x.shape} and {w.dtype}{w.shape}")
     if groups < 1 or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
         raise ValueError(f"conv2d: x{x.shape} and w{w.shape} do not fit groups={groups}")
-    if method not in (AUTO, IM2COL, IMPLICIT, STACKED):
-        raise ValueError(f"conv2d: method must be AUTO, IM2COL, IMPLICIT or STACKED, got {method}")
+    if method not in (AUTO, IM2COL, IMPLICIT, STACKED, WINOGRAD):
+        raise ValueError(f"conv2d: method must be AUTO, IM2COL, IMPLICIT, STACKED or WINOGRAD, got {method}")
     out = _conv_output("conv2d", x, w, w.shape[0], stride, padding, dilation, out)
+    if bias is None:
+        vector, lo, hi = np.empty(0, np.float32), np.float32(-np.inf), np.float32(np.inf)
+    elif bias.dtype != np.float32 or bias.shape != (w.shape[0],):
+        raise ValueError(f"conv2d: bias must be float32[{w.shape[0]}], got {bias.dtype}{bias.shape}")
+    else:
+        vector, lo, hi = np.ascontiguousarray(bias), np.float32(clamp[0]), np.float32(clamp[1])
     descs = [_descriptor(a) for a in (x, w, out)]
     _conv_core(*(int(d.ctypes.data) for d in descs), groups, stride[0], stride[1], dilation[0], dilation[1],
-               padding[0], padding[1], method)
+               padding[0], padding[1], method, vector, lo, hi)
     return out
 
 
@@ -1023,11 +1117,7 @@ def _depthwise_epilogue_py(x_d: int, w_d: int, y_d: int, b_d: int, sh: int, sw: 
     ``B[C]`` added and the result clamped to ``[lo, hi]`` as each plane is stored
     (``tasd-cpu-dense-to-library-calls`` folds a broadcast bias init and a ReLU/ReLU6 after
     the convolution into the call)."""
-    b = _desc(b_d, 1)
-    bias = carray(_f32p(b[1] + 4 * b[2]), 1 + (b[3] - 1) * b[4]) if b[3] > 0 else np.empty(0, np.float32)
-    if b[4] != 1 and b[3] > 1:
-        bias = bias[::b[4]].copy()
-    _depthwise(x_d, w_d, y_d, bias, lo, hi, sh, sw, dh, dw, pt, pl)
+    _depthwise(x_d, w_d, y_d, _bias_vector(b_d), lo, hi, sh, sw, dh, dw, pt, pl)
 
 
 @njit(cache=True, nogil=True)
@@ -1075,6 +1165,8 @@ _SPECS: dict[str, tuple[Any, Any]] = {
     "tasd_dense_matmul": (_matmul_py, types.void(_P, _P, _P)),
     "tasd_dense_batch_matmul": (_batch_matmul_py, types.void(_P, _P, _P)),
     "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I, _I)),
+    "tasd_dense_conv2d_epilogue": (_conv_epilogue_py, types.void(_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _I,
+                                                                 types.float32, types.float32)),
     "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I)),
     "tasd_dense_depthwise_conv2d_epilogue": (_depthwise_epilogue_py, types.void(_P, _P, _P, _P, _I, _I, _I, _I, _I, _I,
                                                                                 types.float32, types.float32)),
@@ -1112,3 +1204,6 @@ def library_symbols(externals: list[str]) -> dict[str, Any]:
 def library_address(function: Any) -> int:
     """The address of a ctypes function from :func:`library_symbols`."""
     return int(ctypes.cast(function, ctypes.c_void_p).value or 0)
+
+
+from tasdc.runtime.cpu import winograd  # noqa: E402  (it uses _sgemm_rm above; _conv_method calls it)

@@ -511,10 +511,14 @@ def compile_for_cpu(
     default) large constants are not compiled into the code but passed to it
     as arguments (``tasd-cpu-bind-constants``), read from the module once here.
     With ``fuse_epilogues`` (the default) the per-channel affine maps and clamps
-    after N:M kernel calls run inside the kernels (``tasd-cpu-fuse-kernel-epilogues``).
+    after N:M kernel calls run inside the kernels (``tasd-cpu-fuse-kernel-epilogues``),
+    and a dense convolution's bias and clamps inside its library call (the
+    ``epilogues`` option of ``tasd-cpu-to-llvm``).
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
+    if not fuse_epilogues and lowering == "tasd-cpu-to-llvm":
+        lowering = "tasd-cpu-to-llvm{epilogues=false}"
     retain_freed_memory()  # the code's per-call buffers are reused, not faulted in again (runtime/cpu/memory.py)
     # Lowering is destructive: work on a copy in the same context.
     work = clone_module(module)

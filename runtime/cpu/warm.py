@@ -37,7 +37,7 @@ def _warm_kernels() -> None:
 
 def _warm_dense() -> None:
     """The dense library entries (``runtime/cpu/dense.py``) and every convolution method
-    behind ``tasd_dense_conv2d`` (im2col, implicit GEMM per tap and with stacked taps)."""
+    behind ``tasd_dense_conv2d`` (im2col, implicit GEMM per tap and with stacked taps, Winograd)."""
     from tasdc.runtime.cpu import dense
 
     for name in dense.LIBRARY_ENTRIES:
@@ -45,7 +45,7 @@ def _warm_dense() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 16, 6, 6)).astype(np.float32)
     w = rng.standard_normal((4, 16, 3, 3)).astype(np.float32)
-    for method in (dense.IM2COL, dense.IMPLICIT, dense.STACKED):
+    for method in (dense.IM2COL, dense.IMPLICIT, dense.STACKED, dense.WINOGRAD):
         dense.conv2d(x, w, padding=(1, 1), method=method)
 
 

@@ -2,6 +2,8 @@
 // channels (stride <= 2) is rearranged for the implicit GEMM (stacked column taps:
 // [KH, F, C, KW]) and transposed back through a marked transpose, which
 // tasd-cpu-dense-to-library-calls turns into a memref.transpose view (no copy).
+// A 3x3 stride-1 one with >= 64 2x2 output tiles (Winograd's) is stored per tap,
+// [KH, KW, F, C].
 // A 3-channel stem, a 1x1 convolution, a filter that is an argument and a
 // filter with two users are left alone.
 // RUN: tasdc-opt %s --split-input-file -p tasd-cpu-tap-major-filters | FileCheck %s
@@ -27,6 +29,25 @@ func.func @conv3x3(%x: tensor<1x16x6x6xf32>) -> tensor<1x8x4x4xf32> {
   %i = linalg.fill ins(%zero : f32) outs(%e : tensor<1x8x4x4xf32>) -> tensor<1x8x4x4xf32>
   %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%x, %w : tensor<1x16x6x6xf32>, tensor<8x16x3x3xf32>) outs(%i : tensor<1x8x4x4xf32>) -> tensor<1x8x4x4xf32>
   return %y : tensor<1x8x4x4xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @winograd(
+// CHECK: %[[W:.*]] = arith.constant dense<{{.*}}> : tensor<8x16x3x3xf32>
+// CHECK: %[[T:.*]] = linalg.transpose ins(%[[W]] : tensor<8x16x3x3xf32>) outs(%{{.*}} : tensor<3x3x8x16xf32>) permutation = [2, 3, 0, 1]
+// CHECK: %[[B:.*]] = linalg.transpose ins(%[[T]] : tensor<3x3x8x16xf32>) outs(%{{.*}} : tensor<8x16x3x3xf32>) permutation = [2, 3, 0, 1]  {tasd.tap_major_view}
+// CHECK: linalg.conv_2d_nchw_fchw {{.*}} ins(%{{.*}}, %[[B]] :
+// CALL-LABEL: func.func @winograd(
+// CALL: memref.transpose %{{.*}} (d0, d1, d2, d3) -> (d2, d3, d0, d1) : memref<3x3x8x16xf32, strided<[?, ?, ?, ?], offset: ?>> to memref<8x16x3x3xf32, strided<[?, ?, ?, ?], offset: ?>>
+// CALL: call @tasd_dense_conv2d(
+func.func @winograd(%x: tensor<2x16x16x16xf32>) -> tensor<2x8x14x14xf32> {
+  %w = arith.constant dense<0.5> : tensor<8x16x3x3xf32>
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x8x14x14xf32>
+  %i = linalg.fill ins(%zero : f32) outs(%e : tensor<2x8x14x14xf32>) -> tensor<2x8x14x14xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%x, %w : tensor<2x16x16x16xf32>, tensor<8x16x3x3xf32>) outs(%i : tensor<2x8x14x14xf32>) -> tensor<2x8x14x14xf32>
+  return %y : tensor<2x8x14x14xf32>
 }
 
 // -----

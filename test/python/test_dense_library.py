@@ -339,6 +339,48 @@ def test_implicit_two_threads_bit_identical(side: int, n: int, method: int) -> N
     _check_conv(x, w, (1, 1), (1, 1), (1, 1), 1, two)
 
 
+@pytest.mark.blas
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), c=st.integers(1, 40), f=st.integers(1, 40), groups=st.integers(1, 2), pad=st.integers(0, 2),
+       h=st.integers(1, 19), wid=st.integers(1, 19), strided=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_winograd_matches_torch(n: int, c: int, f: int, groups: int, pad: int, h: int, wid: int, strided: bool,
+                                seed: int) -> None:
+    """Winograd F(2×2, 3×3) (forced) over image sizes (odd ones: the last tile row or column
+    half outside), paddings, groups and strided operands, against torch in float64. Its
+    transforms add the inputs of a tile's whole 4×4 patch before multiplying, so an output's
+    rounding error scales with inputs outside its own 3×3 window, and the filter transform's
+    roundings add a term independent of C: the bound is eight times the module's with K
+    taken as ``9·C + 64`` and each output plane's largest ``Σ|w||x|`` as the scale (observed
+    errors are about the direct methods'; a wrong tile or transform is off by O(1))."""
+    if h + 2 * pad < 3 or wid + 2 * pad < 3:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, c * groups, h, 2 * wid)).astype(np.float32)
+    x = x[..., ::2] if strided else np.ascontiguousarray(x[..., :wid])
+    w = rng.uniform(-1, 1, (f * groups, c, 3, 3)).astype(np.float32)
+    got = dense.conv2d(x, w, (1, 1), (pad, pad), (1, 1), groups, dense.WINOGRAD)
+    exact, scale = _conv_bound(x, w, padding=(pad, pad), groups=groups)
+    plane_max = np.broadcast_to(scale.max(axis=(2, 3), keepdims=True), scale.shape)
+    _assert_within(got, exact, 8 * plane_max, c * 9 + 64)
+
+
+def test_winograd_is_auto_for_3x3_stride_1_only() -> None:
+    """``AUTO`` takes Winograd for 3×3 stride-1 undilated kernels with enough channels and
+    tiles; a forced Winograd on any other shape runs the implicit GEMM or im2col instead."""
+    tiles = dense.WINOGRAD_MIN_TILES
+    assert dense.conv_method(16, 3, 3, 1, 1, 1, 1, tiles) == dense.WINOGRAD
+    assert dense.conv_method(15, 3, 3, 1, 1, 1, 1, tiles) == dense.IM2COL
+    assert dense.conv_method(16, 3, 3, 1, 1, 1, 1, tiles - 1) == dense.STACKED
+    assert dense.conv_method(64, 3, 3, 2, 2, 1, 1, tiles) == dense.STACKED
+    assert dense.conv_method(64, 3, 3, 1, 1, 2, 2, tiles) == dense.STACKED
+    assert dense.conv_method(64, 5, 5, 1, 1, 1, 1, tiles) == dense.STACKED
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (2, 16, 9, 9)).astype(np.float32)
+    w = rng.uniform(-1, 1, (8, 16, 3, 3)).astype(np.float32)
+    forced = dense.conv2d(x, w, (2, 2), (1, 1), method=dense.WINOGRAD)
+    assert np.array_equal(forced, dense.conv2d(x, w, (2, 2), (1, 1), method=dense.STACKED))
+
+
 def test_conv2d_wrapper_rejects_bad_input() -> None:
     x = np.zeros((1, 4, 5, 5), np.float32)
     with pytest.raises(ValueError, match="float32"):
@@ -349,13 +391,79 @@ def test_conv2d_wrapper_rejects_bad_input() -> None:
         dense.conv2d(x, np.zeros((2, 4, 7, 7), np.float32))
     with pytest.raises(ValueError, match="method"):
         dense.conv2d(x, np.zeros((2, 4, 3, 3), np.float32), method=7)
+    with pytest.raises(ValueError, match="bias"):
+        dense.conv2d(x, np.zeros((2, 4, 3, 3), np.float32), bias=np.zeros(3, np.float32))
+
+
+def _bias_clamp_reference(y: np.ndarray, bias: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The loop the epilogue replaces, in float32: ``y + bias[f]``, then ``v > lo ? v : lo``,
+    then ``hi < v ? hi : v``."""
+    v = (y + bias[None, :, None, None]).astype(np.float32)
+    v = np.where(v > np.float32(lo), v, np.float32(lo))
+    return np.where(np.float32(hi) < v, np.float32(hi), v)
+
+
+@pytest.mark.blas
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), c=st.integers(1, 20), f=st.integers(1, 9), groups=st.integers(1, 2),
+       k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 1), side=st.integers(3, 24),
+       method=st.sampled_from((dense.AUTO, dense.WINOGRAD) + _METHODS), strided=st.booleans(),
+       bounds=st.sampled_from([(0.0, 6.0), (0.0, np.inf), (-np.inf, np.inf), (-0.25, 0.5)]), seed=st.integers(0, 2 ** 16))
+def test_conv2d_epilogue_is_the_plain_entry_then_bias_and_clamp(n: int, c: int, f: int, groups: int, k: int, stride: int,
+                                                                pad: int, side: int, method: int, strided: bool,
+                                                                bounds: tuple[float, float], seed: int) -> None:
+    """``tasd_dense_conv2d_epilogue`` runs the same GEMMs as the plain entry and adds the bias
+    and clamps each block as it is written: the same bits as the plain entry followed by the
+    float32 loop it replaces, for every method (im2col blocks, 1×1 in place, small planes
+    with all images in one GEMM, the implicit GEMMs' blocks of rows, Winograd's output
+    transform) and for a strided output (written through a temporary)."""
+    if side + 2 * pad < k:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, c * groups, side, side)).astype(np.float32)
+    w = rng.uniform(-1, 1, (f * groups, c, k, k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, f * groups).astype(np.float32)
+    plain = dense.conv2d(x, w, (stride, stride), (pad, pad), (1, 1), groups, method)
+    ref = _bias_clamp_reference(plain, bias, *bounds)
+    out = np.full(ref.shape[:3] + (2 * ref.shape[3],), np.nan, np.float32)
+    out = out[..., ::2] if strided else np.ascontiguousarray(out[..., :ref.shape[3]])
+    got = dense.conv2d(x, w, (stride, stride), (pad, pad), (1, 1), groups, method, out=out, bias=bias, clamp=bounds)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
+@pytest.mark.parametrize("k,stride,side,method", [(3, 1, 28, dense.STACKED), (3, 1, 28, dense.WINOGRAD), (1, 1, 56, dense.AUTO),
+                                                  (3, 2, 29, dense.AUTO), (3, 1, 14, dense.STACKED), (3, 1, 14, dense.WINOGRAD)])
+def test_conv2d_epilogue_two_threads_bit_identical(k: int, stride: int, side: int, method: int) -> None:
+    """Above ``PARALLEL_FLOPS`` the images (or, for small planes, the blocks of rows; for
+    Winograd, its blocks of tiles) are split over two Numba threads; each block's epilogue is
+    applied by the thread that wrote it."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    rng = np.random.default_rng(k + side)
+    x = rng.uniform(-1, 1, (4, 64, side, side)).astype(np.float32)
+    w = rng.uniform(-1, 1, (96, 64, k, k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 96).astype(np.float32)
+    pad = k // 2
+    outs = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            outs.append(dense.conv2d(x, w, (stride, stride), (pad, pad), method=method, bias=bias, clamp=(0.0, 6.0)))
+    finally:
+        numba.set_num_threads(previous)
+    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+    assert 0 < np.mean(outs[0] == 0.0) < 1
 
 
 def test_model_binds_filters_in_the_implicit_layout() -> None:
     """Through ``compile_model``: the 3×3 convolutions with >= 16 channels (BatchNorm folded
-    first) get their filter bound in the stacked layout ``[KH, F, C, KW]``, read through
-    a transposed view; a 3-channel stem keeps ``[F, C, KH, KW]`` (im2col). Results against
-    torch."""
+    first) get their filter bound in their method's layout, read through a transposed view:
+    per tap ``[KH, KW, F, C]`` for the stride-1 one (Winograd: 2·8·8 = 128 tiles), stacked
+    ``[KH, F, C, KW]`` for the stride-2 one (implicit GEMM); a 3-channel stem keeps
+    ``[F, C, KH, KW]`` (im2col). Results against torch."""
     from tasdc.compiler import CompileOptions, compile_model
 
     torch.manual_seed(0)
@@ -370,7 +478,7 @@ def test_model_binds_filters_in_the_implicit_layout() -> None:
         exe = compile_model(net, (x,), CompileOptions(config="dense")).cpu(cache=False)
         ref = net(x).double().numpy()
     shapes = sorted(tuple(b.shape) for b in exe.bound if b.ndim == 4)
-    assert shapes == [(3, 24, 32, 3), (3, 32, 16, 3), (16, 3, 3, 3)], shapes
+    assert shapes == [(3, 3, 32, 16), (3, 24, 32, 3), (16, 3, 3, 3)], shapes
     got = exe(x.numpy())
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
 

@@ -19,6 +19,9 @@ import pytest
 import torch
 
 from tasdc.decompose import decompose
+from tasdc.module import clone_module
+from tasdc.passes.dense_to_calls import DenseToLibraryCalls
+from tasdc.passes.fold_batch_norm import FoldBatchNorm
 from tasdc.runtime.cpu.kernels import Epilogue, KernelError, make_cfunc_entry, make_conv_cfunc_entry, memref_descriptor, pack_series
 
 U = 2.0 ** -24
@@ -151,3 +154,55 @@ def test_compiled_model_with_fused_epilogues_matches_unfused() -> None:
     got, ref = fused(x.numpy()), plain(x.numpy())
     assert np.any(ref == 0.0) and np.any(ref > 0)  # the final ReLU clamps some outputs, not all
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+
+
+class _DenseBlock(torch.nn.Module):
+    """A dense ResNet-style block: conv + BatchNorm + ReLU, a strided conv + BatchNorm +
+    ReLU6, a 1×1 conv + BatchNorm whose sum with a shortcut is ReLU'd, a depthwise conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = torch.nn.Conv2d(3, 24, 3, padding=1, bias=False), torch.nn.BatchNorm2d(24)
+        self.c2, self.b2 = torch.nn.Conv2d(24, 32, 3, stride=2, padding=1), torch.nn.BatchNorm2d(32)
+        self.c3, self.b3 = torch.nn.Conv2d(32, 32, 1, bias=False), torch.nn.BatchNorm2d(32)
+        self.dw = torch.nn.Conv2d(32, 32, 3, padding=1, groups=32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.b1(self.c1(x)))
+        y = torch.nn.functional.relu6(self.b2(self.c2(y)))
+        y = torch.relu(self.b3(self.c3(y)) + y)
+        return torch.relu(self.dw(y))
+
+
+def test_dense_conv_epilogues_equal_the_unfused_loops_bit_for_bit() -> None:
+    """Through ``compile_model`` (config dense) and ``compile_for_cpu``: the convolutions'
+    folded BatchNorm biases and their ReLU / ReLU6 run inside the library calls
+    (``tasd_dense_conv2d_epilogue``; the bias alone where a residual add follows) with the
+    same f32 operations as the generated loops of ``fuse_epilogues=False``, after the same
+    GEMMs: the same bits. Both against torch in float64 too."""
+    from tasdc.compiler import CompileOptions, compile_model
+    from tasdc.runtime.cpu.executor import compile_for_cpu
+
+    torch.manual_seed(0)
+    model = _DenseBlock().eval()
+    with torch.no_grad():
+        for bn in (model.b1, model.b2, model.b3):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, 20, 20, generator=torch.Generator().manual_seed(1))
+    result = compile_model(model, (x,), CompileOptions(config="dense"))
+    calls = clone_module(result.module)
+    FoldBatchNorm().run(calls)
+    DenseToLibraryCalls().run(calls)
+    text = str(calls)
+    assert text.count("call @tasd_dense_conv2d_epilogue(") == 3 and "call @tasd_dense_conv2d(" not in text
+    assert text.count("call @tasd_dense_depthwise_conv2d_epilogue(") == 1
+    fused = compile_for_cpu(result.module, cache=False)
+    plain = compile_for_cpu(result.module, cache=False, fuse_epilogues=False)
+    got, ref = fused(x.numpy()), plain(x.numpy())
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    assert 0 < np.mean(ref == 0.0) < 1
+    with torch.no_grad():
+        exact = model.double()(x.double()).numpy()
+    assert np.abs(got - exact).max() <= 1e-4 * max(1.0, float(np.abs(exact).max()))
