@@ -628,8 +628,12 @@ def _phase_fill(xflat: np.ndarray, xs: np.ndarray, n0: int, nb: int, c0: int, ch
                                 buf[dv + v] = xflat[src + v]
                         else:
                             step = np.uint64(sw * xs[3])
-                            for v in range(np.uint64(v_hi - v_lo)):
-                                buf[dv + v] = xflat[src + v * step]
+                            if step == 2:  # a constant stride vectorizes (see _depthwise_planes)
+                                for v in range(np.uint64(v_hi - v_lo)):
+                                    buf[dv + v] = xflat[src + np.uint64(2) * v]
+                            else:
+                                for v in range(np.uint64(v_hi - v_lo)):
+                                    buf[dv + v] = xflat[src + v * step]
                         for v in range(np.uint64(v_hi), np.uint64(wph)):
                             buf[d + v] = 0.0
 
@@ -1020,8 +1024,8 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
             offset[i * kw + j] = np.uint64(ph * phase + ((i * dh) // sh) * wq + (j * dw) // sw)
     wv = np.empty(taps, np.float32)
     # The copy plan, the same for every plane: runs of input row r that land in one phase
-    # row (destination, source offset in the plane, length).
-    runs = np.empty((max(h, 1) * sw, 3), np.int64)
+    # row (destination, source offset in the plane, length, r).
+    runs = np.empty((max(h, 1) * sw, 4), np.int64)
     nruns = 0
     c0 = max(0, -pl)
     for r in range(max(0, -pt), h):
@@ -1036,19 +1040,53 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
                 runs[nruns, 0] = (a * sw + b) * phase + rq * wq + (cf + pl) // sw
                 runs[nruns, 1] = r * xs[2] + cf * xs[3]
                 runs[nruns, 2] = n
+                runs[nruns, 3] = r
                 nruns += 1
     step = np.uint64(sw * xs[3])
+    # Stride 2 along a unit-stride row: the two runs of one input row (its even and odd
+    # columns, one per column phase) are copied in one pass that reads the row once.
+    paired = np.zeros(nruns, np.bool_)
+    if sw == 2 and xs[3] == 1:
+        e = 0
+        while e < nruns - 1:
+            if runs[e, 3] == runs[e + 1, 3]:  # the same input row
+                paired[e] = True
+                e += 2
+            else:
+                e += 1
     for plane in range(first, last):
         img = plane // ch
         cc = plane - img * ch
         xb = img * xs[0] + cc * xs[1]
-        for e in range(nruns):
+        e = 0
+        while e < nruns:
+            if paired[e]:
+                # even = the run that starts at the lower input column, odd = the other
+                lo_e = e if runs[e, 1] < runs[e + 1, 1] else e + 1
+                hi_e = 2 * e + 1 - lo_e
+                de, do = np.uint64(runs[lo_e, 0]), np.uint64(runs[hi_e, 0])
+                ne, no = np.uint64(runs[lo_e, 2]), np.uint64(runs[hi_e, 2])
+                src = np.uint64(xb + runs[lo_e, 1])
+                both = min(ne, no)
+                for q in range(both):
+                    buf[de + q] = xf[src + np.uint64(2) * q]
+                    buf[do + q] = xf[src + np.uint64(2) * q + np.uint64(1)]
+                for q in range(both, ne):
+                    buf[de + q] = xf[src + np.uint64(2) * q]
+                for q in range(both, no):
+                    buf[do + q] = xf[src + np.uint64(2) * q + np.uint64(1)]
+                e += 2
+                continue
             d = np.uint64(runs[e, 0])
             src = np.uint64(xb + runs[e, 1])
             n = np.uint64(runs[e, 2])
+            e += 1
             if step == 1:
                 for q in range(n):
                     buf[d + q] = xf[src + q]
+            elif step == 2:  # a constant stride: LLVM vectorizes the load (two vectors, then a shuffle)
+                for q in range(n):
+                    buf[d + q] = xf[src + np.uint64(2) * q]
             else:
                 for q in range(n):
                     buf[d + q] = xf[src + q * step]
