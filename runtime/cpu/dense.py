@@ -438,6 +438,9 @@ def _im2col(x: np.ndarray, start: int, xs: np.ndarray, cols: np.ndarray, col0: i
                         if ust == 1:
                             for q in range(np.uint64(b - a)):
                                 crow[d + q] = x[us + q]
+                        elif ust == 2:  # a constant stride vectorizes (see _depthwise_planes)
+                            for q in range(np.uint64(b - a)):
+                                crow[d + q] = x[us + np.uint64(2) * q]
                         else:
                             for q in range(np.uint64(b - a)):
                                 crow[d + q] = x[us + q * ust]
@@ -530,6 +533,52 @@ def _conv_images_parallel(xflat: np.ndarray, xs: np.ndarray, wp: int, xbase: int
     for t in prange(parts):
         _conv_images(xflat, xs, wp, xbase, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, block, direct,
                      packed_y, bias, lo, hi)
+
+
+@njit(cache=True, nogil=True)
+def _small_images(xflat: np.ndarray, xs: np.ndarray, wp: int, yaddr: int, geometry: np.ndarray, first: int, last: int,
+                  packed_y: bool, bias: np.ndarray, lo: float, hi: float) -> None:
+    """Images ``first … last-1`` of a convolution with small planes (fewer than ``SMALL_PLANE``
+    output pixels; ``geometry`` as for :func:`_conv_images`): per group their im2col columns
+    side by side, one ``sgemm`` over all of them, the epilogue, then scattered to NCHW ``Y``.
+    Each output is the same dot product whichever images share its GEMM (OpenBLAS sums every
+    output over K alone), so splitting the images over threads keeps the bits."""
+    groups, f, ch, kh, kw = geometry[0], geometry[1], geometry[2], geometry[3], geometry[4]
+    sh, sw, dh, dw, oh, ow = geometry[5], geometry[6], geometry[7], geometry[8], geometry[9], geometry[10]
+    pt, pl, h, wid, xn = geometry[11], geometry[12], geometry[13], geometry[14], geometry[15]
+    yn, yc, yr, yq = geometry[16], geometry[17], geometry[18], geometry[19]
+    red = ch * kh * kw
+    plane = oh * ow
+    count = last - first
+    if count <= 0:
+        return
+    cols = np.empty((red, count * plane), np.float32)
+    out = np.empty((f, count * plane), np.float32)
+    yflat = carray(_f32p(yaddr), 1 + (last - 1) * yn + (groups * f - 1) * yc + (oh - 1) * yr + (ow - 1) * yq)
+    for g in range(groups):
+        for i in range(count):
+            _im2col(xflat, (first + i) * xn, xs, cols, i * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, 0, plane)
+        _sgemm_rm(f, count * plane, red, wp + 4 * g * f * red, red, np.int64(cols.ctypes.data), count * plane,
+                  np.int64(out.ctypes.data), count * plane, 0.0)
+        _bias_clamp(np.int64(out.ctypes.data), count * plane, f, count * plane, bias, g * f, lo, hi)
+        for i in range(count):
+            for o in range(f):
+                base = (first + i) * yn + (g * f + o) * yc
+                if packed_y:
+                    yflat[base:base + plane] = out[o, i * plane:(i + 1) * plane]
+                else:
+                    for p in range(oh):
+                        for q in range(ow):
+                            yflat[base + p * yr + q * yq] = out[o, i * plane + p * ow + q]
+    _alive(cols, out, geometry)  # the GEMMs above read them through raw addresses
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _small_images_parallel(xflat: np.ndarray, xs: np.ndarray, wp: int, yaddr: int, geometry: np.ndarray, n_img: int,
+                           packed_y: bool, parts: int, bias: np.ndarray, lo: float, hi: float) -> None:
+    """:func:`_small_images` with the images split into ``parts`` ranges over Numba's threads."""
+    for t in prange(parts):
+        _small_images(xflat, xs, wp, yaddr, geometry, n_img * t // parts, n_img * (t + 1) // parts, packed_y, bias, lo, hi)
 
 
 #: ``_conv_core``'s ``method``: per shape (:func:`conv_method`), im2col, implicit GEMM per tap, with the column taps
@@ -847,26 +896,14 @@ def _conv_method(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh
     direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and x[10] == 1 and x[9] == wid and oh == h and ow == wid
     packed_y = y[10] == 1 and y[9] == ow
     if plane < SMALL_PLANE and n_img > 1:
-        # Small images: one GEMM per group over all images' columns, then scattered to NCHW.
-        cols = np.empty((red, n_img * plane), np.float32)
-        out = np.empty((f, n_img * plane), np.float32)
-        yflat = carray(_f32p(yaddr), 1 + (n_img - 1) * y[7] + (f_all - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
-        for g in range(groups):
-            for img in range(n_img):
-                _im2col(xflat, img * x[7], xs, cols, img * plane, g * ch, ch, kh, kw, sh, sw, dh, dw, ow, pt, pl, h, wid, 0, plane)
-            _sgemm_rm(f, n_img * plane, red, wp + 4 * g * f * red, red, np.int64(cols.ctypes.data), n_img * plane,
-                      np.int64(out.ctypes.data), n_img * plane, 0.0)
-            _bias_clamp(np.int64(out.ctypes.data), n_img * plane, f, n_img * plane, bias, g * f, lo, hi)
-            for img in range(n_img):
-                for o in range(f):
-                    base = img * y[7] + (g * f + o) * y[8]
-                    if packed_y:
-                        yflat[base:base + plane] = out[o, img * plane:(img + 1) * plane]
-                    else:
-                        for p in range(oh):
-                            for q in range(ow):
-                                yflat[base + p * y[9] + q * y[10]] = out[o, img * plane + p * ow + q]
-        _alive(wmat, cols, out)  # the GEMMs above read them through raw addresses
+        # Small images: one GEMM per group over the images' columns, then scattered to NCHW;
+        # a large product splits the images into one range per thread.
+        parts = min(threads, n_img) if threads > 1 and flops >= PARALLEL_FLOPS else 1
+        if parts > 1:
+            _small_images_parallel(xflat, xs, wp, yaddr, geometry, n_img, packed_y, parts, bias, lo, hi)
+        else:
+            _small_images(xflat, xs, wp, yaddr, geometry, 0, n_img, packed_y, bias, lo, hi)
+        _alive(wmat, xs, geometry)  # the GEMMs read the filter through its raw address
         return
     block = min(plane, max(MIN_BLOCK, BLOCK_FLOATS // red // 16 * 16))
     if threads > 1 and n_img > 1 and flops >= PARALLEL_FLOPS:

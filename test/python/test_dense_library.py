@@ -431,20 +431,23 @@ def test_conv2d_epilogue_is_the_plain_entry_then_bias_and_clamp(n: int, c: int, 
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
 
 
-@pytest.mark.parametrize("k,stride,side,method", [(3, 1, 28, dense.STACKED), (3, 1, 28, dense.WINOGRAD), (1, 1, 56, dense.AUTO),
-                                                  (3, 2, 29, dense.AUTO), (3, 1, 14, dense.STACKED), (3, 1, 14, dense.WINOGRAD)])
-def test_conv2d_epilogue_two_threads_bit_identical(k: int, stride: int, side: int, method: int) -> None:
-    """Above ``PARALLEL_FLOPS`` the images (or, for small planes, the blocks of rows; for
-    Winograd, its blocks of tiles) are split over two Numba threads; each block's epilogue is
-    applied by the thread that wrote it."""
+@pytest.mark.parametrize("c,f,k,stride,side,method", [
+    (64, 96, 3, 1, 28, dense.STACKED), (64, 96, 3, 1, 28, dense.WINOGRAD), (64, 96, 1, 1, 56, dense.AUTO),
+    (64, 96, 3, 2, 29, dense.AUTO), (64, 96, 3, 1, 14, dense.STACKED), (64, 96, 3, 1, 14, dense.WINOGRAD),
+    (256, 384, 1, 1, 14, dense.AUTO), (256, 384, 1, 2, 28, dense.AUTO),  # small planes: im2col of all images, one GEMM
+])
+def test_conv2d_epilogue_two_threads_bit_identical(c: int, f: int, k: int, stride: int, side: int, method: int) -> None:
+    """Above ``PARALLEL_FLOPS`` the images (or, for small planes, the blocks of rows of the
+    implicit GEMM or the images of im2col's one GEMM; for Winograd, its blocks of tiles) are
+    split over two Numba threads; each block's epilogue is applied by the thread that wrote it."""
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two Numba threads")
     rng = np.random.default_rng(k + side)
-    x = rng.uniform(-1, 1, (4, 64, side, side)).astype(np.float32)
-    w = rng.uniform(-1, 1, (96, 64, k, k)).astype(np.float32)
-    bias = rng.uniform(-1, 1, 96).astype(np.float32)
+    x = rng.uniform(-1, 1, (4, c, side, side)).astype(np.float32)
+    w = rng.uniform(-1, 1, (f, c, k, k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, f).astype(np.float32)
     pad = k // 2
     outs = []
     previous = numba.get_num_threads()
