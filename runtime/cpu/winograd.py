@@ -36,12 +36,12 @@ MIN_TILES = 64
 
 
 def filter_transform(w: np.ndarray) -> np.ndarray:
-    """``U[16, F, C] = G g Gᵀ`` of a filter ``w[F, C, 3, 3]`` (f32, as the entry computes it)."""
+    """``U[16, F, C] = G g Gᵀ`` of a filter ``w[F, C, 3, 3]``, as the entry computes it (float32;
+    tests and experiments)."""
     f, ch = w.shape[0], w.shape[1]
+    wc = np.ascontiguousarray(w, dtype=np.float32)
     u = np.empty(16 * _plane(f, ch), np.float32)
-    strides = np.array([s // 4 for s in w.strides], np.int64)
-    _filter_transform(np.asarray(w, np.float32).reshape(-1) if w.flags.c_contiguous else np.ascontiguousarray(w).reshape(-1),
-                      strides if w.flags.c_contiguous else np.array([ch * 9, 9, 3, 1], np.int64), f, ch, u)
+    _filter_transform(wc.reshape(-1), np.array([ch * 9, 9, 3, 1], np.int64), f, ch, u)
     return np.ascontiguousarray(u.reshape(16, -1)[:, :f * ch].reshape(16, f, ch))
 
 

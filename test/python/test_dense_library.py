@@ -364,6 +364,21 @@ def test_winograd_matches_torch(n: int, c: int, f: int, groups: int, pad: int, h
     _assert_within(got, exact, 8 * plane_max, c * 9 + 64)
 
 
+def test_winograd_filter_transform_is_g_g_gt() -> None:
+    """``U = G g Gᵀ`` per (filter, channel), 16 points ξ = 4·row + column, against the
+    definition in float64: within two f32 roundings of each entry's terms."""
+    from tasdc.runtime.cpu import winograd
+
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-1, 1, (5, 7, 3, 3)).astype(np.float32)
+    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    exact = np.einsum("ai,fcij,bj->abfc", g, w.astype(np.float64), g).reshape(16, 5, 7)
+    scale = np.einsum("ai,fcij,bj->abfc", np.abs(g), np.abs(w.astype(np.float64)), np.abs(g)).reshape(16, 5, 7)
+    got = winograd.filter_transform(w)
+    assert got.shape == (16, 5, 7) and got.dtype == np.float32
+    assert np.all(np.abs(got - exact) <= 4 * U * scale)
+
+
 def test_winograd_is_auto_for_3x3_stride_1_only() -> None:
     """``AUTO`` takes Winograd for 3×3 stride-1 undilated kernels with enough channels and
     tiles; a forced Winograd on any other shape runs the implicit GEMM or im2col instead."""
