@@ -838,10 +838,8 @@ def _conv_method(x_d: int, w_d: int, y_d: int, groups: int, sh: int, sw: int, dh
     threads = _num_threads()
     flops = 2.0 * n_img * f_all * plane * red
     winograd_ok = kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1
-    if method == AUTO or (method == WINOGRAD and not winograd_ok):
+    if method == AUTO or (method == WINOGRAD and not winograd_ok):  # (AUTO never picks it where it is not ok)
         method = conv_method(ch, kh, kw, sh, sw, dh, dw, n_img * ((oh + 1) // 2) * ((ow + 1) // 2))
-        if method == WINOGRAD and not winograd_ok:
-            method = STACKED
     if method == WINOGRAD:
         wflat = carray(_f32p(wbase), 1 + (f_all - 1) * w[7] + (ch - 1) * w[8] + (kh - 1) * w[9] + (kw - 1) * w[10])
         yflat = carray(_f32p(yaddr), 1 + (n_img - 1) * y[7] + (f_all - 1) * y[8] + (oh - 1) * y[9] + (ow - 1) * y[10])
@@ -987,8 +985,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), paddi
            clamp: tuple[float, float] = (-np.inf, np.inf)) -> np.ndarray:
     """``tasd_dense_conv2d`` on numpy arrays (tests and ``benchmarks/bench_dense_conv.py``):
     NCHW f32 ``x``, ``w[F, C/groups, KH, KW]``, symmetric zero ``padding``; ``method`` forces
-    im2col, the implicit GEMM or Winograd (a shape Winograd does not take gets the
-    implicit GEMM); with a ``bias[F]`` (f32), the epilogue of
+    im2col, the implicit GEMM or Winograd (a shape Winograd does not take gets ``AUTO``'s
+    method); with a ``bias[F]`` (f32), the epilogue of
     ``tasd_dense_conv2d_epilogue``: the bias added and the result clamped to ``clamp``.
     Returns ``out`` (allocated when not given)."""
     if x.dtype != np.float32 or w.dtype != np.float32 or x.ndim != 4 or w.ndim != 4:
@@ -1081,13 +1079,17 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
                 nruns += 1
     step = np.uint64(sw * xs[3])
     # Stride 2 along a unit-stride row: the two runs of one input row (its even and odd
-    # columns, one per column phase) are copied in one pass that reads the row once.
+    # columns, one per column phase) are copied in one pass that reads the row once; the
+    # pair is stored with the run that starts at the lower input column first.
     paired = np.zeros(nruns, np.bool_)
     if sw == 2 and xs[3] == 1:
         e = 0
         while e < nruns - 1:
             if runs[e, 3] == runs[e + 1, 3]:  # the same input row
                 paired[e] = True
+                if runs[e + 1, 1] < runs[e, 1]:
+                    for col in range(4):
+                        runs[e, col], runs[e + 1, col] = runs[e + 1, col], runs[e, col]
                 e += 2
             else:
                 e += 1
@@ -1097,13 +1099,10 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
         xb = img * xs[0] + cc * xs[1]
         e = 0
         while e < nruns:
-            if paired[e]:
-                # even = the run that starts at the lower input column, odd = the other
-                lo_e = e if runs[e, 1] < runs[e + 1, 1] else e + 1
-                hi_e = 2 * e + 1 - lo_e
-                de, do = np.uint64(runs[lo_e, 0]), np.uint64(runs[hi_e, 0])
-                ne, no = np.uint64(runs[lo_e, 2]), np.uint64(runs[hi_e, 2])
-                src = np.uint64(xb + runs[lo_e, 1])
+            if paired[e]:  # run e reads the row's columns src, src + 2, …; run e + 1 src + 1, src + 3, …
+                de, do = np.uint64(runs[e, 0]), np.uint64(runs[e + 1, 0])
+                ne, no = np.uint64(runs[e, 2]), np.uint64(runs[e + 1, 2])
+                src = np.uint64(xb + runs[e, 1])
                 both = min(ne, no)
                 for q in range(both):
                     buf[de + q] = xf[src + np.uint64(2) * q]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tasdc.runtime.cpu.dense import _f32p, _sgemm_rm
+from tasdc.runtime.cpu.dense import _alive, _sgemm_rm
 
 #: ``V`` and ``M`` of a block hold about this many floats (L2-resident), at least ``MIN_TILES`` tiles.
 BLOCK_FLOATS = 1 << 18
@@ -340,4 +340,4 @@ def winograd_conv(xflat: np.ndarray, xs: np.ndarray, wflat: np.ndarray, ws: np.n
         _blocks_parallel(xflat, xs, up, yflat, ys, geometry, blocks, block, total, min(threads, blocks), bias, lo, hi)
     else:
         _blocks(xflat, xs, up, yflat, ys, geometry, 0, blocks, block, total, bias, lo, hi)
-    u[0] = u[0]  # the GEMMs read U through its raw address
+    _alive(u, geometry, u)  # the GEMMs read U through its raw address
