@@ -134,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="cpu",
                     help="--conv-model: wall clock, or the process's CPU time (default; a call waiting for a core on a loaded machine is not charged)")
     args = ap.parse_args(argv)
+    # as compile_for_cpu does: the kernels' per-call buffers (the direct layout's padded
+    # image, megabytes) reused instead of faulted in again on every call
+    from tasdc.runtime.cpu.memory import retain_freed_memory
+
+    retain_freed_memory()
     nthreads = args.threads or numba.get_num_threads()
     numba.set_num_threads(nthreads)
     try:
@@ -408,9 +413,11 @@ def _conv_model_main(args: argparse.Namespace, nthreads: int, load0: tuple[float
             geo = np.array([0, c * h * w_, h * w_, w_, 1, n, c, h, w_, k, k, s, s, p, p, 1, 1,
                             (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1], np.int64)
             kpad = K._kpad(pk)
-            auto[cfg] = "direct" if K._dconv_mode(geo, 0, kpad, pk.w_loc.size) > 0 else "tiles"
+            oh_, ow_ = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
+            parallel = numba.get_num_threads() > 1 and n * oh_ * ow_ * pk.w_loc.size >= K.SERIAL_WORK  # as _run_conv decides
+            auto[cfg] = "direct" if K._dconv_mode(geo, 0, kpad, pk.w_loc.size, parallel) > 0 else "tiles"
             fns[f"{cfg} tiles"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="tiles")
-            if K._dconv_mode(geo, 2, kpad, pk.w_loc.size) > 0:
+            if K._dconv_mode(geo, 2, kpad, pk.w_loc.size, False) > 0:
                 fns[f"{cfg} direct"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="direct", prefetch=False)
                 fns[f"{cfg} direct+pf"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="direct", prefetch=True)
         times: dict[str, list[float]] = {}

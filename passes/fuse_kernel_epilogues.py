@@ -7,16 +7,19 @@ from typing import ClassVar
 
 import numpy as np
 from torch_mlir import ir
+from torch_mlir.dialects import bufferization, func, memref
 
 from tasdc.module import ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.fold_batch_norm import channel_operand, erase_dead, scalar_constant
-from tasdc.passes.lower_tasd_to_calls import KERNEL_ATTR
+from tasdc.passes.lower_tasd_to_calls import KERNEL_ATTR, dynamic_memref
 from tasdc.report import from_attr
 
 #: The attribute of a kernel declaration holding its fused epilogue: f32 ``[scale[0:O],
 #: shift[0:O], lo, hi]`` (what ``runtime/cpu/kernels.py``'s ``Epilogue`` reads).
 EPILOGUE_ATTR = "tasd.epilogue"
+#: A kernel declaration whose last operand is a residual added before the epilogue's clamp.
+RESIDUAL_ATTR = "tasd.residual"
 
 #: ``arith.cmpf`` predicates (MLIR's enum values): greater (ordered or not) / less.
 _GREATER = {2, 3, 9, 10}
@@ -27,13 +30,15 @@ _MIN = ("arith.minimumf", "arith.minnumf")
 
 @dataclasses.dataclass
 class AffineClamp:
-    """``min(max(scale·y + shift, lo), hi)`` per output channel, built op by op
-    (also read by ``tasd-cpu-dense-to-library-calls`` for a depthwise convolution's clamps)."""
+    """``min(max(scale·y + shift (+ residual), lo), hi)`` per output channel, built op by
+    op (also read by ``tasd-cpu-dense-to-library-calls`` for a convolution's clamps)."""
 
     scale: np.ndarray
     shift: np.ndarray
     lo: float = -np.inf
     hi: float = np.inf
+    #: the run-time tensor added after the affine map, before any clamp (a residual)
+    residual: ir.Value | None = None
 
     @property
     def clamped(self) -> bool:
@@ -41,8 +46,8 @@ class AffineClamp:
 
     def affine(self, name: str, c: np.ndarray, chain_first: bool) -> bool:
         """Compose ``y ∘ c`` (``c ∘ y`` unless ``chain_first``); ``False`` when it is not affine."""
-        if self.clamped:
-            return False  # an affine map after a clamp is not one clamp
+        if self.clamped or self.residual is not None:
+            return False  # an affine map after a clamp (or a residual) is not one map
         if name == "arith.addf":
             self.shift = self.shift + c
         elif name == "arith.subf":
@@ -91,14 +96,27 @@ class FuseKernelEpilogues(ModulePass):
     The affine map is rounded once where the ops rounded each step (f32
     rounding, not bit for bit); a NaN sum comes out as ``lo`` (a ``cmpf`` +
     ``select`` ReLU gives that too; ``maximumf`` would give NaN). The chain is
-    left alone when any op reads another run-time value (a residual add), when
-    its result type differs, or when nothing in it is supported. ``max-chain``
-    bounds the ops fused per call.
+    left alone when any op reads another run-time value, when its result type
+    differs, or when nothing in it is supported. ``max-chain`` bounds the ops
+    fused per call.
+
+    With ``residual`` (the default), a convolution's chain may also add one
+    run-time tensor of the result's type through the identity map, after the
+    affine ops and before the clamps, when it is defined before the call (and
+    the declaration has that one call): ResNet's ``relu(bn(conv(x)) +
+    identity)``, MobileNetV2's projection + shortcut. The tensor becomes the
+    call's third operand (``bufferization.to_buffer`` read-only, cast to the
+    dynamic memref type), the declaration gets the operand and
+    ``tasd.residual``, and the kernel computes ``min(max(s·y + t + r, lo),
+    hi)`` on each block (the add and the clamp in f32, as the loops did: same
+    bits as the unfused map followed by them). The separate loop read two
+    outputs and wrote one, on one thread.
     """
 
     name: ClassVar[str] = "tasd-cpu-fuse-kernel-epilogues"
 
     max_chain: int = 8
+    residual: bool = True
 
     def __post_init__(self) -> None:
         if self.max_chain < 1:
@@ -110,12 +128,18 @@ class FuseKernelEpilogues(ModulePass):
             if op.operation.name == "func.func" and KERNEL_ATTR in op.attributes and EPILOGUE_ATTR not in op.attributes:
                 kernels[ir.StringAttr(op.attributes["sym_name"]).value] = op
         with module.context:
-            for call in ops_named(module, "func.call"):
-                decl = kernels.get(ir.FlatSymbolRefAttr(call.attributes["callee"]).value)
+            calls = ops_named(module, "func.call")
+            callers: dict[str, int] = {}
+            for call in calls:
+                callee = ir.FlatSymbolRefAttr(call.attributes["callee"]).value
+                callers[callee] = callers.get(callee, 0) + 1
+            for call in calls:
+                callee = ir.FlatSymbolRefAttr(call.attributes["callee"]).value
+                decl = kernels.get(callee)
                 if decl is not None:
-                    self._fuse(call, decl)
+                    self._fuse(call, decl, residual=self.residual and callers[callee] == 1)
 
-    def _fuse(self, call: ir.OpView, decl: ir.OpView) -> None:
+    def _fuse(self, call: ir.OpView, decl: ir.OpView, residual: bool) -> None:
         info = from_attr(decl.attributes[KERNEL_ATTR])
         if info.get("kind") not in ("conv2d", "matmul") or info.get("sparse_operand") != 1:
             return
@@ -131,11 +155,16 @@ class FuseKernelEpilogues(ModulePass):
             return
         channels = out_type.shape[1]
         epilogue = AffineClamp(np.ones(channels), np.zeros(channels))
+        residual = residual and info.get("kind") == "conv2d"
         chain: list[ir.OpView] = []
         while len(chain) < self.max_chain:
             users = [u.owner for u in value.uses]
-            if len(users) != 1 or not isinstance(users[0], ir.OpView) or not compose_step(users[0], value, channels, epilogue):
+            trial = dataclasses.replace(epilogue)
+            if len(users) != 1 or not isinstance(users[0], ir.OpView) or not compose_step(users[0], value, channels, trial, residual):
                 break
+            if trial.residual is not None and not _defined_before(trial.residual, call):
+                break
+            epilogue = trial
             chain.append(users[0])
             value = users[0].results[0]
         if not chain:
@@ -144,13 +173,44 @@ class FuseKernelEpilogues(ModulePass):
         if not np.all(np.isfinite(array[:2 * channels])):
             return
         decl.attributes[EPILOGUE_ATTR] = ir.DenseElementsAttr.get(array)
+        if epilogue.residual is not None:
+            _pass_residual(call, decl, epilogue.residual)
         value.replace_all_uses_with(results[0].results[0])
         erase_dead(value)  # the chain, last op first, and the constants only it read
 
 
-def compose_step(op: ir.OpView, chain: ir.Value, channels: int, epilogue: AffineClamp) -> bool:
+def _defined_before(value: ir.Value, call: ir.OpView) -> bool:
+    """``value`` is an argument of the block holding ``call`` or defined before it there."""
+    owner = value.owner
+    if isinstance(owner, ir.Block):
+        return owner == call.operation.block
+    op = owner.operation
+    return op.block == call.operation.block and op.is_before_in_block(call.operation)
+
+
+def _pass_residual(call: ir.OpView, decl: ir.OpView, residual: ir.Value) -> None:
+    """Give the kernel ``call`` (and its declaration) ``residual`` as a third memref operand."""
+    t = ir.RankedTensorType(residual.type)
+    dyn = ir.ShapedType.get_dynamic_stride_or_offset()
+    with ir.InsertionPoint(call), call.location:
+        static = ir.MemRefType.get(list(t.shape), t.element_type, ir.StridedLayoutAttr.get(dyn, [dyn] * t.rank))
+        view = bufferization.ToBufferOp(static, residual, read_only=True).result
+        operand = memref.CastOp(dynamic_memref(t.rank, t.element_type), view).result
+        new = func.CallOp([r.type for r in call.results], ir.FlatSymbolRefAttr(call.attributes["callee"]),
+                          list(call.operands) + [operand])
+    for old, replacement in zip(call.results, new.results):
+        old.replace_all_uses_with(replacement)
+    call.operation.erase()
+    ftype = ir.FunctionType(ir.TypeAttr(decl.attributes["function_type"]).value)
+    decl.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(list(ftype.inputs) + [operand.type], list(ftype.results)))
+    decl.attributes[RESIDUAL_ATTR] = ir.UnitAttr.get()
+
+
+def compose_step(op: ir.OpView, chain: ir.Value, channels: int, epilogue: AffineClamp, residual: bool = False) -> bool:
     """Compose ``op`` into ``epilogue`` when it is a step of the rule (see the pass), leaving
-    ``epilogue`` as it was otherwise."""
+    ``epilogue`` as it was otherwise. With ``residual`` the step may add one run-time
+    operand of the chain's type (identity map) after the affine ops, before the clamps;
+    it is recorded as ``epilogue.residual``."""
     if op.name != "linalg.generic" or len(op.results) != 1 or op.results[0].type != chain.type:
         return False
     if any(str(t) != "#linalg.iterator_type<parallel>" for t in ir.ArrayAttr(op.attributes["iterator_types"])):
@@ -164,13 +224,17 @@ def compose_step(op: ir.OpView, chain: ir.Value, channels: int, epilogue: Affine
     if len(list(block.arguments[len(inputs)].uses)):
         return False  # the body reads the init
     values: dict[ir.Value, np.ndarray] = {}
+    runtime: dict[ir.Value, ir.Value] = {}  # body argument -> the run-time tensor it reads
     for index, operand in enumerate(inputs):
         if operand == chain:
             continue
         constant = channel_operand(op, index, channels)
-        if constant is None:
+        if constant is not None:
+            values[block.arguments[index]] = constant
+        elif residual and epilogue.residual is None and operand.type == chain.type and list(maps[index].results) == identity:
+            runtime[block.arguments[index]] = operand
+        else:
             return False
-        values[block.arguments[index]] = constant
     trial = dataclasses.replace(epilogue)
     current = block.arguments[inputs.index(chain)]  # the chain's value inside the body
     compares: dict[ir.Value, tuple[bool, float]] = {}  # cmpf result -> (chain > bound, bound)
@@ -192,7 +256,12 @@ def compose_step(op: ir.OpView, chain: ir.Value, channels: int, epilogue: Affine
                 return False
             epilogue.__dict__.update(trial.__dict__)
             return True
-        if name in ("arith.addf", "arith.subf", "arith.mulf", "arith.divf") and current in operands:
+        if name == "arith.addf" and current in operands and any(v in runtime for v in operands):
+            other = operands[1] if operands[0] == current else operands[0]
+            if other not in runtime or trial.clamped or trial.residual is not None:
+                return False
+            trial.residual = runtime[other]
+        elif name in ("arith.addf", "arith.subf", "arith.mulf", "arith.divf") and current in operands:
             chain_first = operands[0] == current
             c = constant_of(operands[1] if chain_first else operands[0])
             if c is None or operands[0] == operands[1] or not trial.affine(name, c, chain_first):

@@ -54,7 +54,7 @@ from tasdc.pipeline import parse_pipeline, run_pipeline
 from tasdc.passes.bind_constants import BindConstants, bound_values
 from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.passes.fold_batch_norm import FoldBatchNorm
-from tasdc.passes.fuse_kernel_epilogues import EPILOGUE_ATTR, FuseKernelEpilogues
+from tasdc.passes.fuse_kernel_epilogues import EPILOGUE_ATTR, RESIDUAL_ATTR, FuseKernelEpilogues
 from tasdc.passes.tap_major_filters import TapMajorFilters
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
@@ -168,6 +168,8 @@ class Kernel:
     seconds: float = 0.0
     #: the fused epilogue (``tasd-cpu-fuse-kernel-epilogues``), applied by the entry to every output
     epilogue: Epilogue | None = None
+    #: the call passes a residual (a conv2d's third operand) added before the epilogue's clamp
+    residual: bool = False
 
     @property
     def layer(self) -> str:
@@ -437,7 +439,7 @@ def _bind_kernels(kernels: list[Kernel]) -> list[Any]:
             kernel.entry = make_conv_cfunc_entry(kernel.packed[0], kh, kw, tuple(kernel.info["strides"]),
                                                  tuple(kernel.info["dilations"]),
                                                  padding=tuple(kernel.info.get("padding", (0, 0, 0, 0))),
-                                                 name=kernel.layer, epilogue=kernel.epilogue)
+                                                 name=kernel.layer, epilogue=kernel.epilogue, residual=kernel.residual)
             callback = kernel.entry.ctypes
         else:
             callback = _make_callback(kernel, in_rank, out_rank)
@@ -500,6 +502,7 @@ def compile_for_cpu(
     lowering: str = "tasd-cpu-to-llvm",
     bind_constants: bool = True,
     fuse_epilogues: bool = True,
+    fuse_residuals: bool = True,
 ) -> CpuExecutable:
     """Lower a (TASD-decomposed) linalg-on-tensors module and JIT it.
 
@@ -513,7 +516,9 @@ def compile_for_cpu(
     With ``fuse_epilogues`` (the default) the per-channel affine maps and clamps
     after N:M kernel calls run inside the kernels (``tasd-cpu-fuse-kernel-epilogues``),
     and a dense convolution's bias and clamps inside its library call (the
-    ``epilogues`` option of ``tasd-cpu-to-llvm``).
+    ``epilogues`` option of ``tasd-cpu-to-llvm``); with ``fuse_residuals`` too
+    (the default) a residual added after an N:M convolution's map, before its
+    clamp, goes into the call as well (the pass's ``residual`` option).
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -527,21 +532,24 @@ def compile_for_cpu(
     run_pipeline(work, parse_pipeline("tasd-lower-activations-to-calls,tasd-lower-to-runtime-calls", work.context))
     FoldBatchNorm().run(work)  # BatchNorm into the dense conv weights, before they are bound
     if fuse_epilogues:
-        FuseKernelEpilogues().run(work)  # a kernel call's BatchNorm / bias / ReLU into the call
+        FuseKernelEpilogues(residual=fuse_residuals).run(work)  # a kernel call's BatchNorm / bias / ReLU into the call
     sources: list[tuple[str, dict[str, Any], list[np.ndarray]]] = []
     epilogues: list[Epilogue | None] = []
+    residuals: list[bool] = []
     for op in work.body.operations:
         if op.operation.name == "func.func" and KERNEL_ATTR in op.attributes:
             name = ir.StringAttr(op.attributes["sym_name"]).value
             info = from_attr(op.attributes[KERNEL_ATTR])
             sources.append((name, info, [read_elements(a, copy=False) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]))
             epilogues.append(_epilogue(op.attributes[EPILOGUE_ATTR]) if EPILOGUE_ATTR in op.attributes else None)
+            residuals.append(RESIDUAL_ATTR in op.attributes)
             # The weights now live in the packed kernels; drop them from the IR.
-            for attr in (KERNEL_ATTR, WEIGHTS_ATTR, EPILOGUE_ATTR, "tasd.stats"):
+            for attr in (KERNEL_ATTR, WEIGHTS_ATTR, EPILOGUE_ATTR, RESIDUAL_ATTR, "tasd.stats"):
                 if attr in op.attributes:
                     del op.attributes[attr]
     packed, kernels_hit = _packed_kernels(sources, cache)
-    kernels: list[Kernel] = [Kernel(name, info, p, epilogue=e) for (name, info, _), p, e in zip(sources, packed, epilogues)]
+    kernels: list[Kernel] = [Kernel(name, info, p, epilogue=e, residual=r)
+                             for (name, info, _), p, e, r in zip(sources, packed, epilogues, residuals)]
     del sources, packed
     kernels += collect_act_kernels(work)  # type: ignore[arg-type] # same run/error/calls interface
     keep = _bind_kernels(kernels)

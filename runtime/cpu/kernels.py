@@ -1179,16 +1179,17 @@ _NO_EPILOGUE = np.zeros(0, np.float32)
 
 # not fastmath=True: its "no infinities" would let LLVM drop the compares with ±inf bounds
 @njit(fastmath={"contract"}, cache=True, nogil=True)
-def _epilogue(acc, tt, tv, no, o0, O, epi):
+def _epilogue(acc, tt, tv, no, o0, O, epi, clamp=True):
     """A fused epilogue on an item's finished partial sums ``acc[oi*tt + t]``
     (output ``o0 + oi``, ``t < tv``), in place before they are written:
     ``min(max(scale[o]·v + shift[o], lo), hi)`` with ``epi = [scale[0:O],
     shift[0:O], lo, hi]`` (float32; ``±inf`` bounds clamp nothing). What
     ``tasd-fuse-kernel-epilogues`` moved here from the elementwise op after the
     call (a BatchNorm or bias, ReLU / ReLU6): the item's sums are hot in L1,
-    where the separate op read and wrote the whole output once more."""
-    lo = epi[2 * O]
-    hi = epi[2 * O + 1]
+    where the separate op read and wrote the whole output once more. Without
+    ``clamp`` (a residual follows: :func:`_residual_run` clamps) the map alone."""
+    lo = epi[2 * O] if clamp else -np.inf
+    hi = epi[2 * O + 1] if clamp else np.inf
     for oi in range(no):
         a = epi[o0 + oi]
         b = epi[O + o0 + oi]
@@ -1199,6 +1200,30 @@ def _epilogue(acc, tt, tv, no, o0, O, epi):
             acc[base + t] = hi if hi < v else v
 
 
+# not fastmath=True either (the ±inf bounds, as in _epilogue)
+@njit(cache=True, nogil=True)
+def _residual_run(acc, s, ybuf, d, ds, rbuf, r, rs, n, lo, hi):
+    """``Y[d + u*ds] = min(max(acc[s + u] + R[r + u*rs], lo), hi)`` for ``u < n``:
+    a fused epilogue's residual add (ResNet's ``relu(bn(conv(x)) + identity)``,
+    ``tasd-cpu-fuse-kernel-epilogues``), the same f32 add and clamp as the loop it
+    replaces, on a run of an item's finished sums while they are in L1."""
+    s = np.uint64(s)
+    d = np.uint64(d)
+    r = np.uint64(r)
+    if ds == 1 and rs == 1:
+        for u in range(np.uint64(n)):
+            v = acc[s + u] + rbuf[r + u]
+            v = v if v > lo else lo
+            ybuf[d + u] = hi if hi < v else v
+    else:
+        dsu = np.uint64(ds)
+        rsu = np.uint64(rs)
+        for u in range(np.uint64(n)):
+            v = acc[s + u] + rbuf[r + u * rsu]
+            v = v if v > lo else lo
+            ybuf[d + u * dsu] = hi if hi < v else v
+
+
 @njit(fastmath=True, cache=True, nogil=True)
 def _plan(T, O, tile_count, kb, nth, wide16):
     """(tt, ntt, noc, ochunk): rows per X tile, T-tiles, O-chunks, rows per O-chunk.
@@ -1207,7 +1232,12 @@ def _plan(T, O, tile_count, kb, nth, wide16):
     Splitting O over the threads balances them when T-tiles do not divide
     evenly, at the price of packing X once per chunk: split only when the
     imbalance costs more than that (packing ~5/(slots per X column) of the
-    compute: one tile column feeds O*density broadcast-FMA slots)."""
+    compute: one tile column feeds O*density broadcast-FMA slots).
+
+    (Cutting O into L2-sized chunks of weights, taken chunk by chunk, was
+    tried: ResNet's 3x3 512->512 at 7², 2:4, one thread, went from 16 to
+    50 ms: every chunk packs its X tiles again, and the conv tiles' packing
+    from 7-pixel rows is what costs there.)"""
     ntiles = tile_count.size
     tt = 64
     if T <= 32:
@@ -1455,12 +1485,15 @@ def _conv_prefetch_plan(geo, t0, tv, k0, kb):
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi):
+def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi,
+                 rbuf, res):
     """Y[n, f, oy, ox] (+)= Σ_k W[f, k] X[n, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw]
     (k = (c, i, j)): the series GEMM over all N*OH*OW output pixels, X tiles
     packed from the input by :func:`_pack_conv_tile`. The partial sums are
     ``[f, pixel]``, the orientation of NCHW output planes: a contiguous
-    plane gets each filter's run of pixels as one copy (no transpose)."""
+    plane gets each filter's run of pixels as one copy (no transpose).
+    With a residual (``res`` = ``[offset, strides n, f, h, w]`` of ``rbuf``,
+    empty if none; needs ``epi``): ``Y = clamp(epilogue's map + R)``."""
     n_img, oh, ow = geo[_G_N], geo[_G_OH], geo[_G_OW]
     p_img = oh * ow
     T = n_img * p_img
@@ -1469,7 +1502,10 @@ def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc
     ntiles = tile_count.size
     tt, ntt, noc, ochunk = _plan(T, O, tile_count, kb, nth, wide16)
     tsz = kb * tt
+    residual = res.size > 0
     planes = ysw == 1 and ysh == ow
+    lo = epi[2 * O] if residual else 0.0
+    hi = epi[2 * O + 1] if residual else 0.0
     for item in prange(ntt * noc):
         it = item // noc
         ic = item % noc
@@ -1492,7 +1528,7 @@ def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc
                 pf_base, pf_rows, pf_rs, pf_lines = _conv_prefetch_plan(geo, t0 + tt, min(tt, T - t0 - tt), 0, kb)
             _micro(tt, wide16, xp, _NO_TAPS, acc, no, o0, tile_count[kt], tile_ptr[kt], w_loc, w_val, xbuf, pf_base, pf_rows, pf_rs, pf_lines)
         if epi.size:
-            _epilogue(acc, tt, tv, no, o0, O, epi)
+            _epilogue(acc, tt, tv, no, o0, O, epi, not residual)
         for oi in range(no):
             yf = yoff + (o0 + oi) * ysf
             ab = oi * tt
@@ -1501,7 +1537,20 @@ def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc
                 n = (t0 + t) // p_img
                 q = (t0 + t) % p_img
                 run = min(p_img - q, tv - t)
-                if planes:
+                if residual:
+                    rf = res[0] + (o0 + oi) * res[2] + n * res[1]
+                    if planes and res[4] == 1 and res[3] == ow:
+                        _residual_run(acc, ab + t, ybuf, yf + n * ysn + q, 1, rbuf, rf + q, 1, run, lo, hi)
+                    else:  # row by row
+                        u = 0
+                        while u < run:
+                            oy = (q + u) // ow
+                            ox = (q + u) % ow
+                            ln = min(run - u, ow - ox)
+                            _residual_run(acc, ab + t + u, ybuf, yf + n * ysn + oy * ysh + ox * ysw, ysw,
+                                          rbuf, rf + oy * res[3] + ox * res[4], res[4], ln, lo, hi)
+                            u += ln
+                elif planes:
                     # 8-lane copies, unsigned indices (no wraparound code)
                     yb = np.uint64(yf + n * ysn + q)
                     sb = np.uint64(ab + t)
@@ -1598,18 +1647,29 @@ DIRECT_MAX_WASTE = 0.2
 #: once per item anyway, and the in-place columns are 1-4 KB apart (one per
 #: channel), so reading in place wins only where packing weighs most
 DIRECT_MAX_SLOTS_1X1 = 8
+#: ... and a k x k conv on two or more threads only while each input column
+#: feeds at most this many slots: there the X tiles won at 2:4 (ResNet-18
+#: 3x3 64->64 @56² 7.9 vs 11.3 ms, 128->128 @28² 7.3 vs 8.7 ms per call) and
+#: at 1:8 from 128 filters on (3.4 vs 4.2 ms), the direct layout at 1:8 with
+#: 64 filters (3.6 vs 4.5 ms); on one thread it wins at both
+#: (``bench_kernels.py --conv-model resnet18 --threads 1|2 --clock wall``)
+DIRECT_MAX_SLOTS_PARALLEL = 8
 
 
 @njit(cache=True, nogil=True)
-def _direct_conv_pays(kh, kw, oh, ow, wp, inplace, slots_per_column):
+def _direct_conv_pays(kh, kw, oh, ow, wp, inplace, slots_per_column, parallel):
     """``layout="auto"``: whether the direct layout is expected to beat the X
     tiles for a stride-1 conv that admits it. A k x k conv packs each image
     ``kw`` times instead of every input element k² times per O-chunk, but
     computes the padded rows' extra pixels (``wp - ow`` per row and the last
     tile's rest): worth it while they are at most ``DIRECT_MAX_WASTE`` of
-    the output. A 1x1 conv read in place: see ``DIRECT_MAX_SLOTS_1X1``."""
+    the output, and, on several threads (``parallel``), while each input
+    column feeds at most ``DIRECT_MAX_SLOTS_PARALLEL`` slots. A 1x1 conv read
+    in place: see ``DIRECT_MAX_SLOTS_1X1``."""
     if kh == 1 and kw == 1:
         return inplace and slots_per_column <= DIRECT_MAX_SLOTS_1X1
+    if parallel and slots_per_column > DIRECT_MAX_SLOTS_PARALLEL:
+        return False
     computed = -(-(oh * wp) // 64) * 64
     return computed <= (1.0 + DIRECT_MAX_WASTE) * oh * ow
 
@@ -1637,7 +1697,7 @@ def _dconv_geometry(geo):
 
 
 @njit(cache=True, nogil=True)
-def _dconv_mode(geo, layout, kpad, nslots):
+def _dconv_mode(geo, layout, kpad, nslots, parallel):
     """:data:`_MODE_TILES`, ``_MODE_PADDED`` or ``_MODE_INPLACE`` for a conv of
     geometry ``geo`` whose packed series reaches column ``kpad`` (its K plus
     the compressed format's padding), under ``layout`` (a
@@ -1645,7 +1705,8 @@ def _dconv_mode(geo, layout, kpad, nslots):
     past K (their columns have no tap) and more output pixels per image than
     the narrow micro-kernel's rows (it has no tap-offset clone); ``direct``
     forces it where it applies, ``auto`` asks :func:`_direct_conv_pays`
-    (``nslots``: the series' stored slots, ``O * density * K``).
+    (``nslots``: the series' stored slots, ``O * density * K``; ``parallel``:
+    the call runs on several threads).
     Returns -1 for ``direct`` where it does not apply."""
     if layout == 1:
         return _MODE_TILES
@@ -1660,7 +1721,7 @@ def _dconv_mode(geo, layout, kpad, nslots):
         return -1 if layout == 2 else _MODE_TILES
     inplace = (kh == 1 and kw == 1 and geo[_G_PH] == 0 and geo[_G_PW] == 0 and geo[_G_OH] == geo[_G_H]
                and geo[_G_OW] == geo[_G_W] and geo[_G_XSW] == 1 and geo[_G_XSH] == geo[_G_W])
-    if layout == 0 and not _direct_conv_pays(kh, kw, geo[_G_OH], geo[_G_OW], wp, inplace, nslots / max(1, kpad)):
+    if layout == 0 and not _direct_conv_pays(kh, kw, geo[_G_OH], geo[_G_OW], wp, inplace, nslots / max(1, kpad), parallel):
         return _MODE_TILES
     return _MODE_INPLACE if inplace else _MODE_PADDED
 
@@ -1728,10 +1789,13 @@ def _dconv_taps(geo, cs, rs, js, ntiles, kb):
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, accumulate):
+def _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, accumulate, rbuf, rimg, res, lo, hi):
     """Partial sums ``acc[oi*tt + p - t0]`` of padded-width pixels ``p = oy*wp
     + ox`` in ``[t0, t0+tv)`` into ``Y[n, o0+oi, oy, ox]`` for ``ox < ow``
-    (``yimg``: offset of image n in ``ybuf``); the wasted columns are dropped."""
+    (``yimg``: offset of image n in ``ybuf``); the wasted columns are dropped.
+    With a residual (``res`` not empty, ``rimg``: image n's offset in ``rbuf``)
+    ``Y = clamp(acc + R, lo, hi)`` (:func:`_residual_run`)."""
+    residual = res.size > 0
     for oi in range(no):
         yf = yimg + (o0 + oi) * ysf
         ab = oi * tt - t0
@@ -1740,7 +1804,11 @@ def _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, acc
             oy = p // wp
             ox = p - oy * wp
             e = min(t0 + tv, oy * wp + wp)
-            if ox < ow:
+            if ox < ow and residual:
+                _residual_run(acc, ab + p, ybuf, yf + oy * ysh + ox * ysw, ysw,
+                              rbuf, rimg + (o0 + oi) * res[2] + oy * res[3] + ox * res[4], res[4],
+                              min(e, oy * wp + ow) - p, lo, hi)
+            elif ox < ow:
                 ln = np.uint64(min(e, oy * wp + ow) - p)
                 d = np.uint64(yf + oy * ysh + ox * ysw)
                 s = np.uint64(ab + p)
@@ -1763,14 +1831,18 @@ def _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, acc
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O, accumulate, w_loc, w_tap, w_val,
-                 tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi):
+                 tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi, rbuf, rimg, res):
     """One image of the direct layout: items = (T-tile, O-chunk) of its ``rows``
     padded-width pixels (``plan`` from :func:`_plan`). Per K-tile an item
     points the micro-kernel's X columns at ``src[base + t0 + tap]`` (no
     packing); an item whose reads would pass ``limit`` (the last tile of an
     input read in place) copies its columns into a zero-padded X tile first.
-    ``pf``: prefetch the next K-tile's input channels while computing."""
+    ``pf``: prefetch the next K-tile's input channels while computing.
+    A residual as in :func:`_dconv_write`."""
     tt, ntt, noc, ochunk = plan[0], plan[1], plan[2], plan[3]
+    residual = res.size > 0
+    lo = epi[2 * O] if residual else 0.0
+    hi = epi[2 * O + 1] if residual else 0.0
     ntiles = tile_count.size
     kh, kw, dh, dw = geo[_G_KH], geo[_G_KW], geo[_G_DH], geo[_G_DW]
     khw = kh * kw
@@ -1809,12 +1881,13 @@ def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O
             else:
                 _dmicro(tt, wide16, src, toff, acc, no, o0, tile_count[kt], tile_ptr[kt], w_tap, w_val, src, pf_base, pf_rows, cs, pf_lines)
         if epi.size:
-            _epilogue(acc, tt, tv, no, o0, O, epi)
-        _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, accumulate)
+            _epilogue(acc, tt, tv, no, o0, O, epi, not residual)
+        _dconv_write(acc, tt, t0, tv, no, o0, ybuf, yimg, ysf, ysh, ysw, ow, wp, accumulate, rbuf, rimg, res, lo, hi)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, mode, pf, parallel, epi):
+def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, mode, pf, parallel, epi,
+                  rbuf, res):
     """The conv of :func:`_conv_kernel` in the direct layout (``mode``
     ``_MODE_PADDED`` or ``_MODE_INPLACE``), image by image: the image
     (padded once, or the input itself) is what the micro-kernels read,
@@ -1845,20 +1918,24 @@ def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_lo
             if parallel:
                 _dconv_pack(xbuf, geo, n, pad, hp, wp)
                 _dconv_image(pad, 0, pad.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi)
+                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi,
+                             rbuf, (res[0] + n * res[1]) if res.size else 0, res)
             else:
                 _dconv_pack_serial(xbuf, geo, n, pad, hp, wp)
                 _dconv_image_serial(pad, 0, pad.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi)
+                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi,
+                             rbuf, (res[0] + n * res[1]) if res.size else 0, res)
     else:
         for n in range(n_img):
             base = geo[_G_XOFF] + n * geo[_G_XSN]
             if parallel:
                 _dconv_image(xbuf, base, xbuf.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi)
+                             w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi,
+                             rbuf, (res[0] + n * res[1]) if res.size else 0, res)
             else:
                 _dconv_image_serial(xbuf, base, xbuf.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
-                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi)
+                                    w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi,
+                             rbuf, (res[0] + n * res[1]) if res.size else 0, res)
 
 
 _dconv_pack_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_dconv_pack.py_func, "_dconv_pack_serial"))
@@ -1874,7 +1951,7 @@ DIRECT_PREFETCH = False
 
 @njit(fastmath=True, cache=True, nogil=True)
 def _run_conv(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16,
-              layout, kpad, pf, epi):
+              layout, kpad, pf, epi, rbuf, res):
     """Dispatch to the direct layout (:func:`_dconv_mode`; a ``direct``
     request that does not apply runs the tiles) or to the serial or the
     parallel X-tile conv kernel, by the amount of work.
@@ -1885,14 +1962,16 @@ def _run_conv(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w
     n_img, oh, ow = geo[_G_N], geo[_G_OH], geo[_G_OW]
     work = n_img * oh * ow * w_loc.size
     parallel = not (nth <= 1 or work < SERIAL_WORK)
-    mode = _dconv_mode(geo, layout, kpad, w_loc.size)
+    mode = _dconv_mode(geo, layout, kpad, w_loc.size, parallel)
     if mode == _MODE_PADDED or mode == _MODE_INPLACE:
         _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16,
-                      mode, pf, parallel, epi)
+                      mode, pf, parallel, epi, rbuf, res)
     elif not parallel:
-        _conv_kernel_serial(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi)
+        _conv_kernel_serial(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi,
+                            rbuf, res)
     else:
-        _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi)
+        _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc, w_val, tile_count, tile_ptr, kb, nth, wide16, epi,
+                     rbuf, res)
 
 
 def _flat(a: np.ndarray, what: str, writable: bool) -> tuple[np.ndarray, int, int, int]:
@@ -2046,7 +2125,10 @@ _P_PH0, _P_PW0, _P_PH1, _P_PW1 = range(27, 31)
 _P_LAYOUT, _P_KPAD, _P_PF = range(31, 34)
 # the fused epilogue (:func:`_epilogue`): address of its float32 array, its length (0: none)
 _P_EPI, _P_EPILEN = range(34, 36)
-_P_LEN = 36
+# conv2d entries taking a residual: the residual's memref descriptor, stored by
+# the entry's trampoline on every call (0: none)
+_P_RES = 36
+_P_LEN = 37
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -2060,6 +2142,7 @@ STATUS_BAD_STRIDES = 6
 STATUS_INCOMPLETE = 7
 STATUS_CONV_SHAPE = 8
 STATUS_BATCH = 9
+STATUS_RESIDUAL = 10
 
 _STATUS_TEXT = {
     STATUS_NULL_DESCRIPTOR: "null memref descriptor or data pointer (X or Y)",
@@ -2071,6 +2154,7 @@ _STATUS_TEXT = {
     STATUS_INCOMPLETE: "the kernel did not complete (internal error)",
     STATUS_CONV_SHAPE: "conv2d operands do not match the filter and geometry (input dims {a}, output dims {b})",
     STATUS_BATCH: "batch of X is {a}, of Y or the weights {b}",
+    STATUS_RESIDUAL: "the residual operand has dims {a}, the output {b} (or negative strides, or a null pointer)",
 }
 
 
@@ -2220,6 +2304,19 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
         if xd[i] < 0 or yd[i] < 0:
             prm[_P_STATUS] = STATUS_BAD_STRIDES
             return STATUS_BAD_STRIDES
+    res = np.empty(0, np.int64)
+    rbuf = carray(_ptr_f32(prm[_P_WVAL]), 0)
+    if prm[_P_RES] != 0:  # Y = clamp(epilogue + R): R has Y's dims, any strides
+        rd = carray(_ptr_i64(prm[_P_RES]), 11)
+        if (rd[3] != n or rd[4] != f or rd[5] != oh or rd[6] != ow or rd[1] == 0 or prm[_P_EPILEN] == 0
+                or rd[7] < 0 or rd[8] < 0 or rd[9] < 0 or rd[10] < 0):
+            prm[_P_STATUS] = STATUS_RESIDUAL
+            prm[_P_A] = ((rd[3] * 100003 + rd[4]) * 100003 + rd[5]) * 100003 + rd[6]
+            prm[_P_B] = ((n * 100003 + f) * 100003 + oh) * 100003 + ow
+            return STATUS_RESIDUAL
+        rbuf = carray(_ptr_f32(rd[1] + 4 * rd[2]), 1 + (n - 1) * rd[7] + (f - 1) * rd[8] + (oh - 1) * rd[9] + (ow - 1) * rd[10])
+        res = np.empty(5, np.int64)
+        res[0], res[1], res[2], res[3], res[4] = 0, rd[7], rd[8], rd[9], rd[10]
     prm[_P_STATUS] = STATUS_INCOMPLETE
     xspan = 1 + (n - 1) * xd[7] + (c - 1) * xd[8] + (h - 1) * xd[9] + (w - 1) * xd[10]
     yspan = 1 + (n - 1) * yd[7] + (f - 1) * yd[8] + (oh - 1) * yd[9] + (ow - 1) * yd[10]
@@ -2238,7 +2335,7 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
     epi = carray(_ptr_f32(prm[_P_EPI] if prm[_P_EPILEN] else prm[_P_WVAL]), prm[_P_EPILEN])
     _run_conv(xbuf, geo, ybuf, 0, yd[7], yd[8], yd[9], yd[10], f, False,
               w_loc, w_val, tcnt, tptr, prm[_P_KB], prm[_P_NTH], prm[_P_WIDE16] != 0,
-              prm[_P_LAYOUT], prm[_P_KPAD], prm[_P_PF] != 0, epi)
+              prm[_P_LAYOUT], prm[_P_KPAD], prm[_P_PF] != 0, epi, rbuf, res)
     prm[_P_STATUS] = STATUS_OK
     return STATUS_OK
 
@@ -2275,9 +2372,11 @@ _tramp_engine: Any = None
 _tramp_count = 0
 
 
-def _trampoline(target: int, params_addr: int, name: str) -> int:
+def _trampoline(target: int, params_addr: int, name: str, residual: bool = False) -> int:
     """Address of ``i32 name(ptr x, ptr y) { return target(x, y, params); }``,
-    JIT-compiled with llvmlite (about a millisecond; no Numba compile per entry)."""
+    JIT-compiled with llvmlite (about a millisecond; no Numba compile per entry).
+    With ``residual``: ``i32 name(ptr x, ptr y, ptr r) { params[_P_RES] = r; return
+    target(x, y, params); }``."""
     global _tramp_engine, _tramp_count
     import llvmlite.binding as llvm
 
@@ -2287,12 +2386,15 @@ def _trampoline(target: int, params_addr: int, name: str) -> int:
         mod = ir.Module(name=sym)
         i8p = ir.IntType(8).as_pointer()
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        fnty = ir.FunctionType(i32, [i8p, i8p])
+        fnty = ir.FunctionType(i32, [i8p, i8p, i8p] if residual else [i8p, i8p])
         fn = ir.Function(mod, fnty, sym)
         b = ir.IRBuilder(fn.append_basic_block())
         tty = ir.FunctionType(i32, [i8p, i8p, i8p])
         callee = b.inttoptr(ir.Constant(i64, target), tty.as_pointer())
         prm = b.inttoptr(ir.Constant(i64, params_addr), i8p)
+        if residual:
+            slot = b.inttoptr(ir.Constant(i64, params_addr + 8 * _P_RES), i64.as_pointer())
+            b.store(b.ptrtoint(fn.args[2], i64), slot)
         b.ret(b.call(callee, [fn.args[0], fn.args[1], prm]))
         llmod = llvm.parse_assembly(str(mod))
         llmod.verify()
@@ -2306,6 +2408,8 @@ def _trampoline(target: int, params_addr: int, name: str) -> int:
 
 
 _CFUNC_PROTO = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
+#: a conv2d entry with a residual operand (``make_conv_cfunc_entry(residual=True)``)
+_CFUNC_PROTO_RESIDUAL = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 _entry_ids = iter(range(1 << 62))
 
 
@@ -2359,6 +2463,8 @@ class CFuncEntry:
     batch_weights: tuple[np.ndarray, ...] = field(default=(), repr=False)
     #: the fused epilogue's ``[scale, shift, lo, hi]`` (see :func:`epilogue_array`), empty if none
     epilogue: np.ndarray = field(default_factory=lambda: _NO_EPILOGUE, repr=False)
+    #: the entry takes a third memref, the residual added before the epilogue's clamp
+    residual: bool = False
 
     @property
     def status(self) -> int:
@@ -2376,7 +2482,7 @@ class CFuncEntry:
         a, b = int(self.params[_P_A]), int(self.params[_P_B])
         if code == STATUS_BAD_STRIDES:
             a, b = divmod(a, 1000003), divmod(b, 1000003)
-        elif code == STATUS_CONV_SHAPE:
+        elif code in (STATUS_CONV_SHAPE, STATUS_RESIDUAL):
             def dims(v: int) -> list[int]:
                 out = []
                 for _ in range(4):
@@ -2403,10 +2509,15 @@ class CFuncEntry:
         self.params[_P_A] = 0
         self.params[_P_B] = 0
 
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> int:
+    def __call__(self, x: np.ndarray, y: np.ndarray, residual: np.ndarray | None = None) -> int:
         """Call the native entry through ctypes on float32 arrays of the
-        entry's rank (testing aid)."""
+        entry's rank (testing aid; ``residual`` for an entry that takes one)."""
         xd, yd = memref_descriptor(x), memref_descriptor(y)
+        if self.residual:
+            if residual is None:
+                raise KernelError(f"{self.name} takes a residual operand")
+            rd = memref_descriptor(residual)
+            return int(self.ctypes(ctypes.addressof(xd), ctypes.addressof(yd), ctypes.addressof(rd)))
         return int(self.ctypes(ctypes.addressof(xd), ctypes.addressof(yd)))
 
 
@@ -2519,7 +2630,7 @@ def _kpad(packed: PackedSeries) -> int:
 def make_conv_cfunc_entry(
     packed: PackedSeries, kh: int, kw: int, stride: Any = 1, dilation: Any = 1, *,
     padding: Any = 0, name: str | None = None, isa: str | None = None, layout: str | None = None,
-    epilogue: Epilogue | None = None,
+    epilogue: Epilogue | None = None, residual: bool = False,
 ) -> CFuncEntry:
     """The C entry ``int32 <name>(memref4d *x, memref4d *y)`` of a conv2d
     (NCHW input ``x``, NFHW output ``y``, groups 1) with the filter series
@@ -2532,12 +2643,17 @@ def make_conv_cfunc_entry(
     else ``auto``: what the CPU executor's entries run); ``direct`` is checked here for
     the stride only: on a call whose shapes do not admit it the entry runs
     the X tiles (same results). Shapes are checked on every call (status,
-    never an exception)."""
+    never an exception). With ``residual`` (needs ``epilogue``) the entry is
+    ``int32 <name>(memref4d *x, memref4d *y, memref4d *r)``:
+    ``y = min(max(scale·conv + shift + r, lo), hi)``, ``r`` of ``y``'s shape
+    with any strides (the epilogue's clamp comes after the add)."""
     if layout is None:
         import os
 
         layout = os.environ.get("TASDC_CONV_LAYOUT", "").strip().lower() or "auto"
     lcode = _layout_code(layout)
+    if residual and epilogue is None:
+        raise KernelError("a residual operand needs an epilogue (its clamp comes after the add)")
     entry = make_cfunc_entry(packed, name=name, isa=isa, epilogue=epilogue)
     sh, sw = _pair(stride, "stride")
     dh, dw = _pair(dilation, "dilation")
@@ -2550,8 +2666,9 @@ def make_conv_cfunc_entry(
     if lcode == CONV_LAYOUTS["direct"] and (sh, sw) != (1, 1):
         raise KernelError(f"layout='direct' needs stride 1, got {(sh, sw)}")
     prm[_P_LAYOUT], prm[_P_KPAD], prm[_P_PF] = lcode, _kpad(packed), int(DIRECT_PREFETCH)
-    entry.address = _trampoline(_conv_cfunc().address, prm.ctypes.data, entry.name)
-    entry.ctypes = _CFUNC_PROTO(entry.address)
+    entry.address = _trampoline(_conv_cfunc().address, prm.ctypes.data, entry.name, residual)
+    entry.ctypes = (_CFUNC_PROTO_RESIDUAL if residual else _CFUNC_PROTO)(entry.address)
+    entry.residual = residual
     return entry
 
 
@@ -2660,6 +2777,8 @@ def conv2d_series(
     isa: str | None = None,
     layout: str = "auto",
     prefetch: bool | None = None,
+    epilogue: Epilogue | None = None,
+    residual: np.ndarray | None = None,
 ) -> np.ndarray:
     """conv2d (NCHW, groups=1) with a TASD filter: ``packed`` is the series of
     the ``[F, C*kh*kw]`` filter compressed along axis 1 in (c, kh, kw) order.
@@ -2681,6 +2800,12 @@ def conv2d_series(
     :func:`_direct_conv_pays`. All give bit-identical results. ``prefetch``
     (default ``DIRECT_PREFETCH``): the direct layout prefetches the next
     K-tile's input channels.
+
+    ``epilogue`` (not with ``bias``): ``min(max(scale·conv + shift, lo), hi)``
+    per filter; ``residual`` (an ``[N, F, OH, OW]`` float32 array, any
+    strides): ``min(max(scale·conv + shift + residual, lo), hi)`` (the
+    identity map without ``epilogue``), what a compiled entry with a fused
+    residual runs.
     """
     lcode = _layout_code(layout)
     x = np.asarray(x)
@@ -2714,11 +2839,30 @@ def conv2d_series(
         if bias.shape != (f,):
             raise KernelError(f"bias has shape {list(bias.shape)}, expected [{f}]")
         out[...] = bias[None, :, None, None]
+    if bias is not None and epilogue is not None:
+        raise KernelError("conv2d_series takes bias or epilogue, not both")
+    epi = _NO_EPILOGUE if epilogue is None else epilogue.array(f)
+    rbuf, res = _NO_EPILOGUE, np.empty(0, np.int64)
+    if residual is not None:
+        if epilogue is None:
+            epi = Epilogue(np.ones(1), np.zeros(1)).array(f)
+        if (not isinstance(residual, np.ndarray) or residual.dtype != np.float32 or residual.shape != (n, f, oh, ow)
+                or min(residual.strides, default=0) < 0 or any(st % 4 for st in residual.strides)):
+            raise KernelError(f"residual must be a float32 array of shape {[n, f, oh, ow]} with non-negative strides")
+        if np.may_share_memory(residual, out):
+            raise KernelError("out must not overlap the residual")
+        rs = [st // 4 for st in residual.strides]
+        rbuf = np.lib.stride_tricks.as_strided(residual, shape=(1 + sum((d - 1) * st for d, st in zip(residual.shape, rs)),), strides=(4,))
+        res = np.array([0, *rs], np.int64)
     if n == 0 or f == 0:
         return out
     if c == 0:  # an empty reduction
         if bias is None:
             out[...] = 0.0
+        if epi.size:
+            v = out * epi[:f, None, None] + epi[f:2 * f, None, None] if epi.size > 2 else out
+            v = v + residual if residual is not None else v
+            out[...] = np.minimum(np.maximum(v, epi[-2]), epi[-1])
         return out
     if not x.flags.writeable or min(x.strides) < 0 or any(s % 4 for s in x.strides):
         x = np.array(x, np.float32, order="C")
@@ -2732,11 +2876,11 @@ def conv2d_series(
     xflat = np.lib.stride_tricks.as_strided(x, shape=(1 + sum((d - 1) * s for d, s in zip(x.shape, xs)),), strides=(4,))
     yflat = np.lib.stride_tricks.as_strided(out, shape=(1 + sum((d - 1) * s for d, s in zip(out.shape, ys)),), strides=(4,))
     kpad = _kpad(packed)
-    if lcode == CONV_LAYOUTS["direct"] and _dconv_mode(geo, lcode, kpad, packed.w_loc.size) < 0:
+    if lcode == CONV_LAYOUTS["direct"] and _dconv_mode(geo, lcode, kpad, packed.w_loc.size, False) < 0:
         raise KernelError(f"layout='direct' does not apply: stride {(sh, sw)} (needs 1), series columns {kpad} vs K={c * kh * kw} "
                           f"(needs no padding), {oh} output rows of {-(-ow // _DCONV_ALIGN) * _DCONV_ALIGN} padded-width pixels (needs > {NARROW_MAX_T})")
     pf = DIRECT_PREFETCH if prefetch is None else bool(prefetch)
     _run_conv(xflat, geo, yflat, 0, ys[0], ys[1], ys[2], ys[3], f, bias is not None,
               packed.w_loc, packed.w_val, packed.tile_count, packed.tile_ptr, packed.kb, numba.get_num_threads(), isa == "avx512",
-              lcode, kpad, pf, _NO_EPILOGUE)
+              lcode, kpad, pf, epi, rbuf, res)
     return out

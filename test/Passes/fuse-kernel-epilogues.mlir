@@ -2,11 +2,15 @@
 // clamp after a runtime kernel call (torch-mlir's BatchNorm + ReLU6 after an
 // N:M convolution) become the declaration's tasd.epilogue
 // [scale..., shift..., lo, hi]; the chain is erased and its users read the
-// call's result. Left alone: a residual add (a run-time operand), a clamp
-// followed by an affine op (the first op is fused, the rest stays), a weight
-// on the left (channels are not dim 1), a per-element operand, a result with
-// two users, and max-chain bounds the ops fused.
+// call's result. A convolution's residual add (a run-time tensor defined
+// before the call) between the map and the clamp becomes the call's third
+// operand (tasd.residual). Left alone: a Linear's residual add, a residual
+// defined after the call, a clamp followed by an affine op (the first op is
+// fused, the rest stays), a weight on the left (channels are not dim 1), a
+// per-element operand, a result with two users, and max-chain bounds the ops
+// fused; residual=false leaves every residual add.
 // RUN: tasdc-opt %s --split-input-file -p tasd-cpu-fuse-kernel-epilogues | FileCheck %s
+// RUN: tasdc-opt %s --split-input-file -p 'tasd-cpu-fuse-kernel-epilogues{residual=false}' | FileCheck %s --check-prefix=NORES
 // RUN: tasdc-opt %s --split-input-file -p 'tasd-cpu-fuse-kernel-epilogues{max-chain=1}' | FileCheck %s --check-prefix=ONE
 // RUN: %expect-exit 2 tasdc-opt %s -p 'tasd-cpu-fuse-kernel-epilogues{max-chain=0}' | FileCheck %s --check-prefix=BAD
 // BAD: tasdc-opt: error: pass 'tasd-cpu-fuse-kernel-epilogues': max-chain must be >= 1, got 0
@@ -172,5 +176,125 @@ module {
       linalg.yield %s : f32
     } -> tensor<2x2xf32>
     return %1, %2, %3 : tensor<2x2xf32>, tensor<2x2xf32>, tensor<2x2xf32>
+  }
+}
+
+// -----
+
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#ch = affine_map<(d0, d1, d2, d3) -> (d1)>
+!dyn = memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>
+// ResNet's relu(bn(conv(x)) + x): the bias (shift [0.5, -1]) and the shortcut %x go
+// into the call, the ReLU after the add is the clamp [0, inf).
+// CHECK-LABEL: func.func private @tasd_kernel_0
+// CHECK-SAME: (memref<{{[^)]*}}>, memref<{{[^)]*}}>, memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>)
+// CHECK-SAME: tasd.epilogue = dense<[1.000000e+00, 1.000000e+00, 5.000000e-01, -1.000000e+00, 0.000000e+00, 0x7F800000]> : tensor<6xf32>
+// CHECK-SAME: tasd.residual
+// CHECK-LABEL: func.func @basic_block(
+// CHECK-SAME: %[[X:.*]]: tensor<1x2x3x3xf32>
+// CHECK: memref.alloc
+// CHECK: %[[RB:.*]] = bufferization.to_buffer %[[X]] read_only : tensor<1x2x3x3xf32> to memref<1x2x3x3xf32, strided<[?, ?, ?, ?], offset: ?>>
+// CHECK: %[[RC:.*]] = memref.cast %[[RB]]
+// CHECK: call @tasd_kernel_0(%{{.*}}, %{{.*}}, %[[RC]])
+// CHECK-NEXT: %[[R:.*]] = bufferization.to_tensor
+// CHECK-NOT: linalg.generic
+// CHECK: return %[[R]]
+// NORES-LABEL: func.func private @tasd_kernel_0
+// NORES-NOT: tasd.residual
+// NORES: tasd.epilogue = dense<[1.000000e+00, 1.000000e+00, 5.000000e-01, -1.000000e+00, 0xFF800000, 0x7F800000]>
+// NORES-LABEL: func.func @basic_block(
+// NORES: call @tasd_kernel_0(%{{[^,]*}}, %{{[^,]*}}) :
+// NORES-COUNT-2: linalg.generic
+module {
+  func.func private @tasd_kernel_0(!dyn, !dyn) attributes {llvm.emit_c_interface, tasd.kernel = {kind = "conv2d", sparse_operand = 1 : i64}}
+  func.func @basic_block(%x: tensor<1x2x3x3xf32>) -> tensor<1x2x3x3xf32> {
+    %zero = arith.constant 0.0 : f32
+    %bias = arith.constant dense<[0.5, -1.0]> : tensor<2xf32>
+    %b = bufferization.to_buffer %x read_only : tensor<1x2x3x3xf32> to memref<1x2x3x3xf32, strided<[?, ?, ?, ?], offset: ?>>
+    %bx = memref.cast %b : memref<1x2x3x3xf32, strided<[?, ?, ?, ?], offset: ?>> to !dyn
+    %y = memref.alloc() {alignment = 64 : i64} : memref<1x2x3x3xf32>
+    %by = memref.cast %y : memref<1x2x3x3xf32> to !dyn
+    call @tasd_kernel_0(%bx, %by) : (!dyn, !dyn) -> ()
+    %r = bufferization.to_tensor %y restrict writable : memref<1x2x3x3xf32> to tensor<1x2x3x3xf32>
+    %e = tensor.empty() : tensor<1x2x3x3xf32>
+    %1 = linalg.generic {indexing_maps = [#id, #ch, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%r, %bias : tensor<1x2x3x3xf32>, tensor<2xf32>) outs(%e : tensor<1x2x3x3xf32>) {
+    ^bb0(%in: f32, %c: f32, %out: f32):
+      %s = arith.addf %in, %c : f32
+      linalg.yield %s : f32
+    } -> tensor<1x2x3x3xf32>
+    %2 = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%x, %1 : tensor<1x2x3x3xf32>, tensor<1x2x3x3xf32>) outs(%e : tensor<1x2x3x3xf32>) {
+    ^bb0(%in: f32, %in2: f32, %out: f32):
+      %s = arith.addf %in, %in2 : f32
+      linalg.yield %s : f32
+    } -> tensor<1x2x3x3xf32>
+    %3 = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%2 : tensor<1x2x3x3xf32>) outs(%e : tensor<1x2x3x3xf32>) {
+    ^bb0(%in: f32, %out: f32):
+      %c = arith.cmpf ugt, %in, %zero : f32
+      %s = arith.select %c, %in, %zero : f32
+      linalg.yield %s : f32
+    } -> tensor<1x2x3x3xf32>
+    return %3 : tensor<1x2x3x3xf32>
+  }
+}
+
+// -----
+
+#id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+!dyn = memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>
+// The addend is computed after the call (it cannot be the call's operand), and a
+// residual after a clamp is not one clamp: neither add is fused; the clamp before
+// the second add is.
+// CHECK-LABEL: func.func private @tasd_kernel_0
+// CHECK-NOT: tasd.epilogue
+// CHECK-NOT: tasd.residual
+// CHECK-LABEL: func.func private @tasd_kernel_1
+// CHECK-NOT: tasd.residual
+// CHECK-SAME: tasd.epilogue = dense<[1.000000e+00, 1.000000e+00, 0.000000e+00, 0.000000e+00, 0.000000e+00, 0x7F800000]>
+// CHECK-LABEL: func.func @left_alone(
+// CHECK: call @tasd_kernel_0(%{{[^,]*}}, %{{[^,]*}}) :
+// CHECK-COUNT-2: linalg.generic
+// CHECK: call @tasd_kernel_1(%{{[^,]*}}, %{{[^,]*}}) :
+// CHECK: linalg.generic
+// CHECK-NOT: linalg.generic
+// CHECK: return
+module {
+  func.func private @tasd_kernel_0(!dyn, !dyn) attributes {llvm.emit_c_interface, tasd.kernel = {kind = "conv2d", sparse_operand = 1 : i64}}
+  func.func private @tasd_kernel_1(!dyn, !dyn) attributes {llvm.emit_c_interface, tasd.kernel = {kind = "conv2d", sparse_operand = 1 : i64}}
+  func.func @left_alone(%x: tensor<1x2x3x3xf32>) -> (tensor<1x2x3x3xf32>, tensor<1x2x3x3xf32>) {
+    %zero = arith.constant 0.0 : f32
+    %b = bufferization.to_buffer %x read_only : tensor<1x2x3x3xf32> to memref<1x2x3x3xf32, strided<[?, ?, ?, ?], offset: ?>>
+    %bx = memref.cast %b : memref<1x2x3x3xf32, strided<[?, ?, ?, ?], offset: ?>> to !dyn
+    %e = tensor.empty() : tensor<1x2x3x3xf32>
+    %y = memref.alloc() {alignment = 64 : i64} : memref<1x2x3x3xf32>
+    %by = memref.cast %y : memref<1x2x3x3xf32> to !dyn
+    call @tasd_kernel_0(%bx, %by) : (!dyn, !dyn) -> ()
+    %r = bufferization.to_tensor %y restrict writable : memref<1x2x3x3xf32> to tensor<1x2x3x3xf32>
+    %later = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%x : tensor<1x2x3x3xf32>) outs(%e : tensor<1x2x3x3xf32>) {
+    ^bb0(%in: f32, %out: f32):
+      %s = arith.mulf %in, %in : f32
+      linalg.yield %s : f32
+    } -> tensor<1x2x3x3xf32>
+    %1 = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%r, %later : tensor<1x2x3x3xf32>, tensor<1x2x3x3xf32>) outs(%e : tensor<1x2x3x3xf32>) {
+    ^bb0(%in: f32, %in2: f32, %out: f32):
+      %s = arith.addf %in, %in2 : f32
+      %c = arith.cmpf ugt, %s, %zero : f32
+      %m = arith.select %c, %s, %zero : f32
+      linalg.yield %m : f32
+    } -> tensor<1x2x3x3xf32>
+    %y1 = memref.alloc() {alignment = 64 : i64} : memref<1x2x3x3xf32>
+    %by1 = memref.cast %y1 : memref<1x2x3x3xf32> to !dyn
+    call @tasd_kernel_1(%bx, %by1) : (!dyn, !dyn) -> ()
+    %r1 = bufferization.to_tensor %y1 restrict writable : memref<1x2x3x3xf32> to tensor<1x2x3x3xf32>
+    %2 = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%r1 : tensor<1x2x3x3xf32>) outs(%e : tensor<1x2x3x3xf32>) {
+    ^bb0(%in: f32, %out: f32):
+      %m = arith.maximumf %in, %zero : f32
+      linalg.yield %m : f32
+    } -> tensor<1x2x3x3xf32>
+    %3 = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%2, %x : tensor<1x2x3x3xf32>, tensor<1x2x3x3xf32>) outs(%e : tensor<1x2x3x3xf32>) {
+    ^bb0(%in: f32, %in2: f32, %out: f32):
+      %s = arith.addf %in, %in2 : f32
+      linalg.yield %s : f32
+    } -> tensor<1x2x3x3xf32>
+    return %1, %3 : tensor<1x2x3x3xf32>, tensor<1x2x3x3xf32>
   }
 }

@@ -131,7 +131,7 @@ def test_inplace_1x1_reads_no_further_than_the_input(h, w):
     x = raw[raw.size - size:].reshape(n, c, h, w)
     x[...] = rng.standard_normal((n, c, h, w))
     geo = np.array([0, c * h * w, h * w, w, 1, n, c, h, w, 1, 1, 1, 1, 0, 0, 1, 1, h, w], np.int64)
-    assert K._dconv_mode(geo, 2, K._kpad(p), p.w_loc.size) == K._MODE_INPLACE
+    assert K._dconv_mode(geo, 2, K._kpad(p), p.w_loc.size, False) == K._MODE_INPLACE
     ref = conv2d_series(x, p, 1, 1, layout="tiles")
     got = conv2d_series(x, p, 1, 1, layout="direct")
     np.testing.assert_array_equal(got, ref)

@@ -22,7 +22,8 @@ from tasdc.decompose import decompose
 from tasdc.module import clone_module
 from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.fold_batch_norm import FoldBatchNorm
-from tasdc.runtime.cpu.kernels import Epilogue, KernelError, make_cfunc_entry, make_conv_cfunc_entry, memref_descriptor, pack_series
+from tasdc.runtime.cpu.kernels import (Epilogue, KernelError, conv2d_series, make_cfunc_entry, make_conv_cfunc_entry,
+                                     memref_descriptor, pack_series)
 
 U = 2.0 ** -24
 
@@ -206,3 +207,118 @@ def test_dense_conv_epilogues_equal_the_unfused_loops_bit_for_bit() -> None:
     with torch.no_grad():
         exact = model.double()(x.double()).numpy()
     assert np.abs(got - exact).max() <= 1e-4 * max(1.0, float(np.abs(exact).max()))
+
+
+@pytest.mark.parametrize("kh,stride,layout,side", [
+    (3, 1, "tiles", 12), (3, 1, "direct", 20), (3, 2, "tiles", 15), (1, 1, "direct", 16), (1, 1, "tiles", 9)])
+@pytest.mark.parametrize("residual_layout", ["nchw", "nhwc"])
+def test_conv_entry_adds_the_residual_before_the_clamp(kh: int, stride: int, layout: str, side: int, residual_layout: str) -> None:
+    """Every conv path with a residual operand (contiguous, or an NHWC buffer seen as NCHW:
+    other strides): ``clamp(map(conv) + r)`` with the add and clamp in float32 after the
+    same map as an entry without the clamp, so exactly that entry's output plus ``r``,
+    clamped (bit for bit). ``conv2d_series(residual=)`` runs the same kernel."""
+    rng = np.random.default_rng(kh * 1000 + side)
+    n, c, f = 2, 8, 24
+    pad = kh // 2
+    p = pack_series(decompose(rng.standard_normal((f, c * kh * kh)).astype(np.float32), "2:4", axis=1), conv=True)
+    x = rng.standard_normal((n, c, side, side)).astype(np.float32)
+    oh = (side + 2 * pad - kh) // stride + 1
+    e = _epilogue(rng, f, lo=0.0, hi=2.0)
+    unclamped = np.full((n, f, oh, oh), np.nan, np.float32)
+    assert make_conv_cfunc_entry(p, kh, kh, stride, 1, padding=pad, layout=layout,
+                                 epilogue=Epilogue(e.scale, e.shift))(x, unclamped) == 0
+    r = rng.standard_normal((n, f, oh, oh)).astype(np.float32)
+    if residual_layout == "nhwc":
+        r = np.ascontiguousarray(r.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    entry = make_conv_cfunc_entry(p, kh, kh, stride, 1, padding=pad, layout=layout, epilogue=e, residual=True)
+    y = np.full((n, f, oh, oh), np.nan, np.float32)
+    assert entry(x, y, r) == 0
+    entry.check_status()
+    ref = np.minimum(np.maximum(unclamped + r, np.float32(0.0)), np.float32(2.0))
+    assert np.array_equal(y.view(np.uint32), ref.view(np.uint32))
+    assert 0 < np.mean(ref == 0.0) < 1 and 0 < np.mean(ref == 2.0) < 1  # both bounds and the add are exercised
+    series = conv2d_series(x, p, kh, kh, stride, pad, layout=layout, epilogue=e, residual=r)
+    assert np.array_equal(series.view(np.uint32), ref.view(np.uint32))
+
+
+def test_residual_bits_do_not_depend_on_threads() -> None:
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    rng = np.random.default_rng(7)
+    n, c, f, side = 4, 32, 64, 28
+    p = pack_series(decompose(rng.standard_normal((f, c * 9)).astype(np.float32), "2:4", axis=1), conv=True)
+    x = rng.standard_normal((n, c, side, side)).astype(np.float32)
+    r = rng.standard_normal((n, f, side, side)).astype(np.float32)
+    e = _epilogue(rng, f)
+    before = numba.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            for layout in ("tiles", "direct"):
+                outs.append(conv2d_series(x, p, 3, 3, 1, 1, layout=layout, epilogue=e, residual=r))
+    finally:
+        numba.set_num_threads(before)
+    for other in outs[1:]:
+        assert np.array_equal(outs[0].view(np.uint32), other.view(np.uint32))
+
+
+def test_residual_errors() -> None:
+    """No residual entry without an epilogue; a residual of the wrong shape is a status
+    naming both shapes, never a crash; conv2d_series checks its arguments."""
+    rng = np.random.default_rng(9)
+    p = pack_series(decompose(rng.standard_normal((8, 4 * 9)).astype(np.float32), "2:4", axis=1), conv=True)
+    with pytest.raises(KernelError, match="needs an epilogue"):
+        make_conv_cfunc_entry(p, 3, 3, padding=1, residual=True)
+    entry = make_conv_cfunc_entry(p, 3, 3, padding=1, epilogue=Epilogue(np.ones(8), np.zeros(8)), residual=True)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    y = np.zeros((2, 8, 6, 6), np.float32)
+    assert entry(x, y, np.zeros((2, 8, 6, 5), np.float32)) != 0
+    with pytest.raises(KernelError, match=r"residual operand has dims \[2, 8, 6, 5\], the output \[2, 8, 6, 6\]"):
+        entry.check_status()
+    with pytest.raises(KernelError, match="takes a residual"):
+        entry(x, y)
+    with pytest.raises(KernelError, match="residual must be"):
+        conv2d_series(x, p, 3, 3, 1, 1, residual=np.zeros((2, 8, 6, 6), np.float64))
+    with pytest.raises(KernelError, match="bias or epilogue"):
+        conv2d_series(x, p, 3, 3, 1, 1, bias=np.zeros(8, np.float32), epilogue=Epilogue(np.ones(8), np.zeros(8)))
+
+
+class _ResidualBlocks(torch.nn.Module):
+    """ResNet's basic block (``relu(bn(conv(relu(bn(conv(x))))) + x)``) and MobileNetV2's
+    projection + shortcut without a clamp (``bn(conv1x1(y)) + y``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = torch.nn.Conv2d(16, 16, 3, padding=1, bias=False), torch.nn.BatchNorm2d(16)
+        self.c2, self.b2 = torch.nn.Conv2d(16, 16, 3, padding=1, bias=False), torch.nn.BatchNorm2d(16)
+        self.c3, self.b3 = torch.nn.Conv2d(16, 16, 1, bias=False), torch.nn.BatchNorm2d(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + x)
+        return self.b3(self.c3(y)) + y
+
+
+def test_compiled_residual_blocks_fuse_the_shortcut_bit_for_bit() -> None:
+    """Through ``compile_for_cpu``: both shortcuts go into their N:M conv calls (two
+    kernels take a residual), and the outputs equal ``fuse_residuals=False``'s (the map
+    in the kernel, the add and ReLU as generated loops) bit for bit; both near torch."""
+    from tasdc.compiler import CompileOptions, compile_model
+    from tasdc.runtime.cpu.executor import compile_for_cpu
+
+    torch.manual_seed(0)
+    model = _ResidualBlocks().eval()
+    with torch.no_grad():
+        for bn in (model.b1, model.b2, model.b3):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 16, 10, 10, generator=torch.Generator().manual_seed(1))
+    result = compile_model(model, (x,), CompileOptions(config="2:4"))
+    fused = compile_for_cpu(result.module, cache=False)
+    plain = compile_for_cpu(result.module, cache=False, fuse_residuals=False)
+    assert sum(k.residual for k in fused.kernels) == 2 and not any(k.residual for k in plain.kernels)
+    got, ref = fused(x.numpy()), plain(x.numpy())
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    unfused = compile_for_cpu(result.module, cache=False, fuse_epilogues=False)(x.numpy())
+    np.testing.assert_allclose(got, unfused, rtol=1e-5, atol=1e-5 * float(np.abs(unfused).max()))
