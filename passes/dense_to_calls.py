@@ -13,7 +13,7 @@ from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 from tasdc.module import fill_value, ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.fold_batch_norm import erase_dead
-from tasdc.passes.fuse_kernel_epilogues import AffineClamp, compose_step
+from tasdc.passes.fuse_kernel_epilogues import AffineClamp, compose_step, defined_before
 from tasdc.passes.lower_tasd_to_calls import dynamic_memref, zero_pad_of
 from tasdc.passes.tap_major_filters import VIEW_ATTR
 from tasdc.contractions import has_default_maps
@@ -33,6 +33,9 @@ EPILOGUE_ENTRIES = {
     "linalg.conv_2d_nchw_fchw": "tasd_dense_conv2d_epilogue",
     "linalg.depthwise_conv_2d_nchw_chw": "tasd_dense_depthwise_conv2d_epilogue",
 }
+#: ... and with a residual added before the clamp: X, W, Y, the bias, the residual ``R`` (Y's
+#: shape), the i64 of the plain entry, the bounds.
+RESIDUAL_ENTRY = "tasd_dense_conv2d_residual"
 
 #: Number of i64 arguments after the three memrefs, per entry (see runtime/cpu/dense.py).
 _SCALARS = {
@@ -124,8 +127,12 @@ class DenseToLibraryCalls(ModulePass):
     with the bias (zeros for a fill) and the bounds instead: the entry adds
     and clamps each block of its output while it is in cache, with the same f32
     operations as the loop it replaces (same bits), and the chain and the
-    broadcast are erased. (A residual add stops the chain: the bias alone is
-    folded.)
+    broadcast are erased. A ``linalg.conv_2d_nchw_fchw``'s chain may also add
+    one run-time tensor of its result's type (identity map) defined before the
+    convolution, between the bias and the clamps (ResNet's shortcut): the call
+    is ``@tasd_dense_conv2d_residual`` with that tensor after the bias, and the
+    entry adds it and clamps over the output planes on all threads, the same
+    f32 operations as the loop (same bits).
     """
 
     name: ClassVar[str] = "tasd-cpu-dense-to-library-calls"
@@ -168,6 +175,8 @@ class DenseToLibraryCalls(ModulePass):
         inputs = [dynamic_memref(ranks[0], f32), dynamic_memref(ranks[1], f32), dynamic_memref(ranks[2], f32)]
         if entry.endswith("_epilogue"):
             inputs += [dynamic_memref(1, f32)] + [i64] * _SCALARS[entry.removesuffix("_epilogue")] + [f32, f32]
+        elif entry == RESIDUAL_ENTRY:
+            inputs += [dynamic_memref(1, f32), dynamic_memref(4, f32)] + [i64] * _SCALARS["tasd_dense_conv2d"] + [f32, f32]
         else:
             inputs += [i64] * _SCALARS[entry]
         with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
@@ -184,6 +193,8 @@ class DenseToLibraryCalls(ModulePass):
         epilogue = _bias_clamp_epilogue(op) if self.epilogues and op.name in EPILOGUE_ENTRIES else None
         if epilogue is not None:
             entry, accumulate = EPILOGUE_ENTRIES[op.name], False
+            if epilogue[4] is not None:
+                entry = RESIDUAL_ENTRY
         grouped = op.name == "linalg.conv_2d_ngchw_gfchw"
         dyn = ir.ShapedType.get_dynamic_stride_or_offset()
         i64 = ir.IntegerType.get_signless(64)
@@ -224,14 +235,16 @@ class DenseToLibraryCalls(ModulePass):
                 scalars += _pair(op, "strides") + _pair(op, "dilations") + padding
             if epilogue is not None:
                 f32 = ir.F32Type.get()
-                bias, _, lo, hi = epilogue
+                bias, _, lo, hi, residual = epilogue
                 if bias is None:
                     zeros = ir.RankedTensorType.get([result_type.shape[1]], f32)
                     bias = arith.ConstantOp(zeros, ir.DenseElementsAttr.get_splat(zeros, ir.FloatAttr.get(f32, 0.0))).result
                 args.append(buffer(bias))
+                if residual is not None:
+                    args.append(buffer(residual))
             args += [arith.ConstantOp(i64, v).result for v in scalars]
             if epilogue is not None:
-                args += [arith.ConstantOp(f32, ir.FloatAttr.get(f32, bound)).result for bound in epilogue[2:]]
+                args += [arith.ConstantOp(f32, ir.FloatAttr.get(f32, bound)).result for bound in epilogue[2:4]]
             func.CallOp(decl, args)
             value = bufferization.ToTensorOp(out_type, out, restrict=True, writable=True).result
             if grouped:
@@ -300,10 +313,11 @@ def _erase_if_dead(owner: object) -> None:
         owner = nxt
 
 
-def _bias_clamp_epilogue(op: ir.OpView) -> tuple[ir.Value | None, list[ir.OpView], float, float] | None:
-    """``(bias, clamps, lo, hi)`` when the convolution ``op`` takes an epilogue entry (see
-    :class:`DenseToLibraryCalls`): its per-channel bias (``None`` for a +0.0 fill), the clamp
-    ops after it and their bounds; ``None`` when it has neither."""
+def _bias_clamp_epilogue(op: ir.OpView) -> tuple[ir.Value | None, list[ir.OpView], float, float, ir.Value | None] | None:
+    """``(bias, ops, lo, hi, residual)`` when the convolution ``op`` takes an epilogue entry (see
+    :class:`DenseToLibraryCalls`): its per-channel bias (``None`` for a +0.0 fill), the ops
+    after it (a residual add of a ``linalg.conv_2d_nchw_fchw`` defined before ``op``, clamps)
+    and the bounds, the residual (or ``None``); ``None`` when it has none of them."""
     channels = ir.RankedTensorType(op.results[0].type).shape[1]
     init = op.operands[2]
     bias: ir.Value | None = None
@@ -317,16 +331,19 @@ def _bias_clamp_epilogue(op: ir.OpView) -> tuple[ir.Value | None, list[ir.OpView
     clamp = AffineClamp(np.ones(channels), np.zeros(channels))
     chain: list[ir.OpView] = []
     value = op.results[0]
+    residual = op.name == "linalg.conv_2d_nchw_fchw"
     while len(chain) < 4:
         users = [u.owner for u in value.uses]
         trial = dataclasses.replace(clamp)
-        if len(users) != 1 or not isinstance(users[0], ir.OpView) or not compose_step(users[0], value, channels, trial):
+        if len(users) != 1 or not isinstance(users[0], ir.OpView) or not compose_step(users[0], value, channels, trial, residual):
             break
         if np.any(trial.scale != 1.0) or np.any(trial.shift != 0.0):
             break  # an affine op: not a clamp
+        if trial.residual is not None and not defined_before(trial.residual, op):
+            break
         clamp = trial
         chain.append(users[0])
         value = users[0].results[0]
     if bias is None and not chain:
         return None
-    return bias, chain, clamp.lo, clamp.hi
+    return bias, chain, clamp.lo, clamp.hi, clamp.residual

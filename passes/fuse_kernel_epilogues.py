@@ -162,7 +162,7 @@ class FuseKernelEpilogues(ModulePass):
             trial = dataclasses.replace(epilogue)
             if len(users) != 1 or not isinstance(users[0], ir.OpView) or not compose_step(users[0], value, channels, trial, residual):
                 break
-            if trial.residual is not None and not _defined_before(trial.residual, call):
+            if trial.residual is not None and not defined_before(trial.residual, call):
                 break
             epilogue = trial
             chain.append(users[0])
@@ -179,8 +179,9 @@ class FuseKernelEpilogues(ModulePass):
         erase_dead(value)  # the chain, last op first, and the constants only it read
 
 
-def _defined_before(value: ir.Value, call: ir.OpView) -> bool:
-    """``value`` is an argument of the block holding ``call`` or defined before it there."""
+def defined_before(value: ir.Value, call: ir.OpView) -> bool:
+    """``value`` is an argument of the block holding the op ``call`` or defined before it there
+    (so it can be an operand of ``call``; also used by ``tasd-cpu-dense-to-library-calls``)."""
     owner = value.owner
     if isinstance(owner, ir.Block):
         return owner == call.operation.block

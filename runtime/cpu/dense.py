@@ -926,6 +926,64 @@ def _conv_epilogue_py(x_d: int, w_d: int, y_d: int, b_d: int, groups: int, sh: i
     _conv_core(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, AUTO, _bias_vector(b_d), lo, hi)
 
 
+def _conv_residual_py(x_d: int, w_d: int, y_d: int, b_d: int, r_d: int, groups: int, sh: int, sw: int, dh: int, dw: int,
+                      pt: int, pl: int, lo: float, hi: float) -> None:
+    """The ``tasd_dense_conv2d_residual`` entry: the convolution with the bias ``B[G*F]`` added
+    as each GEMM block is written, then ``Y = min(max(Y + R, lo), hi)`` for the residual ``R``
+    of Y's shape (any strides) over the output planes on all threads
+    (:func:`_add_residual`): ResNet's ``relu(bn(conv(x)) + shortcut)``, which
+    ``tasd-cpu-dense-to-library-calls`` folds into the call."""
+    _conv_core(x_d, w_d, y_d, groups, sh, sw, dh, dw, pt, pl, AUTO, _bias_vector(b_d), np.float32(-np.inf), np.float32(np.inf))
+    y = _desc(y_d, 4)
+    r = _desc(r_d, 4)
+    if _num_threads() > 1 and y[3] * y[4] * y[5] * y[6] >= RESIDUAL_PARALLEL_ELEMENTS:
+        _add_residual_parallel(y, r, lo, hi)
+    else:
+        _add_residual(y, r, lo, hi)
+
+
+#: Below this many outputs the residual pass of ``tasd_dense_conv2d_residual`` runs on one thread.
+RESIDUAL_PARALLEL_ELEMENTS = 1 << 16
+
+
+@njit(cache=True, nogil=True)
+def _add_residual(y: np.ndarray, r: np.ndarray, lo: float, hi: float) -> None:
+    """``Y = min(max(Y + R, lo), hi)`` (``v > lo ? v : lo``, then ``hi < v ? hi : v``: the ops
+    of the loop it replaces) for the rank-4 f32 memrefs with descriptors ``y`` and ``r``
+    (``R`` the shape of ``Y``), plane ``[n, c]`` by plane, a plane at a time through
+    :func:`_add_residual_plane`."""
+    for plane in range(y[3] * y[4]):
+        _add_residual_plane(y, r, lo, hi, plane)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _add_residual_parallel(y: np.ndarray, r: np.ndarray, lo: float, hi: float) -> None:
+    """:func:`_add_residual` with the planes split over the threads (each output the same ops)."""
+    for plane in prange(y[3] * y[4]):
+        _add_residual_plane(y, r, lo, hi, plane)
+
+
+@njit(cache=True, nogil=True)
+def _add_residual_plane(y: np.ndarray, r: np.ndarray, lo: float, hi: float, plane: int) -> None:
+    n = plane // y[4]
+    c = plane - n * y[4]
+    oh, ow = y[5], y[6]
+    yf = carray(_f32p(y[1] + 4 * (y[2] + n * y[7] + c * y[8])), 1 + (oh - 1) * y[9] + (ow - 1) * y[10])
+    rf = carray(_f32p(r[1] + 4 * (r[2] + n * r[7] + c * r[8])), 1 + (oh - 1) * r[9] + (ow - 1) * r[10])
+    if y[10] == 1 and r[10] == 1 and y[9] == ow and r[9] == ow:
+        for t in range(np.uint64(oh * ow)):
+            v = yf[t] + rf[t]
+            v = v if v > lo else lo
+            yf[t] = hi if hi < v else v
+        return
+    for p in range(oh):
+        for q in range(ow):
+            yi = p * y[9] + q * y[10]
+            v = yf[yi] + rf[p * r[9] + q * r[10]]
+            v = v if v > lo else lo
+            yf[yi] = hi if hi < v else v
+
+
 @njit(cache=True, nogil=True)
 def _bias_vector(b_d: int) -> np.ndarray:
     """The 1-D f32 memref behind descriptor ``b_d`` as a contiguous array (a view when it is one)."""
@@ -982,12 +1040,14 @@ def depthwise_conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1,
 def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
            dilation: tuple[int, int] = (1, 1), groups: int = 1, method: int = AUTO,
            out: np.ndarray | None = None, bias: np.ndarray | None = None,
-           clamp: tuple[float, float] = (-np.inf, np.inf)) -> np.ndarray:
+           clamp: tuple[float, float] = (-np.inf, np.inf), residual: np.ndarray | None = None) -> np.ndarray:
     """``tasd_dense_conv2d`` on numpy arrays (tests and ``benchmarks/bench_dense_conv.py``):
     NCHW f32 ``x``, ``w[F, C/groups, KH, KW]``, symmetric zero ``padding``; ``method`` forces
     im2col, the implicit GEMM or Winograd (a shape Winograd does not take gets ``AUTO``'s
     method); with a ``bias[F]`` (f32), the epilogue of
-    ``tasd_dense_conv2d_epilogue``: the bias added and the result clamped to ``clamp``.
+    ``tasd_dense_conv2d_epilogue``: the bias added and the result clamped to ``clamp``;
+    with a ``residual`` too (f32, ``out``'s shape, any strides; ``method`` AUTO),
+    ``tasd_dense_conv2d_residual``: ``min(max(conv + bias + residual, lo), hi)``.
     Returns ``out`` (allocated when not given)."""
     if x.dtype != np.float32 or w.dtype != np.float32 or x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"conv2d takes rank-4 float32 x and w, got {x.dtype}{x.shape} and {w.dtype}{w.shape}")
@@ -1003,6 +1063,14 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1), paddi
     else:
         vector, lo, hi = np.ascontiguousarray(bias), np.float32(clamp[0]), np.float32(clamp[1])
     descs = [_descriptor(a) for a in (x, w, out)]
+    if residual is not None:
+        if bias is None or method != AUTO or residual.dtype != np.float32 or residual.shape != out.shape:
+            raise ValueError(f"conv2d: a residual needs a bias, method AUTO and float32{out.shape}, "
+                             f"got {residual.dtype}{residual.shape}")
+        descs += [_descriptor(vector), _descriptor(residual)]
+        library_entry("tasd_dense_conv2d_residual").ctypes(*(int(d.ctypes.data) for d in descs), groups, stride[0], stride[1],
+                                                           dilation[0], dilation[1], padding[0], padding[1], lo, hi)
+        return out
     _conv_core(*(int(d.ctypes.data) for d in descs), groups, stride[0], stride[1], dilation[0], dilation[1],
                padding[0], padding[1], method, vector, lo, hi)
     return out
@@ -1240,6 +1308,8 @@ _SPECS: dict[str, tuple[Any, Any]] = {
     "tasd_dense_batch_matmul": (_batch_matmul_py, types.void(_P, _P, _P)),
     "tasd_dense_conv2d": (_conv_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I, _I)),
     "tasd_dense_conv2d_epilogue": (_conv_epilogue_py, types.void(_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _I,
+                                                                 types.float32, types.float32)),
+    "tasd_dense_conv2d_residual": (_conv_residual_py, types.void(_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _I,
                                                                  types.float32, types.float32)),
     "tasd_dense_depthwise_conv2d": (_depthwise_py, types.void(_P, _P, _P, _I, _I, _I, _I, _I, _I)),
     "tasd_dense_depthwise_conv2d_epilogue": (_depthwise_epilogue_py, types.void(_P, _P, _P, _P, _I, _I, _I, _I, _I, _I,

@@ -239,34 +239,45 @@ func.func @depthwise_epilogues(%x: tensor<1x3x7x7xf32>, %wd: tensor<3x3x3xf32>, 
 #id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
 // A convolution with a broadcast bias init and ReLU after it calls
 // tasd_dense_conv2d_epilogue with the bias and the bounds [0, +inf] (groups, the
-// strides, dilations and padding as for the plain entry); a residual add after
-// the bias stops the chain: the second takes its bias alone, bounds [-inf, +inf],
-// and the add stays. With epilogues=false both keep the plain entry and the adds.
+// strides, dilations and padding as for the plain entry); the second adds a
+// residual (a function argument, so defined before it) after the bias:
+// tasd_dense_conv2d_residual with the bias, the residual and bounds [-inf, +inf],
+// and the add is gone. A residual computed after the convolution (the third)
+// stops the chain: the bias alone goes in and the add stays. With
+// epilogues=false all keep the plain entry and the adds.
 // CHECK-LABEL: func.func @conv_epilogues(
-// CHECK-SAME: %[[B:[a-z0-9]*]]: tensor<4xf32>
+// CHECK-SAME: %[[B:[a-z0-9]*]]: tensor<4xf32>, %[[RES:[a-z0-9]*]]: tensor<1x4x5x5xf32>
 // CHECK: %[[BB:.*]] = bufferization.to_buffer %[[B]] read_only
 // CHECK: %[[BC:.*]] = memref.cast %[[BB]]
 // CHECK: %[[LO1:.*]] = arith.constant 0.000000e+00 : f32
 // CHECK: %[[HI1:.*]] = arith.constant 0x7F800000 : f32
 // CHECK: call @tasd_dense_conv2d_epilogue(%{{.*}}, %{{.*}}, %{{.*}}, %[[BC]], %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %[[LO1]], %[[HI1]])
 // CHECK: %[[R1:.*]] = bufferization.to_tensor
+// CHECK: %[[RB:.*]] = bufferization.to_buffer %[[RES]] read_only
+// CHECK: %[[RC:.*]] = memref.cast %[[RB]]
 // CHECK: %[[LO2:.*]] = arith.constant 0xFF800000 : f32
 // CHECK: %[[HI2:.*]] = arith.constant 0x7F800000 : f32
-// CHECK: call @tasd_dense_conv2d_epilogue(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %[[LO2]], %[[HI2]])
+// CHECK: call @tasd_dense_conv2d_residual(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[RC]], %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %[[LO2]], %[[HI2]])
 // CHECK: %[[R2:.*]] = bufferization.to_tensor
+// CHECK: call @tasd_dense_conv2d_epilogue(
+// CHECK: %[[R4:.*]] = bufferization.to_tensor
 // CHECK-NOT: linalg.broadcast
-// CHECK: %[[R3:.*]] = linalg.generic {{.*}} ins(%[[R2]], %{{.*}} :
+// CHECK: %[[LATE:.*]] = linalg.generic
+// CHECK: arith.mulf
+// CHECK: %[[R3:.*]] = linalg.generic {{.*}} ins(%[[R4]], %[[LATE]] :
 // CHECK: arith.addf
-// CHECK: return %[[R1]], %[[R3]] :
+// CHECK-NOT: linalg.generic
+// CHECK: return %[[R1]], %[[R2]], %[[R3]] :
 // OFF-LABEL: func.func @conv_epilogues(
 // OFF-NOT: _epilogue
+// OFF-NOT: _residual
 // OFF: call @tasd_dense_conv2d(
 // OFF: arith.addf %{{.*}}, %{{.*}} : tensor<1x4x5x5xf32>
 // OFF: arith.maximumf
 // OFF: call @tasd_dense_conv2d(
 // OFF: arith.addf %{{.*}}, %{{.*}} : tensor<1x4x5x5xf32>
 func.func @conv_epilogues(%x: tensor<1x3x7x7xf32>, %w: tensor<4x3x3x3xf32>, %b: tensor<4xf32>, %res: tensor<1x4x5x5xf32>)
-    -> (tensor<1x4x5x5xf32>, tensor<1x4x5x5xf32>) {
+    -> (tensor<1x4x5x5xf32>, tensor<1x4x5x5xf32>, tensor<1x4x5x5xf32>) {
   %zero = arith.constant 0.0 : f32
   %e = tensor.empty() : tensor<1x4x5x5xf32>
   %bi = linalg.broadcast ins(%b : tensor<4xf32>) outs(%e : tensor<1x4x5x5xf32>) dimensions = [0, 2, 3]
@@ -282,5 +293,16 @@ func.func @conv_epilogues(%x: tensor<1x3x7x7xf32>, %w: tensor<4x3x3x3xf32>, %b: 
     %a = arith.addf %in, %in2 : f32
     linalg.yield %a : f32
   } -> tensor<1x4x5x5xf32>
-  return %r1, %r2 : tensor<1x4x5x5xf32>, tensor<1x4x5x5xf32>
+  %y3 = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>} ins(%x, %w : tensor<1x3x7x7xf32>, tensor<4x3x3x3xf32>) outs(%bi : tensor<1x4x5x5xf32>) -> tensor<1x4x5x5xf32>
+  %late = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%res : tensor<1x4x5x5xf32>) outs(%e : tensor<1x4x5x5xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %s = arith.mulf %in, %in : f32
+    linalg.yield %s : f32
+  } -> tensor<1x4x5x5xf32>
+  %r3 = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%y3, %late : tensor<1x4x5x5xf32>, tensor<1x4x5x5xf32>) outs(%e : tensor<1x4x5x5xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %a = arith.addf %in, %in2 : f32
+    linalg.yield %a : f32
+  } -> tensor<1x4x5x5xf32>
+  return %r1, %r2, %r3 : tensor<1x4x5x5xf32>, tensor<1x4x5x5xf32>, tensor<1x4x5x5xf32>
 }

@@ -446,6 +446,63 @@ def test_conv2d_epilogue_is_the_plain_entry_then_bias_and_clamp(n: int, c: int, 
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
 
 
+@pytest.mark.blas
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), c=st.integers(1, 20), f=st.integers(1, 9), groups=st.integers(1, 2),
+       k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 1), side=st.integers(3, 24),
+       strided=st.booleans(), bounds=st.sampled_from([(0.0, 6.0), (0.0, np.inf), (-np.inf, np.inf)]),
+       seed=st.integers(0, 2 ** 16))
+def test_conv2d_residual_is_the_bias_entry_then_the_add_and_clamp(n: int, c: int, f: int, groups: int, k: int, stride: int,
+                                                                  pad: int, side: int, strided: bool,
+                                                                  bounds: tuple[float, float], seed: int) -> None:
+    """``tasd_dense_conv2d_residual``: the epilogue entry with the bias alone, then
+    ``min(max(y + r, lo), hi)`` in float32 (the loop it replaces): the same bits, for a
+    contiguous or strided residual and output."""
+    if side + 2 * pad < k:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, c * groups, side, side)).astype(np.float32)
+    w = rng.uniform(-1, 1, (f * groups, c, k, k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, f * groups).astype(np.float32)
+    biased = dense.conv2d(x, w, (stride, stride), (pad, pad), (1, 1), groups, bias=bias)
+    r = rng.uniform(-1, 1, biased.shape).astype(np.float32)
+    if strided:
+        r = np.ascontiguousarray(r.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    ref = np.minimum(np.maximum(biased + r, np.float32(bounds[0])), np.float32(bounds[1]))
+    out = np.full(ref.shape[:3] + (2 * ref.shape[3],), np.nan, np.float32)
+    out = out[..., ::2] if strided else np.ascontiguousarray(out[..., :ref.shape[3]])
+    got = dense.conv2d(x, w, (stride, stride), (pad, pad), (1, 1), groups, out=out, bias=bias, clamp=bounds, residual=r)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
+def test_conv2d_residual_two_threads_bit_identical() -> None:
+    """Above ``RESIDUAL_PARALLEL_ELEMENTS`` the residual pass splits the planes over the threads."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, (4, 32, 28, 28)).astype(np.float32)
+    w = rng.uniform(-1, 1, (64, 32, 1, 1)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 64).astype(np.float32)
+    r = rng.uniform(-1, 1, (4, 64, 28, 28)).astype(np.float32)
+    assert r.size >= dense.RESIDUAL_PARALLEL_ELEMENTS
+    outs = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            outs.append(dense.conv2d(x, w, bias=bias, clamp=(0.0, np.inf), residual=r))
+    finally:
+        numba.set_num_threads(previous)
+    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+    assert 0 < np.mean(outs[0] == 0.0) < 1
+    with pytest.raises(ValueError, match="a residual needs a bias"):
+        dense.conv2d(x, w, residual=r)
+    with pytest.raises(ValueError, match="a residual needs"):
+        dense.conv2d(x, w, bias=bias, residual=r[:, :, :5])
+
+
 @pytest.mark.parametrize("c,f,k,stride,side,method", [
     (64, 96, 3, 1, 28, dense.STACKED), (64, 96, 3, 1, 28, dense.WINOGRAD), (64, 96, 1, 1, 56, dense.AUTO),
     (64, 96, 3, 2, 29, dense.AUTO), (64, 96, 3, 1, 14, dense.STACKED), (64, 96, 3, 1, 14, dense.WINOGRAD),

@@ -178,7 +178,7 @@ class _DenseBlock(torch.nn.Module):
 def test_dense_conv_epilogues_equal_the_unfused_loops_bit_for_bit() -> None:
     """Through ``compile_model`` (config dense) and ``compile_for_cpu``: the convolutions'
     folded BatchNorm biases and their ReLU / ReLU6 run inside the library calls
-    (``tasd_dense_conv2d_epilogue``; the bias alone where a residual add follows) with the
+    (``tasd_dense_conv2d_epilogue``; ``tasd_dense_conv2d_residual`` where a shortcut is added) with the
     same f32 operations as the generated loops of ``fuse_epilogues=False``, after the same
     GEMMs: the same bits. Both against torch in float64 too."""
     from tasdc.compiler import CompileOptions, compile_model
@@ -197,7 +197,8 @@ def test_dense_conv_epilogues_equal_the_unfused_loops_bit_for_bit() -> None:
     FoldBatchNorm().run(calls)
     DenseToLibraryCalls().run(calls)
     text = str(calls)
-    assert text.count("call @tasd_dense_conv2d_epilogue(") == 3 and "call @tasd_dense_conv2d(" not in text
+    assert text.count("call @tasd_dense_conv2d_epilogue(") == 2 and "call @tasd_dense_conv2d(" not in text
+    assert text.count("call @tasd_dense_conv2d_residual(") == 1  # relu(b3(c3(y)) + y)
     assert text.count("call @tasd_dense_depthwise_conv2d_epilogue(") == 1
     fused = compile_for_cpu(result.module, cache=False)
     plain = compile_for_cpu(result.module, cache=False, fuse_epilogues=False)
