@@ -389,6 +389,8 @@ def test_winograd_is_auto_for_3x3_stride_1_only() -> None:
     assert dense.conv_method(64, 3, 3, 2, 2, 1, 1, tiles) == dense.STACKED
     assert dense.conv_method(64, 3, 3, 1, 1, 2, 2, tiles) == dense.STACKED
     assert dense.conv_method(64, 5, 5, 1, 1, 1, 1, tiles) == dense.STACKED
+    assert dense.conv_method(3, 7, 7, 2, 2, 1, 1, tiles) == dense.STACKED  # the ResNet stem (STACKED_MIN_TAPS)
+    assert dense.conv_method(3, 3, 3, 2, 2, 1, 1, tiles) == dense.IM2COL
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (2, 16, 9, 9)).astype(np.float32)
     w = rng.uniform(-1, 1, (8, 16, 3, 3)).astype(np.float32)
