@@ -1924,7 +1924,7 @@ def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_lo
                 _dconv_pack_serial(xbuf, geo, n, pad, hp, wp)
                 _dconv_image_serial(pad, 0, pad.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
                                     w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi,
-                             rbuf, (res[0] + n * res[1]) if res.size else 0, res)
+                                    rbuf, (res[0] + n * res[1]) if res.size else 0, res)
     else:
         for n in range(n_img):
             base = geo[_G_XOFF] + n * geo[_G_XSN]
@@ -1935,7 +1935,7 @@ def _dconv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_lo
             else:
                 _dconv_image_serial(xbuf, base, xbuf.size, taps, tmax, geo, ybuf, yoff + n * ysn, ysf, ysh, ysw, O, accumulate,
                                     w_loc, w_tap, w_val, tile_count, tile_ptr, kb, plan, wide16, rows, cs, rs, pf, epi,
-                             rbuf, (res[0] + n * res[1]) if res.size else 0, res)
+                                    rbuf, (res[0] + n * res[1]) if res.size else 0, res)
 
 
 _dconv_pack_serial = njit(fastmath=True, cache=True, nogil=True)(_renamed(_dconv_pack.py_func, "_dconv_pack_serial"))
@@ -2128,7 +2128,9 @@ _P_EPI, _P_EPILEN = range(34, 36)
 # conv2d entries taking a residual: the residual's memref descriptor, stored by
 # the entry's trampoline on every call (0: none)
 _P_RES = 36
-_P_LEN = 37
+# 1 for an entry made with a residual operand (a null one is then an error, not "none")
+_P_HASRES = 37
+_P_LEN = 38
 _MAGIC = 0x54415344  # "TASD"
 
 #: status codes returned by the C entry (and stored in its status record)
@@ -2306,6 +2308,9 @@ def _conv_cfunc_py(xd_a, yd_a, prm_a):
             return STATUS_BAD_STRIDES
     res = np.empty(0, np.int64)
     rbuf = carray(_ptr_f32(prm[_P_WVAL]), 0)
+    if prm[_P_HASRES] != 0 and prm[_P_RES] == 0:
+        prm[_P_STATUS] = STATUS_RESIDUAL
+        return STATUS_RESIDUAL
     if prm[_P_RES] != 0:  # Y = clamp(epilogue + R): R has Y's dims, any strides
         rd = carray(_ptr_i64(prm[_P_RES]), 11)
         if (rd[3] != n or rd[4] != f or rd[5] != oh or rd[6] != ow or rd[1] == 0 or prm[_P_EPILEN] == 0
@@ -2666,6 +2671,7 @@ def make_conv_cfunc_entry(
     if lcode == CONV_LAYOUTS["direct"] and (sh, sw) != (1, 1):
         raise KernelError(f"layout='direct' needs stride 1, got {(sh, sw)}")
     prm[_P_LAYOUT], prm[_P_KPAD], prm[_P_PF] = lcode, _kpad(packed), int(DIRECT_PREFETCH)
+    prm[_P_HASRES] = int(residual)
     entry.address = _trampoline(_conv_cfunc().address, prm.ctypes.data, entry.name, residual)
     entry.ctypes = (_CFUNC_PROTO_RESIDUAL if residual else _CFUNC_PROTO)(entry.address)
     entry.residual = residual

@@ -279,6 +279,10 @@ def test_residual_errors() -> None:
         entry.check_status()
     with pytest.raises(KernelError, match="takes a residual"):
         entry(x, y)
+    xd, yd = memref_descriptor(x), memref_descriptor(y)
+    assert entry.ctypes(ctypes.addressof(xd), ctypes.addressof(yd), None) != 0  # a null residual descriptor
+    with pytest.raises(KernelError, match="residual operand"):
+        entry.check_status()
     with pytest.raises(KernelError, match="residual must be"):
         conv2d_series(x, p, 3, 3, 1, 1, residual=np.zeros((2, 8, 6, 6), np.float64))
     with pytest.raises(KernelError, match="bias or epilogue"):
