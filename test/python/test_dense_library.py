@@ -412,6 +412,20 @@ def test_conv2d_wrapper_rejects_bad_input() -> None:
         dense.conv2d(x, np.zeros((2, 4, 3, 3), np.float32), bias=np.zeros(3, np.float32))
 
 
+def _conv_operands(rng: np.random.Generator, n: int, c: int, f: int, groups: int, k: int,
+                   side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random f32 ``x[n, c*groups, side, side]``, ``w[f*groups, c, k, k]`` and ``bias[f*groups]``."""
+    x = rng.uniform(-1, 1, (n, c * groups, side, side)).astype(np.float32)
+    w = rng.uniform(-1, 1, (f * groups, c, k, k)).astype(np.float32)
+    return x, w, rng.uniform(-1, 1, f * groups).astype(np.float32)
+
+
+def _nan_output(shape: tuple[int, ...], strided: bool) -> np.ndarray:
+    """A NaN-filled f32 output of ``shape``, contiguous or every other column of a wider one."""
+    out = np.full(shape[:3] + (2 * shape[3],), np.nan, np.float32)
+    return out[..., ::2] if strided else np.ascontiguousarray(out[..., :shape[3]])
+
+
 def _bias_clamp_reference(y: np.ndarray, bias: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """The loop the epilogue replaces, in float32: ``y + bias[f]``, then ``v > lo ? v : lo``,
     then ``hi < v ? hi : v``."""
@@ -437,13 +451,10 @@ def test_conv2d_epilogue_is_the_plain_entry_then_bias_and_clamp(n: int, c: int, 
     if side + 2 * pad < k:
         return
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, (n, c * groups, side, side)).astype(np.float32)
-    w = rng.uniform(-1, 1, (f * groups, c, k, k)).astype(np.float32)
-    bias = rng.uniform(-1, 1, f * groups).astype(np.float32)
+    x, w, bias = _conv_operands(rng, n, c, f, groups, k, side)
     plain = dense.conv2d(x, w, (stride, stride), (pad, pad), (1, 1), groups, method)
     ref = _bias_clamp_reference(plain, bias, *bounds)
-    out = np.full(ref.shape[:3] + (2 * ref.shape[3],), np.nan, np.float32)
-    out = out[..., ::2] if strided else np.ascontiguousarray(out[..., :ref.shape[3]])
+    out = _nan_output(ref.shape, strided)
     got = dense.conv2d(x, w, (stride, stride), (pad, pad), (1, 1), groups, method, out=out, bias=bias, clamp=bounds)
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
 
@@ -463,16 +474,13 @@ def test_conv2d_residual_is_the_bias_entry_then_the_add_and_clamp(n: int, c: int
     if side + 2 * pad < k:
         return
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, (n, c * groups, side, side)).astype(np.float32)
-    w = rng.uniform(-1, 1, (f * groups, c, k, k)).astype(np.float32)
-    bias = rng.uniform(-1, 1, f * groups).astype(np.float32)
+    x, w, bias = _conv_operands(rng, n, c, f, groups, k, side)
     biased = dense.conv2d(x, w, (stride, stride), (pad, pad), (1, 1), groups, bias=bias)
     r = rng.uniform(-1, 1, biased.shape).astype(np.float32)
     if strided:
         r = np.ascontiguousarray(r.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     ref = np.minimum(np.maximum(biased + r, np.float32(bounds[0])), np.float32(bounds[1]))
-    out = np.full(ref.shape[:3] + (2 * ref.shape[3],), np.nan, np.float32)
-    out = out[..., ::2] if strided else np.ascontiguousarray(out[..., :ref.shape[3]])
+    out = _nan_output(ref.shape, strided)
     got = dense.conv2d(x, w, (stride, stride), (pad, pad), (1, 1), groups, out=out, bias=bias, clamp=bounds, residual=r)
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
 

@@ -12,6 +12,7 @@ twice moves an output by O(1).
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 import numba
 import numpy as np
@@ -64,16 +65,22 @@ def test_matmul_entry_applies_the_epilogue(t: int, k: int, o: int, transpose: bo
     assert 0 < np.mean((fused == -0.5) | (fused == 1.5)) < 1  # both clamps and the affine part are exercised
 
 
+def _conv_case(rng: np.random.Generator, config: str, kh: int, stride: int, side: int) -> tuple[Any, np.ndarray, int]:
+    """A packed 8 -> 24 filter ``kh × kh`` of ``config``, an input ``[2, 8, side, side]`` and
+    the output side at ``stride`` with ``kh // 2`` padding."""
+    p = pack_series(decompose(rng.standard_normal((24, 8 * kh * kh)).astype(np.float32), config, axis=1), conv=True)
+    x = rng.standard_normal((2, 8, side, side)).astype(np.float32)
+    return p, x, (side + 2 * (kh // 2) - kh) // stride + 1
+
+
 @pytest.mark.parametrize("kh,stride,layout,side", [
     (3, 1, "tiles", 12), (3, 1, "direct", 20), (3, 2, "tiles", 15), (1, 1, "direct", 16), (1, 1, "tiles", 9)])
 def test_conv_entry_applies_the_epilogue(kh: int, stride: int, layout: str, side: int) -> None:
     """Every conv path (X tiles; the direct layout on a padded copy; a 1x1 conv read in place)."""
     rng = np.random.default_rng(kh * 100 + side)
-    n, c, f = 2, 8, 24
+    n, f = 2, 24
     pad = kh // 2
-    p = pack_series(decompose(rng.standard_normal((f, c * kh * kh)).astype(np.float32), "1:8", axis=1), conv=True)
-    x = rng.standard_normal((n, c, side, side)).astype(np.float32)
-    oh = (side + 2 * pad - kh) // stride + 1
+    p, x, oh = _conv_case(rng, "1:8", kh, stride, side)
     e = _epilogue(rng, f)
     outs = []
     for epilogue in (None, e):
@@ -115,6 +122,15 @@ def test_epilogue_errors() -> None:
         make_cfunc_entry(p, epilogue=Epilogue(np.ones(5), np.zeros(6)))
     with pytest.raises(KernelError, match="lo <= hi"):
         make_cfunc_entry(p, epilogue=Epilogue(np.ones(6), np.zeros(6), 1.0, 0.0))
+
+
+def _random_statistics(*norms: torch.nn.BatchNorm2d) -> None:
+    """Non-trivial inference statistics and shifts (torch's seed sets them)."""
+    with torch.no_grad():
+        for bn in norms:
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.bias.uniform_(-0.5, 0.5)
 
 
 class _Block(torch.nn.Module):
@@ -186,11 +202,7 @@ def test_dense_conv_epilogues_equal_the_unfused_loops_bit_for_bit() -> None:
 
     torch.manual_seed(0)
     model = _DenseBlock().eval()
-    with torch.no_grad():
-        for bn in (model.b1, model.b2, model.b3):
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            bn.bias.uniform_(-0.5, 0.5)
+    _random_statistics(model.b1, model.b2, model.b3)
     x = torch.randn(2, 3, 20, 20, generator=torch.Generator().manual_seed(1))
     result = compile_model(model, (x,), CompileOptions(config="dense"))
     calls = clone_module(result.module)
@@ -219,11 +231,9 @@ def test_conv_entry_adds_the_residual_before_the_clamp(kh: int, stride: int, lay
     same map as an entry without the clamp, so exactly that entry's output plus ``r``,
     clamped (bit for bit). ``conv2d_series(residual=)`` runs the same kernel."""
     rng = np.random.default_rng(kh * 1000 + side)
-    n, c, f = 2, 8, 24
+    n, f = 2, 24
     pad = kh // 2
-    p = pack_series(decompose(rng.standard_normal((f, c * kh * kh)).astype(np.float32), "2:4", axis=1), conv=True)
-    x = rng.standard_normal((n, c, side, side)).astype(np.float32)
-    oh = (side + 2 * pad - kh) // stride + 1
+    p, x, oh = _conv_case(rng, "2:4", kh, stride, side)
     e = _epilogue(rng, f, lo=0.0, hi=2.0)
     unclamped = np.full((n, f, oh, oh), np.nan, np.float32)
     assert make_conv_cfunc_entry(p, kh, kh, stride, 1, padding=pad, layout=layout,
@@ -313,11 +323,7 @@ def test_compiled_residual_blocks_fuse_the_shortcut_bit_for_bit() -> None:
 
     torch.manual_seed(0)
     model = _ResidualBlocks().eval()
-    with torch.no_grad():
-        for bn in (model.b1, model.b2, model.b3):
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            bn.bias.uniform_(-0.5, 0.5)
+    _random_statistics(model.b1, model.b2, model.b3)
     x = torch.randn(2, 16, 10, 10, generator=torch.Generator().manual_seed(1))
     result = compile_model(model, (x,), CompileOptions(config="2:4"))
     fused = compile_for_cpu(result.module, cache=False)
