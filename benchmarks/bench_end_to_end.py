@@ -43,7 +43,10 @@ For each model and config (dense, 2:4, 2:4+1:4 by default) one row gives:
   (before/after of a lowering change in one run), and ``base/tasdc``;
   ``--baseline-unfused``: the same with the N:M kernels' epilogues left as
   separate loops (``compile_for_cpu(fuse_epilogues=False)``; with
-  ``--baseline`` too, lowered that way);
+  ``--baseline`` too, lowered that way); ``--baseline-residuals``: the same with
+  the shortcut adds after convolutions left as loops and everything else fused
+  (``compile_for_cpu(fuse_residuals=False)``; the dense library's residual entry
+  is the lowering's ``epilogues`` option, so only the N:M kernels' part);
 * the median latency over ``--repeat`` runs of the compiled model and of
   torch eager (dense weights, ``torch.no_grad``, same input, same thread
   count, same process; one call of each in turn, so load changes hit both)
@@ -60,7 +63,7 @@ The compile caches are temporary folders (the user's cache is not touched).
 
 Run: ``.venv/bin/python benchmarks/bench_end_to_end.py [--models mlp,encoder4|zoo]
 [--configs dense,2:4] [--threads 1] [--repeat 30] [--fresh-process] [--compare-outline]
-[--baseline LOWERING] [--baseline-unfused]``.
+[--baseline LOWERING] [--baseline-unfused] [--baseline-residuals]``.
 """
 
 from __future__ import annotations
@@ -256,6 +259,8 @@ def main() -> None:
     parser.add_argument("--baseline", help="also time the module lowered with this pipeline (e.g. 'tasd-cpu-to-llvm{reassociate=false}')")
     parser.add_argument("--baseline-unfused", action="store_true",
                         help="the baseline without fused kernel epilogues (tasd-cpu-fuse-kernel-epilogues)")
+    parser.add_argument("--baseline-residuals", action="store_true",
+                        help="the baseline with the N:M convolutions' shortcut adds left as loops (fuse_residuals=False)")
     parser.add_argument("--child-start", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_start:
@@ -280,7 +285,8 @@ def main() -> None:
               f"{'cold/cached':>11} " + (f"{'start new':>9} " if args.fresh_process else "")
               + (f"{'JIT 1fn':>8} " if args.compare_outline else "")
               + f"{'tasdc ms':>9} {'torch ms':>9} {'torch/tasdc':>11} "
-              + (f"{'base ms':>9} {'base/tasdc':>10} " if args.baseline or args.baseline_unfused else "") + f"{'max |diff|':>10}")
+              + (f"{'base ms':>9} {'base/tasdc':>10} " if args.baseline or args.baseline_unfused or args.baseline_residuals else "")
+              + f"{'max |diff|':>10}")
     print(header)
     print("-" * len(header))
     models = ZOO_SET if args.models == "zoo" else args.models
@@ -327,9 +333,10 @@ def main() -> None:
 
             timed: list[Callable[[], Any]] = [first]
             baseline = None
-            if args.baseline or args.baseline_unfused:
+            if args.baseline or args.baseline_unfused or args.baseline_residuals:
                 baseline = compile_for_cpu(result.module, cache=False, lowering=args.baseline or "tasd-cpu-to-llvm",
-                                           fuse_epilogues=not args.baseline_unfused)
+                                           fuse_epilogues=not args.baseline_unfused,
+                                           fuse_residuals=not args.baseline_residuals)
                 timed.append(lambda: first(baseline))
             with torch.no_grad():
                 expected = eager()
