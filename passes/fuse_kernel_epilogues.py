@@ -95,9 +95,9 @@ class FuseKernelEpilogues(ModulePass):
 
     The affine map is rounded once where the ops rounded each step (f32
     rounding, not bit for bit); a NaN sum comes out as ``lo`` (a ``cmpf`` +
-    ``select`` ReLU gives that too; ``maximumf`` would give NaN). The chain is
-    left alone when any op reads another run-time value, when its result type
-    differs, or when nothing in it is supported. ``max-chain`` bounds the ops
+    ``select`` ReLU gives that too; ``maximumf`` would give NaN). The chain
+    stops at an op that reads another run-time value (but for the residual
+    below), whose result type differs, or that it does not support. ``max-chain`` bounds the ops
     fused per call.
 
     With ``residual`` (the default), a convolution's chain may also add one
