@@ -410,10 +410,9 @@ def _conv_model_main(args: argparse.Namespace, nthreads: int, load0: tuple[float
         auto = {}
         for cfg in cfgs:
             pk = pack_series(decompose(w, cfg, axis=1), conv=True)
-            geo = np.array([0, c * h * w_, h * w_, w_, 1, n, c, h, w_, k, k, s, s, p, p, 1, 1,
-                            (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1], np.int64)
-            kpad = K._kpad(pk)
             oh_, ow_ = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
+            geo = np.array([0, c * h * w_, h * w_, w_, 1, n, c, h, w_, k, k, s, s, p, p, 1, 1, oh_, ow_], np.int64)
+            kpad = K._kpad(pk)
             parallel = numba.get_num_threads() > 1 and n * oh_ * ow_ * pk.w_loc.size >= K.SERIAL_WORK  # as _run_conv decides
             auto[cfg] = "direct" if K._dconv_mode(geo, 0, kpad, pk.w_loc.size, parallel) > 0 else "tiles"
             fns[f"{cfg} tiles"] = lambda pk=pk: conv2d_series(x, pk, k, k, s, p, layout="tiles")

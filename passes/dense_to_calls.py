@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 from torch_mlir import ir
@@ -193,7 +193,7 @@ class DenseToLibraryCalls(ModulePass):
         epilogue = _bias_clamp_epilogue(op) if self.epilogues and op.name in EPILOGUE_ENTRIES else None
         if epilogue is not None:
             entry, accumulate = EPILOGUE_ENTRIES[op.name], False
-            if epilogue[4] is not None:
+            if epilogue.residual is not None:
                 entry = RESIDUAL_ENTRY
         grouped = op.name == "linalg.conv_2d_ngchw_gfchw"
         dyn = ir.ShapedType.get_dynamic_stride_or_offset()
@@ -235,7 +235,7 @@ class DenseToLibraryCalls(ModulePass):
                 scalars += _pair(op, "strides") + _pair(op, "dilations") + padding
             if epilogue is not None:
                 f32 = ir.F32Type.get()
-                bias, _, lo, hi, residual = epilogue
+                bias, residual = epilogue.bias, epilogue.residual
                 if bias is None:
                     zeros = ir.RankedTensorType.get([result_type.shape[1]], f32)
                     bias = arith.ConstantOp(zeros, ir.DenseElementsAttr.get_splat(zeros, ir.FloatAttr.get(f32, 0.0))).result
@@ -244,7 +244,7 @@ class DenseToLibraryCalls(ModulePass):
                     args.append(buffer(residual))
             args += [arith.ConstantOp(i64, v).result for v in scalars]
             if epilogue is not None:
-                args += [arith.ConstantOp(f32, ir.FloatAttr.get(f32, bound)).result for bound in epilogue[2:4]]
+                args += [arith.ConstantOp(f32, ir.FloatAttr.get(f32, bound)).result for bound in (epilogue.lo, epilogue.hi)]
             func.CallOp(decl, args)
             value = bufferization.ToTensorOp(out_type, out, restrict=True, writable=True).result
             if grouped:
@@ -252,8 +252,8 @@ class DenseToLibraryCalls(ModulePass):
             if accumulate:
                 value = arith.AddFOp(value, init).result
         original_init, original_lhs, original_rhs = op.operands[2], op.operands[0], op.operands[1]
-        if epilogue is not None and epilogue[1]:
-            end = epilogue[1][-1].results[0]
+        if epilogue is not None and epilogue.ops:
+            end = epilogue.ops[-1].results[0]
             end.replace_all_uses_with(value)
             erase_dead(end)  # the clamps, last first
         op.results[0].replace_all_uses_with(value)
@@ -313,7 +313,17 @@ def _erase_if_dead(owner: object) -> None:
         owner = nxt
 
 
-def _bias_clamp_epilogue(op: ir.OpView) -> tuple[ir.Value | None, list[ir.OpView], float, float, ir.Value | None] | None:
+class _ConvEpilogue(NamedTuple):
+    """What a convolution's library call takes over (see :func:`_bias_clamp_epilogue`)."""
+
+    bias: ir.Value | None
+    ops: list[ir.OpView]
+    lo: float
+    hi: float
+    residual: ir.Value | None
+
+
+def _bias_clamp_epilogue(op: ir.OpView) -> _ConvEpilogue | None:
     """``(bias, ops, lo, hi, residual)`` when the convolution ``op`` takes an epilogue entry (see
     :class:`DenseToLibraryCalls`): its per-channel bias (``None`` for a +0.0 fill), the ops
     after it (a residual add of a ``linalg.conv_2d_nchw_fchw`` defined before ``op``, clamps)
@@ -346,4 +356,4 @@ def _bias_clamp_epilogue(op: ir.OpView) -> tuple[ir.Value | None, list[ir.OpView
         value = users[0].results[0]
     if bias is None and not chain:
         return None
-    return bias, chain, clamp.lo, clamp.hi, clamp.residual
+    return _ConvEpilogue(bias, chain, clamp.lo, clamp.hi, clamp.residual)

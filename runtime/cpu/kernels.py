@@ -1648,10 +1648,11 @@ DIRECT_MAX_WASTE = 0.2
 #: channel), so reading in place wins only where packing weighs most
 DIRECT_MAX_SLOTS_1X1 = 8
 #: ... and a k x k conv on two or more threads only while each input column
-#: feeds at most this many slots: there the X tiles won at 2:4 (ResNet-18
-#: 3x3 64->64 @56² 7.9 vs 11.3 ms, 128->128 @28² 7.3 vs 8.7 ms per call) and
-#: at 1:8 from 128 filters on (3.4 vs 4.2 ms), the direct layout at 1:8 with
-#: 64 filters (3.6 vs 4.5 ms); on one thread it wins at both
+#: feeds at most this many slots: there the X tiles won or tied at 2:4
+#: (ResNet-18, batch 8, two threads, freed memory retained: 3x3 64->64 @56²
+#: 7.8 vs 7.7 ms, 128->128 @28² 7.1 vs 8.7 ms per call) and at 1:8 from 128
+#: filters on (3.3 vs 4.0 ms), the direct layout at 1:8 with 64 filters (3.3
+#: vs 4.0 ms); on one thread it wins at both
 #: (``bench_kernels.py --conv-model resnet18 --threads 1|2 --clock wall``)
 DIRECT_MAX_SLOTS_PARALLEL = 8
 

@@ -13,6 +13,8 @@
 // RUN: tasdc-opt %s --split-input-file -p 'tasd-cpu-fuse-kernel-epilogues{residual=false}' | FileCheck %s --check-prefix=NORES
 // RUN: tasdc-opt %s --split-input-file -p 'tasd-cpu-fuse-kernel-epilogues{max-chain=1}' | FileCheck %s --check-prefix=ONE
 // RUN: %expect-exit 2 tasdc-opt %s -p 'tasd-cpu-fuse-kernel-epilogues{max-chain=0}' | FileCheck %s --check-prefix=BAD
+// RUN: %expect-exit 2 tasdc-opt %s -p 'tasd-cpu-fuse-kernel-epilogues{residual=maybe}' | FileCheck %s --check-prefix=BADRES
+// BADRES: tasdc-opt: error: option 'residual' of pass 'tasd-cpu-fuse-kernel-epilogues' expects bool, got 'maybe'
 // BAD: tasdc-opt: error: pass 'tasd-cpu-fuse-kernel-epilogues': max-chain must be >= 1, got 0
 
 #id = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
