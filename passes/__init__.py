@@ -36,6 +36,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-fold-batch-norm": "fold_batch_norm",
     "tasd-cpu-fuse-kernel-epilogues": "fuse_kernel_epilogues",
     "tasd-cpu-tap-major-filters": "tap_major_filters",
+    "tasd-cpu-tile-batch": "tile_batch",
     "tasd-expand-to-linalg": "expand_to_linalg",
     "tasd-approximate-weights": "approximate_weights",
     "tasd-select": "select_series",

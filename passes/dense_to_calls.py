@@ -16,6 +16,7 @@ from tasdc.passes.fold_batch_norm import erase_dead
 from tasdc.passes.fuse_kernel_epilogues import AffineClamp, compose_step, defined_before
 from tasdc.passes.lower_tasd_to_calls import dynamic_memref, zero_pad_of
 from tasdc.passes.tap_major_filters import VIEW_ATTR
+from tasdc.passes.tile_batch import BATCH_OPERANDS_ATTR
 from tasdc.contractions import has_default_maps
 
 #: op name -> (library entry, operand ranks: input, filter/right, output)
@@ -182,6 +183,8 @@ class DenseToLibraryCalls(ModulePass):
         with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
             decl = func.FuncOp(entry, ir.FunctionType.get(inputs, []), visibility="private")
         decl.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        if "conv2d" in entry:  # X, Y (and the residual) hold the batch in dim 0: tasd-cpu-tile-batch
+            decl.attributes[BATCH_OPERANDS_ATTR] = ir.DenseI64ArrayAttr.get([0, 2, 4] if entry == RESIDUAL_ENTRY else [0, 2])
         declared[entry] = decl
         return decl
 

@@ -21,6 +21,7 @@ from tasdc.passes.interchange_transposes import InterchangeTransposes
 from tasdc.passes.mark_noalias import MarkNoalias
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.reassociate_reductions import ReassociateReductions
+from tasdc.passes.tile_batch import TileBatch, strip_batch_operands
 from tasdc.passes.vectorize_contractions import VectorizeContractions
 
 #: The upstream pipeline, in order. ``refback-munge-memref-copy`` rewrites
@@ -68,7 +69,9 @@ UPSTREAM_PIPELINE = (
 FUSION = ("func.func(linalg-fuse-elementwise-ops)", "canonicalize", "cse")
 FUSE_AFTER = "func.func(convert-elementwise-to-linalg)"
 
-#: ``tasd-cpu-interchange-transposes`` runs on tensors, right before this step.
+#: ``tasd-cpu-interchange-transposes`` runs on tensors, right before this step;
+#: ``tasd-cpu-tile-batch`` on memrefs right after it, before buffer deallocation
+#: (which then frees the per-image buffers it allocates).
 BUFFERIZE = "one-shot-bufferize"
 
 #: ``tasd-cpu-outline-loops`` runs on loops over memrefs, right before this step.
@@ -148,6 +151,12 @@ class LowerCpuToLLVM(ModulePass):
     aliases get LLVM ``noalias`` (``tasd-cpu-mark-noalias``), so LLVM can
     hoist loop-invariant loads and vectorize without overlap checks.
 
+    With ``tile_batch`` (the default), a run of per-image ops (convolution
+    calls, batch-parallel generics) whose buffers are large is put in a loop
+    over the images right after bufferization (``tasd-cpu-tile-batch``), so
+    one image's intermediates stay in cache from one call to the next
+    (``tile_min_bytes`` / ``tile_trigger_bytes``: the pass's thresholds).
+
     Last, ``tasd-cpu-inline-entry`` inlines each public function into its
     C-interface wrapper (no call with thousands of scalar arguments left).
     """
@@ -167,6 +176,12 @@ class LowerCpuToLLVM(ModulePass):
     expand_bf16: bool = True
     interchange: bool = True
     epilogues: bool = True
+    tile_batch: bool = True
+    tile_min_bytes: int = TileBatch.min_bytes
+    tile_trigger_bytes: int = TileBatch.trigger_bytes
+
+    def __post_init__(self) -> None:
+        TileBatch(self.tile_min_bytes, self.tile_trigger_bytes)  # their checks, as option errors
 
     def run(self, module: ir.Module) -> None:
         leftover: list[str] = []
@@ -202,8 +217,11 @@ class LowerCpuToLLVM(ModulePass):
         # On the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg:
         steps[1:1] = [p for p, on in ((ExpandErf(), self.expand_erf), (ExpandExp(), self.expand_exp),
                                       (ReassociateReductions(), self.reassociate)) if on]
+        at = next(i for i, step in enumerate(steps) if isinstance(step, str) and step.startswith(BUFFERIZE))
+        steps.insert(at + 1, _StripBatchOperands())  # the annotation is not for LLVM
+        if self.tile_batch:  # on memrefs, right after bufferization
+            steps.insert(at + 1, TileBatch(self.tile_min_bytes, self.tile_trigger_bytes))
         if self.interchange:  # on tensors, right before bufferization
-            at = next(i for i, step in enumerate(steps) if isinstance(step, str) and step.startswith(BUFFERIZE))
             steps.insert(at, InterchangeTransposes())
         if self.outline:
             at = steps.index(OUTLINE_BEFORE)
@@ -233,6 +251,16 @@ class LowerCpuToLLVM(ModulePass):
                 record_mlir_error(error)
                 detail = log.errors[0].format() if log.errors else str(error).splitlines()[0]
                 raise PipelineError(f"tasd-cpu-to-llvm failed: {detail}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _StripBatchOperands(ModulePass):
+    """Drop ``tasd.batch_operands`` from the declarations once ``tasd-cpu-tile-batch`` ran (or not)."""
+
+    name: ClassVar[str] = ""
+
+    def run(self, module: ir.Module) -> None:
+        strip_batch_operands(module)
 
 
 def _has_bf16(module: ir.Module) -> bool:

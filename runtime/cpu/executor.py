@@ -56,6 +56,7 @@ from tasdc.passes.fold_batch_broadcasts import FoldBatchBroadcasts
 from tasdc.passes.fold_batch_norm import FoldBatchNorm
 from tasdc.passes.fuse_kernel_epilogues import EPILOGUE_ATTR, RESIDUAL_ATTR, FuseKernelEpilogues
 from tasdc.passes.tap_major_filters import TapMajorFilters
+from tasdc.passes.tile_batch import BATCH_OPERANDS_ATTR, batch_operands
 from tasdc.report import from_attr
 from tasdc.runtime.cpu.act_kernels import collect_act_kernels
 from tasdc.runtime.cpu import kernel_cache, object_cache
@@ -543,6 +544,9 @@ def compile_for_cpu(
             sources.append((name, info, [read_elements(a, copy=False) for a in ir.ArrayAttr(op.attributes[WEIGHTS_ATTR])]))
             epilogues.append(_epilogue(op.attributes[EPILOGUE_ATTR]) if EPILOGUE_ATTR in op.attributes else None)
             residuals.append(RESIDUAL_ATTR in op.attributes)
+            positions = batch_operands(op)  # a convolution: tasd-cpu-tile-batch may call it per image
+            if positions is not None:
+                op.attributes[BATCH_OPERANDS_ATTR] = ir.DenseI64ArrayAttr.get(positions, context=work.context)
             # The weights now live in the packed kernels; drop them from the IR.
             for attr in (KERNEL_ATTR, WEIGHTS_ATTR, EPILOGUE_ATTR, RESIDUAL_ATTR, "tasd.stats"):
                 if attr in op.attributes:
