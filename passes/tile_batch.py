@@ -117,7 +117,7 @@ class TileBatch(ModulePass):
 
     Rule, on memrefs right after bufferization, in each function body: a *per-image op* is a
     ``func.call`` of a declaration with batch operands (:func:`batch_operands`: N:M
-    convolution kernels, the dense library's convolutions) or a ``linalg.generic`` that is
+    convolution kernels, the dense library's depthwise convolutions) or a ``linalg.generic`` that is
     parallel in d0 and indexes dim 0 of its outputs (and of the inputs that use d0) by d0
     alone; its batch operands (seen through ``memref.cast``) are static with dim 0 = B >= 2,
     and a call's batch operands have a dynamic dim 0 in their type. ``memref.alloc`` (static),

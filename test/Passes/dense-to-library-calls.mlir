@@ -54,6 +54,10 @@ func.func @batch_matmul_accumulate(%a: tensor<2x3x8xf32>, %b: tensor<2x8x5xf32>,
 
 // Convolutions pass strides and dilations; a grouped one is collapsed to NCHW
 // (groups first), a depthwise one has its own entry; -0.0 is not a zero init.
+// The depthwise entry declares its batch operands (X, Y) for tasd-cpu-tile-batch; the
+// sgemm convolution does not (per image it runs slower on two threads).
+// CHECK-DAG: func.func private @tasd_dense_depthwise_conv2d({{.*}}) attributes {llvm.emit_c_interface, tasd.batch_operands = array<i64: 0, 2>}
+// CHECK-DAG: func.func private @tasd_dense_conv2d({{.*}}) attributes {llvm.emit_c_interface}{{$}}
 // CHECK-LABEL: func.func @convs(
 // CHECK: %[[MZ:.*]] = linalg.fill ins(%cst{{.*}} : f32) outs(%{{.*}} : tensor<1x4x4x4xf32>)
 // CHECK: call @tasd_dense_conv2d(%{{.*}}, %{{.*}}, %{{.*}}, %c1_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c2_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c1_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}}, %c0_i64{{[_0-9]*}})
