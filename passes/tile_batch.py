@@ -8,6 +8,7 @@ from typing import ClassVar
 from torch_mlir import ir
 from torch_mlir.dialects import arith, memref, scf
 
+from tasdc.errors import PipelineError
 from tasdc.passes.base import ModulePass
 from tasdc.passes.lower_tasd_to_calls import KERNEL_ATTR
 from tasdc.report import from_attr
@@ -26,7 +27,16 @@ def batch_operands(decl: ir.OpView) -> list[int] | None:
     """The batch operand positions of calls to ``decl``: its ``tasd.batch_operands``, or every
     memref operand of an N:M convolution kernel (``tasd.kernel`` of kind ``conv2d``)."""
     if BATCH_OPERANDS_ATTR in decl.attributes:
-        return [int(v) for v in ir.DenseI64ArrayAttr(decl.attributes[BATCH_OPERANDS_ATTR])]
+        attr = decl.attributes[BATCH_OPERANDS_ATTR]
+        name = ir.StringAttr(decl.attributes["sym_name"]).value
+        if not isinstance(attr, ir.DenseI64ArrayAttr):
+            raise PipelineError(f"@{name}: {BATCH_OPERANDS_ATTR} must be an array<i64: ...> of operand positions, got {attr}")
+        positions = [int(v) for v in attr]
+        count = len(ir.FunctionType(ir.TypeAttr(decl.attributes["function_type"]).value).inputs)
+        bad = [p for p in positions if not 0 <= p < count]
+        if bad:
+            raise PipelineError(f"@{name}: {BATCH_OPERANDS_ATTR} position {bad[0]} is not one of its {count} operands")
+        return positions
     if KERNEL_ATTR in decl.attributes and from_attr(decl.attributes[KERNEL_ATTR]).get("kind") == "conv2d":
         inputs = ir.FunctionType(ir.TypeAttr(decl.attributes["function_type"]).value).inputs
         return [i for i, t in enumerate(inputs) if isinstance(t, ir.MemRefType)]
@@ -238,7 +248,7 @@ def _per_image_operands(op: ir.Operation, decls: dict[str, list[int]]) -> list[i
         callee = ir.FlatSymbolRefAttr(op.attributes["callee"]).value
         if callee not in decls or op.results:
             return None
-        positions = [p for p in decls[callee] if p < len(op.operands)]
+        positions = decls[callee]
         for p in positions:
             t = op.operands[p].type
             if not isinstance(t, ir.MemRefType) or not ir.ShapedType.is_dynamic_size(ir.MemRefType(t).shape[0]):

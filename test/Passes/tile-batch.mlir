@@ -155,3 +155,4 @@ module {
     return %o : memref<2x4x8x8xf32>
   }
 }
+
