@@ -18,8 +18,8 @@ from tasdc.report import from_attr
 #: each image from that image's slices only, so it may run on one image of them at a time.
 BATCH_OPERANDS_ATTR = "tasd.batch_operands"
 
-#: Ops without side effects and without memref results that depend on the batch: moved
-#: before the loop as they are.
+#: Ops without operands or side effects (constants, a global's address): moved before the
+#: loop as they are.
 _HOISTABLE = ("arith.constant", "memref.get_global")
 
 
@@ -149,7 +149,9 @@ class TileBatch(ModulePass):
     from image n's slices, as before: an N:M kernel sums every output in the same order at any
     batch (the same bits); a dense convolution's ``sgemm`` may block another GEMM width
     differently (rounding-level differences). Nothing happens at batch 1 or below the
-    thresholds; the pass is a no-op on modules without per-image ops (transformers).
+    thresholds (the benchmarks' transformers: their large buffers are matmul operands, and a
+    matmul call ends a run). An allocation in a region that is not a batch operand, or a batch
+    buffer passed whole, leaves the region untiled.
     """
 
     name: ClassVar[str] = "tasd-cpu-tile-batch"
