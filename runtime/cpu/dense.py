@@ -276,6 +276,91 @@ _blas_threads_local = _threads_local_intrinsic(_SET_LOCAL)
 _sgemm_threads_local = _threads_local_intrinsic(_SGEMM_SET_LOCAL)
 
 
+_V16F = llvmir.VectorType(llvmir.FloatType(), 16)
+
+
+@intrinsic
+def _copy_short(typingctx, dst, d, src, s, n):  # type: ignore[no-untyped-def]
+    """``dst[d : d + n] = src[s : s + n]`` for ``0 ≤ n ≤ 16``: one masked 16-float load and
+    store (``llvm.masked.load`` / ``llvm.masked.store``; masked-off lanes are never read or
+    written). The depthwise entry's rows of small planes (7–16 floats) are shorter than the
+    loop LLVM vectorizes, so a plain loop copies them one float at a time."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == types.float32
+            and src.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        i32 = llvmir.IntType(32)
+        iv = llvmir.VectorType(i32, 16)
+        dp = builder.bitcast(builder.gep(context.make_array(sig.args[0])(context, builder, args[0]).data,
+                                         [context.cast(builder, args[1], sig.args[1], types.intp)]), _V16F.as_pointer())
+        sp = builder.bitcast(builder.gep(context.make_array(sig.args[2])(context, builder, args[2]).data,
+                                         [context.cast(builder, args[3], sig.args[3], types.intp)]), _V16F.as_pointer())
+        n = builder.insert_element(llvmir.Constant(iv, llvmir.Undefined), context.cast(builder, args[4], sig.args[4], types.int32),
+                                   llvmir.Constant(i32, 0))
+        n = builder.shuffle_vector(n, llvmir.Constant(iv, llvmir.Undefined), llvmir.Constant(iv, [0] * 16))
+        mask = builder.icmp_signed("<", llvmir.Constant(iv, list(range(16))), n)
+        mod = builder.module
+        mty = llvmir.VectorType(llvmir.IntType(1), 16)
+        load = mod.globals.get("llvm.masked.load.v16f32.p0") or llvmir.Function(
+            mod, llvmir.FunctionType(_V16F, [sp.type, i32, mty, _V16F]), "llvm.masked.load.v16f32.p0")
+        store = mod.globals.get("llvm.masked.store.v16f32.p0") or llvmir.Function(
+            mod, llvmir.FunctionType(llvmir.VoidType(), [_V16F, dp.type, i32, mty]), "llvm.masked.store.v16f32.p0")
+        v = builder.call(load, [sp, llvmir.Constant(i32, 4), mask, llvmir.Constant(_V16F, llvmir.Undefined)])
+        builder.call(store, [v, dp, llvmir.Constant(i32, 4), mask])
+        return context.get_dummy_value()
+
+    return types.none(dst, d, src, s, n), codegen
+
+
+@intrinsic
+def _copy_pairs(typingctx, dst, de, do, src, s, ne, no):  # type: ignore[no-untyped-def]
+    """``dst[de + q] = src[s + 2q]`` for ``q < ne`` and ``dst[do + q] = src[s + 2q + 1]`` for
+    ``q < no`` (``ne, no ≤ 16``, ``no ≤ ne ≤ no + 1``): a stride-2 row split into its even and
+    odd columns with two masked 16-float loads, two shuffles and two masked stores."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == types.float32
+            and src.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        i32 = llvmir.IntType(32)
+        iv = llvmir.VectorType(i32, 16)
+        mty = llvmir.VectorType(llvmir.IntType(1), 16)
+
+        def addr(k: int, j: int):  # type: ignore[no-untyped-def]
+            data = context.make_array(sig.args[k])(context, builder, args[k]).data
+            return builder.gep(data, [context.cast(builder, args[j], sig.args[j], types.intp)])
+
+        def splat(j: int):  # type: ignore[no-untyped-def]
+            v = builder.insert_element(llvmir.Constant(iv, llvmir.Undefined), context.cast(builder, args[j], sig.args[j], types.int32),
+                                       llvmir.Constant(i32, 0))
+            return builder.shuffle_vector(v, llvmir.Constant(iv, llvmir.Undefined), llvmir.Constant(iv, [0] * 16))
+
+        mod = builder.module
+        load = mod.globals.get("llvm.masked.load.v16f32.p0") or llvmir.Function(
+            mod, llvmir.FunctionType(_V16F, [_V16F.as_pointer(), i32, mty, _V16F]), "llvm.masked.load.v16f32.p0")
+        store = mod.globals.get("llvm.masked.store.v16f32.p0") or llvmir.Function(
+            mod, llvmir.FunctionType(llvmir.VoidType(), [_V16F, _V16F.as_pointer(), i32, mty]), "llvm.masked.store.v16f32.p0")
+        total = builder.add(splat(5), splat(6))  # ne + no source floats
+        lanes = llvmir.Constant(iv, list(range(16)))
+        src = builder.bitcast(addr(3, 4), _V16F.as_pointer())
+        low = builder.call(load, [src, llvmir.Constant(i32, 4), builder.icmp_signed("<", lanes, total),
+                                  llvmir.Constant(_V16F, llvmir.Undefined)])
+        high_mask = builder.icmp_signed("<", builder.add(lanes, llvmir.Constant(iv, [16] * 16)), total)
+        high_src = builder.bitcast(builder.gep(builder.bitcast(src, llvmir.FloatType().as_pointer()), [llvmir.Constant(i32, 16)]),
+                                   _V16F.as_pointer())
+        high = builder.call(load, [high_src, llvmir.Constant(i32, 4), high_mask, llvmir.Constant(_V16F, llvmir.Undefined)])
+        even = builder.shuffle_vector(low, high, llvmir.Constant(iv, [2 * q for q in range(16)]))
+        odd = builder.shuffle_vector(low, high, llvmir.Constant(iv, [2 * q + 1 for q in range(16)]))
+        builder.call(store, [even, builder.bitcast(addr(0, 1), _V16F.as_pointer()), llvmir.Constant(i32, 4),
+                             builder.icmp_signed("<", lanes, splat(5))])
+        builder.call(store, [odd, builder.bitcast(addr(0, 2), _V16F.as_pointer()), llvmir.Constant(i32, 4),
+                             builder.icmp_signed("<", lanes, splat(6))])
+        return context.get_dummy_value()
+
+    return types.none(dst, de, do, src, s, ne, no), codegen
+
+
 @intrinsic
 def _num_threads(typingctx):  # type: ignore[no-untyped-def]
     """``numba.get_num_threads()`` through the threading layer's symbol (linked by name:
@@ -1177,6 +1262,10 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
                 ne, no = np.uint64(runs[e, 2]), np.uint64(runs[e + 1, 2])
                 src = np.uint64(xb + runs[e, 1])
                 both = min(ne, no)
+                if ne <= 16 and no <= ne <= no + 1:  # a short row (input width ≤ 32)
+                    _copy_pairs(buf, de, do, xf, src, ne, no)
+                    e += 2
+                    continue
                 for q in range(both):
                     buf[de + q] = xf[src + np.uint64(2) * q]
                     buf[do + q] = xf[src + np.uint64(2) * q + np.uint64(1)]
@@ -1190,7 +1279,9 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
             src = np.uint64(xb + runs[e, 1])
             n = np.uint64(runs[e, 2])
             e += 1
-            if step == 1:
+            if step == 1 and n <= 16:
+                _copy_short(buf, d, xf, src, n)
+            elif step == 1:
                 for q in range(n):
                     buf[d + q] = xf[src + q]
             elif step == 2:  # a constant stride: LLVM vectorizes the load (two vectors, then a shuffle)
@@ -1235,7 +1326,9 @@ def _depthwise_planes(xf: np.ndarray, xs: np.ndarray, wf: np.ndarray, ws: np.nda
         yb = img * ys[0] + cc * ys[1]
         for p in range(oh):
             srow = np.uint64(p * wq)
-            if ys[3] == 1:
+            if ys[3] == 1 and ow <= 16:
+                _copy_short(yf, yb + p * ys[2], full, srow, ow)
+            elif ys[3] == 1:
                 d = np.uint64(yb + p * ys[2])
                 for q in range(np.uint64(ow)):
                     yf[d + q] = full[srow + q]

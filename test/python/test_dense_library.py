@@ -621,6 +621,24 @@ def test_depthwise_matches_the_float32_reference_bit_for_bit(n: int, c: int, kh:
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
 
 
+@pytest.mark.parametrize("wid,stride", [(7, 1), (14, 1), (16, 1), (17, 1), (14, 2), (15, 2), (28, 2), (31, 2),
+                                        (32, 2), (33, 2)])
+def test_depthwise_short_rows_bit_for_bit(wid: int, stride: int) -> None:
+    """Rows of at most 16 floats (and stride-2 rows of at most 32, split into even and odd
+    columns) are copied with masked vector loads and stores (``_copy_short``,
+    ``_copy_pairs``); on both sides of those limits the result is the reference's bits,
+    and the output's padding columns stay untouched."""
+    rng = np.random.default_rng(wid * 10 + stride)
+    x = rng.uniform(-1, 1, (2, 5, 9, wid)).astype(np.float32)
+    w = rng.uniform(-1, 1, (5, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 5).astype(np.float32)
+    ref = _depthwise_reference(x, w, (stride, stride), (1, 1), (1, 1), bias, (0.0, 0.5))
+    wide = np.full((2, 5, ref.shape[2], ref.shape[3] + 3), np.nan, np.float32)
+    got = dense.depthwise_conv2d(x, w, (stride, stride), (1, 1), out=wide[:, :, :, :ref.shape[3]], bias=bias, clamp=(0.0, 0.5))
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    assert np.isnan(wide[:, :, :, ref.shape[3]:]).all()
+
+
 @pytest.mark.parametrize("side,stride", [(56, 1), (56, 2), (7, 1)])
 def test_depthwise_two_threads_bit_identical(side: int, stride: int) -> None:
     """Above ``DEPTHWISE_PARALLEL_FLOPS`` the channel planes are split over two Numba
