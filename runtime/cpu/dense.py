@@ -277,6 +277,40 @@ _sgemm_threads_local = _threads_local_intrinsic(_SGEMM_SET_LOCAL)
 
 
 _V16F = llvmir.VectorType(llvmir.FloatType(), 16)
+_I32 = llvmir.IntType(32)
+_V16I = llvmir.VectorType(_I32, 16)
+_LANES = llvmir.Constant(_V16I, list(range(16)))
+_ALIGN = llvmir.Constant(_I32, 4)
+_UNDEF16F = llvmir.Constant(_V16F, llvmir.Undefined)
+
+
+def _masked_ops(module: llvmir.Module) -> tuple[llvmir.Function, llvmir.Function]:
+    """``llvm.masked.load`` / ``llvm.masked.store`` of 16 floats, declared once per module."""
+    mask = llvmir.VectorType(llvmir.IntType(1), 16)
+    ptr = _V16F.as_pointer()
+    load = cgutils.get_or_insert_function(module, llvmir.FunctionType(_V16F, [ptr, _I32, mask, _V16F]),
+                                          "llvm.masked.load.v16f32.p0")
+    store = cgutils.get_or_insert_function(module, llvmir.FunctionType(llvmir.VoidType(), [_V16F, ptr, _I32, mask]),
+                                           "llvm.masked.store.v16f32.p0")
+    return load, store
+
+
+def _vector_at(context, builder, sig, args, array: int, index: int):  # type: ignore[no-untyped-def]
+    """A ``<16 x float>*`` to element ``args[index]`` of the float array ``args[array]``."""
+    data = context.make_array(sig.args[array])(context, builder, args[array]).data
+    return builder.bitcast(builder.gep(data, [context.cast(builder, args[index], sig.args[index], types.intp)]),
+                           _V16F.as_pointer())
+
+
+def _splat_i32(context, builder, sig, args, j: int):  # type: ignore[no-untyped-def]
+    """``args[j]`` as an i32 in all 16 lanes."""
+    v = builder.insert_element(llvmir.Constant(_V16I, llvmir.Undefined),
+                               context.cast(builder, args[j], sig.args[j], types.int32), llvmir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, llvmir.Constant(_V16I, llvmir.Undefined), llvmir.Constant(_V16I, [0] * 16))
+
+
+def _float32_arrays(*arrays) -> bool:  # type: ignore[no-untyped-def]
+    return all(isinstance(a, types.Array) and a.dtype == types.float32 for a in arrays)
 
 
 @intrinsic
@@ -285,29 +319,14 @@ def _copy_short(typingctx, dst, d, src, s, n):  # type: ignore[no-untyped-def]
     store (``llvm.masked.load`` / ``llvm.masked.store``; masked-off lanes are never read or
     written). The depthwise entry's rows of small planes (7–16 floats) are shorter than the
     loop LLVM vectorizes, so a plain loop copies them one float at a time."""
-    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == types.float32
-            and src.dtype == types.float32):
+    if not _float32_arrays(dst, src):
         return None
 
     def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        i32 = llvmir.IntType(32)
-        iv = llvmir.VectorType(i32, 16)
-        dp = builder.bitcast(builder.gep(context.make_array(sig.args[0])(context, builder, args[0]).data,
-                                         [context.cast(builder, args[1], sig.args[1], types.intp)]), _V16F.as_pointer())
-        sp = builder.bitcast(builder.gep(context.make_array(sig.args[2])(context, builder, args[2]).data,
-                                         [context.cast(builder, args[3], sig.args[3], types.intp)]), _V16F.as_pointer())
-        n = builder.insert_element(llvmir.Constant(iv, llvmir.Undefined), context.cast(builder, args[4], sig.args[4], types.int32),
-                                   llvmir.Constant(i32, 0))
-        n = builder.shuffle_vector(n, llvmir.Constant(iv, llvmir.Undefined), llvmir.Constant(iv, [0] * 16))
-        mask = builder.icmp_signed("<", llvmir.Constant(iv, list(range(16))), n)
-        mod = builder.module
-        mty = llvmir.VectorType(llvmir.IntType(1), 16)
-        load = mod.globals.get("llvm.masked.load.v16f32.p0") or llvmir.Function(
-            mod, llvmir.FunctionType(_V16F, [sp.type, i32, mty, _V16F]), "llvm.masked.load.v16f32.p0")
-        store = mod.globals.get("llvm.masked.store.v16f32.p0") or llvmir.Function(
-            mod, llvmir.FunctionType(llvmir.VoidType(), [_V16F, dp.type, i32, mty]), "llvm.masked.store.v16f32.p0")
-        v = builder.call(load, [sp, llvmir.Constant(i32, 4), mask, llvmir.Constant(_V16F, llvmir.Undefined)])
-        builder.call(store, [v, dp, llvmir.Constant(i32, 4), mask])
+        load, store = _masked_ops(builder.module)
+        mask = builder.icmp_signed("<", _LANES, _splat_i32(context, builder, sig, args, 4))
+        v = builder.call(load, [_vector_at(context, builder, sig, args, 2, 3), _ALIGN, mask, _UNDEF16F])
+        builder.call(store, [v, _vector_at(context, builder, sig, args, 0, 1), _ALIGN, mask])
         return context.get_dummy_value()
 
     return types.none(dst, d, src, s, n), codegen
@@ -318,44 +337,24 @@ def _copy_pairs(typingctx, dst, de, do, src, s, ne, no):  # type: ignore[no-unty
     """``dst[de + q] = src[s + 2q]`` for ``q < ne`` and ``dst[do + q] = src[s + 2q + 1]`` for
     ``q < no`` (``ne, no ≤ 16``, ``no ≤ ne ≤ no + 1``): a stride-2 row split into its even and
     odd columns with two masked 16-float loads, two shuffles and two masked stores."""
-    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == types.float32
-            and src.dtype == types.float32):
+    if not _float32_arrays(dst, src):
         return None
 
     def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        i32 = llvmir.IntType(32)
-        iv = llvmir.VectorType(i32, 16)
-        mty = llvmir.VectorType(llvmir.IntType(1), 16)
-
-        def addr(k: int, j: int):  # type: ignore[no-untyped-def]
-            data = context.make_array(sig.args[k])(context, builder, args[k]).data
-            return builder.gep(data, [context.cast(builder, args[j], sig.args[j], types.intp)])
-
-        def splat(j: int):  # type: ignore[no-untyped-def]
-            v = builder.insert_element(llvmir.Constant(iv, llvmir.Undefined), context.cast(builder, args[j], sig.args[j], types.int32),
-                                       llvmir.Constant(i32, 0))
-            return builder.shuffle_vector(v, llvmir.Constant(iv, llvmir.Undefined), llvmir.Constant(iv, [0] * 16))
-
-        mod = builder.module
-        load = mod.globals.get("llvm.masked.load.v16f32.p0") or llvmir.Function(
-            mod, llvmir.FunctionType(_V16F, [_V16F.as_pointer(), i32, mty, _V16F]), "llvm.masked.load.v16f32.p0")
-        store = mod.globals.get("llvm.masked.store.v16f32.p0") or llvmir.Function(
-            mod, llvmir.FunctionType(llvmir.VoidType(), [_V16F, _V16F.as_pointer(), i32, mty]), "llvm.masked.store.v16f32.p0")
-        total = builder.add(splat(5), splat(6))  # ne + no source floats
-        lanes = llvmir.Constant(iv, list(range(16)))
-        src = builder.bitcast(addr(3, 4), _V16F.as_pointer())
-        low = builder.call(load, [src, llvmir.Constant(i32, 4), builder.icmp_signed("<", lanes, total),
-                                  llvmir.Constant(_V16F, llvmir.Undefined)])
-        high_mask = builder.icmp_signed("<", builder.add(lanes, llvmir.Constant(iv, [16] * 16)), total)
-        high_src = builder.bitcast(builder.gep(builder.bitcast(src, llvmir.FloatType().as_pointer()), [llvmir.Constant(i32, 16)]),
-                                   _V16F.as_pointer())
-        high = builder.call(load, [high_src, llvmir.Constant(i32, 4), high_mask, llvmir.Constant(_V16F, llvmir.Undefined)])
-        even = builder.shuffle_vector(low, high, llvmir.Constant(iv, [2 * q for q in range(16)]))
-        odd = builder.shuffle_vector(low, high, llvmir.Constant(iv, [2 * q + 1 for q in range(16)]))
-        builder.call(store, [even, builder.bitcast(addr(0, 1), _V16F.as_pointer()), llvmir.Constant(i32, 4),
-                             builder.icmp_signed("<", lanes, splat(5))])
-        builder.call(store, [odd, builder.bitcast(addr(0, 2), _V16F.as_pointer()), llvmir.Constant(i32, 4),
-                             builder.icmp_signed("<", lanes, splat(6))])
+        load, store = _masked_ops(builder.module)
+        ne = _splat_i32(context, builder, sig, args, 5)
+        no = _splat_i32(context, builder, sig, args, 6)
+        total = builder.add(ne, no)  # ne + no source floats
+        src = _vector_at(context, builder, sig, args, 3, 4)
+        low = builder.call(load, [src, _ALIGN, builder.icmp_signed("<", _LANES, total), _UNDEF16F])
+        high_mask = builder.icmp_signed("<", builder.add(_LANES, llvmir.Constant(_V16I, [16] * 16)), total)
+        high_src = builder.gep(builder.bitcast(src, llvmir.FloatType().as_pointer()), [llvmir.Constant(_I32, 16)])
+        high_src = builder.bitcast(high_src, _V16F.as_pointer())
+        high = builder.call(load, [high_src, _ALIGN, high_mask, _UNDEF16F])
+        even = builder.shuffle_vector(low, high, llvmir.Constant(_V16I, [2 * q for q in range(16)]))
+        odd = builder.shuffle_vector(low, high, llvmir.Constant(_V16I, [2 * q + 1 for q in range(16)]))
+        builder.call(store, [even, _vector_at(context, builder, sig, args, 0, 1), _ALIGN, builder.icmp_signed("<", _LANES, ne)])
+        builder.call(store, [odd, _vector_at(context, builder, sig, args, 0, 2), _ALIGN, builder.icmp_signed("<", _LANES, no)])
         return context.get_dummy_value()
 
     return types.none(dst, de, do, src, s, ne, no), codegen
