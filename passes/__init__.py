@@ -31,6 +31,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-dedup-functions": "dedup_functions",
     "tasd-cpu-inline-entry": "inline_entry",
     "tasd-cpu-interchange-transposes": "interchange_transposes",
+    "tasd-cpu-generalize-transposes": "generalize_transposes",
     "tasd-cpu-bind-constants": "bind_constants",
     "tasd-cpu-fold-batch-broadcasts": "fold_batch_broadcasts",
     "tasd-cpu-fold-batch-norm": "fold_batch_norm",

@@ -17,6 +17,7 @@ from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.expand_erf import ExpandErf
 from tasdc.passes.expand_exp import ExpandExp
 from tasdc.passes.inline_entry import InlineEntry
+from tasdc.passes.generalize_transposes import GeneralizeTransposes
 from tasdc.passes.interchange_transposes import InterchangeTransposes
 from tasdc.passes.mark_noalias import MarkNoalias
 from tasdc.passes.outline_loops import OutlineLoops
@@ -136,6 +137,11 @@ class LowerCpuToLLVM(ModulePass):
     the code needs no compiler-rt helper on CPUs without bfloat16
     instructions; the results are the same bits (round to nearest even).
 
+    With ``generalize_transposes`` (the default, with ``fuse``), a transpose that keeps
+    the last dim last becomes a generic before the fusion
+    (``tasd-cpu-generalize-transposes``), so the fusion folds it into the
+    elementwise op next to it instead of copying the tensor.
+
     With ``interchange`` (the default), a transpose that moves the last dim
     is copied in a loop order that reads its input along rows
     (``tasd-cpu-interchange-transposes``, on tensors before bufferization).
@@ -175,6 +181,7 @@ class LowerCpuToLLVM(ModulePass):
     dedup: bool = True
     expand_bf16: bool = True
     interchange: bool = True
+    generalize_transposes: bool = True
     epilogues: bool = True
     tile_batch: bool = True
     tile_min_bytes: int = TileBatch.min_bytes
@@ -217,6 +224,8 @@ class LowerCpuToLLVM(ModulePass):
         # On the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg:
         steps[1:1] = [p for p, on in ((ExpandErf(), self.expand_erf), (ExpandExp(), self.expand_exp),
                                       (ReassociateReductions(), self.reassociate)) if on]
+        if self.fuse and self.generalize_transposes:  # on tensors, right before the fusion
+            steps.insert(steps.index(FUSION[0]), GeneralizeTransposes())
         at = next(i for i, step in enumerate(steps) if isinstance(step, str) and step.startswith(BUFFERIZE))
         steps.insert(at + 1, _StripBatchOperands())  # the annotation is not for LLVM
         if self.tile_batch:  # on memrefs, right after bufferization

@@ -227,6 +227,27 @@ def test_weight_on_the_left_and_per_batch_weights_run_through_c_entries() -> Non
     assert all(k.entry.calls == 1 for k in kernels)
 
 
+def test_attention_layouts_folded_into_fusion_give_the_same_bits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An encoder layer (batch-first attention: transposes to sequence-first and back, heads split
+    and merged) with its row-keeping transposes folded into the elementwise ops around them
+    (tasd-cpu-generalize-transposes, the default) computes every element the same way as with
+    each transpose copied on its own: bit-identical outputs, dense and 2:4 (lit
+    generalize-transposes.mlir checks that the copies go)."""
+    monkeypatch.setenv("TASDC_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+    model = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    x = np.random.default_rng(5).standard_normal((3, 10, 32)).astype(np.float32)
+    for config in ("dense", "2:4"):
+        result = compile_model(model, (torch.from_numpy(x),), CompileOptions(config=config))
+        folded = executor.compile_for_cpu(result.module, cache=False)
+        copied = executor.compile_for_cpu(result.module, cache=False, lowering="tasd-cpu-to-llvm{generalize-transposes=false}")
+        np.testing.assert_array_equal(folded(x), copied(x))
+        if config == "dense":
+            with torch.no_grad():
+                np.testing.assert_allclose(folded(x), model(torch.from_numpy(x)).numpy(), rtol=RTOL, atol=ATOL)
+
+
 class _Permutes(torch.nn.Module):
     """Inner transposes (the last dim moves) and an outer one (it stays), as attention writes them."""
 
@@ -234,15 +255,17 @@ class _Permutes(torch.nn.Module):
         return x.permute(1, 2, 3, 0) * 2.0, x.transpose(-1, -2) + 1.0, x.permute(1, 0, 2, 3) - 1.0
 
 
-@pytest.mark.parametrize("interchange", [True, False])
-def test_transposes_copy_the_same_bits_in_either_loop_order(interchange: bool, tmp_path: Path,
+@pytest.mark.parametrize("interchange,generalize", [(True, True), (False, True), (True, False)])
+def test_transposes_copy_the_same_bits_in_either_loop_order(interchange: bool, generalize: bool, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """tasd-cpu-interchange-transposes only reorders the loops of a copy: the results are the
-    permuted input exactly (one elementwise op after each, computed the same way on both sides)."""
+    """tasd-cpu-interchange-transposes only reorders the loops of a copy, and
+    tasd-cpu-generalize-transposes lets the fusion read the outer one in place: the results are
+    the permuted input exactly (one elementwise op after each, computed the same way on both sides)."""
     monkeypatch.setenv("TASDC_CACHE_DIR", str(tmp_path / "cache"))
     x = np.random.default_rng(3).standard_normal((6, 3, 4, 5)).astype(np.float32)
     result = compile_model(_Permutes(), (torch.from_numpy(x),), CompileOptions(config="dense"))
-    run = executor.compile_for_cpu(result.module, lowering=f"tasd-cpu-to-llvm{{interchange={str(interchange).lower()}}}")
+    options = f"interchange={str(interchange).lower()} generalize-transposes={str(generalize).lower()}"
+    run = executor.compile_for_cpu(result.module, lowering=f"tasd-cpu-to-llvm{{{options}}}")
     a, b, c = run(x)
     np.testing.assert_array_equal(a, x.transpose(1, 2, 3, 0) * np.float32(2.0))
     np.testing.assert_array_equal(b, x.transpose(0, 1, 3, 2) + np.float32(1.0))
