@@ -226,6 +226,24 @@ def test_packed_kernels_are_cached(compiled, cache_dir: Path, name: str) -> None
     np.testing.assert_array_equal(uncached(x), first(x))
 
 
+def test_loaded_kernels_are_not_a_view_of_the_entry_file(compiled, cache_dir: Path) -> None:
+    """A hit reads the entry into the process's own memory (not a mapping of the file, whose
+    page-cache pages made the kernels slower): the entry overwritten in place afterwards
+    (the same inode, every byte of the arrays changed) leaves the loaded kernels as they were."""
+    result, x = compiled["mlp"]
+    expected = compile_for_cpu(result.module)(x)
+    loaded = compile_for_cpu(result.module)
+    assert loaded.kernel_cache_hit
+    before = [a.copy() for a in _packed_arrays(loaded)]
+    (entry,) = _kernel_entries(cache_dir)
+    size = entry.stat().st_size
+    with open(entry, "r+b") as f:  # in place: a file mapping would see these bytes
+        f.write(b"\xff" * size)
+    for a, b in zip(_packed_arrays(loaded), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(loaded(x), expected)
+
+
 def test_other_weights_miss_the_kernel_cache(cache_dir: Path) -> None:
     """Same shapes, other weights: the machine code is shared, the packed kernels are not."""
     import torch
