@@ -16,8 +16,8 @@ from tasdc.passes.demote_f64 import DemoteF64
 from tasdc.passes.dense_to_calls import DenseToLibraryCalls
 from tasdc.passes.expand_erf import ExpandErf
 from tasdc.passes.expand_exp import ExpandExp
-from tasdc.passes.inline_entry import InlineEntry
 from tasdc.passes.generalize_transposes import GeneralizeTransposes
+from tasdc.passes.inline_entry import InlineEntry
 from tasdc.passes.interchange_transposes import InterchangeTransposes
 from tasdc.passes.mark_noalias import MarkNoalias
 from tasdc.passes.outline_loops import OutlineLoops

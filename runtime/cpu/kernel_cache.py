@@ -166,7 +166,10 @@ def _read_anonymous(source: Any, size: int) -> np.ndarray:
     """The first ``size`` bytes of the open file ``source`` in a fresh anonymous mapping
     (page-aligned, private to this process: the arrays stay valid when the file is replaced
     or deleted, and writing to them never reaches it); OSError on a short read."""
-    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MAP_ANONYMOUS"):
+        memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    else:  # Windows: an anonymous mapping is the only kind with fileno -1
+        memory = mmap.mmap(-1, size)
     with memoryview(memory) as view:
         done = 0
         while done < size:
