@@ -151,3 +151,35 @@ def _convert(pass_name: str, key: str, text: str, hint: Any) -> Any:
         kind = getattr(hint, "__name__", str(hint))
         raise PipelineError(f"option '{key}' of pass '{pass_name}' expects {kind}, got '{text}'") from None
     raise PipelineError(f"option '{key}' of pass '{pass_name}' has unsupported type {hint}")
+
+
+def apply_transform_script(module: ir.Module, text: str, pass_name: str) -> None:
+    """Parse ``text`` (a module holding ``@__transform_main``) and apply it to ``module`` with
+    the transform interpreter; a failure is a :class:`PipelineError` naming ``pass_name`` and
+    the first diagnostics."""
+    from torch_mlir.dialects.transform import interpreter
+
+    from tasdc.diagnostics import capture, record_mlir_error
+
+    with capture(module.context) as log:
+        try:
+            script = ir.Module.parse(text, module.context)
+            interpreter.apply_named_sequence(module.operation, script.body.operations[0], script.operation)
+        except (ir.MLIRError, ValueError) as error:
+            # The interpreter raises ValueError and reports through the diagnostic
+            # handler; the parser raises MLIRError.
+            if isinstance(error, ir.MLIRError):
+                record_mlir_error(error)
+            detail = "; ".join(d.format() for d in log.errors[:3]) if log.errors else str(error).splitlines()[0]
+            raise PipelineError(f"{pass_name} failed: {detail}") from None
+
+
+def remove_attribute(module: ir.Module, name: str) -> None:
+    """Delete the discardable attribute ``name`` from every op of ``module`` (a tag a pass set)."""
+
+    def untag(op: ir.Operation) -> ir.WalkResult:
+        if name in op.attributes:
+            del op.attributes[name]
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(untag)

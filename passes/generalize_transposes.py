@@ -6,12 +6,9 @@ import dataclasses
 from typing import ClassVar
 
 from torch_mlir import ir
-from torch_mlir.dialects.transform import interpreter
 
-from tasdc.diagnostics import capture, record_mlir_error
-from tasdc.errors import PipelineError
 from tasdc.module import ops_named
-from tasdc.passes.base import ModulePass
+from tasdc.passes.base import ModulePass, apply_transform_script, remove_attribute
 
 #: Discardable attribute that tags the transposes the transform script generalizes.
 TAG = "tasd.generalize"
@@ -62,19 +59,5 @@ class GeneralizeTransposes(ModulePass):
                 tagged += 1
         if not tagged:
             return
-        with capture(module.context) as log:
-            try:
-                script = ir.Module.parse(_SCRIPT.replace("{TAG}", TAG), module.context)
-                interpreter.apply_named_sequence(module.operation, script.body.operations[0], script.operation)
-            except (ir.MLIRError, ValueError) as error:
-                if isinstance(error, ir.MLIRError):
-                    record_mlir_error(error)
-                detail = "; ".join(d.format() for d in log.errors[:3]) if log.errors else str(error).splitlines()[0]
-                raise PipelineError(f"{self.name} failed: {detail}") from None
-
-        def untag(op: ir.Operation) -> ir.WalkResult:
-            if TAG in op.attributes:
-                del op.attributes[TAG]
-            return ir.WalkResult.ADVANCE
-
-        module.operation.walk(untag)
+        apply_transform_script(module, _SCRIPT.replace("{TAG}", TAG), self.name)
+        remove_attribute(module, TAG)

@@ -6,11 +6,8 @@ import dataclasses
 from typing import ClassVar
 
 from torch_mlir import ir
-from torch_mlir.dialects.transform import interpreter
 
-from tasdc.diagnostics import capture, record_mlir_error
-from tasdc.errors import PipelineError
-from tasdc.passes.base import ModulePass
+from tasdc.passes.base import ModulePass, apply_transform_script, remove_attribute
 
 #: Discardable attribute that tags the loops the transform script outlines.
 TAG = "tasd.outline"
@@ -78,15 +75,7 @@ class OutlineLoops(ModulePass):
         if not tagged:
             return
         text = _SCRIPT.replace("{TAG}", TAG).replace("{PREFIX}", self.prefix)
-        with capture(module.context) as log:
-            try:
-                script = ir.Module.parse(text, module.context)
-                interpreter.apply_named_sequence(module.operation, script.body.operations[0], script.operation)
-            except (ir.MLIRError, ValueError) as error:
-                if isinstance(error, ir.MLIRError):
-                    record_mlir_error(error)
-                detail = "; ".join(d.format() for d in log.errors[:3]) if log.errors else str(error).splitlines()[0]
-                raise PipelineError(f"{self.name} failed: {detail}") from None
+        apply_transform_script(module, text, self.name)
         private = ir.StringAttr.get("private", module.context)
         for func_op in module.body.operations:
             if func_op.operation.name != "func.func":
@@ -95,12 +84,7 @@ class OutlineLoops(ModulePass):
                 func_op.attributes["sym_visibility"] = private
                 func_op.attributes["llvm.no_inline"] = unit
 
-        def untag(op: ir.Operation) -> ir.WalkResult:
-            if TAG in op.attributes:
-                del op.attributes[TAG]
-            return ir.WalkResult.ADVANCE
-
-        module.operation.walk(untag)
+        remove_attribute(module, TAG)
         self._propagate_constants(module, before)
 
     @staticmethod

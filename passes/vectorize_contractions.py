@@ -7,12 +7,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from torch_mlir import ir
-from torch_mlir.dialects.transform import interpreter
 
 from tasdc.contractions import has_default_maps
-from tasdc.diagnostics import capture, record_mlir_error
-from tasdc.errors import PipelineError
-from tasdc.passes.base import ModulePass
+from tasdc.passes.base import ModulePass, apply_transform_script, remove_attribute
 
 #: Discardable attribute that tags the ops the transform script works on.
 TAG = "tasd.vectorize_id"
@@ -260,22 +257,5 @@ class VectorizeContractions(ModulePass):
         for ident, (op, _, _) in enumerate(plans):
             op.attributes[TAG] = ir.IntegerAttr.get(i64, ident)
         script_text = self._script([(ident, sizes, pieces) for ident, (_, sizes, pieces) in enumerate(plans)])
-        with capture(module.context) as log:
-            try:
-                script = ir.Module.parse(script_text, module.context)
-                entry = script.body.operations[0]
-                interpreter.apply_named_sequence(module.operation, entry, script.operation)
-            except (ir.MLIRError, ValueError) as error:
-                # The interpreter raises ValueError and reports through the
-                # diagnostic handler; the parser raises MLIRError.
-                if isinstance(error, ir.MLIRError):
-                    record_mlir_error(error)
-                detail = "; ".join(d.format() for d in log.errors[:3]) if log.errors else str(error).splitlines()[0]
-                raise PipelineError(f"{self.name} failed: {detail}") from None
-
-        def untag(op: ir.Operation) -> ir.WalkResult:
-            if TAG in op.attributes:
-                del op.attributes[TAG]
-            return ir.WalkResult.ADVANCE
-
-        module.operation.walk(untag)
+        apply_transform_script(module, script_text, self.name)
+        remove_attribute(module, TAG)
