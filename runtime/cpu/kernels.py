@@ -1188,8 +1188,10 @@ def _epilogue(acc, tt, tv, no, o0, O, epi, clamp=True):
     call (a BatchNorm or bias, ReLU / ReLU6): the item's sums are hot in L1,
     where the separate op read and wrote the whole output once more. Without
     ``clamp`` (a residual follows: :func:`_residual_run` clamps) the map alone."""
-    lo = epi[2 * O] if clamp else -np.inf
-    hi = epi[2 * O + 1] if clamp else np.inf
+    # float32 bounds: compares of float32 sums in float32 (the same result as in float64, which
+    # a float64 bound would make LLVM convert every lane to and back)
+    lo = epi[2 * O] if clamp else np.float32(-np.inf)
+    hi = epi[2 * O + 1] if clamp else np.float32(np.inf)
     for oi in range(no):
         a = epi[o0 + oi]
         b = epi[O + o0 + oi]
@@ -1504,8 +1506,8 @@ def _conv_kernel(xbuf, geo, ybuf, yoff, ysn, ysf, ysh, ysw, O, accumulate, w_loc
     tsz = kb * tt
     residual = res.size > 0
     planes = ysw == 1 and ysh == ow
-    lo = epi[2 * O] if residual else 0.0
-    hi = epi[2 * O + 1] if residual else 0.0
+    lo = epi[2 * O] if residual else np.float32(0.0)  # float32, as in _epilogue
+    hi = epi[2 * O + 1] if residual else np.float32(0.0)
     for item in prange(ntt * noc):
         it = item // noc
         ic = item % noc
@@ -1842,8 +1844,8 @@ def _dconv_image(src, base, limit, taps, tmax, geo, ybuf, yimg, ysf, ysh, ysw, O
     A residual as in :func:`_dconv_write`."""
     tt, ntt, noc, ochunk = plan[0], plan[1], plan[2], plan[3]
     residual = res.size > 0
-    lo = epi[2 * O] if residual else 0.0
-    hi = epi[2 * O + 1] if residual else 0.0
+    lo = epi[2 * O] if residual else np.float32(0.0)  # float32, as in _epilogue
+    hi = epi[2 * O + 1] if residual else np.float32(0.0)
     ntiles = tile_count.size
     kh, kw, dh, dw = geo[_G_KH], geo[_G_KW], geo[_G_DH], geo[_G_DW]
     khw = kh * kw
