@@ -130,9 +130,9 @@ def test_epilogue_clamps_in_float32() -> None:
         fresh = numba.njit(**{k: v for k, v in helper.targetoptions.items() if k != "cache"})(helper.py_func)
         fresh.compile(sig)
         # the native function only (not the wrappers that unbox Python floats)
-        native = [d for d in fresh.inspect_llvm(sig).split("\ndefine ")[1:]
-                  if helper.__name__ in d.split("(", 1)[0] and "cpython" not in d.split("(", 1)[0]
-                  and "@cfunc." not in d.split("(", 1)[0]]
+        functions = {d.split("(", 1)[0]: d for d in fresh.inspect_llvm(sig).split("\ndefine ")[1:]}
+        native = [body for header, body in functions.items()
+                  if helper.__name__ in header and "cpython" not in header and "@cfunc." not in header]
         assert len(native) == 1, helper.__name__
         assert "fpext" not in native[0] and "fptrunc" not in native[0], helper.__name__
 
