@@ -26,6 +26,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-expand-exp": "expand_exp",
     "tasd-cpu-reassociate-reductions": "reassociate_reductions",
     "tasd-cpu-mark-noalias": "mark_noalias",
+    "tasd-cpu-keep-inner-loops": "keep_inner_loops",
     "tasd-cpu-demote-f64": "demote_f64",
     "tasd-cpu-outline-loops": "outline_loops",
     "tasd-cpu-dedup-functions": "dedup_functions",

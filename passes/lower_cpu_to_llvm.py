@@ -19,6 +19,7 @@ from tasdc.passes.expand_exp import ExpandExp
 from tasdc.passes.generalize_transposes import GeneralizeTransposes
 from tasdc.passes.inline_entry import InlineEntry
 from tasdc.passes.interchange_transposes import InterchangeTransposes
+from tasdc.passes.keep_inner_loops import KeepInnerLoops
 from tasdc.passes.mark_noalias import MarkNoalias
 from tasdc.passes.outline_loops import OutlineLoops
 from tasdc.passes.reassociate_reductions import ReassociateReductions
@@ -163,6 +164,11 @@ class LowerCpuToLLVM(ModulePass):
     one image's intermediates stay in cache from one call to the next
     (``tile_min_bytes`` / ``tile_trigger_bytes``: the pass's thresholds).
 
+    With ``keep_inner_loops`` (the default), innermost scalar loops of 16 or
+    more iterations are marked so that LLVM does not unroll them fully
+    (``tasd-cpu-keep-inner-loops``); it then vectorizes them along the row
+    instead of gathering across rows.
+
     Last, ``tasd-cpu-inline-entry`` inlines each public function into its
     C-interface wrapper (no call with thousands of scalar arguments left).
     """
@@ -184,6 +190,7 @@ class LowerCpuToLLVM(ModulePass):
     generalize_transposes: bool = True
     epilogues: bool = True
     tile_batch: bool = True
+    keep_inner_loops: bool = True
     tile_min_bytes: int = TileBatch.min_bytes
     tile_trigger_bytes: int = TileBatch.trigger_bytes
 
@@ -240,6 +247,11 @@ class LowerCpuToLLVM(ModulePass):
                                             (DedupFunctions(), self.dedup)) if on]
             if self.noalias:
                 steps.append(MarkNoalias())
+        if self.keep_inner_loops:
+            # Marks the loops right before they become branches; after the conversion to
+            # LLVM it moves the forwarded mark onto the latch branches.
+            steps.insert(steps.index(OUTLINE_BEFORE), KeepInnerLoops())
+            steps.append(KeepInnerLoops())
         steps.append(InlineEntry())
         batch: list[str] = []
         for step in steps:

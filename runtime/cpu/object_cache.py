@@ -65,6 +65,7 @@ _SOURCES = (
     "tasdc.passes.expand_exp",
     "tasdc.passes.reassociate_reductions",
     "tasdc.passes.mark_noalias",
+    "tasdc.passes.keep_inner_loops",
     "tasdc.passes.demote_f64",
     "tasdc.passes.lower_tasd_to_calls",
     "tasdc.passes.bind_constants",
