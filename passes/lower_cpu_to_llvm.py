@@ -94,6 +94,18 @@ EXPAND_BF16 = ("func.func(math-extend-to-supported-types{target-type=f32})",
                "func.func(arith-expand{include-bf16=true})")
 EXPAND_BF16_BEFORE = "convert-vector-to-llvm"
 
+#: torch-mlir's TMTensor ops (``tm_tensor.scan`` for ``cumsum`` — RoBERTa's
+#: position ids —, ``scatter``, ``sort``, ``attention``, …) are part of its
+#: linalg-on-tensors output but implement no one-shot bufferization: they are
+#: bufferized first by their own pass (each result a fresh ``memref.alloc``
+#: behind a ``bufferization.to_tensor``, marked ``restrict`` so one-shot
+#: analysis takes it, each input read where the op reads it:
+#: ``_PrepareTmTensorBuffers``) and lowered to loops with the linalg ops. Added only to
+#: modules that hold such ops.
+TM_TENSOR_BUFFERIZE = "func.func(tm-tensor-bufferize)"
+TM_TENSOR_TO_LOOPS = "func.func(tm-tensor-to-loops)"
+TM_TENSOR_TO_LOOPS_BEFORE = "func.func(convert-linalg-to-loops)"
+
 
 @dataclasses.dataclass(frozen=True)
 class LowerCpuToLLVM(ModulePass):
@@ -226,6 +238,10 @@ class LowerCpuToLLVM(ModulePass):
         if self.fuse:
             at = pipeline.index(FUSE_AFTER) + 1
             pipeline = pipeline[:at] + FUSION + pipeline[at:]
+        tm_tensor = _has_tm_tensor(module)
+        if tm_tensor:
+            at = pipeline.index(TM_TENSOR_TO_LOOPS_BEFORE)
+            pipeline = pipeline[:at] + (TM_TENSOR_TO_LOOPS,) + pipeline[at:]
         # The upstream steps in order, with tasdc's own passes where they run.
         steps: list[str | ModulePass] = list(pipeline)
         # On the scalar bodies of linalg.generic, i.e. after convert-elementwise-to-linalg:
@@ -237,6 +253,8 @@ class LowerCpuToLLVM(ModulePass):
         steps.insert(at + 1, _StripBatchOperands())  # the annotation is not for LLVM
         if self.tile_batch:  # on memrefs, right after bufferization
             steps.insert(at + 1, TileBatch(self.tile_min_bytes, self.tile_trigger_bytes))
+        if tm_tensor:  # right before one-shot bufferization (after every pass on tensors)
+            steps[at:at] = [TM_TENSOR_BUFFERIZE, _PrepareTmTensorBuffers()]
         if self.interchange:  # on tensors, right before bufferization
             steps.insert(at, InterchangeTransposes())
         if self.outline:
@@ -282,6 +300,64 @@ class _StripBatchOperands(ModulePass):
 
     def run(self, module: ir.Module) -> None:
         strip_batch_operands(module)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PrepareTmTensorBuffers(ModulePass):
+    """Make what ``tm-tensor-bufferize`` leaves fit one-shot bufferization.
+
+    * every ``bufferization.to_tensor`` of a ``memref.alloc`` (a TMTensor op's
+      fresh result buffer, which no other tensor aliases) is marked
+      ``restrict``, as one-shot analysis requires;
+    * every ``bufferization.to_buffer`` that only TMTensor ops read (their
+      ``ins``) moves right before its first reader. The type conversion puts it
+      right after the tensor's producer; one-shot analysis sees the read there
+      and may let an op in between write into the same buffer in place
+      (the zero fill of ``cumsum``'s own output, made from the same
+      ``tensor.empty`` as its input: RoBERTa's position ids all became 1).
+    """
+
+    name: ClassVar[str] = ""
+
+    def run(self, module: ir.Module) -> None:
+        to_buffers: list[ir.Operation] = []
+
+        def visit(op: ir.Operation) -> ir.WalkResult:
+            if op.name == "bufferization.to_tensor" and "restrict" not in op.attributes:
+                owner = op.operands[0].owner
+                owner = owner.operation if isinstance(owner, ir.OpView) else owner
+                if isinstance(owner, ir.Operation) and owner.name == "memref.alloc":
+                    op.attributes["restrict"] = ir.UnitAttr.get()
+            elif op.name == "bufferization.to_buffer":
+                to_buffers.append(op)
+            return ir.WalkResult.ADVANCE
+
+        module.operation.walk(visit)
+        for op in to_buffers:
+            users = [use.owner for use in op.results[0].uses]
+            users = [u.operation if isinstance(u, ir.OpView) else u for u in users]
+            if not users or not all(u.name.startswith("tm_tensor.") and u.block == op.block for u in users):
+                continue
+            first = users[0]
+            for user in users[1:]:
+                if user.is_before_in_block(first):
+                    first = user
+            op.move_before(first)
+
+
+def _has_tm_tensor(module: ir.Module) -> bool:
+    """Whether ``module`` holds a torch-mlir TMTensor op (``tm_tensor.*``)."""
+    found = False
+
+    def visit(op: ir.Operation) -> ir.WalkResult:
+        nonlocal found
+        if op.name.startswith("tm_tensor."):
+            found = True
+            return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    return found
 
 
 def _has_bf16(module: ir.Module) -> bool:

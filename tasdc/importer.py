@@ -35,7 +35,8 @@ from tasdc.module import new_context, parse_module
 
 # Dialects that may appear in an imported linalg-on-tensors module.
 LINALG_ON_TENSORS_DIALECTS = frozenset(
-    {"builtin", "func", "linalg", "tensor", "arith", "math", "cf", "tasd", "ml_program", "scf", "bufferization", "affine"}
+    {"builtin", "func", "linalg", "tensor", "arith", "math", "cf", "tasd", "ml_program", "scf", "bufferization", "affine",
+     "tm_tensor"}  # torch-mlir's TMTensor (cumsum, scatter, sort): part of its linalg-on-tensors output
 )
 
 

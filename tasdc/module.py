@@ -19,8 +19,20 @@ def new_context() -> ir.Context:
     """A context with the upstream, torch and TASD dialects available."""
     context = ir.Context()
     torch_d.register_dialect(context)
+    _load_tm_tensor(context)
     load_into(context)
     return context
+
+
+def _load_tm_tensor(context: ir.Context) -> None:
+    """Load torch-mlir's TMTensor dialect (``tm_tensor.scan`` for ``cumsum``, ``scatter``, …),
+    which its linalg-on-tensors output may hold, so such a module (a saved compile, a
+    ``tasdc-opt`` reproducer) parses again. ``register_dialect`` does not register it;
+    running its bufferization pass on an empty module loads it as that pass's dialect."""
+    from torch_mlir.passmanager import PassManager
+
+    with context, ir.Location.unknown():
+        PassManager.parse("builtin.module(func.func(tm-tensor-bufferize))").run(ir.Module.create().operation)
 
 
 def _first_error(error: ir.MLIRError, default_file: str) -> str:
