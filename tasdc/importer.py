@@ -580,6 +580,7 @@ def import_file(path: str | Path) -> ImportedModel:
         from tasdc.onnx_import import import_onnx
 
         module, proto = import_onnx(path, new_context())
+        fix_gelu_tanh_constant(module)  # torch-mlir's decomposition serves ONNX's Gelu too
         check_linalg_on_tensors(module, str(path))
         return ImportedModel(module=module, source=str(path), program=proto)  # proto owns the weight bytes
     head = path.open("rb").read(4)

@@ -70,3 +70,20 @@ def test_other_uses_of_the_value_are_left_alone() -> None:
     x = torch.linspace(-2, 2, 16).reshape(1, -1)
     got = compile_model(Scale(), (x,), CompileOptions())(x.numpy())
     np.testing.assert_array_equal(got, Scale()(x).numpy())
+
+
+def test_onnx_gelu_tanh_matches_torch(tmp_path) -> None:
+    """ONNX's ``Gelu(approximate="tanh")`` goes through the same torch-mlir decomposition
+    (``torch-onnx-to-torch`` makes it ``aten.gelu``): fixed on that path too (5.1e-5 before)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = torch.linspace(-6, 6, 4001).reshape(1, -1)
+    graph = helper.make_graph([helper.make_node("Gelu", ["x"], ["y"], approximate="tanh")], "gelu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4001])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4001])])
+    path = tmp_path / "gelu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(path))
+    compiled = compile_model(path, options=CompileOptions())
+    assert float(np.float32(TORCH_MLIR_GELU_TANH_BETA)) not in _float_constants(compiled.module)
+    np.testing.assert_allclose(compiled(x.numpy()), Gelu()(x).numpy(), atol=1e-6, rtol=1e-6)
