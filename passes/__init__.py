@@ -40,6 +40,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-tap-major-filters": "tap_major_filters",
     "tasd-cpu-tile-batch": "tile_batch",
     "tasd-expand-to-linalg": "expand_to_linalg",
+    "tasd-conv1d-as-conv2d": "conv1d_as_conv2d",
     "tasd-approximate-weights": "approximate_weights",
     "tasd-select": "select_series",
 }

@@ -32,6 +32,7 @@ from torch_mlir import ir
 
 from tasdc.errors import InputError, UnsafeModelError
 from tasdc.module import new_context, parse_module
+from tasdc.passes.conv1d_as_conv2d import Conv1dAsConv2d
 
 # Dialects that may appear in an imported linalg-on-tensors module.
 LINALG_ON_TENSORS_DIALECTS = frozenset(
@@ -370,7 +371,7 @@ def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] =
         raise
     except Exception as error:
         raise InputError(f"{source}: torch-mlir cannot lower the model to linalg-on-tensors: {_first_sentence(error)}") from None
-    fix_gelu_tanh_constant(module)
+    canonicalize_imported(module)
     if not example_inputs:
         example_inputs = _program_example_inputs(program)
     names = program_input_names(program)
@@ -378,6 +379,15 @@ def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] =
         names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))
     return ImportedModel(module=module, source=source, program=program, example_inputs=example_inputs,
                          input_names=names)
+
+
+def canonicalize_imported(module: ir.Module) -> None:
+    """What every module torch-mlir imports (from torch or ONNX) goes through before the TASD
+    passes: its GELU-tanh constant fixed (:func:`fix_gelu_tanh_constant`), its 1-D
+    convolutions made 2-D (``tasd-conv1d-as-conv2d``, so ``nn.Conv1d`` weights are
+    decomposed). A ``.mlir`` file gets the second only (its constants are the user's)."""
+    fix_gelu_tanh_constant(module)
+    Conv1dAsConv2d().run(module)
 
 
 #: torch-mlir's lowering of ``gelu(x, approximate="tanh")`` computes
@@ -580,7 +590,7 @@ def import_file(path: str | Path) -> ImportedModel:
         from tasdc.onnx_import import import_onnx
 
         module, proto = import_onnx(path, new_context())
-        fix_gelu_tanh_constant(module)  # torch-mlir's decomposition serves ONNX's Gelu too
+        canonicalize_imported(module)  # torch-mlir's GELU decomposition serves ONNX's Gelu too
         check_linalg_on_tensors(module, str(path))
         return ImportedModel(module=module, source=str(path), program=proto)  # proto owns the weight bytes
     head = path.open("rb").read(4)
@@ -600,6 +610,7 @@ def import_file(path: str | Path) -> ImportedModel:
     check_initialized_outputs(module, str(path))
     if not any(op.operation.name == "func.func" for op in module.body.operations):
         raise InputError(f"{path}: the module has no function to compile (empty or not a model)")
+    Conv1dAsConv2d().run(module)
     names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))
     return ImportedModel(module=module, source=str(path), input_names=names)
 
