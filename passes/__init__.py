@@ -41,6 +41,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-cpu-tile-batch": "tile_batch",
     "tasd-expand-to-linalg": "expand_to_linalg",
     "tasd-conv1d-as-conv2d": "conv1d_as_conv2d",
+    "tasd-fold-weight-gathers": "fold_weight_gathers",
     "tasd-approximate-weights": "approximate_weights",
     "tasd-select": "select_series",
 }

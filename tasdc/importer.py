@@ -33,6 +33,7 @@ from torch_mlir import ir
 from tasdc.errors import InputError, UnsafeModelError
 from tasdc.module import new_context, parse_module
 from tasdc.passes.conv1d_as_conv2d import Conv1dAsConv2d
+from tasdc.passes.fold_weight_gathers import FoldWeightGathers
 
 # Dialects that may appear in an imported linalg-on-tensors module.
 LINALG_ON_TENSORS_DIALECTS = frozenset(
@@ -385,9 +386,12 @@ def canonicalize_imported(module: ir.Module) -> None:
     """What every module torch-mlir imports (from torch or ONNX) goes through before the TASD
     passes: its GELU-tanh constant fixed (:func:`fix_gelu_tanh_constant`), its 1-D
     convolutions made 2-D (``tasd-conv1d-as-conv2d``, so ``nn.Conv1d`` weights are
-    decomposed). A ``.mlir`` file gets the second only (its constants are the user's)."""
+    decomposed), its weights gathered from constants (a transposed convolution's flipped
+    filter) folded into constants (``tasd-fold-weight-gathers``). A ``.mlir`` file gets the
+    last two only (its constants are the user's)."""
     fix_gelu_tanh_constant(module)
     Conv1dAsConv2d().run(module)
+    FoldWeightGathers().run(module)
 
 
 #: torch-mlir's lowering of ``gelu(x, approximate="tanh")`` computes
@@ -611,6 +615,7 @@ def import_file(path: str | Path) -> ImportedModel:
     if not any(op.operation.name == "func.func" for op in module.body.operations):
         raise InputError(f"{path}: the module has no function to compile (empty or not a model)")
     Conv1dAsConv2d().run(module)
+    FoldWeightGathers().run(module)
     names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))
     return ImportedModel(module=module, source=str(path), input_names=names)
 
