@@ -554,17 +554,51 @@ def check_initialized_outputs(module: ir.Module, source: str) -> None:
 
 
 def import_module(model: Any, example_inputs: Sequence[Any]) -> ImportedModel:
-    """Import a ``torch.nn.Module`` called on ``example_inputs``."""
-    import torch
+    """Import a ``torch.nn.Module`` called on ``example_inputs``.
 
+    A Hugging Face model whose config asks for a KV cache (``use_cache``: the
+    decoders — Llama, Qwen2, Mistral, GPT-2 — by default) is exported with
+    ``use_cache = False`` (restored afterwards): the cache is an output for a
+    generation loop, a ``DynamicCache`` object ``torch.export`` cannot return,
+    and the hidden states do not depend on it.
+
+    A Hugging Face model with SDPA attention that torch cannot lower (GPT-2:
+    torch's decomposition of the exported program fails with "Cannot view a
+    tensor with shape ... and strides ..." before torch-mlir sees it) is
+    exported once more with its eager attention (``set_attn_implementation``,
+    the same arithmetic written out), then set back to SDPA.
+    """
     model.eval()
     args = tuple(example_inputs)
+    config = getattr(model, "config", None)
+    cached = getattr(config, "use_cache", None) is True
     try:
-        program = torch.export.export(model, args)
+        if cached:
+            config.use_cache = False
+        try:
+            return _import_program(_export(model, args), type(model).__name__, args)
+        except InputError:
+            if getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
+                raise
+        model.set_attn_implementation("eager")
+        try:
+            return _import_program(_export(model, args), type(model).__name__, args)
+        finally:
+            model.set_attn_implementation("sdpa")
+    finally:
+        if cached:
+            config.use_cache = True
+
+
+def _export(model: Any, args: tuple[Any, ...]) -> Any:
+    """``torch.export.export(model, args)``; a failure is the user's input error."""
+    import torch
+
+    try:
+        return torch.export.export(model, args)
     except Exception as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(f"{type(model).__name__}: torch.export failed: {first}") from None
-    return _import_program(program, type(model).__name__, args)
 
 
 def file_inputs(path: str | Path) -> tuple[list[InputSpec], Any]:
