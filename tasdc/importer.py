@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from torch_mlir import ir
 
+from tasdc.diagnostics import capture
 from tasdc.errors import InputError, UnsafeModelError
 from tasdc.module import new_context, parse_module
 from tasdc.passes.conv1d_as_conv2d import Conv1dAsConv2d
@@ -363,15 +364,22 @@ def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] =
     from torch_mlir.extras.fx_importer import FxImporter
 
     context = new_context()
-    try:
-        module = fx.export_and_import(
-            with_persistent_state(program), output_type="linalg-on-tensors",
-            fx_importer=FxImporter(context=context, hooks=_literal_hooks())
-        )
-    except InputError:
-        raise
-    except Exception as error:
-        raise InputError(f"{source}: torch-mlir cannot lower the model to linalg-on-tensors: {_first_sentence(error)}") from None
+    with capture(context) as log:  # MLIR's diagnostics into the error message, not onto stderr
+        try:
+            module = fx.export_and_import(
+                with_persistent_state(program), output_type="linalg-on-tensors",
+                fx_importer=FxImporter(context=context, hooks=_literal_hooks())
+            )
+        except InputError:
+            raise
+        except Exception as error:
+            detail = _first_sentence(error)
+            if log.errors:  # the op torch-mlir could not lower, and where the model computes it
+                first = log.errors[0]
+                detail = first.message.split(": %")[0].split(': "')[0].strip()
+                if first.file:
+                    detail += f" (at {first.file}:{first.line})"
+            raise InputError(f"{source}: torch-mlir cannot lower the model to linalg-on-tensors: {detail}") from None
     canonicalize_imported(module)
     if not example_inputs:
         example_inputs = _program_example_inputs(program)

@@ -132,3 +132,24 @@ def test_nan_weight_is_a_user_error_naming_the_layer(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "layer matmul_0 (linalg.matmul)" in proc.stderr and "NaN/Inf" in proc.stderr
     assert not out.exists()
+
+
+def test_op_torch_mlir_cannot_lower_is_named_and_not_printed(capfd: pytest.CaptureFixture[str]) -> None:
+    """An op torch-mlir has no linalg lowering for (``nn.EmbeddingBag``) is named in the one
+    error line; MLIR's own diagnostic goes into it instead of onto stderr. Before: "python
+    exception: Failure while executing pass pipeline", and a multi-line op dump on stderr."""
+
+    class Bag(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bag = torch.nn.EmbeddingBag(50, 8, mode="mean")
+
+        def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+            return self.bag(x, offsets)
+
+    capfd.readouterr()
+    with pytest.raises(InputError, match=r"cannot lower the model to linalg-on-tensors: failed to legalize "
+                                         r"operation 'torch\.aten\.embedding_bag\.padding_idx'") as raised:
+        import_model(Bag(), (torch.randint(0, 50, (10,)), torch.tensor([0, 4])))
+    assert "\n" not in str(raised.value)
+    assert "error" not in capfd.readouterr().err
