@@ -42,6 +42,7 @@ _PASS_MODULES: dict[str, str] = {
     "tasd-expand-to-linalg": "expand_to_linalg",
     "tasd-conv1d-as-conv2d": "conv1d_as_conv2d",
     "tasd-fold-weight-gathers": "fold_weight_gathers",
+    "tasd-split-grouped-convs": "split_grouped_convs",
     "tasd-approximate-weights": "approximate_weights",
     "tasd-select": "select_series",
 }

@@ -4,7 +4,8 @@
 
 1. ``import``  — PyTorch module / ``.pt2`` / ``.mlir`` to linalg-on-tensors;
 2. ``tasd``    — the TASD pipeline built from :class:`CompileOptions`
-   (``tasd-sparsity-analysis``, then ``tasd-decompose-activations`` when an
+   (``tasd-split-grouped-convs`` when a series ``config`` is given,
+   ``tasd-sparsity-analysis``, then ``tasd-decompose-activations`` when an
    activation series ``act_config`` is given (TASD-A), then
    ``tasd-decompose-weights`` when a series ``config`` is given), or the
    user's own ``pipeline`` string;
@@ -50,7 +51,9 @@ class CompileOptions:
         """The pipeline string that the options stand for."""
         if self.pipeline is not None:
             return self.pipeline
-        steps = ["tasd-sparsity-analysis"]
+        # Grouped convolutions become one convolution per group only when weights are decomposed:
+        # dense, the runtime's grouped entry is faster than the groups one by one.
+        steps = ["tasd-split-grouped-convs", "tasd-sparsity-analysis"] if self.config != "dense" else ["tasd-sparsity-analysis"]
         if self.act_config != "dense":
             steps.append(f"tasd-decompose-activations{{config={self.act_config}}}")
         if self.config != "dense":

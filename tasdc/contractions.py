@@ -56,8 +56,9 @@ UNSUPPORTED_REASONS = {
         "depthwise tasd.conv2d term with N:M blocks along KH*KW, which the dialect and the CPU kernels do not have"
     ),
     "linalg.conv_2d_ngchw_gfchw": (
-        "a grouped convolution is one GEMM per group; TASD would need a grouped tasd.conv2d "
-        "(or a split into per-group conv2d ops), which is not implemented"
+        "a grouped convolution is one GEMM per group; with a series config it is split into one conv2d per "
+        "group first (tasd-split-grouped-convs), which this one was not (a run-time filter, more than 64 "
+        "groups, or TASDER's per-layer selection, which does not split)"
     ),
 }
 OTHER_CONTRACTIONS = (
