@@ -310,3 +310,74 @@ func.func @conv_epilogues(%x: tensor<1x3x7x7xf32>, %w: tensor<4x3x3x3xf32>, %b: 
   } -> tensor<1x4x5x5xf32>
   return %r1, %r2, %r3 : tensor<1x4x5x5xf32>, tensor<1x4x5x5xf32>, tensor<1x4x5x5xf32>
 }
+
+// -----
+
+// Attention's Q·Kᵀ: the right operand is a transpose swapping the last two dims,
+// scaled elementwise, heads merged into the batch by collapse_shape. The call
+// reads the key in place through memref.transpose + memref.collapse_shape (the
+// entry hands sgemm the transposed layout); the scale now maps the untransposed
+// key, and no linalg.transpose is left.
+// CHECK-LABEL: func.func @key_transposed(
+// CHECK-SAME: %[[Q:.*]]: tensor<2x3x4x8xf32>, %[[K:.*]]: tensor<2x3x5x8xf32>
+// CHECK-NOT: linalg.transpose
+// CHECK: %[[E:.*]] = tensor.empty() : tensor<2x3x5x8xf32>
+// CHECK: %[[S:.*]] = linalg.generic {{.*}} ins(%[[K]] : tensor<2x3x5x8xf32>) outs(%[[E]] : tensor<2x3x5x8xf32>)
+// CHECK: arith.mulf
+// CHECK: %[[SB:.*]] = bufferization.to_buffer %[[S]] read_only
+// CHECK: %[[T:.*]] = memref.transpose %[[SB]] (d0, d1, d2, d3) -> (d0, d1, d3, d2)
+// CHECK: %[[C:.*]] = memref.collapse_shape %[[T]] {{\[\[}}0, 1], [2], [3]] : memref<2x3x8x5xf32, strided<[?, ?, ?, ?], offset: ?>> into memref<6x8x5xf32, strided<[?, ?, ?], offset: ?>>
+// CHECK: %[[CB:.*]] = memref.cast %[[C]]
+// CHECK: call @tasd_dense_batch_matmul(%{{.*}}, %[[CB]], %{{.*}})
+// CHECK-NOT: linalg.transpose
+// CHECK: return
+func.func @key_transposed(%q: tensor<2x3x4x8xf32>, %k: tensor<2x3x5x8xf32>) -> tensor<6x4x5xf32> {
+  %zero = arith.constant 0.0 : f32
+  %scale = arith.constant 0.5 : f32
+  %te = tensor.empty() : tensor<2x3x8x5xf32>
+  %kt = linalg.transpose ins(%k : tensor<2x3x5x8xf32>) outs(%te : tensor<2x3x8x5xf32>) permutation = [0, 1, 3, 2]
+  %ks = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>],
+                        iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%kt : tensor<2x3x8x5xf32>) outs(%te : tensor<2x3x8x5xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %m = arith.mulf %in, %scale : f32
+    linalg.yield %m : f32
+  } -> tensor<2x3x8x5xf32>
+  %qc = tensor.collapse_shape %q [[0, 1], [2], [3]] : tensor<2x3x4x8xf32> into tensor<6x4x8xf32>
+  %kc = tensor.collapse_shape %ks [[0, 1], [2], [3]] : tensor<2x3x8x5xf32> into tensor<6x8x5xf32>
+  %e = tensor.empty() : tensor<6x4x5xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<6x4x5xf32>) -> tensor<6x4x5xf32>
+  %r = linalg.batch_matmul ins(%qc, %kc : tensor<6x4x8xf32>, tensor<6x8x5xf32>) outs(%init : tensor<6x4x5xf32>) -> tensor<6x4x5xf32>
+  return %r : tensor<6x4x5xf32>
+}
+
+// -----
+
+// A plain matmul with a transposed right operand (no collapse, no scale): read in
+// place too. A transpose that does not swap the last two dims is copied as before.
+// CHECK-LABEL: func.func @transposed_rhs(
+// CHECK-SAME: %[[A:.*]]: tensor<4x8xf32>, %[[W:.*]]: tensor<16x8xf32>
+// CHECK: %[[WB:.*]] = bufferization.to_buffer %[[W]] read_only
+// CHECK: %[[T:.*]] = memref.transpose %[[WB]] (d0, d1) -> (d1, d0)
+// CHECK: call @tasd_dense_matmul
+// CHECK-LABEL: func.func @other_permutation(
+// CHECK: linalg.transpose
+// CHECK-NOT: memref.transpose
+// CHECK: call @tasd_dense_batch_matmul
+func.func @transposed_rhs(%a: tensor<4x8xf32>, %w: tensor<16x8xf32>) -> tensor<4x16xf32> {
+  %zero = arith.constant 0.0 : f32
+  %te = tensor.empty() : tensor<8x16xf32>
+  %wt = linalg.transpose ins(%w : tensor<16x8xf32>) outs(%te : tensor<8x16xf32>) permutation = [1, 0]
+  %e = tensor.empty() : tensor<4x16xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<4x16xf32>) -> tensor<4x16xf32>
+  %r = linalg.matmul ins(%a, %wt : tensor<4x8xf32>, tensor<8x16xf32>) outs(%init : tensor<4x16xf32>) -> tensor<4x16xf32>
+  return %r : tensor<4x16xf32>
+}
+func.func @other_permutation(%a: tensor<2x4x8xf32>, %b: tensor<8x2x5xf32>) -> tensor<2x4x5xf32> {
+  %zero = arith.constant 0.0 : f32
+  %te = tensor.empty() : tensor<2x8x5xf32>
+  %bt = linalg.transpose ins(%b : tensor<8x2x5xf32>) outs(%te : tensor<2x8x5xf32>) permutation = [1, 0, 2]
+  %e = tensor.empty() : tensor<2x4x5xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<2x4x5xf32>) -> tensor<2x4x5xf32>
+  %r = linalg.batch_matmul ins(%a, %bt : tensor<2x4x8xf32>, tensor<2x8x5xf32>) outs(%init : tensor<2x4x5xf32>) -> tensor<2x4x5xf32>
+  return %r : tensor<2x4x5xf32>
+}
