@@ -134,15 +134,6 @@ class DenseToLibraryCalls(ModulePass):
     is ``@tasd_dense_conv2d_residual`` with that tensor after the bias, and the
     entry adds it and clamps over the output planes on all threads, the same
     f32 operations as the loop (same bits).
-
-    A matmul's right operand that is a ``linalg.transpose`` swapping the last
-    two dims — attention's key read as ``Kᵀ``, possibly scaled by one
-    elementwise ``linalg.generic`` and with its heads merged into the batch by
-    a ``tensor.collapse_shape`` — is passed as a strided view of the key
-    (``memref.transpose``, ``memref.collapse_shape``) instead of a transposed
-    copy; the scale is moved before the transpose (it maps the key as it is)
-    and the entry hands ``sgemm`` the transposed layout. encoder4 (4 layers,
-    heads of 64): the key-transpose loop nest was 1.3 % of a dense call.
     """
 
     name: ClassVar[str] = "tasd-cpu-dense-to-library-calls"
@@ -242,17 +233,7 @@ class DenseToLibraryCalls(ModulePass):
             out = memref.AllocOp(ir.MemRefType.get(list(out_type.shape), out_type.element_type), [], [], alignment=64).result
             out_arg = memref.CastOp(dynamic_memref(out_type.rank, out_type.element_type), out).result
             view = _tap_major_source(rhs)
-            swapped = _swapped_source(rhs) if op.name in ("linalg.matmul", "linalg.batch_matmul") else None
-            if view is not None:
-                rhs_arg = self._transposed_view(view, list(ir.DenseI64ArrayAttr(rhs.owner.attributes["permutation"])))
-            elif swapped is not None:
-                source, groups, scale = swapped
-                if scale is not None:
-                    source = _apply_before_transpose(scale, source)
-                rhs_arg = self._swapped_view(source, groups)
-            else:
-                rhs_arg = buffer(rhs)
-            args = [buffer(lhs), rhs_arg, out_arg]
+            args = [buffer(lhs), buffer(rhs) if view is None else self._transposed_view(view, list(ir.DenseI64ArrayAttr(rhs.owner.attributes["permutation"]))), out_arg]
             scalars: list[int] = []
             if op.name.startswith("linalg.conv") or op.name.startswith("linalg.depthwise"):
                 if entry.startswith("tasd_dense_conv2d"):  # groups
@@ -285,7 +266,7 @@ class DenseToLibraryCalls(ModulePass):
         op.operation.erase()
         _erase_if_dead(original_init.owner)
         _erase_if_dead(original_lhs.owner)
-        if view is not None or swapped is not None:
+        if view is not None:
             _erase_if_dead(original_rhs.owner)
 
     @staticmethod
@@ -302,27 +283,6 @@ class DenseToLibraryCalls(ModulePass):
         perm = ir.AffineMapAttr.get(ir.AffineMap.get_permutation(permutation))
         transposed = memref.TransposeOp(viewed, buf, perm).result
         return memref.CastOp(dynamic_memref(4, t.element_type), transposed).result
-
-    def _swapped_view(self, source: ir.Value, groups: list[list[int]] | None) -> ir.Value:
-        """``source`` with its last two dims swapped (``memref.transpose``), its leading dims
-        collapsed by ``groups`` (``memref.collapse_shape``): the contraction's right operand
-        as a strided view, no copy."""
-        t = ir.RankedTensorType(source.type)
-        dyn = ir.ShapedType.get_dynamic_stride_or_offset()
-        rank = t.rank
-        static = ir.MemRefType.get(list(t.shape), t.element_type, ir.StridedLayoutAttr.get(dyn, [dyn] * rank))
-        buf = bufferization.ToBufferOp(static, source, read_only=True).result
-        permutation = list(range(rank - 2)) + [rank - 1, rank - 2]
-        shape = [t.shape[d] for d in permutation]
-        viewed = ir.MemRefType.get(shape, t.element_type, ir.StridedLayoutAttr.get(dyn, [dyn] * rank))
-        value = memref.TransposeOp(viewed, buf, ir.AffineMapAttr.get(ir.AffineMap.get_permutation(permutation))).result
-        if groups is not None:
-            collapsed = [math.prod(shape[d] for d in g) for g in groups]
-            layout = ir.StridedLayoutAttr.get(dyn, [dyn] * len(groups))
-            value = memref.CollapseShapeOp(ir.MemRefType.get(collapsed, t.element_type, layout), value,
-                                           self._reassociation(groups)).result
-            rank = len(groups)
-        return memref.CastOp(dynamic_memref(rank, t.element_type), value).result
 
     @staticmethod
     def _reassociation(groups: list[list[int]]) -> ir.ArrayAttr:
@@ -347,70 +307,6 @@ def _tap_major_source(filter_value: ir.Value) -> ir.Value | None:
     if not isinstance(owner, ir.OpView) or owner.name != "linalg.transpose" or VIEW_ATTR not in owner.attributes:
         return None
     return owner.operands[0]
-
-
-def _elementwise_of(value: ir.Value) -> ir.OpView | None:
-    """The ``linalg.generic`` producing ``value`` if it maps one tensor elementwise (identity maps,
-    all parallel, one input, an init it does not read) and ``value`` is its only use."""
-    owner = value.owner
-    if not isinstance(owner, ir.OpView) or owner.name != "linalg.generic" or len(owner.results) != 1:
-        return None
-    if len(owner.operands) != 2 or sum(1 for _ in value.uses) != 1:
-        return None
-    maps = [ir.AffineMapAttr(m).value for m in ir.ArrayAttr(owner.attributes["indexing_maps"])]
-    if any(list(m.results) != list(ir.AffineMap.get_identity(m.n_dims).results) for m in maps):
-        return None
-    if any(str(t) != "#linalg.iterator_type<parallel>" for t in ir.ArrayAttr(owner.attributes["iterator_types"])):
-        return None
-    if any(True for _ in owner.regions[0].blocks[0].arguments[1].uses):
-        return None
-    return owner
-
-
-def _swapped_source(rhs: ir.Value) -> tuple[ir.Value, list[list[int]] | None, ir.OpView | None] | None:
-    """``(X, groups, scale)`` when a matmul's right operand is ``linalg.transpose(X)`` swapping
-    the last two dims (attention's key read as ``Kᵀ``), possibly with its leading dims merged by
-    a ``tensor.collapse_shape`` (``groups``, the last two dims kept apart) and with one
-    elementwise ``linalg.generic`` (``scale``: the key's ``1/sqrt(sqrt(d))`` of torch's
-    attention) between the transpose and the collapse; else None."""
-    value = rhs
-    groups = None
-    owner = value.owner
-    if isinstance(owner, ir.OpView) and owner.name == "tensor.collapse_shape":
-        groups = [[int(ir.IntegerAttr(d).value) for d in ir.ArrayAttr(g)] for g in ir.ArrayAttr(owner.attributes["reassociation"])]
-        value = owner.operands[0]
-    scale = _elementwise_of(value)
-    if scale is not None:
-        value = scale.operands[0]
-    owner = value.owner
-    if not isinstance(owner, ir.OpView) or owner.name != "linalg.transpose" or VIEW_ATTR in owner.attributes:
-        return None
-    if scale is not None and sum(1 for _ in value.uses) != 1:
-        return None
-    permutation = list(ir.DenseI64ArrayAttr(owner.attributes["permutation"]))
-    rank = len(permutation)
-    if rank < 2 or permutation != list(range(rank - 2)) + [rank - 1, rank - 2]:
-        return None
-    if groups is not None and groups[-2:] != [[rank - 2], [rank - 1]]:
-        return None
-    source = owner.operands[0]
-    if not _static_f32(source, rank):
-        return None
-    return source, groups, scale
-
-
-def _apply_before_transpose(scale: ir.OpView, source: ir.Value) -> ir.Value:
-    """Make the elementwise ``scale`` read ``source`` (the transpose's input) into a fresh
-    tensor of its shape; the transpose it read is erased when unused. Returns its result."""
-    transpose = scale.operands[0].owner
-    t = ir.RankedTensorType(source.type)
-    with ir.InsertionPoint(scale), scale.location:
-        empty = tensor.EmptyOp(list(t.shape), t.element_type).result
-    scale.operation.operands[0] = source
-    scale.operation.operands[1] = empty
-    scale.results[0].set_type(t)
-    _erase_if_dead(transpose)
-    return scale.results[0]
 
 
 def _erase_if_dead(owner: object) -> None:

@@ -450,16 +450,12 @@ def _gemm(abase: int, a0: int, a1: int, bbase: int, b0: int, b1: int, ybase: int
         _store(zero, ybase, y0, y1)
         return
     a = _matrix(abase, m, k, a0, a1)
+    b = _matrix(bbase, k, n, b0, b1)
     if (n == 1 or y1 == 1) and (m == 1 or y0 == n):
         y = carray(_f32p(ybase), (m, n))
     else:
         y = np.empty((m, n), np.float32)
-    if not ((n == 1 or b1 == 1) and (k == 1 or b0 == n)) and (k == 1 or b0 == 1) and (n == 1 or b1 == k):
-        # B is a transposed view of a packed [n, k] matrix (an attention key read as Kᵀ through
-        # memref.transpose): sgemm reads it as such (transb), no copy
-        _dot(a, carray(_f32p(bbase), (n, k)).T, y)
-    else:
-        _dot(a, _matrix(bbase, k, n, b0, b1), y)
+    _dot(a, b, y)
     _store(y, ybase, y0, y1)
 
 
