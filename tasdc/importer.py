@@ -423,10 +423,6 @@ def fix_gelu_tanh_constant(module: ir.Module) -> int:
                 return float(dtype(value))
         return None
 
-    def owner(value: ir.Value) -> ir.Operation:
-        op = value.owner
-        return op.operation if isinstance(op, ir.OpView) else op
-
     found: list[ir.Operation] = []
 
     def visit(op: ir.Operation) -> ir.WalkResult:
