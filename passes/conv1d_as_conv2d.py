@@ -22,13 +22,15 @@ def _static_tensor(value: ir.Value) -> ir.RankedTensorType | None:
     return ir.RankedTensorType(t)
 
 
+def _reassociation() -> ir.ArrayAttr:
+    i64 = ir.IntegerType.get_signless(64)
+    return ir.ArrayAttr.get([ir.ArrayAttr.get([ir.IntegerAttr.get(i64, d) for d in group]) for group in _UNIT_HEIGHT])
+
+
 def _with_unit_height(value: ir.Value, t: ir.RankedTensorType) -> ir.Value:
     n, c, w = t.shape
     shape = [n, c, 1, w]
-    return tensor.expand_shape(ir.RankedTensorType.get(shape, t.element_type), value,
-                               ir.ArrayAttr.get([ir.ArrayAttr.get([ir.IntegerAttr.get(ir.IntegerType.get_signless(64), d)
-                                                                   for d in group]) for group in _UNIT_HEIGHT]),
-                               [], shape)
+    return tensor.expand_shape(ir.RankedTensorType.get(shape, t.element_type), value, _reassociation(), [], shape)
 
 
 def _pair(op: ir.OpView, name: str) -> list[int]:
@@ -82,11 +84,8 @@ class Conv1dAsConv2d(ModulePass):
             y = _with_unit_height(op.operands[2], y_type)
             conv = linalg.conv_2d_nchw_fchw(x, f, outs=[y], strides=_pair(op, "strides"),
                                             dilations=_pair(op, "dilations"))
-            for name in ("tasd.layer",):
-                if name in op.attributes:
-                    conv.owner.attributes[name] = op.attributes[name]
-            flat = tensor.collapse_shape(y_type, conv, ir.ArrayAttr.get(
-                [ir.ArrayAttr.get([ir.IntegerAttr.get(ir.IntegerType.get_signless(64), d) for d in group])
-                 for group in _UNIT_HEIGHT]))
+            if "tasd.layer" in op.attributes:
+                conv.owner.attributes["tasd.layer"] = op.attributes["tasd.layer"]
+            flat = tensor.collapse_shape(y_type, conv, _reassociation())
         op.results[0].replace_all_uses_with(flat)
         op.operation.erase()

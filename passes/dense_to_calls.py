@@ -10,7 +10,7 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, bufferization, func, memref, tensor
 
-from tasdc.module import fill_value, ops_named
+from tasdc.module import fill_value, ops_named, window_pair
 from tasdc.passes.base import ModulePass
 from tasdc.passes.fold_batch_norm import erase_dead
 from tasdc.passes.fuse_kernel_epilogues import AffineClamp, compose_step, defined_before
@@ -59,12 +59,6 @@ def _is_zero_fill(value: ir.Value) -> bool:
     (``tasd-cpu-fold-batch-broadcasts`` collapses a batch_matmul's init)."""
     constant = fill_value(value, through_reshapes=True)
     return constant == 0.0 and math.copysign(1.0, constant) > 0
-
-
-def _pair(op: ir.OpView, name: str) -> list[int]:
-    if name not in op.attributes:
-        return [1, 1]
-    return [int(v) for v in ir.DenseIntElementsAttr(op.attributes[name])]
 
 
 def contraction_flops(op: ir.OpView) -> int:
@@ -238,7 +232,7 @@ class DenseToLibraryCalls(ModulePass):
             if op.name.startswith("linalg.conv") or op.name.startswith("linalg.depthwise"):
                 if entry.startswith("tasd_dense_conv2d"):  # groups
                     scalars.append(ir.RankedTensorType(op.operands[1].type).shape[0] if grouped else 1)
-                scalars += _pair(op, "strides") + _pair(op, "dilations") + padding
+                scalars += window_pair(op, "strides") + window_pair(op, "dilations") + padding
             if epilogue is not None:
                 f32 = ir.F32Type.get()
                 bias, residual = epilogue.bias, epilogue.residual

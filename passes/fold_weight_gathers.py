@@ -9,7 +9,7 @@ import numpy as np
 from torch_mlir import ir
 
 from tasdc.elements import constant_elements, make_elements
-from tasdc.module import ops_named
+from tasdc.module import constant_int, ops_named
 from tasdc.passes.base import ModulePass
 from tasdc.passes.fold_batch_norm import erase_dead
 
@@ -21,14 +21,6 @@ _WEIGHT_OPERANDS = {
 }
 #: Index arithmetic the gather body may use (on int64 index grids).
 _INDEX_OPS = {"arith.addi": np.add, "arith.subi": np.subtract, "arith.muli": np.multiply}
-
-
-def _integer_constant(value: ir.Value) -> np.ndarray | None:
-    """An integer ``arith.constant`` (defined anywhere) as an int64 scalar."""
-    owner = value.owner
-    if isinstance(owner, ir.OpView) and owner.name == "arith.constant" and isinstance(owner.attributes["value"], ir.IntegerAttr):
-        return np.array(ir.IntegerAttr(owner.attributes["value"]).value, np.int64)
-    return None
 
 
 def _gather_value(op: ir.OpView, sources: list[ir.Value]) -> np.ndarray | None:
@@ -58,7 +50,10 @@ def _gather_value(op: ir.OpView, sources: list[ir.Value]) -> np.ndarray | None:
     env: dict[ir.Value, np.ndarray] = {}
 
     def get(v: ir.Value) -> np.ndarray | None:
-        return env[v] if v in env else _integer_constant(v)
+        if v in env:
+            return env[v]
+        number = constant_int(v)  # an integer constant defined anywhere
+        return None if number is None else np.array(number, np.int64)
 
     for inner in block.operations:
         name = inner.operation.name

@@ -8,6 +8,7 @@ from typing import ClassVar
 from torch_mlir import ir
 
 from tasdc.errors import PipelineError
+from tasdc.module import constant_int
 from tasdc.passes.base import ModulePass
 
 #: The discardable attribute ``convert-scf-to-cf`` copies from an ``scf.for``
@@ -21,18 +22,9 @@ ANNOTATION = "#llvm.loop_annotation<unroll = <disable = true>>"
 _LOOPS = {"scf.for", "scf.parallel", "scf.while", "scf.forall", "affine.for", "affine.parallel"}
 
 
-def _constant_index(value: ir.Value) -> int | None:
-    """The integer of an ``arith.constant`` index value, else ``None``."""
-    owner = value.owner
-    if isinstance(owner, ir.Block) or owner.name != "arith.constant":
-        return None
-    attr = owner.attributes["value"]
-    return ir.IntegerAttr(attr).value if isinstance(attr, ir.IntegerAttr) else None
-
-
 def trip_count(loop: ir.Operation) -> int | None:
     """The iterations of an ``scf.for`` with constant bounds and step, else ``None``."""
-    lower, upper, step = (_constant_index(v) for v in list(loop.operands)[:3])
+    lower, upper, step = (constant_int(v) for v in list(loop.operands)[:3])
     if lower is None or upper is None or step is None or step <= 0:
         return None
     return max(0, -(-(upper - lower) // step))

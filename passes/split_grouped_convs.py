@@ -9,20 +9,11 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import linalg, tensor
 
-from tasdc.elements import constant_elements, make_elements
+from tasdc.elements import make_elements
 from tasdc.errors import PipelineError
-from tasdc.module import ops_named
+from tasdc.module import ops_named, window_pair
 from tasdc.passes.base import ModulePass
-from tasdc.passes.fold_batch_norm import erase_dead
-
-
-def _filter_value(value: ir.Value) -> np.ndarray | None:
-    """A constant filter, followed through ``tensor.expand_shape`` / ``collapse_shape``."""
-    owner = value.owner
-    if isinstance(owner, ir.OpView) and owner.name in ("tensor.expand_shape", "tensor.collapse_shape"):
-        inner = _filter_value(owner.operands[0])
-        return None if inner is None else inner.reshape(ir.RankedTensorType(value.type).shape)
-    return constant_elements(value)
+from tasdc.passes.fold_batch_norm import erase_dead, evaluate_constant
 
 
 def _group_slice(builder_type: ir.RankedTensorType, source: ir.Value, group: int) -> ir.Value:
@@ -86,12 +77,10 @@ class SplitGroupedConvs(ModulePass):
         groups = x_type.shape[1]
         if groups > self.max_groups:
             return
-        weights = _filter_value(f)
+        weights = evaluate_constant(f)  # a constant filter, through reshapes
         if weights is None:
             return
-        strides = [int(v) for v in ir.DenseIntElementsAttr(op.attributes["strides"])] if "strides" in op.attributes else [1, 1]
-        dilations = ([int(v) for v in ir.DenseIntElementsAttr(op.attributes["dilations"])]
-                     if "dilations" in op.attributes else [1, 1])
+        strides, dilations = window_pair(op, "strides"), window_pair(op, "dilations")
         with ir.InsertionPoint(op), op.location:
             x_group = ir.RankedTensorType.get([x_type.shape[0], *x_type.shape[2:]], x_type.element_type)
             y_group = ir.RankedTensorType.get([y_type.shape[0], *y_type.shape[2:]], y_type.element_type)

@@ -8,7 +8,7 @@ from typing import ClassVar
 from torch_mlir import ir
 from torch_mlir.dialects import linalg, tensor
 
-from tasdc.module import ops_named
+from tasdc.module import ops_named, window_pair
 from tasdc.passes.base import ModulePass
 
 #: The dense conv entry's method (``runtime/cpu/dense.py``: ``IMPLICIT``, ``STACKED``, ``WINOGRAD``)
@@ -27,12 +27,6 @@ def conv_method(channels: int, kh: int, kw: int, strides: list[int], dilations: 
     from tasdc.runtime.cpu.dense import conv_method as entry_method
 
     return int(entry_method.py_func(channels, kh, kw, strides[0], strides[1], dilations[0], dilations[1], tiles))
-
-
-def _pair(op: ir.OpView, name: str) -> list[int]:
-    if name not in op.attributes:
-        return [1, 1]
-    return [int(v) for v in ir.DenseIntElementsAttr(op.attributes[name])]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +69,7 @@ class TapMajorFilters(ModulePass):
         shape = list(t.shape)
         f, c, kh, kw = shape
         n, _, oh, ow = ir.RankedTensorType(op.results[0].type).shape
-        method = conv_method(c, kh, kw, _pair(op, "strides"), _pair(op, "dilations"), n * ((oh + 1) // 2) * ((ow + 1) // 2))
+        method = conv_method(c, kh, kw, window_pair(op, "strides"), window_pair(op, "dilations"), n * ((oh + 1) // 2) * ((ow + 1) // 2))
         if method not in LAYOUTS:
             return
         forward, backward = LAYOUTS[method]

@@ -390,14 +390,15 @@ def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] =
                          input_names=names)
 
 
-def canonicalize_imported(module: ir.Module) -> None:
-    """What every module torch-mlir imports (from torch or ONNX) goes through before the TASD
-    passes: its GELU-tanh constant fixed (:func:`fix_gelu_tanh_constant`), its 1-D
-    convolutions made 2-D (``tasd-conv1d-as-conv2d``, so ``nn.Conv1d`` weights are
-    decomposed), its weights gathered from constants (a transposed convolution's flipped
-    filter) folded into constants (``tasd-fold-weight-gathers``). A ``.mlir`` file gets the
-    last two only (its constants are the user's)."""
-    fix_gelu_tanh_constant(module)
+def canonicalize_imported(module: ir.Module, torch_mlir_output: bool = True) -> None:
+    """What every imported module goes through before the TASD passes: its 1-D convolutions
+    made 2-D (``tasd-conv1d-as-conv2d``, so ``nn.Conv1d`` weights are decomposed), its
+    weights gathered from constants (a transposed convolution's flipped filter) folded into
+    constants (``tasd-fold-weight-gathers``); and, for what torch-mlir just produced (from
+    torch or ONNX, not a ``.mlir`` file, whose constants are the user's), its GELU-tanh
+    constant fixed (:func:`fix_gelu_tanh_constant`)."""
+    if torch_mlir_output:
+        fix_gelu_tanh_constant(module)
     Conv1dAsConv2d().run(module)
     FoldWeightGathers().run(module)
 
@@ -652,8 +653,7 @@ def import_file(path: str | Path) -> ImportedModel:
     check_initialized_outputs(module, str(path))
     if not any(op.operation.name == "func.func" for op in module.body.operations):
         raise InputError(f"{path}: the module has no function to compile (empty or not a model)")
-    Conv1dAsConv2d().run(module)
-    FoldWeightGathers().run(module)
+    canonicalize_imported(module, torch_mlir_output=False)
     names = tuple(f"arg{i}" for i in range(len(entry_arguments(module))))
     return ImportedModel(module=module, source=str(path), input_names=names)
 

@@ -256,6 +256,22 @@ def ops_named(module: ir.Module, *names: str) -> list[ir.OpView]:
     return found
 
 
+def window_pair(op: ir.OpView, name: str) -> list[int]:
+    """A 2-D convolution's ``strides`` / ``dilations`` attribute (default ``[1, 1]``)."""
+    if name not in op.attributes:
+        return [1, 1]
+    return [int(v) for v in ir.DenseIntElementsAttr(op.attributes[name])]
+
+
+def constant_int(value: ir.Value) -> int | None:
+    """The integer of an ``arith.constant`` of integer or index type, else ``None``."""
+    owner = value.owner
+    if not isinstance(owner, ir.OpView) or owner.name != "arith.constant":
+        return None
+    attr = owner.attributes["value"]
+    return ir.IntegerAttr(attr).value if isinstance(attr, ir.IntegerAttr) else None
+
+
 def fill_value(value: ir.Value, through_reshapes: bool = False) -> float | None:
     """The float constant ``value`` is a ``linalg.fill`` of (``None`` when it
     is not one); with ``through_reshapes``, also through
