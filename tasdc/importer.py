@@ -359,16 +359,67 @@ def _literal_hooks() -> Any:
     return LiteralHooks()
 
 
+def state_in_lists_copied(program: Any) -> None:
+    """Give every parameter, buffer or lifted constant that an op takes inside a list
+    (``x[:, idx]``'s ``aten.index.Tensor`` indices, ``torch.cat([param, x])``) a copy of its
+    own (``aten.clone``) that the list holds instead, in ``program``'s graph (modified).
+
+    torch-mlir's frozen import puts the state tensors themselves where their placeholders
+    were used; a list holding a tensor next to graph values then fails ("Heterogeneous lists
+    are not supported", e.g. Swin's relative-position index). A tensor operand of its own is
+    imported as a literal, so the list holds the copy's value like any other.
+    """
+    import torch
+
+    signature = program.graph_signature
+    state = {*signature.inputs_to_parameters, *signature.inputs_to_buffers,
+             *getattr(signature, "inputs_to_lifted_tensor_constants", {})}
+    graph = program.graph
+    copies: dict[Any, Any] = {}
+
+    def copied(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return type(value)(copied(v) for v in value)
+        if getattr(value, "op", None) != "placeholder" or value.name not in state:
+            return value
+        if value not in copies:
+            with graph.inserting_after(value):
+                copy = graph.call_function(torch.ops.aten.clone.default, (value,))
+            copy.meta["val"] = value.meta.get("val")
+            copies[value] = copy
+        return copies[value]
+
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        args = tuple(copied(a) if isinstance(a, (list, tuple)) else a for a in node.args)
+        kwargs = {k: copied(v) if isinstance(v, (list, tuple)) else v for k, v in node.kwargs.items()}
+        if args != node.args or kwargs != node.kwargs:
+            node.args, node.kwargs = args, kwargs
+
+
+def _frozen_importer(context: ir.Context) -> Any:
+    """torch-mlir's ``FxImporter`` with tasdc's literal hooks, whose frozen import first gives
+    state used inside lists a copy of its own (:func:`state_in_lists_copied`)."""
+    from torch_mlir.extras.fx_importer import FxImporter
+
+    class FrozenImporter(FxImporter):
+        def import_frozen_program(self, prog: Any, *args: Any, **kwargs: Any) -> Any:
+            state_in_lists_copied(prog)  # ``prog`` is torch-mlir's decomposed copy of the program
+            return super().import_frozen_program(prog, *args, **kwargs)
+
+    return FrozenImporter(context=context, hooks=_literal_hooks())
+
+
 def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] = ()) -> ImportedModel:
     from torch_mlir import fx
-    from torch_mlir.extras.fx_importer import FxImporter
 
     context = new_context()
     with capture(context) as log:  # MLIR's diagnostics into the error message, not onto stderr
         try:
             module = fx.export_and_import(
                 with_persistent_state(program), output_type="linalg-on-tensors",
-                fx_importer=FxImporter(context=context, hooks=_literal_hooks())
+                fx_importer=_frozen_importer(context)
             )
         except InputError:
             raise
