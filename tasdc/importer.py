@@ -32,9 +32,10 @@ from torch_mlir import ir
 
 from tasdc.diagnostics import capture
 from tasdc.errors import InputError, UnsafeModelError
-from tasdc.module import new_context, parse_module
+from tasdc.module import new_context, ops_named, parse_module
 from tasdc.passes.conv1d_as_conv2d import Conv1dAsConv2d
 from tasdc.passes.fold_weight_gathers import FoldWeightGathers
+from tasdc.torch_decompositions import decomposition_table
 
 # Dialects that may appear in an imported linalg-on-tensors module.
 LINALG_ON_TENSORS_DIALECTS = frozenset(
@@ -411,6 +412,23 @@ def _frozen_importer(context: ir.Context) -> Any:
     return FrozenImporter(context=context, hooks=_literal_hooks())
 
 
+def _torch_operator_names(program: Any) -> list[str]:
+    """The ops of ``program`` that torch-mlir imports as generic ``torch.operator`` (aten ops
+    its torch dialect does not define, e.g. ``torch.aten.lgamma``), by the ``name`` attribute
+    of a raw import; empty if that import fails too."""
+    from torch_mlir import fx
+
+    context = new_context()
+    with capture(context):
+        try:
+            raw = fx.export_and_import(with_persistent_state(program), output_type="raw",
+                                       fx_importer=_frozen_importer(context), decomposition_table=decomposition_table())
+        except Exception:
+            return []
+        names = (ir.StringAttr(op.attributes["name"]).value for op in ops_named(raw, "torch.operator"))
+        return sorted(set(names))
+
+
 def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] = ()) -> ImportedModel:
     from torch_mlir import fx
 
@@ -419,7 +437,7 @@ def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] =
         try:
             module = fx.export_and_import(
                 with_persistent_state(program), output_type="linalg-on-tensors",
-                fx_importer=_frozen_importer(context)
+                fx_importer=_frozen_importer(context), decomposition_table=decomposition_table()
             )
         except InputError:
             raise
@@ -428,6 +446,10 @@ def _import_program(program: Any, source: str, example_inputs: tuple[Any, ...] =
             if log.errors:  # the op torch-mlir could not lower, and where the model computes it
                 first = log.errors[0]
                 detail = first.message.split(": %")[0].split(': "')[0].strip()
+                if "'torch.operator'" in detail:  # an aten op the torch dialect does not define
+                    unknown = _torch_operator_names(program)
+                    if unknown:
+                        detail = f"no lowering for {', '.join(unknown)}"
                 if first.file:
                     detail += f" (at {first.file}:{first.line})"
             raise InputError(f"{source}: torch-mlir cannot lower the model to linalg-on-tensors: {detail}") from None
