@@ -9,6 +9,12 @@ into ops it lowers, get a decomposition here (:func:`decomposition_table`):
   'torch.aten.embedding_bag.padding_idx'". The bags become a membership mask
   ``[bags, indices]`` built from the offsets, and the reduction of the gathered rows
   a product with that mask (sum, mean) or a masked maximum (max).
+* ``nn.Bilinear`` (``aten.bilinear``): torch decomposes it into ``aten._trilinear``,
+  which torch-mlir lowers to broadcast products and sums, so its weight was in no
+  contraction (absent from the report, never decomposed). Here the weight
+  ``W[out, in1, in2]`` becomes the right operand of one matmul,
+  ``x1 · W'[in1, out·in2]``, whose result is multiplied by ``x2`` and summed over
+  ``in2``.
 """
 
 from __future__ import annotations
@@ -71,6 +77,19 @@ def _embedding_bag_padding_idx(weight: torch.Tensor, indices: torch.Tensor, offs
                           include_last_offset, padding_idx)
 
 
+def _bilinear(x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+              ) -> torch.Tensor:
+    """``aten.bilinear``, ``y[.., o] = Σ_ij x1[.., i] W[o, i, j] x2[.., j] + b[o]``, as a
+    matmul with the weight (``[in1, out·in2]``) then a product with ``x2`` summed over ``j``."""
+    out, in1, in2 = weight.shape
+    lead = x1.shape[:-1]
+    left = torch.mm(x1.reshape(-1, in1), weight.permute(1, 0, 2).reshape(in1, out * in2))
+    y = (left.reshape(-1, out, in2) * x2.reshape(-1, 1, in2)).sum(-1)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*lead, out)
+
+
 def decomposition_table() -> dict[Any, Callable[..., Any]]:
     """torch-mlir's decomposition table with tasdc's additions (this module's docstring)."""
     from torch_mlir.extras.fx_decomp_util import get_decomposition_table
@@ -80,4 +99,5 @@ def decomposition_table() -> dict[Any, Callable[..., Any]]:
     table[aten._embedding_bag.default] = _embedding_bag
     table[aten.embedding_bag.default] = _embedding_bag
     table[aten.embedding_bag.padding_idx] = _embedding_bag_padding_idx
+    table[aten.bilinear.default] = _bilinear
     return table
