@@ -19,6 +19,8 @@ _WEIGHT_OPERANDS = {
     "linalg.matmul": (0, 1),
     "linalg.batch_matmul": (0, 1),
 }
+#: Reshapes between the gather and the contraction (``ConvTranspose1d``'s filter, made 4-D).
+_RESHAPES = ("tensor.expand_shape", "tensor.collapse_shape")
 #: Index arithmetic the gather body may use (on int64 index grids).
 _INDEX_OPS = {"arith.addi": np.add, "arith.subi": np.subtract, "arith.muli": np.multiply}
 
@@ -96,7 +98,8 @@ class FoldWeightGathers(ModulePass):
     ``linalg.index`` with integer add / sub / mul and yields a
     ``tensor.extract`` of a constant tensor (torch-mlir's
     ``ConvTranspose2d``: ``F[o, i, h, w] = W[i, o, KH-1-h, KW-1-w]``, the
-    filter transposed and flipped) becomes a constant holding those
+    filter transposed and flipped; ``ConvTranspose1d``'s, reshaped to 4-D on
+    its way to the convolution) becomes a constant holding those
     elements, computed with numpy at compile time. The generic (and the fill
     and constant it leaves unused) is erased. Same elements: results are
     identical.
@@ -118,6 +121,9 @@ class FoldWeightGathers(ModulePass):
                     for position in positions:
                         operand = op.operands[position]
                         owner = operand.owner
+                        while isinstance(owner, ir.OpView) and owner.name in _RESHAPES:
+                            operand = owner.operands[0]
+                            owner = operand.owner
                         if not isinstance(owner, ir.OpView) or owner.name != "linalg.generic":
                             continue
                         sources: list[ir.Value] = []

@@ -44,6 +44,41 @@ func.func @transposed_conv(%x: tensor<1x2x3x3xf32>) -> tensor<1x2x2x2xf32> {
 
 // -----
 
+// ConvTranspose1d: the gathered filter F[o, i, k] = W[i, o, 1-k] reaches the
+// convolution through tensor.expand_shape (made 4-D); the gather is folded and
+// the reshape kept. W[i, o, k] = 4*i + 2*o + k: F = [[[1, 0], [5, 4]], [[3, 2], [7, 6]]].
+// CHECK-LABEL: func.func @transposed_conv1d(
+// CHECK-NOT: linalg.generic
+// CHECK: %[[F:.*]] = arith.constant dense_resource<tasd_gathered_weight_0> : tensor<2x2x2xf32>
+// CHECK: %[[F4:.*]] = tensor.expand_shape %[[F]]
+// CHECK: linalg.conv_2d_nchw_fchw {{.*}} ins(%{{.*}}, %[[F4]] :
+// CHECK: tasd_gathered_weight_0: "0x040000000000803F000000000000A0400000804000004040000000400000E0400000C040"
+func.func @transposed_conv1d(%x: tensor<1x2x1x3xf32>) -> tensor<1x2x1x2xf32> {
+  %w = arith.constant dense<[[[0.0, 1.0], [2.0, 3.0]], [[4.0, 5.0], [6.0, 7.0]]]> : tensor<2x2x2xf32>
+  %c1 = arith.constant 1 : index
+  %cst = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x2x2xf32>
+  %fill = linalg.fill ins(%cst : f32) outs(%e : tensor<2x2x2xf32>) -> tensor<2x2x2xf32>
+  %f = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>],
+                       iterator_types = ["parallel", "parallel", "parallel"]} outs(%fill : tensor<2x2x2xf32>) {
+  ^bb0(%out: f32):
+    %o = linalg.index 0 : index
+    %i = linalg.index 1 : index
+    %k = linalg.index 2 : index
+    %rk = arith.subi %c1, %k : index
+    %v = tensor.extract %w[%i, %o, %rk] : tensor<2x2x2xf32>
+    linalg.yield %v : f32
+  } -> tensor<2x2x2xf32>
+  %f4 = tensor.expand_shape %f [[0], [1], [2, 3]] output_shape [2, 2, 1, 2] : tensor<2x2x2xf32> into tensor<2x2x1x2xf32>
+  %ye = tensor.empty() : tensor<1x2x1x2xf32>
+  %y0 = linalg.fill ins(%cst : f32) outs(%ye : tensor<1x2x1x2xf32>) -> tensor<1x2x1x2xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+       ins(%x, %f4 : tensor<1x2x1x3xf32>, tensor<2x2x1x2xf32>) outs(%y0 : tensor<1x2x1x2xf32>) -> tensor<1x2x1x2xf32>
+  return %y : tensor<1x2x1x2xf32>
+}
+
+// -----
+
 // Not folded: the gather reads a run-time tensor; the generic reads its init
 // (an accumulation, not a gather); an index that would fall outside the source.
 // CHECK-LABEL: func.func @not_folded(
